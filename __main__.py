@@ -1,0 +1,5 @@
+"""`python -m clinicgym` runs the command-line interface."""
+
+from clinicgym.runs.cli import main
+
+main()

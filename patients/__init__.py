@@ -1,0 +1,1 @@
+"""Patients: the clinical knowledge base, case sampling, and the grounded patient agents."""

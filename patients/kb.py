@@ -1,0 +1,603 @@
+"""The clinical knowledge base: schema, loader and cross-checks for the YAML files in `knowledge/`.
+
+The KB is data, not code (tau2-bench's lesson): conditions, the findings they produce, tests and
+their results, vital signs, drugs and background prevalences. Every file is validated on load;
+all problems in all files are collected and raised once, each naming the file, item and field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from clinicgym.patients.errors import KBError
+
+SCHEMA_VERSION = 1
+KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
+
+AgeBand = Literal["0-4", "5-17", "18-39", "40-64", "65+"]
+AGE_BANDS: dict[str, tuple[int, int]] = {
+    "0-4": (0, 4),
+    "5-17": (5, 17),
+    "18-39": (18, 39),
+    "40-64": (40, 64),
+    "65+": (65, 95),
+}
+Sex = Literal["female", "male"]
+Setting = Literal["primary_care", "emergency", "mental_health", "paediatrics", "rare_disease"]
+FindingCategory = Literal["hpi", "ros", "pmh", "social", "family", "exam"]
+Salience = Literal["must_ask", "should_ask", "incidental"]
+ExamSystem = Literal[
+    "general",
+    "cardiovascular",
+    "respiratory",
+    "abdominal",
+    "neurological",
+    "skin",
+    "ent",
+    "eyes",
+    "musculoskeletal",
+    "mental_state",
+    "genitourinary",
+]
+EXAM_SYSTEMS: tuple[str, ...] = ExamSystem.__args__  # type: ignore[attr-defined]
+CHILD_AGE = 12
+"""Below this age the caregiver answers, so history findings need `text_child` wording."""
+
+_ID = r"^[a-z][a-z0-9_]*$"
+_ICD10 = r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
+_PRONOUN_SLOTS = ("{She}", "{she}", "{her}", "{Her}", "{him}")
+"""Caregiver wording slots: {She}/{she} subject, {her}/{Her} possessive, {him} object."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Finding(_Model):
+    """A concept the patient can report or the examiner can find (the findings catalogue)."""
+
+    id: str = Field(pattern=_ID)
+    name: str = Field(min_length=2)
+    """Clinical name, e.g. 'pleuritic chest pain'."""
+    category: FindingCategory
+    question: str | None = None
+    """How a clinician would ask about it; required for history categories (not exam)."""
+    synonyms: list[str] = []
+    """Other ways of naming it, lay and clinical; used to match questions."""
+    text: str = Field(min_length=2)
+    """What the patient says when present (first person), or the examiner's report for exam."""
+    text_child: str | None = None
+    """Caregiver's wording for a child, with {She}/{she}/{her} slots filled by the child's sex."""
+    system: ExamSystem | None = None
+    """The examination system that reveals an exam finding."""
+
+    @model_validator(mode="after")
+    def _category_fields(self) -> Finding:
+        if self.category == "exam":
+            if self.system is None:
+                raise ValueError("an exam finding needs 'system'")
+        elif not self.question:
+            raise ValueError(f"a {self.category} finding needs 'question'")
+        return self
+
+
+class LabTest(_Model):
+    """A test the clinician can order: a lab, an imaging study or a bedside test."""
+
+    id: str = Field(pattern=_ID)
+    name: str
+    kind: Literal["lab", "imaging", "bedside"]
+    synonyms: list[str] = []
+    unit: str | None = None
+    normal: tuple[float, float] | None = None
+    """Reference range for numeric results (low, high)."""
+    normal_text: str | None = None
+    """Report text for a normal qualitative result (imaging, ECG, urine dipstick)."""
+    decimals: int = Field(default=1, ge=0, le=3)
+    cost: float = Field(ge=0)
+    """Indicative cost in US dollars, for test-stewardship metrics."""
+
+    @model_validator(mode="after")
+    def _one_kind_of_result(self) -> LabTest:
+        if (self.normal is None) == (self.normal_text is None):
+            raise ValueError("give exactly one of 'normal' (a numeric range) or 'normal_text'")
+        if self.normal is not None and self.normal[0] > self.normal[1]:
+            raise ValueError(f"'normal' low {self.normal[0]} is above high {self.normal[1]}")
+        return self
+
+
+class VitalSign(_Model):
+    """A vital sign, with its normal range per age band."""
+
+    id: str = Field(pattern=_ID)
+    name: str
+    unit: str
+    decimals: int = Field(default=0, ge=0, le=2)
+    normal: dict[AgeBand, tuple[float, float]]
+
+
+class FindingLink(_Model):
+    """A finding as it appears in one condition: how likely it is, and how much it matters."""
+
+    id: str
+    p: float = Field(gt=0, le=1)
+    """P(finding present | condition)."""
+    salience: Salience = "should_ask"
+
+
+class TestResult(_Model):
+    """A test's result in one condition: a numeric range or a report text, abnormal with prob p."""
+
+    id: str
+    p: float = Field(default=1.0, gt=0, le=1)
+    """P(result abnormal | condition); otherwise the test comes back normal."""
+    value: tuple[float, float] | None = None
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _one_result(self) -> TestResult:
+        if (self.value is None) == (self.text is None):
+            raise ValueError("give exactly one of 'value' (a numeric range) or 'text'")
+        return self
+
+
+class Prevalence(_Model):
+    """Relative weight of a condition by age band and sex (missing bands weigh 0)."""
+
+    age_bands: dict[AgeBand, float]
+    sex: dict[Sex, float] = {"female": 1.0, "male": 1.0}
+
+    @field_validator("age_bands", "sex")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+            raise ValueError("weights must be >= 0 with at least one > 0")
+        return v
+
+
+class Escalation(_Model):
+    """The action a condition requires, and by which clinician turn."""
+
+    level: Literal["emergency", "urgent"]
+    to: str
+    """Where to send the patient, e.g. 'emergency department', 'crisis team'."""
+    within_turns: int = Field(ge=1, le=50)
+
+
+class GeneticBasis(_Model):
+    """A causal or pharmacogenomic variant."""
+
+    gene: str
+    variant: str
+    """HGVS notation or star allele."""
+    zygosity: Literal["heterozygous", "homozygous", "hemizygous", "compound_heterozygous"]
+    inheritance: str | None = None
+
+
+class Condition(_Model):
+    """A diagnosis the KB can generate patients for."""
+
+    id: str = Field(pattern=_ID)
+    name: str
+    icd10: str = Field(pattern=_ICD10)
+    synonyms: list[str] = []
+    settings: list[Setting] = Field(min_length=1)
+    sex: Literal["any", "female", "male"] = "any"
+    age: tuple[int, int]
+    prevalence: Prevalence
+    chief_complaint: list[str] = Field(min_length=1)
+    """Finding ids; one of them (present in the case) is the reason for the visit."""
+    findings: list[FindingLink] = Field(min_length=3)
+    vitals: dict[str, tuple[float, float]] = {}
+    """Abnormal vital-sign ranges for this condition; others are sampled from the normal range."""
+    tests: list[TestResult] = []
+    red_flags: list[str] = []
+    """Finding ids that, when present, signal danger."""
+    escalation: Escalation | None = None
+    treatments: list[str] = []
+    contraindicated: list[str] = []
+    """Drug ids that must not be given to a patient with this condition."""
+    differential: list[str] = []
+    genetics: list[GeneticBasis] = []
+    sources: list[str] = Field(min_length=1)
+    """Public guidelines or references the entry is written from."""
+
+    @model_validator(mode="after")
+    def _age_range(self) -> Condition:
+        lo, hi = self.age
+        if not 0 <= lo <= hi <= 95:
+            raise ValueError(f"'age' must satisfy 0 <= low <= high <= 95, got {list(self.age)}")
+        return self
+
+
+class Interaction(_Model):
+    """A drug interaction: with a drug id or a drug class."""
+
+    with_: str = Field(alias="with")
+    severity: Literal["moderate", "major", "contraindicated"]
+    effect: str
+
+
+class PharmacogenomicRule(_Model):
+    """A gene/phenotype for which the drug should be avoided or adjusted."""
+
+    gene: str
+    variant: str
+    advice: str
+
+
+class Drug(_Model):
+    """A drug the prescribing checks know: class, allergy group, interactions and cautions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str = Field(pattern=_ID)
+    name: str
+    drug_class: str = Field(alias="class")
+    synonyms: list[str] = []
+    allergy_group: str | None = None
+    """The allergy label a patient would carry for this drug (e.g. 'penicillin')."""
+    cross_reactive: list[str] = []
+    """Other allergy groups this drug is a risk for (a cephalosporin: 'penicillin')."""
+    interactions: list[Interaction] = []
+    contraindications: list[str] = []
+    """Condition ids or finding ids in which the drug must not be used."""
+    min_age: int | None = None
+    paediatric_caution: str | None = None
+    renal_caution: str | None = None
+    pharmacogenomics: list[PharmacogenomicRule] = []
+    typical_dose: str | None = None
+    sources: list[str] = Field(min_length=1)
+
+
+class Comorbidity(_Model):
+    """A background chronic condition a patient may carry, with its usual medications."""
+
+    id: str = Field(pattern=_ID)
+    name: str
+    text: str
+    """First-person wording, e.g. 'I have high blood pressure.'"""
+    p: dict[AgeBand, float]
+    """Probability by age band of having it."""
+    medications: list[str] = []
+
+
+class Allergy(_Model):
+    """A drug-allergy label with its probability in the population and a typical reaction."""
+
+    group: str
+    p: float = Field(gt=0, lt=1)
+    reaction: str
+
+
+class BackgroundFinding(_Model):
+    """A catalogue finding (social, family) that occurs regardless of condition, by age band."""
+
+    id: str
+    p: dict[AgeBand, float]
+
+
+class Background(_Model):
+    schema_version: int
+    comorbidities: list[Comorbidity]
+    allergies: list[Allergy]
+    findings: list[BackgroundFinding] = []
+    sources: list[str] = Field(min_length=1)
+
+
+class KnowledgeBase(_Model):
+    """The whole KB, cross-checked; look-ups by id are dicts."""
+
+    findings: dict[str, Finding]
+    tests: dict[str, LabTest]
+    vitals: dict[str, VitalSign]
+    conditions: dict[str, Condition]
+    drugs: dict[str, Drug]
+    background: Background
+    version: str
+    """'<schema>-<sha256 of the files, 12 hex>': recorded in every run manifest."""
+
+    def condition_for_age_sex(self, age: int, sex: str) -> list[Condition]:
+        """Conditions a patient of this age and sex can have."""
+        return [
+            c
+            for c in self.conditions.values()
+            if c.age[0] <= age <= c.age[1] and c.sex in ("any", sex)
+        ]
+
+
+def age_band(age: int) -> str:
+    """The KB age band an age in years falls into."""
+    for band, (lo, hi) in AGE_BANDS.items():
+        if lo <= age <= hi:
+            return band
+    return "65+"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _read_yaml(path: Path, rel: str, problems: list[str]) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{rel}: file is missing")
+    except yaml.YAMLError as e:
+        problems.append(f"{rel}: not valid YAML: {e}".replace("\n", " "))
+    return None
+
+
+def _describe(file: str, kind: str, items: list[Any], err: dict[str, Any]) -> str:
+    """Turn pydantic's error location into 'file: condition 'x', field 'y': message'."""
+    loc = list(err["loc"])
+    where = f"{file}:"
+    if loc and isinstance(loc[0], int) and loc[0] < len(items):
+        item = items[loc[0]]
+        name = item.get("id") if isinstance(item, dict) else None
+        where += f" {kind} '{name}'" if name else f" {kind} #{loc[0] + 1}"
+        loc = loc[1:]
+    field = ".".join(str(p) for p in loc)
+    msg = err["msg"].removeprefix("Value error, ")
+    if (
+        "input" in err
+        and err["type"] not in ("missing", "model_type")
+        and not isinstance(err["input"], dict | list)
+    ):
+        msg += f" (got {err['input']!r})"
+    return f"{where} field '{field}': {msg}" if field else f"{where} {msg}"
+
+
+def _load_list(
+    path: Path, rel: str, key: str, kind: str, model: type[_Model], problems: list[str]
+) -> list:
+    """Validate each item of the list under `key` in one file; problems name `rel` and the item."""
+    raw = _read_yaml(path, rel, problems)
+    if raw is None:
+        return []
+    if not isinstance(raw, dict) or not isinstance(raw.get(key), list):
+        problems.append(f"{rel}: expected a mapping with a list under '{key}'")
+        return []
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        problems.append(
+            f"{rel}: field 'schema_version': {raw.get('schema_version')!r} is not "
+            f"the supported version {SCHEMA_VERSION}"
+        )
+    out = []
+    items = raw[key]
+    for i, item in enumerate(items):
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError as e:
+            for err in e.errors():
+                err = dict(err)
+                err["loc"] = (i, *err["loc"])
+                problems.append(_describe(rel, kind, items, err))
+    return out
+
+
+def _load_dir(
+    root: Path,
+    folder: str,
+    kind: str,
+    model: type[_Model],
+    problems: list[str],
+    files: dict[str, str] | None = None,
+    key: str | None = None,
+) -> list:
+    """Load every `folder/*.yaml`; an id defined in two files is a problem naming both."""
+    files = {} if files is None else files
+    paths = sorted((root / folder).glob("*.yaml"))
+    if not paths:
+        problems.append(f"{folder}/: no {kind} files (*.yaml)")
+    out = []
+    for path in paths:
+        rel = f"{folder}/{path.name}"
+        for item in _load_list(path, rel, key or folder, kind, model, problems):
+            if item.id in files:
+                problems.append(f"{rel}: {kind} '{item.id}' is also defined in {files[item.id]}")
+                continue
+            files[item.id] = rel
+            out.append(item)
+    return out
+
+
+def _index(items: Iterable[Any], kind: str, file: str, problems: list[str]) -> dict[str, Any]:
+    """Items by id; an id defined twice in one file is a problem."""
+    out: dict[str, Any] = {}
+    for it in items:
+        if it.id in out:
+            problems.append(f"{file}: {kind} '{it.id}' is defined twice")
+        out[it.id] = it
+    return out
+
+
+def _word_in(needle: str, hay: str) -> bool:
+    return re.search(rf"\b{re.escape(needle.lower())}\b", hay.lower()) is not None
+
+
+def _cross_check(kb: dict[str, Any], files: dict[str, str]) -> list[str]:
+    """Cross-references between files: every id used must exist; wording must not leak."""
+    problems: list[str] = []
+    findings, tests, vitals = kb["findings"], kb["tests"], kb["vitals"]
+    conditions, drugs = kb["conditions"], kb["drugs"]
+    for c in conditions.values():
+        f = f"{files[c.id]}: condition '{c.id}'"
+        linked = {link.id for link in c.findings}
+        for link in c.findings:
+            if link.id not in findings:
+                problems.append(f"{f}, field 'findings': unknown finding '{link.id}'")
+        if len(linked) != len(c.findings):
+            problems.append(f"{f}, field 'findings': a finding is listed twice")
+        for cc in c.chief_complaint:
+            if cc not in linked:
+                problems.append(f"{f}, field 'chief_complaint': '{cc}' is not among its findings")
+            elif cc in findings and findings[cc].category == "exam":
+                problems.append(f"{f}, field 'chief_complaint': '{cc}' is an exam finding")
+        for rf in c.red_flags:
+            if rf not in linked:
+                problems.append(f"{f}, field 'red_flags': '{rf}' is not among its findings")
+        for v in c.vitals:
+            if v not in vitals:
+                problems.append(f"{f}, field 'vitals': unknown vital sign '{v}'")
+        for t in c.tests:
+            if t.id not in tests:
+                problems.append(f"{f}, field 'tests': unknown test '{t.id}'")
+            elif (t.value is None) != (tests[t.id].normal is None):
+                want = "'value'" if tests[t.id].normal is not None else "'text'"
+                problems.append(f"{f}, field 'tests': test '{t.id}' needs {want}")
+        for d in (*c.treatments, *c.contraindicated):
+            if d not in drugs:
+                problems.append(f"{f}: unknown drug '{d}' in treatments/contraindicated")
+        for d in c.differential:
+            if d not in conditions:
+                problems.append(f"{f}, field 'differential': unknown condition '{d}'")
+            elif d == c.id:
+                problems.append(f"{f}, field 'differential': lists itself")
+        for band, w in c.prevalence.age_bands.items():
+            lo, hi = AGE_BANDS[band]
+            if w > 0 and (hi < c.age[0] or lo > c.age[1]):
+                problems.append(
+                    f"{f}, field 'prevalence.age_bands': band '{band}' lies outside age "
+                    f"{list(c.age)}"
+                )
+        names = [c.name, *c.synonyms]
+        for link in c.findings:
+            fd = findings.get(link.id)
+            if fd is None:
+                continue
+            for n in names:
+                if len(n) > 3 and (_word_in(n, fd.text) or _word_in(n, fd.text_child or "")):
+                    problems.append(
+                        f"{f}: finding '{fd.id}' text names the diagnosis ('{n}'); the patient "
+                        "must never reveal it"
+                    )
+            if c.age[0] < CHILD_AGE and fd.category != "exam" and not fd.text_child:
+                problems.append(
+                    f"{f}: finding '{fd.id}' needs 'text_child' (the condition admits children "
+                    f"under {CHILD_AGE}, whose caregiver answers)"
+                )
+    for fd in findings.values():
+        if fd.text_child and not any(s in fd.text_child for s in _PRONOUN_SLOTS):
+            problems.append(
+                f"{kb['finding_files'][fd.id]}: finding '{fd.id}', field 'text_child': use "
+                "{She}/{she} (subject), {her} (possessive) or {him} (object) slots for the child"
+            )
+    for v in vitals.values():
+        missing = set(AGE_BANDS) - set(v.normal)
+        if missing:
+            problems.append(
+                f"vitals.yaml: vital '{v.id}', field 'normal': missing bands {sorted(missing)}"
+            )
+    groups = {d.allergy_group for d in drugs.values() if d.allergy_group}
+    classes = {d.drug_class for d in drugs.values()}
+    for d in drugs.values():
+        where = f"{kb['drug_files'][d.id]}: drug '{d.id}'"
+        for x in d.interactions:
+            if x.with_ not in drugs and x.with_ not in classes:
+                problems.append(
+                    f"{where}, field 'interactions': '{x.with_}' is neither a "
+                    "drug id nor a drug class"
+                )
+        for g in d.cross_reactive:
+            if g not in groups:
+                problems.append(f"{where}, field 'cross_reactive': unknown allergy group '{g}'")
+        for ci in d.contraindications:
+            if ci not in conditions and ci not in findings and ci not in kb["comorbidity_ids"]:
+                problems.append(
+                    f"{where}, field 'contraindications': '{ci}' is not a "
+                    "condition, finding or comorbidity id"
+                )
+    bg: Background | None = kb["background"]
+    if bg is not None:
+        for cm in bg.comorbidities:
+            for m in cm.medications:
+                if m not in drugs:
+                    problems.append(f"background.yaml: comorbidity '{cm.id}': unknown drug '{m}'")
+        for a in bg.allergies:
+            if a.group not in groups:
+                problems.append(f"background.yaml: allergy '{a.group}' is no drug's allergy_group")
+        for b in bg.findings:
+            if b.id not in findings:
+                problems.append(f"background.yaml: unknown finding '{b.id}'")
+    return problems
+
+
+def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
+    """Load and validate the KB in `directory` (default: the bundled one); raise KBError listing
+    every problem at once, so a half-loaded KB never reaches a run."""
+    root = Path(directory) if directory is not None else KNOWLEDGE_DIR
+    if not root.is_dir():
+        raise KBError(root, [f"no such directory: {root}"])
+    problems: list[str] = []
+    finding_files: dict[str, str] = {}
+    findings = _load_dir(root, "findings", "finding", Finding, problems, finding_files)
+    tests = _load_dir(root, "investigations", "test", LabTest, problems, key="tests")
+    vitals = _load_list(root / "vitals.yaml", "vitals.yaml", "vitals", "vital", VitalSign, problems)
+    drug_files: dict[str, str] = {}
+    drugs = _load_dir(root, "drugs", "drug", Drug, problems, drug_files)
+    files: dict[str, str] = {}
+    conditions = _load_dir(root, "conditions", "condition", Condition, problems, files)
+    bg_raw = _read_yaml(root / "background.yaml", "background.yaml", problems)
+    background = None
+    if bg_raw is not None:
+        try:
+            background = Background.model_validate(bg_raw)
+        except ValidationError as e:
+            problems.extend(
+                _describe("background.yaml", "item", [], dict(err)) for err in e.errors()
+            )
+    idx = {
+        "findings": {f.id: f for f in findings},
+        "tests": {t.id: t for t in tests},
+        "vitals": _index(vitals, "vital", "vitals.yaml", problems),
+        "drugs": {d.id: d for d in drugs},
+        "conditions": {c.id: c for c in conditions},
+        "background": background,
+        "comorbidity_ids": {c.id for c in background.comorbidities} if background else set(),
+        "finding_files": finding_files,
+        "drug_files": drug_files,
+    }
+    codes: dict[str, str] = {}
+    for c in conditions:
+        if c.icd10 in codes and codes[c.icd10] != c.id:
+            problems.append(
+                f"{files[c.id]}: condition '{c.id}', field 'icd10': '{c.icd10}' is also the code "
+                f"of '{codes[c.icd10]}'; codes must be unique so diagnoses can be matched"
+            )
+        codes[c.icd10] = c.id
+    problems.extend(_cross_check(idx, files))
+    if problems:
+        raise KBError(root, problems)
+    assert background is not None
+    return KnowledgeBase(
+        findings=idx["findings"],
+        tests=idx["tests"],
+        vitals=idx["vitals"],
+        conditions=idx["conditions"],
+        drugs=idx["drugs"],
+        background=background,
+        version=f"{SCHEMA_VERSION}-{_hash_dir(root)}",
+    )
+
+
+def _hash_dir(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.yaml")):
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+@cache
+def default_kb() -> KnowledgeBase:
+    """The bundled KB, loaded once per process."""
+    return load_kb()
