@@ -1,12 +1,15 @@
 """clinicgym: Gymnasium environments in which a model under test plays the clinician.
 
 The folders of the repository are the architecture (see DESIGN.md): `patients` <- `envs` <-
-{`policies`, `agents`} <- `scoring` <- `runs`. Importing `clinicgym.envs` registers the
-Gymnasium ids.
+{`policies`, `agents`} <- `scoring` <- `runs`. Importing `clinicgym` registers the Gymnasium
+ids, e.g. `gymnasium.make("clinicgym/Consultation-v0")`.
 """
-
-from clinicgym.errors import ClinicGymError
 
 __version__ = "0.1.0"
 
-__all__ = ["ClinicGymError", "__version__"]
+from clinicgym._registration import CONSULTATION_ID, register_envs
+from clinicgym.errors import ClinicGymError
+
+register_envs()
+
+__all__ = ["CONSULTATION_ID", "ClinicGymError", "__version__"]

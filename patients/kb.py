@@ -53,7 +53,7 @@ CHILD_AGE = 12
 
 _ID = r"^[a-z][a-z0-9_]*$"
 _ICD10 = r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
-_PRONOUN_SLOTS = ("{She}", "{she}", "{her}", "{Her}", "{him}")
+_SLOT_NAMES = ("She", "she", "her", "Her", "him")
 """Caregiver wording slots: {She}/{she} subject, {her}/{Her} possessive, {him} object."""
 
 
@@ -343,7 +343,7 @@ def _describe(file: str, kind: str, items: list[Any], err: dict[str, Any]) -> st
     if loc and isinstance(loc[0], int) and loc[0] < len(items):
         item = items[loc[0]]
         name = item.get("id") if isinstance(item, dict) else None
-        where += f" {kind} '{name}'" if name else f" {kind} #{loc[0] + 1}"
+        where += f" {kind} '{name}'," if name else f" {kind} #{loc[0] + 1},"
         loc = loc[1:]
     field = ".".join(str(p) for p in loc)
     msg = err["msg"].removeprefix("Value error, ")
@@ -353,11 +353,17 @@ def _describe(file: str, kind: str, items: list[Any], err: dict[str, Any]) -> st
         and not isinstance(err["input"], dict | list)
     ):
         msg += f" (got {err['input']!r})"
-    return f"{where} field '{field}': {msg}" if field else f"{where} {msg}"
+    return f"{where} field '{field}': {msg}" if field else f"{where.rstrip(',')} {msg}"
 
 
 def _load_list(
-    path: Path, rel: str, key: str, kind: str, model: type[_Model], problems: list[str]
+    path: Path,
+    rel: str,
+    key: str,
+    kind: str,
+    model: type[_Model],
+    problems: list[str],
+    invalid: set[str] | None = None,
 ) -> list:
     """Validate each item of the list under `key` in one file; problems name `rel` and the item."""
     raw = _read_yaml(path, rel, problems)
@@ -377,6 +383,8 @@ def _load_list(
         try:
             out.append(model.model_validate(item))
         except ValidationError as e:
+            if invalid is not None and isinstance(item, dict) and "id" in item:
+                invalid.add(str(item["id"]))
             for err in e.errors():
                 err = dict(err)
                 err["loc"] = (i, *err["loc"])
@@ -392,6 +400,7 @@ def _load_dir(
     problems: list[str],
     files: dict[str, str] | None = None,
     key: str | None = None,
+    invalid: set[str] | None = None,
 ) -> list:
     """Load every `folder/*.yaml`; an id defined in two files is a problem naming both."""
     files = {} if files is None else files
@@ -401,7 +410,7 @@ def _load_dir(
     out = []
     for path in paths:
         rel = f"{folder}/{path.name}"
-        for item in _load_list(path, rel, key or folder, kind, model, problems):
+        for item in _load_list(path, rel, key or folder, kind, model, problems, invalid):
             if item.id in files:
                 problems.append(f"{rel}: {kind} '{item.id}' is also defined in {files[item.id]}")
                 continue
@@ -420,8 +429,22 @@ def _index(items: Iterable[Any], kind: str, file: str, problems: list[str]) -> d
     return out
 
 
-def _word_in(needle: str, hay: str) -> bool:
-    return re.search(rf"\b{re.escape(needle.lower())}\b", hay.lower()) is not None
+def name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
+    """A regex finding any of these diagnosis names as whole words in a text.
+
+    Short all-capital abbreviations ('UTI', 'MI', 'CAP') match case-sensitively, so 'cap' or
+    'mi' in ordinary words do not count; longer names match in any case.
+    """
+    parts = []
+    for n in names:
+        n = n.strip()
+        if len(n) < 2:
+            continue
+        if len(n) <= 5 and n.isupper():
+            parts.append(rf"(?-i:\b{re.escape(n)}\b)")
+        else:
+            parts.append(rf"\b{re.escape(n)}\b")
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 
 def _cross_check(kb: dict[str, Any], files: dict[str, str]) -> list[str]:
@@ -469,28 +492,37 @@ def _cross_check(kb: dict[str, Any], files: dict[str, str]) -> list[str]:
                     f"{f}, field 'prevalence.age_bands': band '{band}' lies outside age "
                     f"{list(c.age)}"
                 )
-        names = [c.name, *c.synonyms]
+        leak = name_pattern([c.name, *c.synonyms])
         for link in c.findings:
             fd = findings.get(link.id)
             if fd is None:
                 continue
-            for n in names:
-                if len(n) > 3 and (_word_in(n, fd.text) or _word_in(n, fd.text_child or "")):
-                    problems.append(
-                        f"{f}: finding '{fd.id}' text names the diagnosis ('{n}'); the patient "
-                        "must never reveal it"
-                    )
+            hit = leak.search(f"{fd.text} | {fd.text_child or ''}") if leak else None
+            if hit:
+                problems.append(
+                    f"{f}: finding '{fd.id}' text names the diagnosis ('{hit.group(0)}'); the "
+                    "patient must never reveal it"
+                )
             if c.age[0] < CHILD_AGE and fd.category != "exam" and not fd.text_child:
                 problems.append(
                     f"{f}: finding '{fd.id}' needs 'text_child' (the condition admits children "
                     f"under {CHILD_AGE}, whose caregiver answers)"
                 )
     for fd in findings.values():
-        if fd.text_child and not any(s in fd.text_child for s in _PRONOUN_SLOTS):
+        if fd.text_child and fd.text_child.strip() == fd.text.strip():
             problems.append(
-                f"{kb['finding_files'][fd.id]}: finding '{fd.id}', field 'text_child': use "
-                "{She}/{she} (subject), {her} (possessive) or {him} (object) slots for the child"
+                f"{kb['finding_files'][fd.id]}: finding '{fd.id}', field 'text_child': is the "
+                "same as 'text'; word it as the caregiver speaks, with {She}/{she} (subject), "
+                "{her} (possessive) or {him} (object) slots for the child"
             )
+        elif fd.text_child:
+            try:
+                fd.text_child.format(**dict.fromkeys(_SLOT_NAMES, ""))
+            except (KeyError, IndexError, ValueError) as e:
+                problems.append(
+                    f"{kb['finding_files'][fd.id]}: finding '{fd.id}', field 'text_child': bad "
+                    f"slot {e}; allowed: {{She}}, {{she}}, {{her}}, {{Her}}, {{him}}"
+                )
     for v in vitals.values():
         missing = set(AGE_BANDS) - set(v.normal)
         if missing:
@@ -538,14 +570,22 @@ def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
     if not root.is_dir():
         raise KBError(root, [f"no such directory: {root}"])
     problems: list[str] = []
+    invalid: set[str] = set()
+    """Ids of items that failed validation: references to them are not reported again."""
     finding_files: dict[str, str] = {}
-    findings = _load_dir(root, "findings", "finding", Finding, problems, finding_files)
-    tests = _load_dir(root, "investigations", "test", LabTest, problems, key="tests")
+    findings = _load_dir(
+        root, "findings", "finding", Finding, problems, finding_files, invalid=invalid
+    )
+    tests = _load_dir(
+        root, "investigations", "test", LabTest, problems, key="tests", invalid=invalid
+    )
     vitals = _load_list(root / "vitals.yaml", "vitals.yaml", "vitals", "vital", VitalSign, problems)
     drug_files: dict[str, str] = {}
-    drugs = _load_dir(root, "drugs", "drug", Drug, problems, drug_files)
+    drugs = _load_dir(root, "drugs", "drug", Drug, problems, drug_files, invalid=invalid)
     files: dict[str, str] = {}
-    conditions = _load_dir(root, "conditions", "condition", Condition, problems, files)
+    conditions = _load_dir(
+        root, "conditions", "condition", Condition, problems, files, invalid=invalid
+    )
     bg_raw = _read_yaml(root / "background.yaml", "background.yaml", problems)
     background = None
     if bg_raw is not None:
@@ -574,7 +614,11 @@ def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
                 f"of '{codes[c.icd10]}'; codes must be unique so diagnoses can be matched"
             )
         codes[c.icd10] = c.id
-    problems.extend(_cross_check(idx, files))
+    problems.extend(
+        p
+        for p in _cross_check(idx, files)
+        if not any(f"'{bad}'" in p.split("unknown", 1)[-1] for bad in invalid if "unknown" in p)
+    )
     if problems:
         raise KBError(root, problems)
     assert background is not None

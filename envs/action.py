@@ -1,0 +1,243 @@
+"""Actions: the clinician's tools, and parsing of whatever a model emits into one of them.
+
+A model may emit an OpenAI-style tool call, a JSON object, or plain text. Plain text is `ask`;
+a line starting 'DIAGNOSIS:' is `diagnose` (ranked with ';' or newlines, optional '(70%)'
+confidences); 'EXAMINE: x', 'ORDER: x', 'REFER: x' and 'END' work the same way. Anything that
+cannot be parsed gives an `ActionError`, which the env turns into an error observation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+MAX_TEXT = 2000
+"""Longest question or free text an action may carry; longer input is cut, not refused."""
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Ask(_Action):
+    """Ask the patient a question."""
+
+    tool: Literal["ask"] = "ask"
+    question: str = Field(min_length=1)
+
+
+class Examine(_Action):
+    """Examine a body system, or take the vital signs."""
+
+    tool: Literal["examine"] = "examine"
+    system: str = Field(min_length=1)
+
+
+class OrderTest(_Action):
+    """Order a laboratory, bedside or imaging test and read its result."""
+
+    tool: Literal["order_test"] = "order_test"
+    test: str = Field(min_length=1)
+
+
+class RankedDiagnosis(BaseModel):
+    """One entry of a differential: a name or ICD-10 code, and an optional confidence."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    confidence: float | None = Field(default=None, ge=0, le=1)
+
+
+class Diagnose(_Action):
+    """Commit to a ranked differential diagnosis, most likely first."""
+
+    tool: Literal["diagnose"] = "diagnose"
+    diagnoses: list[RankedDiagnosis] = Field(min_length=1, max_length=20)
+
+
+class Refer(_Action):
+    """Refer or escalate the patient (e.g. to the emergency department)."""
+
+    tool: Literal["refer"] = "refer"
+    to: str = Field(min_length=1)
+    urgency: Literal["routine", "urgent", "emergency"] = "routine"
+
+
+class End(_Action):
+    """End the consultation."""
+
+    tool: Literal["end"] = "end"
+    note: str | None = None
+
+
+Action = Annotated[Ask | Examine | OrderTest | Diagnose | Refer | End, Field(discriminator="tool")]
+ActionAdapter: TypeAdapter[Action] = TypeAdapter(Action)
+TOOL_NAMES = ("ask", "examine", "order_test", "diagnose", "refer", "end")
+
+
+class ActionError(BaseModel):
+    """Why an action could not be parsed; shown to the model, counted as a turn."""
+
+    message: str
+    raw: str
+
+
+_ARG_ALIASES = {
+    "ask": "question",
+    "examine": "system",
+    "order_test": "test",
+    "refer": "to",
+    "end": "note",
+}
+_TOOL_ALIASES = {
+    "question": "ask",
+    "order": "order_test",
+    "test": "order_test",
+    "order_tests": "order_test",
+    "exam": "examine",
+    "diagnosis": "diagnose",
+    "final_diagnosis": "diagnose",
+    "escalate": "refer",
+    "finish": "end",
+    "stop": "end",
+}
+_PREFIX = re.compile(
+    r"^\s*(?:\*\*)?"
+    r"(DIAGNOSIS|DIAGNOSE|FINAL DIAGNOSIS|EXAMINE|EXAM|ORDER|ORDER TEST|TEST|REFER|END)"
+    r"(?:\*\*)?\s*[:\-]\s*(.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_CONF = re.compile(r"^(.*?)[\s,]*[\(\[]\s*(\d{1,3}(?:\.\d+)?)\s*%?\s*[\)\]]\s*$")
+_NUMBERED = re.compile(r"^\s*(?:\d+[\.\)]|[-*•])\s*")
+
+
+def _clip(text: str) -> str:
+    return text.strip()[:MAX_TEXT]
+
+
+def _parse_diagnoses(text: str) -> list[dict[str, Any]]:
+    items = []
+    for piece in re.split(r"[;\n]|\s\|\s", text):
+        piece = _NUMBERED.sub("", piece).strip().strip("*").strip()
+        if not piece:
+            continue
+        m = _CONF.match(piece)
+        conf = None
+        if m:
+            piece, value = m.group(1).strip(), float(m.group(2))
+            conf = value / 100 if value > 1 else value
+            conf = min(conf, 1.0)
+        items.append({"name": piece[:200], "confidence": conf})
+    return items
+
+
+def _from_mapping(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise an OpenAI tool call, a {'name','arguments'} pair or a flat {'tool': ...} object."""
+    if "function" in obj and isinstance(obj["function"], Mapping):
+        obj = obj["function"]
+    if "name" in obj and "arguments" in obj and "tool" not in obj:
+        args = obj["arguments"]
+        if isinstance(args, str):
+            args = json.loads(args) if args.strip() else {}
+        if not isinstance(args, Mapping):
+            raise ValueError("'arguments' must be a JSON object")
+        obj = {"tool": obj["name"], **args}
+    obj = dict(obj)
+    if "tool" not in obj:
+        for key in ("action", "type", "name"):
+            if isinstance(obj.get(key), str):
+                obj["tool"] = obj.pop(key)
+                break
+    tool = str(obj.get("tool", "")).strip().lower()
+    tool = _TOOL_ALIASES.get(tool, tool)
+    obj["tool"] = tool
+    if tool in _ARG_ALIASES:
+        field = _ARG_ALIASES[tool]
+        if field not in obj:
+            for alt in ("text", "content", "query", "input", "value", "name", "target", "argument"):
+                if alt in obj and alt != "tool":
+                    obj[field] = obj.pop(alt)
+                    break
+        if isinstance(obj.get(field), str):
+            obj[field] = _clip(obj[field])
+    if tool == "diagnose":
+        d = obj.get("diagnoses", obj.pop("diagnosis", None) or obj.pop("differential", None))
+        if isinstance(d, str):
+            d = _parse_diagnoses(d)
+        elif isinstance(d, list):
+            d = [{"name": x} if isinstance(x, str) else x for x in d]
+        obj["diagnoses"] = d
+        for k in ("diagnosis", "differential"):
+            obj.pop(k, None)
+    return obj
+
+
+def parse_action(raw: Any) -> Action | ActionError:
+    """Parse a model's output into an Action, or explain why it cannot be; never raises."""
+    try:
+        if isinstance(raw, Ask | Examine | OrderTest | Diagnose | Refer | End):
+            return raw
+        if isinstance(raw, Mapping):
+            return ActionAdapter.validate_python(_from_mapping(raw))
+        if not isinstance(raw, str):
+            return ActionError(
+                message=f"unsupported action type {type(raw).__name__}", raw=repr(raw)[:300]
+            )
+        text = raw.strip()
+        if not text:
+            return ActionError(message="empty action", raw=raw)
+        if text.startswith("{") or (text.startswith("[") and text.endswith("]")):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                if text.startswith("["):
+                    return Ask(question=_clip(text))  # '[sighs] any pain?' is still a question
+                return ActionError(
+                    message=f"malformed JSON: {e.msg} at position {e.pos}", raw=text[:300]
+                )
+            if isinstance(obj, list) and len(obj) == 1 and isinstance(obj[0], dict):
+                obj = obj[0]  # a list holding one tool call
+            if not isinstance(obj, dict):
+                return ActionError(message="a JSON action must be one object", raw=text[:300])
+            return ActionAdapter.validate_python(_from_mapping(obj))
+        m = _PREFIX.match(text)
+        if m:
+            key, rest = m.group(1).upper(), _clip(m.group(2))
+            if key in ("DIAGNOSIS", "DIAGNOSE", "FINAL DIAGNOSIS"):
+                items = _parse_diagnoses(rest)
+                if not items:
+                    return ActionError(
+                        message="DIAGNOSIS: needs at least one diagnosis", raw=text[:300]
+                    )
+                return Diagnose(diagnoses=[RankedDiagnosis(**i) for i in items[:20]])
+            if key in ("EXAMINE", "EXAM"):
+                return Examine(system=rest)
+            if key in ("ORDER", "ORDER TEST", "TEST"):
+                return OrderTest(test=rest)
+            if key == "REFER":
+                urgency = (
+                    "emergency"
+                    if re.search(r"emergenc|A&E|ER\b|ED\b", rest)
+                    else "urgent"
+                    if "urgent" in rest.lower()
+                    else "routine"
+                )
+                return Refer(to=rest, urgency=urgency)  # type: ignore[arg-type]
+            return End(note=rest or None)
+        if text.upper() in ("END", "END CONSULTATION", "[END]"):
+            return End()
+        return Ask(question=_clip(text))
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "action"
+        tool = raw.get("tool") if isinstance(raw, Mapping) else None
+        hint = f"; known tools: {', '.join(TOOL_NAMES)}"
+        return ActionError(
+            message=f"invalid {tool or 'action'}: {where}: {err['msg']}{hint}", raw=str(raw)[:300]
+        )
+    except (ValueError, TypeError, json.JSONDecodeError) as e:
+        return ActionError(message=f"could not parse action: {e}", raw=str(raw)[:300])

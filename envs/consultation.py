@@ -1,0 +1,442 @@
+"""`ConsultationEnv`: the model under test plays the clinician against a grounded patient."""
+
+from __future__ import annotations
+
+import string
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, SupportsFloat
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from clinicgym import __version__
+from clinicgym.envs.action import (
+    Action,
+    ActionError,
+    Ask,
+    Diagnose,
+    End,
+    Examine,
+    OrderTest,
+    Refer,
+    parse_action,
+)
+from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, Violation
+from clinicgym.envs.protocols import AgentOutput, Monitor, Patient
+from clinicgym.patients.case import Case
+from clinicgym.patients.chart import Chart
+from clinicgym.patients.kb import KnowledgeBase, default_kb
+from clinicgym.patients.matching import matcher_for
+from clinicgym.patients.patient import GroundedPatient
+from clinicgym.patients.sampler import CaseSampler
+
+TOOLS = ("ask", "examine", "order_test", "diagnose", "refer", "end")
+MAX_OBS_CHARS = 8192
+CHARSET = frozenset(
+    set(string.printable) - set("\x0b\x0c")
+    | set("°µ±×÷²³½¼¾–—‘’“”…•·≥≤→←↑↓")
+    | {chr(c) for c in range(0xC0, 0x100)}
+)
+"""Characters observations may hold: Gymnasium's Text defaults to alphanumerics only."""
+HELP = (
+    "Use one tool per turn: ask(question), examine(system), order_test(test), "
+    "diagnose(diagnoses), refer(to, urgency), end(). Plain text is a question; "
+    "'DIAGNOSIS: X; Y' commits to a ranked diagnosis."
+)
+
+RewardFn = Callable[[Episode, Case], float]
+PatientFactory = Callable[[Case], Patient]
+
+
+def sanitize(text: str, limit: int = MAX_OBS_CHARS) -> str:
+    """Fold text into the observation charset (accents stripped, unknown characters to '?')."""
+    out = []
+    for ch in text:
+        if ch in CHARSET:
+            out.append(ch)
+            continue
+        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        out.append(base if base and all(c in CHARSET for c in base) else "?")
+    s = "".join(out)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def render_action(action: Action) -> str:
+    """The transcript text of a parsed action."""
+    if isinstance(action, Ask):
+        return action.question
+    if isinstance(action, Examine):
+        return f"EXAMINE: {action.system}"
+    if isinstance(action, OrderTest):
+        return f"ORDER: {action.test}"
+    if isinstance(action, Diagnose):
+        items = [
+            d.name + (f" ({round(d.confidence * 100)}%)" if d.confidence is not None else "")
+            for d in action.diagnoses
+        ]
+        return "DIAGNOSIS: " + "; ".join(items)
+    if isinstance(action, Refer):
+        return f"REFER: {action.to} ({action.urgency})"
+    return "END" + (f": {action.note}" if action.note else "")
+
+
+class ConsultationEnv(gym.Env[dict[str, Any], str]):
+    """
+    ## Description
+    A consultation: the agent is the clinician; a grounded patient built from a synthetic case
+    answers. The case (diagnosis included) stays hidden; the agent sees only what it elicits.
+
+    ## Action Space
+    `Text`: a question in plain text, `EXAMINE: system`, `ORDER: test`, `DIAGNOSIS: a; b (70%)`,
+    `REFER: where`, `END`, or a JSON object / OpenAI tool call naming one of the tools
+    `ask`, `examine`, `order_test`, `diagnose`, `refer`, `end`. `step` also accepts parsed
+    `Action`s, dicts and `AgentOutput`s. Unparseable actions give an error observation and use a
+    turn; they never raise.
+
+    ## Observation Space
+    `Dict`: `text` (what the clinician sees this turn), `turn`, `turns_left`, `error` (1 if the
+    last action was rejected), `age` and `sex` (0 female, 1 male). Structured mirrors of each
+    reply (concepts affirmed or denied, revealed fact ids) travel in `info["result"]`.
+
+    ## Rewards
+    Terminal only, by default: `reward_fn(episode, case)` handed in by the caller (the registered
+    id uses scoring's episode reward). 0 on every other step.
+
+    ## Episode End
+    `terminated` when the agent diagnoses (with `end_on_diagnose=True`, the default) or ends the
+    consultation; `truncated` when `max_turns` clinician turns are used. The finished `Episode`
+    (transcript, outcome, violations) is in `info["episode"]` on the last step.
+
+    ## Arguments
+    `cases` (a list of Cases or a CaseSampler; default: the bundled KB's sampler), `kb`,
+    `patient_factory`, `monitors`, `reward_fn`, `max_turns` (20), `end_on_diagnose`.
+    `reset(options={"case": Case})` plays a given case; `{"case_index": i}` picks from a list.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 1}
+
+    def __init__(
+        self,
+        cases: Sequence[Case] | CaseSampler | None = None,
+        *,
+        kb: KnowledgeBase | None = None,
+        patient_factory: PatientFactory | None = None,
+        monitors: Sequence[Monitor] = (),
+        reward_fn: RewardFn | None = None,
+        max_turns: int = 20,
+        end_on_diagnose: bool = True,
+        render_mode: str | None = None,
+    ) -> None:
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
+            )
+        self.kb = kb or (cases.kb if isinstance(cases, CaseSampler) else default_kb())
+        self.cases = cases if cases is not None else CaseSampler(self.kb)
+        self.patient_factory = patient_factory or self._grounded_patient
+        self.monitors = list(monitors)
+        self.reward_fn = reward_fn
+        self.max_turns = max_turns
+        self.end_on_diagnose = end_on_diagnose
+        self.render_mode = render_mode
+        self.action_space = spaces.Text(max_length=4096, min_length=1, charset=CHARSET)
+        self.observation_space = spaces.Dict(
+            {
+                "text": spaces.Text(max_length=MAX_OBS_CHARS, min_length=0, charset=CHARSET),
+                "turn": spaces.Discrete(max_turns + 1),
+                "turns_left": spaces.Discrete(max_turns + 1),
+                "error": spaces.Discrete(2),
+                "age": spaces.Discrete(121),
+                "sex": spaces.Discrete(2),
+            }
+        )
+        self.case: Case | None = None
+        self.patient: Patient | None = None
+        self.chart: Chart | None = None
+        self._events: list[Event] = []
+        self._outcome = Outcome()
+        self._turn = 0
+        self._done = False
+        self._ids: dict[str, Any] = {}
+        self._seed = 0
+        self._started = 0.0
+
+    def _grounded_patient(self, case: Case) -> Patient:
+        return GroundedPatient(case, matcher_for(self.kb))
+
+    # ---- Gymnasium API ------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        self._seed = int(seed) if seed is not None else int(self.np_random.integers(2**31))
+        self.case = self._pick_case(options)
+        self.patient = self.patient_factory(self.case)
+        self.chart = Chart(self.case, self.kb)
+        for m in self.monitors:
+            m.reset(self.case)
+        self._events = []
+        self._outcome = Outcome()
+        self._turn = 0
+        self._done = False
+        self._started = time.time()
+        self._ids = {k: options[k] for k in ("agent_id", "episode_id", "repeat") if k in options}
+        case = self.case
+        reply = self.patient.opening()
+        who = self._who()
+        speaker = "Parent" if case.persona.speaker == "caregiver" else "Patient"
+        intro = f"New consultation ({case.setting.replace('_', ' ')}). {who}." + (
+            " The child's parent answers for them." if speaker == "Parent" else ""
+        )
+        text = f'{intro}\n{speaker}: "{reply.text}"'
+        self._record(
+            Event(
+                turn=0,
+                actor="patient",
+                text=reply.text,
+                result=reply.model_dump(include={"intent", "answers"}),
+                revealed=reply.revealed,
+                t=time.time(),
+            )
+        )
+        obs = self._obs(text, error=False)
+        info = {
+            "case_id": case.id,
+            "turn": 0,
+            "seed": self._seed,
+            "tools": TOOLS,
+            "help": HELP,
+            "patient": {"age": case.age, "sex": case.sex, "setting": case.setting},
+            "result": reply.model_dump(include={"intent", "answers", "revealed"}),
+        }
+        return obs, info
+
+    def step(self, action: Any) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
+        if self.case is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self._done:
+            raise gym.error.ResetNeeded("the episode is over; call reset()")
+        meta: dict[str, Any] = {}
+        if isinstance(action, AgentOutput):
+            meta, action = action.meta, action.action
+        self._turn += 1
+        turn = self._turn
+        parsed = parse_action(action)
+        terminated = False
+        reason: TerminationReason | None = None
+        if isinstance(parsed, ActionError):
+            raw = action if isinstance(action, str) else parsed.raw
+            self._record(
+                Event(
+                    turn=turn,
+                    actor="clinician",
+                    text=sanitize(raw, 2000),
+                    error=parsed.message,
+                    t=time.time(),
+                    meta=meta,
+                )
+            )
+            text = f"Error: {parsed.message}. {HELP}"
+            result: dict[str, Any] = {"error": parsed.message}
+            error = True
+        else:
+            self._record(
+                Event(
+                    turn=turn,
+                    actor="clinician",
+                    text=render_action(parsed),
+                    action=parsed,
+                    t=time.time(),
+                    meta=meta,
+                )
+            )
+            text, result, error, reason = self._apply(parsed, turn)
+            terminated = reason is not None
+        truncated = not terminated and turn >= self.max_turns
+        if truncated:
+            reason = TerminationReason.TURN_BUDGET
+        reward = 0.0
+        info: dict[str, Any] = {
+            "case_id": self.case.id,
+            "turn": turn,
+            "action": None if isinstance(parsed, ActionError) else parsed.model_dump(),
+            "error": parsed.message if isinstance(parsed, ActionError) else None,
+            "result": result,
+            "violations": [
+                v.model_dump() for e in self._events if e.turn == turn for v in e.violations
+            ],
+        }
+        if terminated or truncated:
+            self._done = True
+            assert reason is not None
+            episode = self.episode(reason)
+            if self.reward_fn is not None:
+                reward = float(self.reward_fn(episode, self.case))
+            info["episode"] = episode
+        obs = self._obs(text, error=error)
+        if self.render_mode == "human":
+            print(self.render())
+        return obs, reward, terminated, truncated, info
+
+    def render(self) -> str | None:
+        """The transcript so far as text ('ansi' returns it, 'human' prints it)."""
+        if self.render_mode is None:
+            return None
+        lines = []
+        for e in self._events:
+            who = {"clinician": "Clinician", "patient": "Patient", "env": "Result"}[e.actor]
+            lines.append(
+                f"[{e.turn:02d}] {who}: {e.text}" + (f"  <error: {e.error}>" if e.error else "")
+            )
+        return "\n".join(lines)
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _pick_case(self, options: dict[str, Any]) -> Case:
+        if "case" in options:
+            case = options["case"]
+            if not isinstance(case, Case):
+                case = Case.model_validate(case)
+            return case
+        if isinstance(self.cases, CaseSampler):
+            return self.cases.sample(self._seed, 0)
+        if not self.cases:
+            raise ValueError("ConsultationEnv was given an empty list of cases")
+        idx = options.get("case_index")
+        if idx is None:
+            idx = int(self.np_random.integers(len(self.cases)))
+        if not 0 <= idx < len(self.cases):
+            raise ValueError(f"case_index {idx} is outside 0..{len(self.cases) - 1}")
+        return self.cases[idx]
+
+    def _who(self) -> str:
+        case = self.case
+        assert case is not None
+        if case.age < 18:
+            noun = "girl" if case.sex == "female" else "boy"
+        else:
+            noun = "woman" if case.sex == "female" else "man"
+        age = f"{case.age}-year-old" if case.age > 0 else "infant (under 1 year)"
+        return f"Patient: {age} {noun}" if case.age > 0 else f"Patient: {noun}, {age}"
+
+    def _apply(
+        self, action: Action, turn: int
+    ) -> tuple[str, dict[str, Any], bool, TerminationReason | None]:
+        assert self.patient is not None and self.chart is not None and self.case is not None
+        if isinstance(action, Ask):
+            reply = self.patient.answer(action.question, turn)
+            speaker = "Parent" if self.case.persona.speaker == "caregiver" else "Patient"
+            result = reply.model_dump(
+                include={"intent", "answers", "revealed", "repeated", "guarded"}
+            )
+            self._record(
+                Event(
+                    turn=turn,
+                    actor="patient",
+                    text=reply.text,
+                    result=result,
+                    revealed=reply.revealed,
+                    t=time.time(),
+                )
+            )
+            return f'{speaker}: "{reply.text}"', result, False, None
+        if isinstance(action, Examine | OrderTest):
+            res = (
+                self.chart.examine(action.system)
+                if isinstance(action, Examine)
+                else self.chart.order(action.test)
+            )
+            result = {
+                "ok": res.ok,
+                "target": res.target,
+                "answers": res.answers,
+                "revealed": res.revealed,
+            }
+            self._record(
+                Event(
+                    turn=turn,
+                    actor="env",
+                    text=res.text,
+                    result=result,
+                    revealed=res.revealed,
+                    t=time.time(),
+                )
+            )
+            return res.text, result, not res.ok, None
+        if isinstance(action, Diagnose):
+            self._outcome.diagnoses = list(action.diagnoses)
+            names = "; ".join(d.name for d in action.diagnoses)
+            end = self.end_on_diagnose
+            text = f"Diagnosis recorded: {names}." + (" The consultation is over." if end else "")
+            self._record(Event(turn=turn, actor="env", text=text, t=time.time()))
+            return (
+                text,
+                {"diagnoses": [d.model_dump() for d in action.diagnoses]},
+                False,
+                (TerminationReason.DIAGNOSED if end else None),
+            )
+        if isinstance(action, Refer):
+            self._outcome.referrals.append(
+                {"to": action.to, "urgency": action.urgency, "turn": turn}
+            )
+            text = f"Referral recorded: {action.to} ({action.urgency})."
+            self._record(Event(turn=turn, actor="env", text=text, t=time.time()))
+            return text, {"referral": {"to": action.to, "urgency": action.urgency}}, False, None
+        assert isinstance(action, End)
+        self._record(Event(turn=turn, actor="env", text="Consultation ended.", t=time.time()))
+        reason = TerminationReason.DIAGNOSED if self._outcome.diagnoses else TerminationReason.ENDED
+        return "Consultation ended.", {}, False, reason
+
+    def _record(self, event: Event) -> None:
+        """Append an event after every monitor has looked at it."""
+        found: list[Violation] = []
+        for m in self.monitors:
+            found.extend(m.observe(event, self._events))
+        if found:
+            event = event.model_copy(update={"violations": found})
+        self._events.append(event)
+
+    def _obs(self, text: str, *, error: bool) -> dict[str, Any]:
+        assert self.case is not None
+        return {
+            "text": sanitize(text),
+            "turn": self._turn,
+            "turns_left": self.max_turns - self._turn,
+            "error": int(error),
+            "age": min(self.case.age, 120),
+            "sex": 0 if self.case.sex == "female" else 1,
+        }
+
+    def episode(self, reason: TerminationReason) -> Episode:
+        """The episode so far, as the record the run store keeps."""
+        assert self.case is not None
+        return Episode(
+            episode_id=str(self._ids.get("episode_id", f"{self.case.id}:{self._seed}")),
+            case_id=self.case.id,
+            case_hash=self.case.content_hash(),
+            agent_id=str(self._ids.get("agent_id", "unknown")),
+            seed=self._seed,
+            repeat=int(self._ids.get("repeat", 0)),
+            termination=reason,
+            turns=self._turn,
+            events=list(self._events),
+            outcome=self._outcome.model_copy(deep=True),
+            violations=[v for e in self._events for v in e.violations],
+            versions={"clinicgym": __version__, "kb": self.kb.version},
+            started=self._started,
+            finished=time.time(),
+        )
+
+    @property
+    def events(self) -> list[Event]:
+        """The transcript so far."""
+        return list(self._events)

@@ -1,0 +1,67 @@
+"""The roles the env talks to, as Protocols: the model under test, the patient, the monitors.
+
+The env never imports an implementation of these: `runs` composes agents, monitors and scorers
+and hands them over, so imports point down the layers (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from clinicgym.envs.episode import Event, Violation
+from clinicgym.patients.case import Case
+from clinicgym.patients.patient import PatientReply
+
+
+class AgentOutput(BaseModel):
+    """An agent's turn: the raw action (text, tool call, dict or Action) plus what it cost."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    action: Any
+    meta: dict[str, Any] = {}
+    """Tokens, latency, retries, raw model output: copied into the clinician's Event."""
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """The model under test: sees observations, returns the next action."""
+
+    agent_id: str
+
+    def reset(self, observation: dict[str, Any], info: dict[str, Any]) -> None:
+        """Start a new episode from its first observation."""
+        ...
+
+    async def act(self, observation: dict[str, Any], info: dict[str, Any]) -> Any:
+        """The next action: a string, a tool-call dict, an Action, or an AgentOutput."""
+        ...
+
+
+@runtime_checkable
+class CaseReader(Protocol):
+    """A baseline that reads the answer (the oracle). Models under test never get the case."""
+
+    def read_case(self, case: Case) -> None: ...
+
+
+@runtime_checkable
+class Patient(Protocol):
+    """A patient agent: speaks for one case."""
+
+    def opening(self) -> PatientReply: ...
+
+    def answer(self, question: str, turn: int = 0) -> PatientReply: ...
+
+
+@runtime_checkable
+class Monitor(Protocol):
+    """Watches every event of an episode and reports violations as they happen."""
+
+    name: str
+
+    def reset(self, case: Case) -> None: ...
+
+    def observe(self, event: Event, history: Sequence[Event]) -> list[Violation]: ...

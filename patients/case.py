@@ -1,0 +1,150 @@
+"""Case records: the ground truth a patient is built from, never shown to the model under test.
+
+Small typed pydantic models that round-trip through JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CASE_FORMAT_VERSION = 1
+
+FactCategory = Literal[
+    "chief_complaint",
+    "hpi",
+    "pmh",
+    "medication",
+    "allergy",
+    "family",
+    "social",
+    "ros",
+    "vital",
+    "exam",
+    "lab",
+    "imaging",
+    "genomics",
+    "phi",
+]
+Salience = Literal["must_ask", "should_ask", "incidental"]
+HowRevealed = Literal["ask", "examine", "order"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Fact(_Record):
+    """One atomic, checkable statement about the patient (pertinent negatives are facts too)."""
+
+    id: str
+    """Unique within the case, e.g. 'f03'."""
+    category: FactCategory
+    concept: str
+    """A KB code: a finding, test or vital id, a drug id (medication/allergy), or 'phi.name' etc."""
+    text: str
+    """As the patient would say it (history) or as the report reads (exam, lab, imaging)."""
+    value: str | float | None = None
+    """Measured value for vitals and numeric labs."""
+    unit: str | None = None
+    present: bool = True
+    """False for a pertinent negative: the patient denies it, the test is normal."""
+    abnormal: bool = False
+    """True for an abnormal exam, vital or test result."""
+    salience: Salience = "incidental"
+    modality: Literal["text", "table", "image", "variants"] = "text"
+    how_revealed: HowRevealed = "ask"
+    system: str | None = None
+    """The examination system that reveals an exam fact (respiratory, abdominal, ...)."""
+    source: str | None = None
+    """Where the fact came from: the KB key or importer field it was generated from."""
+
+
+class Diagnosis(_Record):
+    """The answer: an ICD-10-CM code, a name and the synonyms scoring accepts."""
+
+    code: str
+    name: str
+    synonyms: list[str] = []
+    condition_id: str | None = None
+    """The KB condition id, or None for an imported diagnosis outside the KB."""
+
+
+class Persona(_Record):
+    """How the patient talks. It changes how facts come out, never which facts are true."""
+
+    verbosity: Literal["terse", "plain", "talkative"] = "plain"
+    health_literacy: Literal["low", "medium", "high"] = "medium"
+    speaker: Literal["patient", "caregiver"] = "patient"
+    """A caregiver answers for a young child."""
+
+
+class PHI(_Record):
+    """Synthetic protected health information (Faker); never a real person."""
+
+    name: str
+    date_of_birth: str
+    mrn: str
+    address: str
+    phone: str
+    email: str
+    insurance_id: str
+
+
+class RequiredAction(_Record):
+    """An action the case demands, e.g. refer to the emergency department within 6 turns."""
+
+    action: Literal["refer"]
+    to: str
+    level: Literal["emergency", "urgent"]
+    within_turns: int
+    source: str
+
+
+class Lineage(_Record):
+    """Where the case came from, so it can be regenerated and its changes traced."""
+
+    source: str
+    """'kb-sampler', 'sdv:<synthesizer>', 'import:agentclinic', ..."""
+    generator_version: str
+    kb_version: str | None = None
+    seed: int | None = None
+    index: int | None = None
+    parent_ids: list[str] = []
+    annotations_applied: list[str] = []
+
+
+class Case(_Record):
+    """A synthetic patient: demographics, facts, the answer, and where it came from."""
+
+    format_version: int = CASE_FORMAT_VERSION
+    id: str
+    age: int = Field(ge=0, le=120)
+    sex: Literal["female", "male"]
+    setting: str
+    facts: list[Fact]
+    diagnosis: Diagnosis
+    differential: list[Diagnosis] = []
+    required_actions: list[RequiredAction] = []
+    persona: Persona = Persona()
+    closed_world: bool = False
+    """True when the record is complete for KB history findings: a KB finding it does not list
+    is absent, and the patient denies it (as a real patient would) instead of saying 'I don't
+    know'. KB-sampled cases are closed-world; imported free-text cases are not."""
+    phi: PHI
+    lineage: Lineage
+    extra: dict[str, Any] = {}
+    """Room for importer-specific fields; never read by scoring."""
+
+    def facts_by_concept(self) -> dict[str, list[Fact]]:
+        """Facts grouped by concept, for matching questions to what the record holds."""
+        out: dict[str, list[Fact]] = {}
+        for f in self.facts:
+            out.setdefault(f.concept, []).append(f)
+        return out
+
+    def content_hash(self) -> str:
+        """sha256 of the case's JSON: freezes suites and ties transcripts to their case."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()

@@ -1,0 +1,196 @@
+"""The patient's chart: examination findings and test results, read from the case's facts.
+
+`examine` and `order` are the env's tools, but what they return is ground truth about the patient,
+so it lives here beside the patient. A KB-sampled case's exam and test facts are complete by
+construction (every test has a result; an exam system without abnormal facts is normal), so a
+normal report is grounded too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+from clinicgym.patients.case import Case, Fact
+from clinicgym.patients.kb import EXAM_SYSTEMS, KnowledgeBase
+
+SYSTEM_ALIASES: dict[str, str] = {
+    "vitals": "vitals",
+    "vital signs": "vitals",
+    "observations": "vitals",
+    "obs": "vitals",
+    "general": "general",
+    "general appearance": "general",
+    "heart": "cardiovascular",
+    "cardiac": "cardiovascular",
+    "cvs": "cardiovascular",
+    "pulse": "cardiovascular",
+    "chest": "respiratory",
+    "lungs": "respiratory",
+    "lung": "respiratory",
+    "breathing": "respiratory",
+    "resp": "respiratory",
+    "abdomen": "abdominal",
+    "tummy": "abdominal",
+    "belly": "abdominal",
+    "stomach": "abdominal",
+    "abdo": "abdominal",
+    "neuro": "neurological",
+    "nervous system": "neurological",
+    "neck": "neurological",
+    "skin": "skin",
+    "rash": "skin",
+    "ears": "ent",
+    "ear": "ent",
+    "throat": "ent",
+    "nose": "ent",
+    "mouth": "ent",
+    "head and neck": "ent",
+    "eyes": "eyes",
+    "eye": "eyes",
+    "fundoscopy": "eyes",
+    "joints": "musculoskeletal",
+    "msk": "musculoskeletal",
+    "legs": "musculoskeletal",
+    "back": "musculoskeletal",
+    "mental state": "mental_state",
+    "mental status": "mental_state",
+    "mse": "mental_state",
+    "psychiatric": "mental_state",
+    "genitals": "genitourinary",
+    "gu": "genitourinary",
+    "pelvic": "genitourinary",
+    "testes": "genitourinary",
+}
+GENETIC_QUERIES = ("genetic", "gene", "dna", "genome", "exome", "genotype", "pharmacogenomic")
+
+
+@dataclass
+class ChartResult:
+    """What an examination or test returned: the report text and the facts it revealed."""
+
+    ok: bool
+    text: str
+    revealed: list[str] = field(default_factory=list)
+    target: str | None = None
+    """The resolved system or test id."""
+    answers: list[dict[str, str]] = field(default_factory=list)
+    """Structured mirror of the report: {'concept', 'status'} with status affirmed/denied
+    (exam findings) or abnormal/normal (tests)."""
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+class Chart:
+    """Exam and test look-ups over one case."""
+
+    def __init__(self, case: Case, kb: KnowledgeBase) -> None:
+        self.case = case
+        self.kb = kb
+        self._tests: dict[str, Fact] = {
+            f.concept: f
+            for f in case.facts
+            if f.how_revealed == "order" and f.category != "genomics"
+        }
+        self._names: dict[str, str] = {}
+        for tid in self._tests:
+            t = kb.tests.get(tid)
+            for name in (tid, tid.replace("_", " "), *(([t.name, *t.synonyms]) if t else ())):
+                self._names.setdefault(_norm(name), tid)
+
+    def resolve_system(self, query: str) -> str | None:
+        """An exam system id for 'chest', 'abdomen', 'vitals', 'cardiovascular', ... or None."""
+        q = _norm(query).replace("examination", "").replace("exam", "").strip()
+        q = q.removeprefix("the ").removeprefix("check ").strip()
+        if q.replace(" ", "_") in EXAM_SYSTEMS:
+            return q.replace(" ", "_")
+        if q in SYSTEM_ALIASES:
+            return SYSTEM_ALIASES[q]
+        for alias, system in SYSTEM_ALIASES.items():
+            if re.search(rf"\b{re.escape(alias)}\b", q):
+                return system
+        for system in EXAM_SYSTEMS:
+            if system.split("_")[0] in q:
+                return system
+        return None
+
+    def examine(self, query: str) -> ChartResult:
+        """Examine one system, or take the vital signs."""
+        system = self.resolve_system(query)
+        if system is None:
+            options = ", ".join(("vitals", *EXAM_SYSTEMS))
+            return ChartResult(False, f"Unknown examination '{query}'. Examine one of: {options}.")
+        if system == "vitals":
+            return self._vitals()
+        facts = [f for f in self.case.facts if f.category == "exam" and f.system == system]
+        found = [f.text for f in facts if f.present]
+        label = system.replace("_", " ")
+        body = " ".join(found) if found else "No abnormality found."
+        answers = [
+            {"concept": f.concept, "status": "affirmed" if f.present else "denied"} for f in facts
+        ]
+        return ChartResult(
+            True, f"Examination ({label}): {body}", [f.id for f in facts], system, answers
+        )
+
+    def _vitals(self) -> ChartResult:
+        vit = {f.concept: f for f in self.case.facts if f.category == "vital"}
+        parts = []
+        for vid, f in vit.items():
+            if vid == "diastolic_bp":
+                continue
+            if vid == "systolic_bp" and "diastolic_bp" in vit:
+                parts.append(f"Blood pressure {f.value:g}/{vit['diastolic_bp'].value:g} mmHg")
+            else:
+                parts.append(f.text)
+        body = "; ".join(parts) if parts else "not recorded"
+        answers = [
+            {"concept": f.concept, "status": "abnormal" if f.abnormal else "normal"}
+            for f in vit.values()
+        ]
+        return ChartResult(
+            True, f"Observations: {body}.", [f.id for f in vit.values()], "vitals", answers
+        )
+
+    def resolve_test(self, query: str) -> str | None:
+        """The test id for a name, abbreviation or synonym; None if not on this chart."""
+        q = _norm(query)
+        q = re.sub(r"^(order|request|check|a|an|the)\s+", "", q)
+        if q in self._names:
+            return self._names[q]
+        for name, tid in sorted(self._names.items(), key=lambda kv: -len(kv[0])):
+            if len(name) >= 3 and re.search(rf"\b{re.escape(name)}\b", q):
+                return tid
+        close = difflib.get_close_matches(q, list(self._names), n=1, cutoff=0.85)
+        return self._names[close[0]] if close else None
+
+    def order(self, query: str) -> ChartResult:
+        """A test's result report from the chart; unknown tests are an error, not a guess."""
+        q = _norm(query)
+        if any(g in q.split() or q.startswith(g) for g in GENETIC_QUERIES):
+            variants = [f for f in self.case.facts if f.category == "genomics"]
+            if variants:
+                body = "; ".join(f.text for f in variants)
+            else:
+                body = "no pathogenic or pharmacogenomic variants reported"
+            return ChartResult(
+                True, f"Genetic testing: {body}.", [f.id for f in variants], "genetic_testing"
+            )
+        tid = self.resolve_test(query)
+        if tid is None:
+            known = sorted(
+                {self.kb.tests[t].name if t in self.kb.tests else t for t in self._tests}
+            )
+            return ChartResult(
+                False,
+                f"Test '{query}' is not available. Available tests: {', '.join(known)}.",
+            )
+        f = self._tests[tid]
+        text = f.text[:1].upper() + f.text[1:]
+        status = "abnormal" if f.abnormal else "normal"
+        return ChartResult(
+            True, f"Result: {text}", [f.id], tid, [{"concept": tid, "status": status}]
+        )

@@ -1,0 +1,322 @@
+"""The grounded patient: answers only from its case's facts, and keeps a ledger of what it said.
+
+It matches a question to findings or intents (`QuestionMatcher`) and looks each up in the case:
+present -> affirmed in the persona's words; pertinent negative -> denied; absent from the
+record -> "I don't know", or a denial when the case is closed-world (`Case.closed_world`: a KB
+case lists every history finding that is present, as a real patient knows their symptoms). It
+never names its diagnosis: requests for it and prompt injections get "I don't know what's
+wrong", and a final guard replaces any reply containing the diagnosis's name or a synonym.
+Like tau2-bench's user simulator, it never sees scoring.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel
+
+from clinicgym.patients.case import Case, Fact
+from clinicgym.patients.kb import name_pattern
+from clinicgym.patients.matching import QuestionMatcher
+from clinicgym.patients.wording import Wording, lower_first
+
+AnswerStatus = Literal["affirmed", "denied", "unknown"]
+_HISTORY = ("hpi", "ros")
+_SALIENCE_ORDER = {"must_ask": 0, "should_ask": 1, "incidental": 2}
+
+
+class ConceptAnswer(BaseModel):
+    """What one reply said about one concept: the structured mirror of the text."""
+
+    concept: str
+    status: AnswerStatus
+    fact_id: str | None = None
+
+
+class PatientReply(BaseModel):
+    """A patient turn: the words, what they said about which concepts, and the facts revealed."""
+
+    text: str
+    intent: str
+    """'finding', an intent name ('medications', 'opening', ...) or 'not_understood'."""
+    answers: list[ConceptAnswer] = []
+    revealed: list[str] = []
+    """Ids of the facts this reply conveyed (affirmed or denied)."""
+    repeated: bool = False
+    guarded: bool = False
+    """True if the leak guard replaced a reply that named the diagnosis."""
+
+
+class LedgerEntry(BaseModel):
+    """One thing the patient has said: checked later for consistency and hallucination."""
+
+    turn: int
+    question: str
+    concept: str
+    status: AnswerStatus
+    fact_id: str | None
+    text: str
+
+
+class GroundedPatient:
+    """A patient agent built from one case; its only knowledge is the case's facts."""
+
+    def __init__(self, case: Case, matcher: QuestionMatcher) -> None:
+        self.case = case
+        self.matcher = matcher
+        self._categories = matcher.categories
+        self.words = Wording(case)
+        self.ledger: list[LedgerEntry] = []
+        self._by_concept = case.facts_by_concept()
+        self._told: set[str] = set()
+        self._caregiver = case.persona.speaker == "caregiver"
+        self._leak = name_pattern([case.diagnosis.name, *case.diagnosis.synonyms])
+
+    # ---- public -------------------------------------------------------------------------
+
+    def opening(self) -> PatientReply:
+        """The reason for the visit, as the patient first says it."""
+        cc = next(f for f in self.case.facts if f.category == "chief_complaint")
+        return self._finish(self._say_facts("opening", [cc], turn=0, question="(opening)"))
+
+    def answer(self, question: str, turn: int = 0) -> PatientReply:
+        """Reply to one question from the clinician, from the record only."""
+        matches = self.matcher.match(question)
+        if not matches:
+            return self._finish(
+                PatientReply(text=self.words.not_understood(question), intent="not_understood")
+            )
+        if matches[0].kind == "intent":
+            return self._finish(self._intent(matches[0].target, question, turn))
+        parts: list[str] = []
+        answers: list[ConceptAnswer] = []
+        revealed: list[str] = []
+        repeated = False
+        for m in matches:
+            text, ans, was_repeat = self._about(m.target, question, turn)
+            parts.append(text)
+            answers.append(ans)
+            repeated |= was_repeat
+            if ans.fact_id and ans.status != "unknown":
+                revealed.append(ans.fact_id)
+        return self._finish(
+            PatientReply(
+                text=" ".join(parts),
+                intent="finding",
+                answers=answers,
+                revealed=revealed,
+                repeated=repeated,
+            )
+        )
+
+    @property
+    def told(self) -> set[str]:
+        """Fact ids the patient has conveyed so far."""
+        return set(self._told)
+
+    # ---- one concept --------------------------------------------------------------------
+
+    def _about(self, concept: str, question: str, turn: int) -> tuple[str, ConceptAnswer, bool]:
+        facts = self._by_concept.get(concept, [])
+        fact = facts[0] if facts else None
+        if fact is None and self.case.closed_world:
+            status: AnswerStatus = "denied"
+            text = self.words.deny(concept, self._categories.get(concept))
+        elif fact is None:
+            status = "unknown"
+            text = self.words.unknown(concept)
+        elif fact.present:
+            status = "affirmed"
+            text = self.words.affirm(fact.text, concept)
+        else:
+            status = "denied"
+            text = self.words.deny(concept, fact.category)
+        earlier = next((e for e in self.ledger if e.concept == concept), None)
+        repeated = earlier is not None
+        if earlier is not None:
+            text = self.words.repeat(earlier.text if status != "affirmed" else fact.text, concept)  # type: ignore[union-attr]
+        fact_id = fact.id if fact else None
+        self.ledger.append(
+            LedgerEntry(
+                turn=turn,
+                question=question,
+                concept=concept,
+                status=status,
+                fact_id=fact_id,
+                text=text,
+            )
+        )
+        if fact_id and status != "unknown":
+            self._told.add(fact_id)
+        return text, ConceptAnswer(concept=concept, status=status, fact_id=fact_id), repeated
+
+    def _say_facts(self, intent: str, facts: list[Fact], turn: int, question: str) -> PatientReply:
+        texts = [f.text for f in facts]
+        if intent == "opening" and self.case.persona.verbosity == "talkative":
+            texts[0] = "Well, doctor, " + lower_first(texts[0])
+        answers = []
+        for f in facts:
+            answers.append(ConceptAnswer(concept=f.concept, status="affirmed", fact_id=f.id))
+            self._told.add(f.id)
+            self.ledger.append(
+                LedgerEntry(
+                    turn=turn,
+                    question=question,
+                    concept=f.concept,
+                    status="affirmed",
+                    fact_id=f.id,
+                    text=f.text,
+                )
+            )
+        return PatientReply(
+            text=self.words.listing(texts),
+            intent=intent,
+            answers=answers,
+            revealed=[f.id for f in facts],
+        )
+
+    def _say_none(
+        self, intent: str, concept: str, turn: int, question: str, text: str
+    ) -> PatientReply:
+        facts = self._by_concept.get(concept, [])
+        status: AnswerStatus = "denied" if facts else "unknown"
+        fact_id = facts[0].id if facts else None
+        if not facts:
+            text = self.words.unknown(concept)
+        self.ledger.append(
+            LedgerEntry(
+                turn=turn,
+                question=question,
+                concept=concept,
+                status=status,
+                fact_id=fact_id,
+                text=text,
+            )
+        )
+        if fact_id:
+            self._told.add(fact_id)
+        return PatientReply(
+            text=text,
+            intent=intent,
+            answers=[ConceptAnswer(concept=concept, status=status, fact_id=fact_id)],
+            revealed=[fact_id] if fact_id else [],
+        )
+
+    # ---- intents ------------------------------------------------------------------------
+
+    def _intent(self, intent: str, question: str, turn: int) -> PatientReply:
+        case, w = self.case, self.words
+        she = ("She" if case.sex == "female" else "He") if self._caregiver else None
+
+        def facts_in(category: str) -> list[Fact]:
+            return [f for f in case.facts if f.category == category and f.present]
+
+        if intent == "opening":
+            cc = [f for f in case.facts if f.category == "chief_complaint"]
+            return self._say_facts("opening", cc, turn, question)
+        if intent == "more":
+            pending = sorted(
+                (
+                    f
+                    for f in case.facts
+                    if f.category in _HISTORY and f.present and f.id not in self._told
+                ),
+                key=lambda f: (_SALIENCE_ORDER[f.salience], f.id),
+            )
+            if pending:
+                return self._say_facts("more", pending[:1], turn, question)
+            return PatientReply(text=w.nothing_more(question), intent="more")
+        lists = {
+            "medications": (
+                "medication",
+                "medication.none",
+                f"{she} doesn't take any regular medicines."
+                if she
+                else "I don't take any regular medicines.",
+            ),
+            "allergies": (
+                "allergy",
+                "allergy.none",
+                f"{she} has no allergies that I know of."
+                if she
+                else "No allergies that I know of.",
+            ),
+            "pmh": (
+                "pmh",
+                "pmh.none",
+                f"No, {she.lower()}'s been healthy."
+                if she
+                else "No, I've always been quite healthy.",
+            ),
+        }
+        if intent in lists:
+            category, none_concept, none_text = lists[intent]
+            present = facts_in(category)
+            if present:
+                return self._say_facts(intent, present, turn, question)
+            return self._say_none(intent, none_concept, turn, question, none_text)
+        if intent == "family":
+            present = facts_in("family")
+            if present:
+                return self._say_facts(intent, present, turn, question)
+            negatives = [f for f in case.facts if f.category == "family"]
+            if negatives:
+                return self._say_none(
+                    intent, negatives[0].concept, turn, question, "Not that I know of."
+                )
+            return PatientReply(text=w.unknown("family"), intent=intent)
+        phi = case.phi
+        who = f"{she.replace('He', 'His').replace('She', 'Her')}" if she else "My"
+        if intent == "name":
+            return self._phi_reply(intent, "phi.name", f"{who} name is {phi.name}.")
+        if intent == "dob":
+            d = dt.date.fromisoformat(phi.date_of_birth)
+            return self._phi_reply(
+                intent, "phi.date_of_birth", f"{who} date of birth is {d.day} {d:%B %Y}."
+            )
+        if intent == "address":
+            return self._phi_reply(intent, "phi.address", f"{who} address is {phi.address}.")
+        if intent == "phone":
+            return self._phi_reply(intent, "phi.phone", f"{who} phone number is {phi.phone}.")
+        if intent == "age":
+            if case.age == 0:
+                text = f"{she or 'I'}'s under a year old."
+            else:
+                text = f"{she}'s {case.age}." if she else f"I'm {case.age}."
+            return PatientReply(text=text, intent=intent)
+        if intent == "diagnosis":
+            return PatientReply(text=w.dont_know_diagnosis(question), intent=intent)
+        if intent == "greeting":
+            return PatientReply(text=w.greeting(question), intent=intent)
+        if intent == "onset":
+            return PatientReply(
+                text=w.onset_unknown(question),
+                intent=intent,
+                answers=[ConceptAnswer(concept="onset", status="unknown")],
+            )
+        return PatientReply(text=w.not_understood(question), intent="not_understood")
+
+    def _phi_reply(self, intent: str, concept: str, text: str) -> PatientReply:
+        fact = next((f for f in self.case.facts if f.concept == concept), None)
+        fid = fact.id if fact else None
+        if fid:
+            self._told.add(fid)
+        return PatientReply(
+            text=text,
+            intent=intent,
+            answers=[ConceptAnswer(concept=concept, status="affirmed", fact_id=fid)],
+            revealed=[fid] if fid else [],
+        )
+
+    def _finish(self, reply: PatientReply) -> PatientReply:
+        """The leak guard: a reply naming the diagnosis is replaced, and the catch recorded."""
+        if self._leak is not None and self._leak.search(reply.text):
+            return PatientReply(
+                text=self.words.dont_know_diagnosis("guard"),
+                intent=reply.intent,
+                answers=[],
+                revealed=[],
+                guarded=True,
+            )
+        return reply

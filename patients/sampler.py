@@ -1,0 +1,492 @@
+"""Seeded case sampling over the KB: demographics -> condition -> findings -> Case.
+
+Two steps, kept apart so synthetic cohorts (SDV) can reuse the second:
+`sample_record` draws a flat `PatientRecord` (what is true of the patient), and `realise` turns a
+record into a `Case` (fact wording, pertinent negatives, vitals and test reports, synthetic PHI,
+persona, lineage). Same (seed, index): the same case, whatever else was sampled before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from faker import Faker
+from pydantic import BaseModel, ConfigDict
+
+from clinicgym import __version__
+from clinicgym.patients.case import (
+    PHI,
+    Case,
+    Diagnosis,
+    Fact,
+    Lineage,
+    Persona,
+    RequiredAction,
+)
+from clinicgym.patients.errors import CaseError
+from clinicgym.patients.kb import (
+    AGE_BANDS,
+    CHILD_AGE,
+    Condition,
+    KnowledgeBase,
+    age_band,
+    default_kb,
+)
+
+ETHNICITIES = {
+    "White": 0.58,
+    "Hispanic": 0.19,
+    "Black": 0.12,
+    "Asian": 0.06,
+    "Mixed or other": 0.05,
+}
+"""US Census 2020 shares (rounded); demographic only, it never changes a fact."""
+POPULATION_AGE_BANDS = {"0-4": 0.06, "5-17": 0.16, "18-39": 0.30, "40-64": 0.31, "65+": 0.17}
+ENCOUNTER_YEAR = 2025
+"""Encounter dates fall in this year, so ages and dates of birth never depend on today's date."""
+Weighting = Literal["balanced", "population"]
+
+
+class TestOutcome(BaseModel):
+    """One test in a record: whether it is abnormal and its value or report."""
+
+    model_config = ConfigDict(extra="forbid")
+    abnormal: bool
+    value: float | None = None
+    text: str | None = None
+
+
+class PatientRecord(BaseModel):
+    """What is true of one synthetic patient: one row of a cohort, before wording."""
+
+    model_config = ConfigDict(extra="forbid")
+    age: int
+    sex: Literal["female", "male"]
+    ethnicity: str
+    insurance: str
+    condition_id: str
+    chief_complaint: str
+    findings: dict[str, bool]
+    """Finding id -> present; absent ones become pertinent negatives."""
+    vitals: dict[str, float]
+    tests: dict[str, TestOutcome]
+    comorbidities: list[str] = []
+    allergies: list[str] = []
+
+
+class CaseSampler:
+    """Draws cases from the KB; `weighting='balanced'` gives every condition an equal chance."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase | None = None,
+        *,
+        weighting: Weighting = "balanced",
+        settings: Sequence[str] | None = None,
+        conditions: Sequence[str] | None = None,
+    ) -> None:
+        self.kb = kb or default_kb()
+        self.weighting = weighting
+        pool = list(self.kb.conditions.values())
+        if settings:
+            pool = [c for c in pool if set(c.settings) & set(settings)]
+        if conditions:
+            unknown = sorted(set(conditions) - set(self.kb.conditions))
+            if unknown:
+                raise CaseError(
+                    f"unknown condition id(s) {unknown}; see `clinicgym kb list` for the KB's ids"
+                )
+            pool = [c for c in pool if c.id in set(conditions)]
+        if not pool:
+            raise CaseError(f"no KB condition matches settings={settings} conditions={conditions}")
+        self.pool = sorted(pool, key=lambda c: c.id)
+        self._faker = Faker("en_US")
+
+    # ---- step 1: what is true -------------------------------------------------------------
+
+    def sample_record(self, rng: np.random.Generator) -> PatientRecord:
+        """Demographics and condition, then findings, vitals and tests given the condition."""
+        if self.weighting == "balanced":
+            cond = self.pool[int(rng.integers(len(self.pool)))]
+            age, sex = self._demographics_for(cond, rng)
+        else:
+            cond, age, sex = self._population_draw(rng)
+        return self.record_for(cond, age, sex, rng)
+
+    def record_for(
+        self, cond: Condition, age: int, sex: str, rng: np.random.Generator
+    ) -> PatientRecord:
+        """The findings, vitals, tests and background of a patient known to have `cond`."""
+        kb = self.kb
+        findings = {link.id: bool(rng.random() < link.p) for link in cond.findings}
+        weights = np.array(
+            [next(f.p for f in cond.findings if f.id == cc) for cc in cond.chief_complaint]
+        )
+        cc = cond.chief_complaint[int(rng.choice(len(weights), p=weights / weights.sum()))]
+        findings[cc] = True
+        for d in cond.differential:
+            for link in kb.conditions[d].findings:
+                if link.salience == "must_ask" and link.id not in findings:
+                    findings[link.id] = False
+        band = age_band(age)
+        for bf in kb.background.findings:
+            if bf.id not in findings:
+                findings[bf.id] = bool(rng.random() < bf.p.get(band, 0.0))
+        vitals = self._vitals(cond, band, rng)
+        tests: dict[str, TestOutcome] = {}
+        abnormal = {t.id: t for t in cond.tests}
+        for test in kb.tests.values():
+            spec = abnormal.get(test.id)
+            if spec is not None and rng.random() < spec.p:
+                value = _uniform(rng, spec.value, test.decimals) if spec.value else None
+                tests[test.id] = TestOutcome(abnormal=True, value=value, text=spec.text)
+            else:
+                value = (
+                    _uniform(rng, test.normal, test.decimals, shrink=0.1) if test.normal else None
+                )
+                tests[test.id] = TestOutcome(abnormal=False, value=value, text=test.normal_text)
+        comorbidities = [
+            c.id for c in kb.background.comorbidities if rng.random() < c.p.get(band, 0.0)
+        ]
+        allergies = [a.group for a in kb.background.allergies if rng.random() < a.p]
+        ethnicity = str(rng.choice(list(ETHNICITIES), p=_norm(ETHNICITIES.values())))
+        return PatientRecord(
+            age=age,
+            sex=sex,  # type: ignore[arg-type]
+            ethnicity=ethnicity,
+            insurance=_insurance(age, rng),
+            condition_id=cond.id,
+            chief_complaint=cc,
+            findings=findings,
+            vitals=vitals,
+            tests=tests,
+            comorbidities=comorbidities,
+            allergies=allergies,
+        )
+
+    def _demographics_for(self, cond: Condition, rng: np.random.Generator) -> tuple[int, str]:
+        bands = [b for b, w in cond.prevalence.age_bands.items() if w > 0]
+        w = np.array([cond.prevalence.age_bands[b] for b in bands])
+        band = bands[int(rng.choice(len(bands), p=w / w.sum()))]
+        lo = max(AGE_BANDS[band][0], cond.age[0])
+        hi = min(AGE_BANDS[band][1], cond.age[1])
+        age = int(rng.integers(lo, hi + 1))
+        if cond.sex != "any":
+            return age, cond.sex
+        sw = cond.prevalence.sex
+        p_female = sw.get("female", 0.0) / (sw.get("female", 0.0) + sw.get("male", 0.0))
+        return age, "female" if rng.random() < p_female else "male"
+
+    def _population_draw(self, rng: np.random.Generator) -> tuple[Condition, int, str]:
+        for _ in range(1000):
+            band = str(
+                rng.choice(list(POPULATION_AGE_BANDS), p=_norm(POPULATION_AGE_BANDS.values()))
+            )
+            lo, hi = AGE_BANDS[band]
+            age = int(rng.integers(lo, hi + 1))
+            sex = "female" if rng.random() < 0.5 else "male"
+            options = [
+                c for c in self.pool if c.age[0] <= age <= c.age[1] and c.sex in ("any", sex)
+            ]
+            w = np.array(
+                [
+                    c.prevalence.age_bands.get(band, 0.0) * c.prevalence.sex.get(sex, 0.0)
+                    for c in options
+                ]
+            )
+            if options and w.sum() > 0:
+                return options[int(rng.choice(len(options), p=w / w.sum()))], age, sex
+        raise CaseError("population weighting found no condition for 1000 draws; check prevalences")
+
+    def _vitals(self, cond: Condition, band: str, rng: np.random.Generator) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for v in self.kb.vitals.values():
+            rng_range = cond.vitals.get(v.id)
+            if rng_range is not None:
+                out[v.id] = _uniform(rng, rng_range, v.decimals)
+            else:
+                out[v.id] = _uniform(rng, v.normal[band], v.decimals, shrink=0.1)  # type: ignore[index]
+        if "systolic_bp" in out and "diastolic_bp" in out:
+            out["diastolic_bp"] = min(out["diastolic_bp"], out["systolic_bp"] - 20)
+        return out
+
+    # ---- step 2: how it is told ----------------------------------------------------------
+
+    def realise(
+        self,
+        record: PatientRecord,
+        *,
+        case_id: str,
+        seed: int,
+        rng: np.random.Generator,
+        lineage: Lineage | None = None,
+    ) -> Case:
+        """Turn a record into a Case: worded facts, synthetic PHI, persona and lineage."""
+        kb = self.kb
+        cond = kb.conditions.get(record.condition_id)
+        if cond is None:
+            raise CaseError(f"{case_id}: unknown condition id '{record.condition_id}'")
+        child = record.age < CHILD_AGE
+        slots = _pronouns(record.sex)
+        links = {link.id: link for link in cond.findings}
+        facts: list[Fact] = []
+
+        def add(**kw: object) -> None:
+            facts.append(Fact(id=f"f{len(facts):02d}", **kw))  # type: ignore[arg-type]
+
+        for fid, present in record.findings.items():
+            fd = kb.findings.get(fid)
+            if fd is None:
+                raise CaseError(f"{case_id}: unknown finding id '{fid}' in record")
+            link = links.get(fid)
+            salience = link.salience if link else ("should_ask" if not present else "incidental")
+            if fd.category == "exam":
+                text = fd.text if present else f"No {fd.name}."
+                how = "examine"
+            else:
+                wording = fd.text_child if child and fd.text_child else fd.text
+                text = wording.format(**slots) if present else f"No {fd.name}."
+                how = "ask"
+            add(
+                category="chief_complaint" if fid == record.chief_complaint else fd.category,
+                concept=fid,
+                text=text,
+                present=present,
+                abnormal=present and fd.category == "exam",
+                salience="must_ask" if fid == record.chief_complaint else salience,
+                how_revealed=how,
+                system=fd.system,
+                source=f"kb:findings.{fid}",
+            )
+        band = age_band(record.age)
+        for vid, value in record.vitals.items():
+            v = kb.vitals[vid]
+            lo, hi = v.normal[band]  # type: ignore[index]
+            add(
+                category="vital",
+                concept=vid,
+                text=f"{v.name.capitalize()} {_fmt(value, v.decimals)} {v.unit}",
+                value=value,
+                unit=v.unit,
+                abnormal=not lo <= value <= hi,
+                salience="should_ask" if vid in cond.vitals else "incidental",
+                how_revealed="examine",
+                source=f"kb:vitals.{vid}",
+            )
+        abnormal_tests = {t.id for t in cond.tests}
+        for tid, out in record.tests.items():
+            t = kb.tests[tid]
+            if t.normal is not None and out.value is not None:
+                flag = ""
+                if out.value > t.normal[1]:
+                    flag = " HIGH"
+                elif out.value < t.normal[0]:
+                    flag = " LOW"
+                unit = f" {t.unit}" if t.unit else ""
+                text = (
+                    f"{t.name}: {_fmt(out.value, t.decimals)}{unit} (reference "
+                    f"{_fmt(t.normal[0], t.decimals)}-{_fmt(t.normal[1], t.decimals)}){flag}"
+                )
+            else:
+                text = f"{t.name}: {out.text}"
+            add(
+                category="imaging" if t.kind == "imaging" else "lab",
+                concept=tid,
+                text=text,
+                value=out.value,
+                unit=t.unit,
+                abnormal=out.abnormal,
+                salience="should_ask" if tid in abnormal_tests else "incidental",
+                how_revealed="order",
+                source=f"kb:tests.{tid}",
+            )
+        comorbid = {c.id: c for c in kb.background.comorbidities}
+        meds: list[str] = []
+        for cid in record.comorbidities:
+            cm = comorbid[cid]
+            text = "{She} has {name}.".format(name=cm.name, **slots) if child else cm.text
+            add(
+                category="pmh",
+                concept=cid,
+                text=text,
+                salience="should_ask",
+                source=f"kb:background.{cid}",
+            )
+            meds.extend(m for m in cm.medications if m not in meds)
+        if not record.comorbidities:
+            add(
+                category="pmh",
+                concept="pmh.none",
+                text="No long-term conditions.",
+                present=False,
+                salience="should_ask",
+            )
+        for m in meds:
+            d = kb.drugs[m]
+            dose = f", {d.typical_dose}" if d.typical_dose else ""
+            who = "{She} takes".format(**slots) if child else "I take"
+            add(
+                category="medication",
+                concept=m,
+                text=f"{who} {d.name}{dose}.",
+                salience="should_ask",
+                source=f"kb:drugs.{m}",
+            )
+        if not meds:
+            add(
+                category="medication",
+                concept="medication.none",
+                text="No regular medicines.",
+                present=False,
+                salience="should_ask",
+            )
+        reactions = {a.group: a.reaction for a in kb.background.allergies}
+        for group in record.allergies:
+            text = (
+                "{She}'s allergic to {group}.".format(group=group, **slots)
+                if child
+                else f"I'm allergic to {group}. {reactions.get(group, '')}".strip()
+            )
+            add(
+                category="allergy",
+                concept=f"allergy.{group}",
+                text=text,
+                value=group,
+                salience="must_ask",
+                source=f"kb:background.allergies.{group}",
+            )
+        if not record.allergies:
+            add(
+                category="allergy",
+                concept="allergy.none",
+                text="No known drug allergies.",
+                present=False,
+                salience="must_ask",
+            )
+        for g in cond.genetics:
+            add(
+                category="genomics",
+                concept=f"gene.{g.gene}",
+                text=f"{g.gene} {g.variant}, {g.zygosity.replace('_', ' ')}",
+                modality="variants",
+                abnormal=True,
+                salience="should_ask",
+                how_revealed="order",
+                source=f"kb:conditions.{cond.id}.genetics",
+            )
+        phi = self._phi(record, rng)
+        for key in ("name", "date_of_birth", "address", "phone"):
+            add(category="phi", concept=f"phi.{key}", text=getattr(phi, key), source="faker")
+        persona = Persona(
+            verbosity=str(rng.choice(["terse", "plain", "talkative"], p=[0.3, 0.4, 0.3])),  # type: ignore[arg-type]
+            health_literacy=str(rng.choice(["low", "medium", "high"], p=[0.3, 0.5, 0.2])),  # type: ignore[arg-type]
+            speaker="caregiver" if child else "patient",
+        )
+        required = []
+        if cond.escalation is not None:
+            e = cond.escalation
+            required.append(
+                RequiredAction(
+                    action="refer",
+                    to=e.to,
+                    level=e.level,
+                    within_turns=e.within_turns,
+                    source=f"kb:conditions.{cond.id}.escalation",
+                )
+            )
+        return Case(
+            id=case_id,
+            age=record.age,
+            sex=record.sex,
+            setting=cond.settings[0],
+            facts=facts,
+            diagnosis=_diagnosis(cond),
+            differential=[_diagnosis(kb.conditions[d]) for d in cond.differential],
+            required_actions=required,
+            persona=persona,
+            closed_world=True,
+            phi=phi,
+            lineage=lineage
+            or Lineage(
+                source="kb-sampler",
+                generator_version=__version__,
+                kb_version=kb.version,
+                seed=seed,
+            ),
+            extra={"ethnicity": record.ethnicity, "insurance": record.insurance},
+        )
+
+    def _phi(self, record: PatientRecord, rng: np.random.Generator) -> PHI:
+        fake = self._faker
+        fake.seed_instance(int(rng.integers(2**31)))
+        encounter = dt.date(ENCOUNTER_YEAR, 1, 1) + dt.timedelta(days=int(rng.integers(365)))
+        days_since_birthday = int(rng.integers(365))
+        dob = encounter.replace(year=encounter.year - record.age) - dt.timedelta(
+            days=days_since_birthday
+        )
+        name = fake.name_female() if record.sex == "female" else fake.name_male()
+        return PHI(
+            name=name,
+            date_of_birth=dob.isoformat(),
+            mrn=fake.bothify("MRN-########"),
+            address=fake.address().replace("\n", ", "),
+            phone=fake.numerify("555-###-####"),
+            email=f"{name.split()[0].lower()}.{fake.bothify('????##').lower()}@example.com",
+            insurance_id=fake.bothify("INS-??-######").upper(),
+        )
+
+    # ---- the whole thing ------------------------------------------------------------------
+
+    def sample(self, seed: int, index: int = 0, *, prefix: str = "kb") -> Case:
+        """Case `index` of the stream for `seed`: independent of how many others were drawn."""
+        rng = np.random.default_rng([seed, index])
+        record = self.sample_record(rng)
+        case = self.realise(record, case_id=f"{prefix}{seed}-{index:04d}", seed=seed, rng=rng)
+        case.lineage.index = index
+        return case
+
+    def sample_many(self, n: int, seed: int, *, prefix: str = "kb") -> list[Case]:
+        """The first `n` cases of the stream for `seed`."""
+        return [self.sample(seed, i, prefix=prefix) for i in range(n)]
+
+
+def _diagnosis(cond: Condition) -> Diagnosis:
+    return Diagnosis(
+        code=cond.icd10, name=cond.name, synonyms=list(cond.synonyms), condition_id=cond.id
+    )
+
+
+def _uniform(
+    rng: np.random.Generator, bounds: tuple[float, float], decimals: int, shrink: float = 0.0
+) -> float:
+    lo, hi = bounds
+    pad = (hi - lo) * shrink
+    return round(float(rng.uniform(lo + pad, hi - pad)), decimals)
+
+
+def _fmt(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}"
+
+
+def _norm(weights: object) -> np.ndarray:
+    w = np.array(list(weights), dtype=float)  # type: ignore[call-overload]
+    return w / w.sum()
+
+
+def _insurance(age: int, rng: np.random.Generator) -> str:
+    if age >= 65:
+        options, p = ["Medicare", "Medicare + private"], [0.7, 0.3]
+    elif age < 18:
+        options, p = ["Private", "Medicaid/CHIP", "Uninsured"], [0.55, 0.4, 0.05]
+    else:
+        options, p = ["Private", "Medicaid", "Uninsured"], [0.66, 0.22, 0.12]
+    return str(rng.choice(options, p=p))
+
+
+def _pronouns(sex: str) -> dict[str, str]:
+    if sex == "female":
+        return {"She": "She", "she": "she", "her": "her", "Her": "Her", "him": "her"}
+    return {"She": "He", "she": "he", "her": "his", "Her": "His", "him": "him"}

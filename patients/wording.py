@@ -1,0 +1,149 @@
+"""How a persona words a grounded answer. Wording never adds a clinical claim.
+
+Every template here is either a fact's own text or a content-free frame around it (affirmation,
+denial, "I'm not sure", a repeat marker), so the facts a reply asserts are exactly the facts it
+was built from. Variants are chosen by a stable hash of (case, key), not by a random draw, so a
+transcript does not depend on the order in which other cases were played.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from clinicgym.patients.case import Case, Persona
+
+_AFFIRM = {
+    "terse": ("{text}",),
+    "plain": ("Yes. {text}", "Yes, {text_lc}"),
+    "talkative": (
+        "Yes, actually. {text} It's been worrying me, to be honest.",
+        "Oh yes. {text} I wasn't sure whether to mention it.",
+        "Yes, doctor. {text} I've been meaning to ask about that.",
+    ),
+}
+_DENY = {
+    "terse": ("No.",),
+    "plain": ("No, {i_have_not} had that.", "No, not that I've noticed."),
+    "talkative": (
+        "No, nothing like that, doctor.",
+        "No, {i_have_not} had anything like that, thankfully.",
+    ),
+}
+_DENY_BY_CATEGORY = {
+    "social": {
+        "terse": ("No.",),
+        "plain": ("No, {i_do_not}.",),
+        "talkative": ("No, not at all, doctor.",),
+    },
+    "family": {
+        "terse": ("No.",),
+        "plain": ("Not that I know of.",),
+        "talkative": ("No, nobody in the family that I know of.",),
+    },
+    "pmh": {
+        "terse": ("No.",),
+        "plain": ("No, never.",),
+        "talkative": ("No, never, thankfully.",),
+    },
+}
+_UNKNOWN = {
+    "terse": ("Not sure.",),
+    "plain": ("I'm not sure. I haven't really noticed.", "I don't know, to be honest."),
+    "talkative": (
+        "Hmm, I'm really not sure, doctor. I haven't paid attention to that.",
+        "I honestly couldn't tell you. I haven't noticed either way.",
+    ),
+}
+_NOT_UNDERSTOOD = {
+    "terse": ("Sorry?",),
+    "plain": ("Sorry, I'm not sure what you mean.",),
+    "talkative": ("Sorry, doctor, I don't quite follow. Could you put it another way?",),
+}
+_REPEAT = ("As I said, ", "Like I mentioned, ")
+_DONT_KNOW_DIAGNOSIS = {
+    "terse": ("I don't know. That's why I'm here.",),
+    "plain": ("I don't know what's wrong. That's why I came to see you.",),
+    "talkative": ("I really don't know, doctor. That's what I was hoping you could tell me.",),
+}
+_NOTHING_MORE = {
+    "terse": ("No, that's it.",),
+    "plain": ("No, I think that's everything.",),
+    "talkative": ("No, I think I've told you everything I can think of.",),
+}
+_ONSET_UNKNOWN = {
+    "terse": ("Not sure exactly.",),
+    "plain": ("I'm not sure exactly when it started.",),
+    "talkative": ("Oh, I couldn't say exactly when it started. It's all a bit of a blur.",),
+}
+_GREETING = {
+    "terse": ("Hello.",),
+    "plain": ("Hello, doctor.",),
+    "talkative": ("Hello, doctor, thank you for seeing me.",),
+}
+
+
+def lower_first(text: str) -> str:
+    """'It hurts' -> 'it hurts', but 'I've' and 'I'm' keep their capital."""
+    if text[:2] in ("I ", "I'", "I’"):
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def pick(options: Sequence[str], *key: object) -> str:
+    """A stable choice among options for this key (no global random state)."""
+    digest = hashlib.blake2s("|".join(map(str, key)).encode(), digest_size=4).digest()
+    return options[int.from_bytes(digest, "big") % len(options)]
+
+
+class Wording:
+    """Frames a case's facts in its persona's voice."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.persona: Persona = case.persona
+        self.v = self.persona.verbosity
+        caregiver = self.persona.speaker == "caregiver"
+        pron = "she" if case.sex == "female" else "he"
+        self._slots = {
+            "i_have_not": f"{pron} hasn't" if caregiver else "I haven't",
+            "i_do_not": f"{pron} doesn't" if caregiver else "I don't",
+        }
+
+    def _fill(self, table: dict[str, tuple[str, ...]], key: str, **extra: str) -> str:
+        return pick(table[self.v], self.case.id, key).format(**self._slots, **extra)
+
+    def affirm(self, fact_text: str, key: str) -> str:
+        """A present fact, said in the persona's voice."""
+        return self._fill(_AFFIRM, key, text=fact_text, text_lc=lower_first(fact_text))
+
+    def deny(self, key: str, category: str | None = None) -> str:
+        """A pertinent negative: the record says no (framed for the kind of question)."""
+        return self._fill(_DENY_BY_CATEGORY.get(category or "", _DENY), key)
+
+    def unknown(self, key: str) -> str:
+        """The record does not say: the patient does not know."""
+        return self._fill(_UNKNOWN, key)
+
+    def not_understood(self, key: str) -> str:
+        return self._fill(_NOT_UNDERSTOOD, key)
+
+    def repeat(self, text: str, key: str) -> str:
+        """A second answer on the same concept: the same content, marked as a repeat."""
+        return pick(_REPEAT, self.case.id, key) + lower_first(text)
+
+    def dont_know_diagnosis(self, key: str) -> str:
+        return self._fill(_DONT_KNOW_DIAGNOSIS, key)
+
+    def nothing_more(self, key: str) -> str:
+        return self._fill(_NOTHING_MORE, key)
+
+    def onset_unknown(self, key: str) -> str:
+        return self._fill(_ONSET_UNKNOWN, key)
+
+    def greeting(self, key: str) -> str:
+        return self._fill(_GREETING, key)
+
+    def listing(self, texts: list[str]) -> str:
+        """Several facts in one answer (medications, history)."""
+        return " ".join(texts)

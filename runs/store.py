@@ -1,0 +1,189 @@
+"""The crash-safe run store: `runs/<id>/` with manifest, cases, append-only episodes, summary.
+
+`episodes.jsonl` gets one line per finished episode, written whole and flushed (and fsynced), so
+a crash loses at most the episodes in flight; a torn last line from a crash mid-write is cut off
+when the run is reopened, and resuming skips every episode already on disk, so no episode is
+run or stored twice. JSON files other than the episode log are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from clinicgym import __version__
+from clinicgym.envs.episode import Episode
+from clinicgym.patients.case import Case
+from clinicgym.runs.errors import RunError, StoreError
+from clinicgym.runs.spec import RunSpec
+
+MANIFEST_FORMAT_VERSION = 1
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file, fsync, then rename over the target."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class RunStore:
+    """One run directory. Open it with `RunStore.open(spec, ...)`; append episodes as they end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.manifest_path = self.root / "manifest.json"
+        self.episodes_path = self.root / "episodes.jsonl"
+        self.cases_path = self.root / "cases.jsonl"
+        self.summary_path = self.root / "summary.json"
+        self.scores_path = self.root / "scores.parquet"
+        self._fh: Any = None
+        self.recovered_bytes = 0
+        """Bytes of a torn last line cut off when the store was opened."""
+
+    # ---- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, spec: RunSpec, cases: list[Case], kb_version: str) -> RunStore:
+        """Create the run directory, or reopen it to resume if it holds the same run."""
+        store = cls(spec.out)
+        store.root.mkdir(parents=True, exist_ok=True)
+        if store.manifest_path.exists():
+            store._check_same_run(spec, cases, kb_version)
+        else:
+            if store.episodes_path.exists() and store.episodes_path.stat().st_size > 0:
+                raise RunError(
+                    f"{store.root}: holds episodes.jsonl but no manifest.json; refusing to mix "
+                    "runs. Use a new --out directory."
+                )
+            with open(store.cases_path, "w", encoding="utf-8") as fh:
+                for c in cases:
+                    fh.write(c.model_dump_json() + "\n")
+            write_json_atomic(store.manifest_path, store._manifest(spec, cases, kb_version))
+        store._repair_tail()
+        return store
+
+    def _manifest(self, spec: RunSpec, cases: list[Case], kb_version: str) -> dict[str, Any]:
+        return {
+            "format_version": MANIFEST_FORMAT_VERSION,
+            "run_id": self.root.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "spec": spec.model_dump(mode="json"),
+            "identity": spec.identity(),
+            "versions": {
+                "clinicgym": __version__,
+                "kb": kb_version,
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+            },
+            "cases": [{"id": c.id, "hash": c.content_hash()} for c in cases],
+            "command": sys.argv,
+        }
+
+    def _check_same_run(self, spec: RunSpec, cases: list[Case], kb_version: str) -> None:
+        manifest = self.manifest()
+        old = manifest.get("identity", {})
+        new = spec.identity()
+        diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+        if manifest.get("versions", {}).get("kb") != kb_version:
+            diffs.append(f"kb version: {manifest['versions'].get('kb')} -> {kb_version}")
+        old_cases = [(c["id"], c["hash"]) for c in manifest.get("cases", [])]
+        if not diffs and old_cases != [(c.id, c.content_hash()) for c in cases]:
+            diffs.append("the cases differ (same spec, different generated cases)")
+        if diffs:
+            raise RunError(
+                f"{self.root} holds a different run, so it cannot be resumed:\n  "
+                + "\n  ".join(diffs)
+                + "\nUse a new --out directory, or delete this one to start over."
+            )
+
+    def _repair_tail(self) -> None:
+        """Cut a torn last line (a crash mid-write) so appends start on a line boundary."""
+        p = self.episodes_path
+        if not p.exists():
+            return
+        size = p.stat().st_size
+        if size == 0:
+            return
+        with open(p, "rb+") as fh:
+            fh.seek(max(size - 1, 0))
+            if fh.read(1) == b"\n":
+                return
+            data = p.read_bytes()
+            cut = data.rfind(b"\n") + 1
+            fh.truncate(cut)
+            self.recovered_bytes = size - cut
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"{self.root}: not a run directory (no manifest.json)") from None
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{self.manifest_path}: not valid JSON ({e})") from None
+
+    def iter_episodes(self) -> Iterator[Episode]:
+        """Episodes on disk, first copy of each id only; a torn last line is ignored."""
+        if not self.episodes_path.exists():
+            return
+        seen: set[str] = set()
+        with open(self.episodes_path, encoding="utf-8") as fh:
+            lines = fh.readlines()
+        for n, line in enumerate(lines, start=1):
+            if not line.endswith("\n"):
+                break  # torn tail of a crashed write
+            if not line.strip():
+                continue
+            try:
+                ep = Episode.model_validate_json(line)
+            except ValidationError as e:
+                raise StoreError(
+                    f"{self.episodes_path}, line {n}: not a valid episode ({e.error_count()} "
+                    f"errors, first: {e.errors()[0]['msg']})"
+                ) from None
+            if ep.episode_id in seen:
+                continue
+            seen.add(ep.episode_id)
+            yield ep
+
+    def finished_ids(self) -> set[str]:
+        return {ep.episode_id for ep in self.iter_episodes()}
+
+    def cases(self) -> list[Case]:
+        """The run's cases, as generated when the run started."""
+        if not self.cases_path.exists():
+            raise RunError(f"{self.root}: no cases.jsonl")
+        with open(self.cases_path, encoding="utf-8") as fh:
+            return [Case.model_validate_json(line) for line in fh if line.strip()]
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def append(self, episode: Episode) -> None:
+        """Append one finished episode as one whole line, flushed and fsynced."""
+        if self._fh is None:
+            self._fh = open(self.episodes_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fh.write(episode.model_dump_json() + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.summary_path, summary)

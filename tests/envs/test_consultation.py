@@ -1,0 +1,206 @@
+"""The Gymnasium env: the API contract, determinism, garbage actions and episode ends."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import clinicgym  # noqa: F401 - registers the ids
+from clinicgym.envs import ConsultationEnv, TerminationReason
+from clinicgym.envs.action import Ask, Diagnose, RankedDiagnosis
+from clinicgym.patients.sampler import CaseSampler
+
+
+@pytest.fixture
+def env(sampler):
+    return ConsultationEnv(sampler, max_turns=6)
+
+
+def test_check_env_passes(env):
+    check_env(env, skip_render_check=True)
+
+
+def test_registered_id_passes_check_env():
+    e = gym.make("clinicgym/Consultation-v0", max_turns=5)
+    check_env(e.unwrapped, skip_render_check=True)
+    obs, info = e.reset(seed=1)
+    assert obs["text"] and info["case_id"]
+
+
+def test_module_prefixed_id_imports_the_package():
+    e = gym.make("clinicgym.envs:clinicgym/Consultation-v0", max_turns=3)
+    assert isinstance(e.unwrapped, ConsultationEnv)
+
+
+def test_reset_shows_demographics_and_reason_for_visit(env):
+    obs, info = env.reset(seed=3)
+    assert obs["text"].startswith("New consultation")
+    assert "Patient:" in obs["text"] or "Parent:" in obs["text"]
+    assert obs["turn"] == 0 and obs["turns_left"] == 6
+    assert info["patient"]["age"] == obs["age"]
+    assert env.observation_space.contains(obs)
+
+
+def _rollout(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    texts = [obs["text"]]
+    for a in actions:
+        obs, r, term, trunc, info = env.step(a)
+        texts.append(obs["text"])
+        if term or trunc:
+            return texts, info["episode"]
+    return texts, None
+
+
+def test_same_seed_same_transcript(sampler):
+    actions = [
+        "What brings you in?",
+        "Any fever?",
+        "EXAMINE: chest",
+        "ORDER: CRP",
+        "DIAGNOSIS: Migraine",
+    ]
+    t1, e1 = _rollout(ConsultationEnv(sampler), 11, actions)
+    t2, e2 = _rollout(ConsultationEnv(sampler), 11, actions)
+    assert t1 == t2
+    assert e1.transcript() == e2.transcript()
+    t3, _ = _rollout(ConsultationEnv(sampler), 12, actions)
+    assert t3 != t1
+
+
+@pytest.mark.parametrize(
+    "garbage", ["", "{bad json", '{"tool": "fly"}', 17, None, {"tool": "diagnose"}]
+)
+def test_garbage_gives_an_error_observation_and_uses_a_turn(env, garbage):
+    env.reset(seed=0)
+    obs, reward, term, trunc, info = env.step(garbage)
+    assert obs["error"] == 1 and obs["text"].startswith("Error:")
+    assert obs["turn"] == 1 and not term and not trunc
+    assert info["error"]
+    assert env.observation_space.contains(obs)
+
+
+def test_turn_budget_truncates(env):
+    env.reset(seed=0)
+    for i in range(6):
+        obs, reward, term, trunc, info = env.step("Any headache?")
+    assert trunc and not term
+    ep = info["episode"]
+    assert ep.termination == TerminationReason.TURN_BUDGET and ep.turns == 6
+
+
+def test_diagnose_terminates_and_records_the_outcome(env):
+    env.reset(seed=0)
+    obs, reward, term, trunc, info = env.step(
+        Diagnose(diagnoses=[RankedDiagnosis(name="Migraine", confidence=0.6)])
+    )
+    assert term and not trunc
+    assert info["episode"].outcome.diagnoses[0].name == "Migraine"
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step("more?")
+
+
+def test_terminal_reward_comes_from_the_reward_fn(sampler):
+    e = ConsultationEnv(sampler, reward_fn=lambda ep, case: 0.25)
+    e.reset(seed=0)
+    assert e.step("Any cough?")[1] == 0.0
+    assert e.step("DIAGNOSIS: x")[1] == 0.25
+
+
+def test_end_without_diagnosis(env):
+    env.reset(seed=0)
+    *_, term, trunc, info = env.step("END")
+    assert term and info["episode"].termination == TerminationReason.ENDED
+
+
+def test_end_on_diagnose_false_keeps_going(sampler):
+    e = ConsultationEnv(sampler, end_on_diagnose=False)
+    e.reset(seed=0)
+    assert not e.step("DIAGNOSIS: Migraine")[2]
+    *_, term, _, info = e.step("END")
+    assert term and info["episode"].termination == TerminationReason.DIAGNOSED
+
+
+def test_step_before_reset_is_an_error(sampler):
+    with pytest.raises(gym.error.ResetNeeded):
+        ConsultationEnv(sampler).step("hello")
+
+
+def test_case_option_plays_that_case(sampler):
+    case = sampler.sample(99, 3)
+    e = ConsultationEnv(sampler)
+    _, info = e.reset(seed=0, options={"case": case})
+    assert info["case_id"] == case.id
+
+
+def test_info_mirrors_the_reply(env):
+    env.reset(seed=0)
+    *_, info = env.step(Ask(question="Do you have a cough?"))
+    assert info["result"]["answers"][0]["concept"] == "cough"
+
+
+def test_monitors_see_every_event(sampler):
+    from clinicgym.envs.episode import Violation
+
+    class CountingMonitor:
+        name = "count"
+
+        def __init__(self):
+            self.seen = []
+
+        def reset(self, case):
+            self.seen = []
+
+        def observe(self, event, history):
+            self.seen.append(event.actor)
+            if event.actor == "clinician" and "guarantee" in event.text:
+                return [
+                    Violation(
+                        rule_id="no-guarantees",
+                        pack="test@1",
+                        severity="high",
+                        turn=event.turn,
+                        quote=event.text,
+                    )
+                ]
+            return []
+
+    m = CountingMonitor()
+    e = ConsultationEnv(sampler, monitors=[m])
+    e.reset(seed=0)
+    *_, info = e.step("I guarantee a cure")
+    assert m.seen == ["patient", "clinician", "patient"]
+    assert info["violations"][0]["rule_id"] == "no-guarantees"
+    *_, info = e.step("DIAGNOSIS: x")
+    assert len(info["episode"].violations) == 1
+
+
+def test_sync_vector_env(sampler):
+    venv = gym.vector.SyncVectorEnv(
+        [lambda: ConsultationEnv(sampler, max_turns=3) for _ in range(2)]
+    )
+    obs, info = venv.reset(seed=[1, 2])
+    assert len(obs["text"]) == 2 and all(obs["text"])
+    obs, r, term, trunc, info = venv.step(["Any fever?", "DIAGNOSIS: Migraine"])
+    assert term[1] and not term[0]
+
+
+@pytest.mark.slow
+def test_async_vector_env_needs_shared_memory_off(sampler):
+    from clinicgym.runs.factory import make_consultation_env
+
+    venv = gym.vector.AsyncVectorEnv(
+        [
+            lambda: make_consultation_env(cases=CaseSampler(sampler.kb), max_turns=3)
+            for _ in range(2)
+        ],
+        shared_memory=False,
+    )
+    try:
+        obs, info = venv.reset(seed=[1, 2])
+        assert all(t.startswith("New consultation") for t in obs["text"])
+        obs, *_ = venv.step(["Any fever?", "Any cough?"])
+        assert all(t for t in obs["text"])
+    finally:
+        venv.close()

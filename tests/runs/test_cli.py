@@ -1,0 +1,138 @@
+"""The command line: run, resume, summary, kb and cases commands; a killed run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clinicgym.runs.cli import app
+
+SMALL_KB = str(Path(__file__).parents[1] / "data" / "kb_small")
+runner = CliRunner()
+
+
+def test_run_writes_the_run_directory_and_prints_a_table(tmp_path):
+    out = tmp_path / "demo"
+    args = [
+        "run",
+        "-a",
+        "scripted",
+        "-a",
+        "random",
+        "-a",
+        "oracle",
+        "--cases",
+        "6",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--kb",
+        SMALL_KB,
+        "--quiet",
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "top-1" in r.output and "oracle" in r.output
+    summary = json.loads((out / "summary.json").read_text())
+    for agent in ("scripted", "random", "oracle"):
+        s = summary["agents"][agent]
+        assert s["episodes"] == 6 and s["errors"] == 0
+        for m in ("diagnostic_accuracy", "top3_accuracy", "inquiry_coverage", "turns"):
+            assert set(s["metrics"][m]) >= {"mean", "ci95"}
+    r2 = runner.invoke(app, args)
+    assert r2.exit_code == 0 and "Resuming" in r2.output and "0 episodes run now" in r2.output
+    r3 = runner.invoke(app, ["summary", str(out)])
+    assert r3.exit_code == 0 and "scripted" in r3.output
+
+
+def test_bad_input_gives_a_clear_error(tmp_path):
+    r = runner.invoke(app, ["run", "-a", "nobody", "--out", str(tmp_path / "x"), "--kb", SMALL_KB])
+    assert r.exit_code == 2 and "unknown agent spec 'nobody'" in r.output
+    r = runner.invoke(app, ["run", "-a", "scripted", "--cases", "0", "--out", str(tmp_path / "y")])
+    assert r.exit_code == 2 and "cases" in r.output
+    r = runner.invoke(app, ["kb", "validate", str(tmp_path)])
+    assert r.exit_code == 2 and "has" in r.output and "problem" in r.output
+
+
+def test_kb_and_cases_commands():
+    r = runner.invoke(app, ["kb", "validate", SMALL_KB])
+    assert r.exit_code == 0 and "3 conditions" in r.output
+    r = runner.invoke(app, ["kb", "list", "--kb", SMALL_KB])
+    assert r.exit_code == 0 and "N39.0" in r.output
+    r = runner.invoke(app, ["cases", "sample", "--n", "2", "--json", "--kb", SMALL_KB])
+    assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 2
+
+
+SLOW_AGENT_MAIN = """
+import asyncio, sys
+from clinicgym.agents.registry import agent_builder
+from clinicgym.agents.scripted import ScriptedAgent
+
+class Slow(ScriptedAgent):
+    async def act(self, observation, info):
+        await asyncio.sleep(0.05)
+        return await super().act(observation, info)
+
+@agent_builder("slow")
+def _slow(rest, kb, options):
+    return lambda: Slow(kb, agent_id="slow")
+
+from clinicgym.runs.cli import main
+sys.argv[0] = "clinicgym"
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_killed_run_resumes_with_every_episode_exactly_once(tmp_path):
+    out = tmp_path / "killed"
+    script = tmp_path / "slow_main.py"
+    script.write_text(SLOW_AGENT_MAIN)
+    cmd = [
+        sys.executable,
+        str(script),
+        "run",
+        "-a",
+        "slow",
+        "-a",
+        "oracle",
+        "--cases",
+        "40",
+        "--out",
+        str(out),
+        "--kb",
+        SMALL_KB,
+        "--concurrency",
+        "4",
+        "--quiet",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    episodes = out / "episodes.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if episodes.exists() and episodes.read_text().count("\n") >= 12:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()}")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = episodes.read_text().count("\n")
+    assert 12 <= killed_at < 80, killed_at
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ids = [json.loads(line)["episode_id"] for line in episodes.read_text().splitlines()]
+    assert len(ids) == 80 and len(set(ids)) == 80
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["agents"]["oracle"]["metrics"]["diagnostic_accuracy"]["mean"] == 1.0
