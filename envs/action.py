@@ -2,7 +2,8 @@
 
 A model may emit an OpenAI-style tool call, a JSON object, or plain text. Plain text is `ask`;
 a line starting 'DIAGNOSIS:' is `diagnose` (ranked with ';' or newlines, optional '(70%)'
-confidences); 'EXAMINE: x', 'ORDER: x', 'REFER: x' and 'END' work the same way. Anything that
+confidences); 'EXAMINE: x', 'ORDER: x', 'PRESCRIBE: drug, dose', 'DISCLOSE: recipient: text',
+'REFER: x' and 'END' work the same way. Anything that
 cannot be parsed gives an `ActionError`, which the env turns into an error observation.
 """
 
@@ -59,6 +60,22 @@ class Diagnose(_Action):
     diagnoses: list[RankedDiagnosis] = Field(min_length=1, max_length=20)
 
 
+class Prescribe(_Action):
+    """Prescribe a drug (checked later against allergies, interactions and contraindications)."""
+
+    tool: Literal["prescribe"] = "prescribe"
+    drug: str = Field(min_length=1)
+    dose: str | None = None
+
+
+class Disclose(_Action):
+    """Answer a third party (relative, employer, insurer, police) who asks about the patient."""
+
+    tool: Literal["disclose"] = "disclose"
+    recipient: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+
+
 class Refer(_Action):
     """Refer or escalate the patient (e.g. to the emergency department)."""
 
@@ -74,9 +91,12 @@ class End(_Action):
     note: str | None = None
 
 
-Action = Annotated[Ask | Examine | OrderTest | Diagnose | Refer | End, Field(discriminator="tool")]
+Action = Annotated[
+    Ask | Examine | OrderTest | Diagnose | Prescribe | Disclose | Refer | End,
+    Field(discriminator="tool"),
+]
 ActionAdapter: TypeAdapter[Action] = TypeAdapter(Action)
-TOOL_NAMES = ("ask", "examine", "order_test", "diagnose", "refer", "end")
+TOOL_NAMES = ("ask", "examine", "order_test", "diagnose", "prescribe", "disclose", "refer", "end")
 
 
 class ActionError(BaseModel):
@@ -91,6 +111,7 @@ _ARG_ALIASES = {
     "examine": "system",
     "order_test": "test",
     "refer": "to",
+    "prescribe": "drug",
     "end": "note",
 }
 _TOOL_ALIASES = {
@@ -102,12 +123,16 @@ _TOOL_ALIASES = {
     "diagnosis": "diagnose",
     "final_diagnosis": "diagnose",
     "escalate": "refer",
+    "prescription": "prescribe",
+    "answer_third_party": "disclose",
+    "reply_third_party": "disclose",
     "finish": "end",
     "stop": "end",
 }
 _PREFIX = re.compile(
     r"^\s*(?:\*\*)?"
-    r"(DIAGNOSIS|DIAGNOSE|FINAL DIAGNOSIS|EXAMINE|EXAM|ORDER|ORDER TEST|TEST|REFER|END)"
+    r"(DIAGNOSIS|DIAGNOSE|FINAL DIAGNOSIS|EXAMINE|EXAM|ORDER|ORDER TEST|TEST|REFER|"
+    r"PRESCRIBE|DISCLOSE|TELL|END)"
     r"(?:\*\*)?\s*[:\-]\s*(.*)$",
     re.IGNORECASE | re.DOTALL,
 )
@@ -179,7 +204,9 @@ def _from_mapping(obj: Mapping[str, Any]) -> dict[str, Any]:
 def parse_action(raw: Any) -> Action | ActionError:
     """Parse a model's output into an Action, or explain why it cannot be; never raises."""
     try:
-        if isinstance(raw, Ask | Examine | OrderTest | Diagnose | Refer | End):
+        if isinstance(
+            raw, Ask | Examine | OrderTest | Diagnose | Prescribe | Disclose | Refer | End
+        ):
             return raw
         if isinstance(raw, Mapping):
             return ActionAdapter.validate_python(_from_mapping(raw))
@@ -218,6 +245,16 @@ def parse_action(raw: Any) -> Action | ActionError:
                 return Examine(system=rest)
             if key in ("ORDER", "ORDER TEST", "TEST"):
                 return OrderTest(test=rest)
+            if key == "PRESCRIBE":
+                drug, _, dose = rest.partition(",")
+                return Prescribe(drug=drug.strip() or rest, dose=dose.strip() or None)
+            if key in ("DISCLOSE", "TELL"):
+                recipient, sep, said = rest.partition(":")
+                if not sep or not said.strip():
+                    return ActionError(
+                        message="use 'DISCLOSE: recipient: what you tell them'", raw=text[:300]
+                    )
+                return Disclose(recipient=recipient.strip(), text=_clip(said))
             if key == "REFER":
                 urgency = (
                     "emergency"

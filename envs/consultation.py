@@ -17,14 +17,16 @@ from clinicgym.envs.action import (
     ActionError,
     Ask,
     Diagnose,
+    Disclose,
     End,
     Examine,
     OrderTest,
+    Prescribe,
     Refer,
     parse_action,
 )
 from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, Violation
-from clinicgym.envs.protocols import AgentOutput, Monitor, Patient
+from clinicgym.envs.protocols import AgentOutput, Monitor, Patient, Scenario
 from clinicgym.patients.case import Case
 from clinicgym.patients.chart import Chart
 from clinicgym.patients.kb import KnowledgeBase, default_kb
@@ -32,7 +34,7 @@ from clinicgym.patients.matching import matcher_for
 from clinicgym.patients.patient import GroundedPatient
 from clinicgym.patients.sampler import CaseSampler
 
-TOOLS = ("ask", "examine", "order_test", "diagnose", "refer", "end")
+TOOLS = ("ask", "examine", "order_test", "diagnose", "prescribe", "disclose", "refer", "end")
 MAX_OBS_CHARS = 8192
 CHARSET = frozenset(
     set(string.printable) - set("\x0b\x0c")
@@ -42,9 +44,10 @@ CHARSET = frozenset(
 """Characters observations may hold: Gymnasium's Text defaults to alphanumerics only."""
 HELP = (
     "Use one tool per turn: ask(question), examine(system), order_test(test), "
-    "diagnose(diagnoses), refer(to, urgency), end(). Plain text is a question; "
-    "'DIAGNOSIS: X; Y' commits to a ranked diagnosis."
+    "diagnose(diagnoses), prescribe(drug, dose), disclose(recipient, text), refer(to, urgency), "
+    "end(). Plain text is a question; 'DIAGNOSIS: X; Y' commits to a ranked diagnosis."
 )
+SEVERITIES = ("low", "medium", "high", "critical")
 
 RewardFn = Callable[[Episode, Case], float]
 PatientFactory = Callable[[Case], Patient]
@@ -77,6 +80,10 @@ def render_action(action: Action) -> str:
             for d in action.diagnoses
         ]
         return "DIAGNOSIS: " + "; ".join(items)
+    if isinstance(action, Prescribe):
+        return f"PRESCRIBE: {action.drug}" + (f", {action.dose}" if action.dose else "")
+    if isinstance(action, Disclose):
+        return f"DISCLOSE: {action.recipient}: {action.text}"
     if isinstance(action, Refer):
         return f"REFER: {action.to} ({action.urgency})"
     return "END" + (f": {action.note}" if action.note else "")
@@ -90,8 +97,8 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
 
     ## Action Space
     `Text`: a question in plain text, `EXAMINE: system`, `ORDER: test`, `DIAGNOSIS: a; b (70%)`,
-    `REFER: where`, `END`, or a JSON object / OpenAI tool call naming one of the tools
-    `ask`, `examine`, `order_test`, `diagnose`, `refer`, `end`. `step` also accepts parsed
+    `PRESCRIBE: drug, dose`, `DISCLOSE: recipient: text`, `REFER: where`, `END`, or a JSON
+    object / OpenAI tool call naming one of the tools in `TOOLS`. `step` also accepts parsed
     `Action`s, dicts and `AgentOutput`s. Unparseable actions give an error observation and use a
     turn; they never raise.
 
@@ -101,8 +108,9 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
     reply (concepts affirmed or denied, revealed fact ids) travel in `info["result"]`.
 
     ## Rewards
-    Terminal only, by default: `reward_fn(episode, case)` handed in by the caller (the registered
-    id uses scoring's episode reward). 0 on every other step.
+    Terminal, by default: `reward_fn(episode, case)` handed in by the caller (the registered id
+    uses scoring's episode reward); 0 on other steps. Optional shaping: `violation_penalty`
+    ({severity: penalty}) subtracts a penalty on the step a monitor reports a violation.
 
     ## Episode End
     `terminated` when the agent diagnoses (with `end_on_diagnose=True`, the default) or ends the
@@ -111,7 +119,8 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
 
     ## Arguments
     `cases` (a list of Cases or a CaseSampler; default: the bundled KB's sampler), `kb`,
-    `patient_factory`, `monitors`, `reward_fn`, `max_turns` (20), `end_on_diagnose`.
+    `patient_factory`, `monitors`, `scenarios`, `reward_fn`, `violation_penalty`, `max_turns`
+    (20), `end_on_diagnose`.
     `reset(options={"case": Case})` plays a given case; `{"case_index": i}` picks from a list.
 
     ## Version History
@@ -127,7 +136,9 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         kb: KnowledgeBase | None = None,
         patient_factory: PatientFactory | None = None,
         monitors: Sequence[Monitor] = (),
+        scenarios: Sequence[Scenario] = (),
         reward_fn: RewardFn | None = None,
+        violation_penalty: dict[str, float] | None = None,
         max_turns: int = 20,
         end_on_diagnose: bool = True,
         render_mode: str | None = None,
@@ -142,7 +153,12 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self.cases = cases if cases is not None else CaseSampler(self.kb)
         self.patient_factory = patient_factory or self._grounded_patient
         self.monitors = list(monitors)
+        self.scenarios = list(scenarios)
         self.reward_fn = reward_fn
+        self.violation_penalty = dict(violation_penalty or {})
+        unknown = sorted(set(self.violation_penalty) - set(SEVERITIES))
+        if unknown:
+            raise ValueError(f"violation_penalty: unknown severities {unknown}; use {SEVERITIES}")
         self.max_turns = max_turns
         self.end_on_diagnose = end_on_diagnose
         self.render_mode = render_mode
@@ -180,6 +196,8 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         options = options or {}
         self._seed = int(seed) if seed is not None else int(self.np_random.integers(2**31))
         self.case = self._pick_case(options)
+        for sc in self.scenarios:
+            self.case = sc.reset(self.case, self.np_random)
         self.patient = self.patient_factory(self.case)
         self.chart = Chart(self.case, self.kb)
         for m in self.monitors:
@@ -208,6 +226,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 t=time.time(),
             )
         )
+        text += self._injections(1)
         obs = self._obs(text, error=False)
         info = {
             "case_id": case.id,
@@ -264,23 +283,24 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         truncated = not terminated and turn >= self.max_turns
         if truncated:
             reason = TerminationReason.TURN_BUDGET
-        reward = 0.0
+        step_violations = [v for e in self._events if e.turn == turn for v in e.violations]
+        reward = -sum(self.violation_penalty.get(v.severity, 0.0) for v in step_violations)
+        if not (terminated or truncated):
+            text += self._injections(turn + 1)
         info: dict[str, Any] = {
             "case_id": self.case.id,
             "turn": turn,
             "action": None if isinstance(parsed, ActionError) else parsed.model_dump(),
             "error": parsed.message if isinstance(parsed, ActionError) else None,
             "result": result,
-            "violations": [
-                v.model_dump() for e in self._events if e.turn == turn for v in e.violations
-            ],
+            "violations": [v.model_dump() for v in step_violations],
         }
         if terminated or truncated:
             self._done = True
             assert reason is not None
             episode = self.episode(reason)
             if self.reward_fn is not None:
-                reward = float(self.reward_fn(episode, self.case))
+                reward += float(self.reward_fn(episode, self.case))
             info["episode"] = episode
         obs = self._obs(text, error=error)
         if self.render_mode == "human":
@@ -293,7 +313,12 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             return None
         lines = []
         for e in self._events:
-            who = {"clinician": "Clinician", "patient": "Patient", "env": "Result"}[e.actor]
+            who = {
+                "clinician": "Clinician",
+                "patient": "Patient",
+                "third_party": "Third party",
+                "env": "Result",
+            }[e.actor]
             lines.append(
                 f"[{e.turn:02d}] {who}: {e.text}" + (f"  <error: {e.error}>" if e.error else "")
             )
@@ -384,6 +409,18 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 False,
                 (TerminationReason.DIAGNOSED if end else None),
             )
+        if isinstance(action, Prescribe):
+            rx = {"drug": action.drug, "dose": action.dose, "turn": turn}
+            self._outcome.prescriptions.append(rx)
+            text = f"Prescription recorded: {render_action(action).removeprefix('PRESCRIBE: ')}."
+            self._record(Event(turn=turn, actor="env", text=text, t=time.time()))
+            return text, {"prescription": rx}, False, None
+        if isinstance(action, Disclose):
+            d = {"recipient": action.recipient, "text": action.text, "turn": turn}
+            self._outcome.disclosures.append(d)
+            text = f"Message delivered to {action.recipient}."
+            self._record(Event(turn=turn, actor="env", text=text, t=time.time()))
+            return text, {"disclosure": d}, False, None
         if isinstance(action, Refer):
             self._outcome.referrals.append(
                 {"to": action.to, "urgency": action.urgency, "turn": turn}
@@ -395,6 +432,17 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self._record(Event(turn=turn, actor="env", text="Consultation ended.", t=time.time()))
         reason = TerminationReason.DIAGNOSED if self._outcome.diagnoses else TerminationReason.ENDED
         return "Consultation ended.", {}, False, reason
+
+    def _injections(self, turn: int) -> str:
+        """Scenario lines shown before `turn`; recorded as events the monitors see."""
+        lines = []
+        for sc in self.scenarios:
+            for ev in sc.before_turn(turn, self._events):
+                ev = ev.model_copy(update={"turn": turn - 1, "t": time.time()})
+                self._record(ev)
+                default = "Third party" if ev.actor == "third_party" else "Patient"
+                lines.append(f'\n{ev.meta.get("speaker", default)}: "{ev.text}"')
+        return "".join(lines)
 
     def _record(self, event: Event) -> None:
         """Append an event after every monitor has looked at it."""

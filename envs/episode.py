@@ -51,7 +51,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     turn: int
-    actor: Literal["clinician", "patient", "env"]
+    actor: Literal["clinician", "patient", "third_party", "env"]
     text: str
     action: Action | None = None
     error: str | None = None
@@ -74,6 +74,10 @@ class Outcome(BaseModel):
     diagnoses: list[RankedDiagnosis] = []
     referrals: list[dict[str, Any]] = []
     """{'to', 'urgency', 'turn'} for each refer action."""
+    prescriptions: list[dict[str, Any]] = []
+    """{'drug', 'dose', 'turn'} for each prescribe action."""
+    disclosures: list[dict[str, Any]] = []
+    """{'recipient', 'text', 'turn'} for each disclose action."""
 
 
 class Episode(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from clinicgym.envs.episode import Event, Violation
@@ -54,6 +55,22 @@ class Patient(Protocol):
     def opening(self) -> PatientReply: ...
 
     def answer(self, question: str, turn: int = 0) -> PatientReply: ...
+
+
+@runtime_checkable
+class Scenario(Protocol):
+    """Puts policy under stress: may adapt the case at reset and inject third-party or patient
+    lines before a clinician turn (a relative asking for results, a patient in crisis, ...)."""
+
+    name: str
+
+    def reset(self, case: Case, rng: np.random.Generator) -> Case:
+        """The case to play (possibly changed, e.g. an allergy trap added)."""
+        ...
+
+    def before_turn(self, turn: int, history: Sequence[Event]) -> list[Event]:
+        """Events shown to the clinician before it takes `turn` (third_party or patient lines)."""
+        ...
 
 
 @runtime_checkable

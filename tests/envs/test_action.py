@@ -103,3 +103,14 @@ def test_huge_and_odd_text_does_not_raise():
     assert isinstance(parse_action("x" * 100_000), Ask)
     assert len(parse_action("why " * 10_000).question) <= 2000
     assert isinstance(parse_action("\x00\x01\u202e\U0001f600 ok?"), Ask)
+
+
+def test_prescribe_and_disclose_text_protocol():
+    from clinicgym.envs.action import Disclose, Prescribe
+
+    a = parse_action("PRESCRIBE: amoxicillin, 500 mg three times a day")
+    assert isinstance(a, Prescribe) and a.drug == "amoxicillin" and a.dose.startswith("500 mg")
+    d = parse_action("DISCLOSE: employer: I cannot share anything without her consent.")
+    assert isinstance(d, Disclose) and d.recipient == "employer"
+    assert isinstance(parse_action("DISCLOSE: employer"), ActionError)
+    assert isinstance(parse_action({"tool": "prescribe", "drug": "ibuprofen"}), Prescribe)
