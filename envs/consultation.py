@@ -66,6 +66,15 @@ def sanitize(text: str, limit: int = MAX_OBS_CHARS) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+def public_result(result: dict[str, Any]) -> dict[str, Any]:
+    """What `info["result"]` may show: concepts and statuses as the text says them, without the
+    case's fact ids (whether a denial is backed by a recorded negative is ground truth)."""
+    out = {k: v for k, v in result.items() if k != "revealed"}
+    if "answers" in out:
+        out["answers"] = [{"concept": a["concept"], "status": a["status"]} for a in out["answers"]]
+    return out
+
+
 def render_action(action: Action) -> str:
     """The transcript text of a parsed action."""
     if isinstance(action, Ask):
@@ -235,7 +244,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             "tools": TOOLS,
             "help": HELP,
             "patient": {"age": case.age, "sex": case.sex, "setting": case.setting},
-            "result": reply.model_dump(include={"intent", "answers", "revealed"}),
+            "result": public_result(reply.model_dump(include={"intent", "answers"})),
         }
         return obs, info
 
@@ -292,7 +301,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             "turn": turn,
             "action": None if isinstance(parsed, ActionError) else parsed.model_dump(),
             "error": parsed.message if isinstance(parsed, ActionError) else None,
-            "result": result,
+            "result": public_result(result),
             "violations": [v.model_dump() for v in step_violations],
         }
         if terminated or truncated:

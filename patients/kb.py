@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from clinicgym.patients.errors import KBError
 
 SCHEMA_VERSION = 1
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when available: the KB parses ~10x faster than with pure Python."""
 KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
 
 AgeBand = Literal["0-4", "5-17", "18-39", "40-64", "65+"]
@@ -203,6 +205,9 @@ class Condition(_Model):
     """Finding ids that, when present, signal danger."""
     escalation: Escalation | None = None
     treatments: list[str] = []
+    """First-line drug ids."""
+    management: list[str] = []
+    """First-line care that is not a drug (diet, venesection, psychological therapy, drainage)."""
     contraindicated: list[str] = []
     """Drug ids that must not be given to a patient with this condition."""
     differential: list[str] = []
@@ -328,7 +333,7 @@ def age_band(age: int) -> str:
 
 def _read_yaml(path: Path, rel: str, problems: list[str]) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)  # noqa: S506
     except FileNotFoundError:
         problems.append(f"{rel}: file is missing")
     except yaml.YAMLError as e:

@@ -4,7 +4,7 @@ Every history finding contributes its question, name and synonyms as rows; every
 opening question, medications, allergies, identity, requests for the diagnosis ...) contributes
 exemplar phrasings. A question is embedded with MiniLM and scored against all rows; each target
 takes its best row. Questions that join several things ("fever or cough?") are also split and
-the parts matched, so one question can reveal up to three findings.
+the parts matched (see `_SPLIT`), so one question can reveal up to three findings.
 """
 
 from __future__ import annotations
@@ -89,11 +89,32 @@ INTENTS: dict[str, tuple[str, ...]] = {
 
 MATCH_THRESHOLD = 0.55
 """Below this cosine similarity the patient does not understand the question."""
-PART_THRESHOLD = 0.62
+PART_THRESHOLD = 0.7
 """A split-off part of a question must match more clearly to add a second finding."""
 MAX_CONCEPTS = 3
 
-_SPLIT = re.compile(r"\?|;|,|\bor\b|\band\b|\balso\b|\. ", re.IGNORECASE)
+_NEW_QUESTION = (
+    r"(?:(?:do|does|did|have|has|had|are|is|was|were|can|could|will|would|should)\s+"
+    r"(?:you|he|she|they|there|your|his|her|the)\b|any\b|how\b|what\b|when\b|where\b|why\b)"
+)
+_SPLIT = re.compile(
+    rf"[?;]|\.\s|,?\s+(?:and|also|or)\s+(?={_NEW_QUESTION})|,\s+(?={_NEW_QUESTION})",
+    re.IGNORECASE,
+)
+_LIST = re.compile(r",|\bor\b|\band\b", re.IGNORECASE)
+LIST_PART_THRESHOLD = 0.75
+LIST_WHOLE_THRESHOLD = 0.6
+LIST_MARGIN = 0.15
+"""A list item ('... chest pain or shortness of breath?') counts as a second concept only if it
+matches clearly on its own, the whole question is also about it, and it is not just another
+way of naming the first concept ('pain in your back or side' is one question about loin pain)."""
+_FOLLOW_UP = re.compile(
+    r"^\s*(?:is|was|does|did|has|can|will)\s+(?:it|this|that|they|these|those)\b", re.IGNORECASE
+)
+"""Split only between questions: at '?', ';', sentence ends, or 'and'/'or'/',' followed by a
+new question ('..., and have you had a fever?'), never inside one question's list of options
+('shaky, sweaty or on edge'), so one question yields one concept unless it asks two. A part
+that refers back ('Is it itchy?') belongs to the first question and is not matched alone."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +151,7 @@ class QuestionMatcher:
         self.targets = targets
         self.kinds = kinds
         self.categories = {f.id: f.category for f in kb.findings.values()}
+        self.names = {f.id: f.name for f in kb.findings.values()}
         """Finding id -> category, so a closed-world denial can be framed for its kind."""
         self._starts = np.array(starts)
         self._matrix = _cached_rows(self.encoder, rows)
@@ -145,22 +167,39 @@ class QuestionMatcher:
         if not question:
             return []
         parts = [p.strip() for p in _SPLIT.split(question) if _worth_matching(p)]
-        texts = [question, *parts] if len(parts) > 1 else [question]
+        parts = parts if len(parts) > 1 else []
+        items = [
+            i.strip()
+            for p in (parts or [question])
+            for i in _LIST.split(p)
+            if len(i.split()) >= 1 and any(len(w) >= 4 for w in i.split())
+        ]
+        items = [i for i in items if i not in parts] if len(items) > 1 else []
+        texts = [question, *parts, *items]
         s = self.scores(texts)
+        part_rows = s[1 : 1 + len(parts)]
+        item_rows = s[1 + len(parts) :]
         best = int(s[0].argmax())
         out: list[Match] = []
         if s[0, best] >= MATCH_THRESHOLD:
             out.append(Match(self.targets[best], self.kinds[best], float(s[0, best])))
         if out and out[0].kind == "intent":
             return out
-        for row in s[1:]:
-            j = int(row.argmax())
-            if (
-                row[j] >= PART_THRESHOLD
-                and self.kinds[j] == "finding"
-                and all(m.target != self.targets[j] for m in out)
-            ):
-                out.append(Match(self.targets[j], "finding", float(row[j])))
+        main = self.targets.index(out[0].target) if out else None
+        for rows, part_min, whole_min, margin in (
+            (part_rows, PART_THRESHOLD, 0.0, 0.0),
+            (item_rows, LIST_PART_THRESHOLD, LIST_WHOLE_THRESHOLD, LIST_MARGIN),
+        ):
+            for row in rows:
+                j = int(row.argmax())
+                if (
+                    row[j] >= part_min
+                    and s[0, j] >= whole_min
+                    and (main is None or row[main] <= row[j] - margin)
+                    and self.kinds[j] == "finding"
+                    and all(m.target != self.targets[j] for m in out)
+                ):
+                    out.append(Match(self.targets[j], "finding", float(row[j])))
         return out[:MAX_CONCEPTS]
 
 
@@ -208,4 +247,4 @@ def matcher_for(kb: KnowledgeBase) -> QuestionMatcher:
 
 def _worth_matching(part: str) -> bool:
     words = part.split()
-    return bool(words) and any(len(w) >= 4 for w in words)
+    return len(words) >= 2 and any(len(w) >= 4 for w in words) and not _FOLLOW_UP.match(part)

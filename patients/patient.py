@@ -93,8 +93,10 @@ class GroundedPatient:
         answers: list[ConceptAnswer] = []
         revealed: list[str] = []
         repeated = False
-        for m in matches:
+        for i, m in enumerate(matches):
             text, ans, was_repeat = self._about(m.target, question, turn)
+            if i > 0:  # say which part of a compound question this answers
+                text = f"As for {self.matcher.names.get(m.target, m.target)}: {lower_first(text)}"
             parts.append(text)
             answers.append(ans)
             repeated |= was_repeat

@@ -34,6 +34,7 @@ from clinicgym.patients.kb import (
     KnowledgeBase,
     age_band,
     default_kb,
+    name_pattern,
 )
 
 ETHNICITIES = {
@@ -128,7 +129,10 @@ class CaseSampler:
         cc = cond.chief_complaint[int(rng.choice(len(weights), p=weights / weights.sum()))]
         findings[cc] = True
         for d in cond.differential:
-            for link in kb.conditions[d].findings:
+            other = kb.conditions[d]
+            if other.sex not in ("any", sex) or not other.age[0] <= age <= other.age[1]:
+                continue  # a look-alike this patient cannot have raises no pertinent negatives
+            for link in other.findings:
                 if link.salience == "must_ask" and link.id not in findings:
                     findings[link.id] = False
         band = age_band(age)
@@ -148,8 +152,13 @@ class CaseSampler:
                     _uniform(rng, test.normal, test.decimals, shrink=0.1) if test.normal else None
                 )
                 tests[test.id] = TestOutcome(abnormal=False, value=value, text=test.normal_text)
+        leak = name_pattern([cond.name, *cond.synonyms])
         comorbidities = [
-            c.id for c in kb.background.comorbidities if rng.random() < c.p.get(band, 0.0)
+            c.id
+            for c in kb.background.comorbidities
+            if rng.random() < c.p.get(band, 0.0)
+            and c.id != cond.id
+            and not (leak and (leak.search(c.name) or leak.search(c.text)))
         ]
         allergies = [a.group for a in kb.background.allergies if rng.random() < a.p]
         ethnicity = str(rng.choice(list(ETHNICITIES), p=_norm(ETHNICITIES.values())))

@@ -49,10 +49,15 @@ def test_chief_complaint_is_present_and_must_ask(sampler):
 
 def test_differential_red_flags_become_pertinent_negatives(small_kb):
     s = CaseSampler(small_kb, conditions=["community_acquired_pneumonia"])
-    case = s.sample(0, 0)
-    by = case.facts_by_concept()
-    # migraine (in pneumonia's differential) must-asks the thunderclap headache
-    assert by["sudden_onset_headache"][0].present is False
+    cases = s.sample_many(40, 0)
+    # migraine (in pneumonia's differential, ages 12-70) must-asks the thunderclap headache
+    for case in cases:
+        by = case.facts_by_concept()
+        if 12 <= case.age <= 70:
+            assert by["sudden_onset_headache"][0].present is False
+        else:  # a look-alike the patient cannot have raises no pertinent negatives
+            assert "sudden_onset_headache" not in by
+    assert any(c.age < 12 for c in cases) and any(12 <= c.age <= 70 for c in cases)
 
 
 def test_every_test_and_vital_has_a_result(sampler):
