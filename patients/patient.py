@@ -112,6 +112,17 @@ class GroundedPatient:
             )
         )
 
+    def answer_concept(self, concept: str, turn: int = 0) -> PatientReply:
+        """Reply about one KB concept directly, skipping question matching (the structured env's
+        fast path: same record, same ledger, same wording, no sentence model)."""
+        text, ans, repeated = self._about(concept, f"({concept})", turn)
+        revealed = [ans.fact_id] if ans.fact_id and ans.status != "unknown" else []
+        return self._finish(
+            PatientReply(
+                text=text, intent="finding", answers=[ans], revealed=revealed, repeated=repeated
+            )
+        )
+
     @property
     def told(self) -> set[str]:
         """Fact ids the patient has conveyed so far."""

@@ -154,3 +154,10 @@ def test_opening_gives_the_chief_complaint(small_kb, matcher):
     r = GroundedPatient(case, matcher).opening()
     cc = next(f for f in case.facts if f.category == "chief_complaint")
     assert r.revealed == [cc.id]
+
+
+def test_answer_concept_is_the_same_answer_without_matching(small_kb, matcher):
+    case = _case(small_kb, "community_acquired_pneumonia", cough=True)
+    a = GroundedPatient(case, matcher).answer("Do you have a cough?")
+    b = GroundedPatient(case, matcher).answer_concept("cough")
+    assert a.text == b.text and a.answers == b.answers and a.revealed == b.revealed
