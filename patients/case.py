@@ -116,6 +116,26 @@ class Lineage(_Record):
     annotations_applied: list[str] = []
 
 
+class Artefact(_Record):
+    """A multi-modal result: a lab table, a generated image, or a variant table.
+
+    `report` is what a text-only model sees; `table` holds rows for lab and variant tables;
+    `image` names a deterministic generator and its parameters (the pixels are rendered on
+    demand, so cases stay small and the same case always yields the same picture).
+    """
+
+    id: str
+    kind: Literal["lab_table", "image", "variants"]
+    concept: str
+    """The test id (or 'genetic_testing') whose order reveals it."""
+    title: str
+    report: str
+    table: list[dict[str, Any]] = []
+    image: dict[str, Any] | None = None
+    fact_ids: list[str] = []
+    """The case facts this artefact shows."""
+
+
 class Case(_Record):
     """A synthetic patient: demographics, facts, the answer, and where it came from."""
 
@@ -134,6 +154,7 @@ class Case(_Record):
     is absent, and the patient denies it (as a real patient would) instead of saying 'I don't
     know'. KB-sampled cases are closed-world; imported free-text cases are not."""
     phi: PHI
+    artefacts: list[Artefact] = []
     lineage: Lineage
     extra: dict[str, Any] = {}
     """Room for importer-specific fields; never read by scoring."""
