@@ -72,13 +72,48 @@ class Diagnosis(_Record):
     """The KB condition id, or None for an imported diagnosis outside the KB."""
 
 
-class Persona(_Record):
-    """How the patient talks. It changes how facts come out, never which facts are true."""
+Style = Literal["plain", "verbose", "reserved", "anxious", "upset", "tangential", "pleasing"]
+Bias = Literal[
+    "recency",
+    "internet_self_diagnosis",
+    "distrust_of_clinicians",
+    "cultural_treatment_beliefs",
+    "minimising",
+]
 
-    verbosity: Literal["terse", "plain", "talkative"] = "plain"
+
+class Persona(_Record):
+    """How the patient talks and what they believe. It changes how and when facts come out
+    (volunteered, only when asked directly, only when asked twice), never which are true."""
+
+    style: Style = "plain"
+    personality: str = "practical"
+    """A short description for LLM wording, e.g. 'warm and chatty'."""
     health_literacy: Literal["low", "medium", "high"] = "medium"
+    language_register: Literal["formal", "casual", "colloquial"] = "casual"
+    biases: list[Bias] = []
+    belief: str | None = None
+    """What the patient believes is wrong (a look-alike, never the true diagnosis) or about
+    treatment; said when asked what they think, for the biases that produce one."""
+    adherence: Literal["good", "partial", "poor"] = "good"
+    """How reliably they take their regular medicines (part of the record: said when asked)."""
+    volunteer: list[str] = []
+    """Fact ids the patient offers unprompted with the reason for the visit."""
+    reluctant: list[str] = []
+    """Fact ids given only when asked a second time (the first time, an evasive non-answer)."""
+    asides: list[str] = []
+    """Non-clinical remarks a tangential patient drifts into (part of the record)."""
     speaker: Literal["patient", "caregiver"] = "patient"
     """A caregiver answers for a young child."""
+
+    @property
+    def verbosity(self) -> Literal["terse", "plain", "talkative"]:
+        """Reply length: reserved patients are terse; verbose, anxious, tangential ones talk."""
+        if self.style == "reserved":
+            return "terse"
+        if self.style in ("verbose", "anxious", "tangential"):
+            return "talkative"
+        return "plain"
 
 
 class PHI(_Record):

@@ -1,29 +1,38 @@
 """The grounded patient: answers only from its case's facts, and keeps a ledger of what it said.
 
-It matches a question to findings or intents (`QuestionMatcher`) and looks each up in the case:
-present -> affirmed in the persona's words; pertinent negative -> denied; absent from the
-record -> "I don't know", or a denial when the case is closed-world (`Case.closed_world`: a KB
-case lists every history finding that is present, as a real patient knows their symptoms). It
-never names its diagnosis: requests for it and prompt injections get "I don't know what's
-wrong", and a final guard replaces any reply containing the diagnosis's name or a synonym.
-Like tau2-bench's user simulator, it never sees scoring.
+It matches a question to findings or intents (`QuestionMatcher`), or to the case's own free-text
+facts (imported cases), and looks each up in the case: present -> affirmed in the persona's
+words; pertinent negative -> denied; absent from the record -> "I don't know", or a denial when
+the case is closed-world (`Case.closed_world`: a KB case lists every history finding that is
+present, as a real patient knows their symptoms). The persona decides how and when facts come
+out (volunteered, held back until asked twice, clinical words not understood), never which are
+true. It never names its diagnosis: requests for it and prompt injections get "I don't know
+what's wrong" (or the persona's recorded belief, which is a look-alike), and a final guard
+replaces any reply containing the diagnosis's name or a synonym. Like tau2-bench's user
+simulator, it never sees scoring.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel
 
 from clinicgym.patients.case import Case, Fact
 from clinicgym.patients.kb import name_pattern
 from clinicgym.patients.matching import QuestionMatcher
+from clinicgym.patients.persona import default_persona_book
 from clinicgym.patients.wording import Wording, lower_first
 
-AnswerStatus = Literal["affirmed", "denied", "unknown"]
+AnswerStatus = Literal["affirmed", "denied", "unknown", "withheld"]
 _HISTORY = ("hpi", "ros")
 _SALIENCE_ORDER = {"must_ask": 0, "should_ask": 1, "incidental": 2}
+LOCAL_THRESHOLD = 0.55
+"""A question matches one of an imported case's free-text facts above this similarity."""
+_ASKABLE = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication", "allergy")
 
 
 class ConceptAnswer(BaseModel):
@@ -39,13 +48,17 @@ class PatientReply(BaseModel):
 
     text: str
     intent: str
-    """'finding', an intent name ('medications', 'opening', ...) or 'not_understood'."""
+    """'finding', an intent name ('medications', 'opening', ...), 'jargon' or 'not_understood'."""
     answers: list[ConceptAnswer] = []
     revealed: list[str] = []
     """Ids of the facts this reply conveyed (affirmed or denied)."""
     repeated: bool = False
     guarded: bool = False
     """True if the leak guard replaced a reply that named the diagnosis."""
+    guard: list[dict[str, str]] = []
+    """Catches of the answer guard (LLM-worded patients): kind, sentence, concept."""
+    grounded_text: str | None = None
+    """The template answer this reply was worded from (LLM-worded patients)."""
 
 
 class LedgerEntry(BaseModel):
@@ -72,23 +85,55 @@ class GroundedPatient:
         self._told: set[str] = set()
         self._caregiver = case.persona.speaker == "caregiver"
         self._leak = name_pattern([case.diagnosis.name, *case.diagnosis.synonyms])
+        self._reluctant = set(case.persona.reluctant)
+        self._jargon = (
+            re.compile(
+                r"\b(" + "|".join(map(re.escape, default_persona_book().jargon)) + r")\b", re.I
+            )
+            if case.persona.health_literacy == "low"
+            else None
+        )
+        self._local = [
+            f
+            for f in case.facts
+            if f.how_revealed == "ask"
+            and f.category in _ASKABLE
+            and f.concept not in self._categories
+            and not f.concept.endswith(".none")
+        ]
+        self._local_matrix = (
+            matcher.encoder.encode([f.text for f in self._local]) if self._local else None
+        )
 
     # ---- public -------------------------------------------------------------------------
 
     def opening(self) -> PatientReply:
-        """The reason for the visit, as the patient first says it."""
-        cc = next(f for f in self.case.facts if f.category == "chief_complaint")
-        return self._finish(self._say_facts("opening", [cc], turn=0, question="(opening)"))
+        """The reason for the visit, with anything the persona volunteers."""
+        cc = [f for f in self.case.facts if f.category == "chief_complaint"]
+        volunteered = [f for f in self.case.facts if f.id in set(self.case.persona.volunteer)]
+        reply = self._say_facts("opening", cc + volunteered, turn=0, question="(opening)")
+        reply.text = self.words.opening_frame(reply.text)
+        return self._finish(reply)
 
     def answer(self, question: str, turn: int = 0) -> PatientReply:
         """Reply to one question from the clinician, from the record only."""
+        if self._jargon is not None:
+            word = self._jargon.search(question)
+            if word:
+                return self._finish(
+                    PatientReply(text=self.words.jargon(word.group(0)), intent="jargon")
+                )
         matches = self.matcher.match(question)
-        if not matches:
+        local = self._match_local(question)
+        top = matches[0] if matches else None
+        if local is not None and (top is None or (top.kind == "finding" and local[1] > top.score)):
+            return self._finish(self._about_fact(local[0], question, turn))
+        if top is None:
             return self._finish(
                 PatientReply(text=self.words.not_understood(question), intent="not_understood")
             )
-        if matches[0].kind == "intent":
-            return self._finish(self._intent(matches[0].target, question, turn))
+        if top.kind == "intent":
+            return self._finish(self._intent(top.target, question, turn))
         parts: list[str] = []
         answers: list[ConceptAnswer] = []
         revealed: list[str] = []
@@ -100,7 +145,7 @@ class GroundedPatient:
             parts.append(text)
             answers.append(ans)
             repeated |= was_repeat
-            if ans.fact_id and ans.status != "unknown":
+            if ans.fact_id and ans.status in ("affirmed", "denied"):
                 revealed.append(ans.fact_id)
         return self._finish(
             PatientReply(
@@ -116,7 +161,7 @@ class GroundedPatient:
         """Reply about one KB concept directly, skipping question matching (the structured env's
         fast path: same record, same ledger, same wording, no sentence model)."""
         text, ans, repeated = self._about(concept, f"({concept})", turn)
-        revealed = [ans.fact_id] if ans.fact_id and ans.status != "unknown" else []
+        revealed = [ans.fact_id] if ans.fact_id and ans.status in ("affirmed", "denied") else []
         return self._finish(
             PatientReply(
                 text=text, intent="finding", answers=[ans], revealed=revealed, repeated=repeated
@@ -130,9 +175,44 @@ class GroundedPatient:
 
     # ---- one concept --------------------------------------------------------------------
 
+    def _match_local(self, question: str) -> tuple[Fact, float] | None:
+        if self._local_matrix is None:
+            return None
+        q = self.matcher.encoder.encode([" ".join(question.split())[:500]])[0]
+        sims = self._local_matrix @ q
+        j = int(np.argmax(sims))
+        return (self._local[j], float(sims[j])) if sims[j] >= LOCAL_THRESHOLD else None
+
+    def _withheld(self, fact: Fact, concept: str, question: str, turn: int) -> str | None:
+        """The first ask about a fact the persona holds back gets an evasive non-answer."""
+        if fact.id not in self._reluctant:
+            return None
+        if any(e.concept == concept for e in self.ledger):
+            return None
+        text = self.words.evasive(concept)
+        self.ledger.append(
+            LedgerEntry(
+                turn=turn,
+                question=question,
+                concept=concept,
+                status="withheld",
+                fact_id=fact.id,
+                text=text,
+            )
+        )
+        return text
+
     def _about(self, concept: str, question: str, turn: int) -> tuple[str, ConceptAnswer, bool]:
         facts = self._by_concept.get(concept, [])
         fact = facts[0] if facts else None
+        if fact is not None and fact.present:
+            evasive = self._withheld(fact, concept, question, turn)
+            if evasive is not None:
+                return (
+                    evasive,
+                    ConceptAnswer(concept=concept, status="withheld", fact_id=fact.id),
+                    False,
+                )
         if fact is None and self.case.closed_world:
             status: AnswerStatus = "denied"
             text = self.words.deny(concept, self._categories.get(concept))
@@ -145,10 +225,14 @@ class GroundedPatient:
         else:
             status = "denied"
             text = self.words.deny(concept, fact.category)
-        earlier = next((e for e in self.ledger if e.concept == concept), None)
+        earlier = next(
+            (e for e in self.ledger if e.concept == concept and e.status != "withheld"), None
+        )
         repeated = earlier is not None
         if earlier is not None:
-            text = self.words.repeat(earlier.text if status != "affirmed" else fact.text, concept)  # type: ignore[union-attr]
+            text = self.words.repeat(
+                fact.text if status == "affirmed" and fact else earlier.text, concept
+            )
         fact_id = fact.id if fact else None
         self.ledger.append(
             LedgerEntry(
@@ -160,16 +244,28 @@ class GroundedPatient:
                 text=text,
             )
         )
-        if fact_id and status != "unknown":
+        if fact_id and status in ("affirmed", "denied"):
             self._told.add(fact_id)
         return text, ConceptAnswer(concept=concept, status=status, fact_id=fact_id), repeated
 
+    def _about_fact(self, fact: Fact, question: str, turn: int) -> PatientReply:
+        """An answer about one of the case's own (free-text) facts."""
+        text, ans, repeated = self._about(fact.concept, question, turn)
+        revealed = [fact.id] if ans.status in ("affirmed", "denied") else []
+        return PatientReply(
+            text=text, intent="finding", answers=[ans], revealed=revealed, repeated=repeated
+        )
+
     def _say_facts(self, intent: str, facts: list[Fact], turn: int, question: str) -> PatientReply:
-        texts = [f.text for f in facts]
-        if intent == "opening" and self.case.persona.verbosity == "talkative":
-            texts[0] = "Well, doctor, " + lower_first(texts[0])
         answers = []
+        texts = []
         for f in facts:
+            evasive = self._withheld(f, f.concept, question, turn) if intent != "opening" else None
+            if evasive is not None:
+                texts.append(evasive)
+                answers.append(ConceptAnswer(concept=f.concept, status="withheld", fact_id=f.id))
+                continue
+            texts.append(f.text)
             answers.append(ConceptAnswer(concept=f.concept, status="affirmed", fact_id=f.id))
             self._told.add(f.id)
             self.ledger.append(
@@ -183,10 +279,10 @@ class GroundedPatient:
                 )
             )
         return PatientReply(
-            text=self.words.listing(texts),
+            text=self.words.listing(list(dict.fromkeys(texts))),
             intent=intent,
             answers=answers,
-            revealed=[f.id for f in facts],
+            revealed=[a.fact_id for a in answers if a.status == "affirmed" and a.fact_id],
         )
 
     def _say_none(
@@ -233,13 +329,19 @@ class GroundedPatient:
                 (
                     f
                     for f in case.facts
-                    if f.category in _HISTORY and f.present and f.id not in self._told
+                    if f.category in _HISTORY
+                    and f.present
+                    and f.id not in self._told
+                    and f.id not in self._reluctant
                 ),
                 key=lambda f: (_SALIENCE_ORDER[f.salience], f.id),
             )
             if pending:
                 return self._say_facts("more", pending[:1], turn, question)
-            return PatientReply(text=w.nothing_more(question), intent="more")
+            text = w.nothing_more(question)
+            if case.persona.style == "tangential" and len(case.persona.asides) > 1:
+                text += " " + case.persona.asides[1]
+            return PatientReply(text=text, intent="more")
         lists = {
             "medications": (
                 "medication",
@@ -267,7 +369,10 @@ class GroundedPatient:
             category, none_concept, none_text = lists[intent]
             present = facts_in(category)
             if present:
-                return self._say_facts(intent, present, turn, question)
+                reply = self._say_facts(intent, present, turn, question)
+                if intent == "medications" and any(a.status == "affirmed" for a in reply.answers):
+                    reply.text += w.adherence()
+                return reply
             return self._say_none(intent, none_concept, turn, question, none_text)
         if intent == "family":
             present = facts_in("family")
@@ -294,12 +399,14 @@ class GroundedPatient:
             return self._phi_reply(intent, "phi.phone", f"{who} phone number is {phi.phone}.")
         if intent == "age":
             if case.age == 0:
-                text = f"{she or 'I'}'s under a year old."
+                text = f"{she or 'I'}'s under a year old." if she else "I'm under a year old."
             else:
                 text = f"{she}'s {case.age}." if she else f"I'm {case.age}."
             return PatientReply(text=text, intent=intent)
         if intent == "diagnosis":
             return PatientReply(text=w.dont_know_diagnosis(question), intent=intent)
+        if intent == "treatment":
+            return PatientReply(text=w.treatment_preference(), intent=intent)
         if intent == "greeting":
             return PatientReply(text=w.greeting(question), intent=intent)
         if intent == "onset":
@@ -326,10 +433,11 @@ class GroundedPatient:
         """The leak guard: a reply naming the diagnosis is replaced, and the catch recorded."""
         if self._leak is not None and self._leak.search(reply.text):
             return PatientReply(
-                text=self.words.dont_know_diagnosis("guard"),
+                text=self.words.plain_dont_know_diagnosis("guard"),
                 intent=reply.intent,
                 answers=[],
                 revealed=[],
                 guarded=True,
+                guard=[{"kind": "leak", "sentence": reply.text, "concept": ""}],
             )
         return reply

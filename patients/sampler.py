@@ -23,7 +23,6 @@ from clinicgym.patients.case import (
     Diagnosis,
     Fact,
     Lineage,
-    Persona,
     RequiredAction,
 )
 from clinicgym.patients.errors import CaseError
@@ -36,6 +35,7 @@ from clinicgym.patients.kb import (
     default_kb,
     name_pattern,
 )
+from clinicgym.patients.persona import sample_persona
 
 ETHNICITIES = {
     "White": 0.58,
@@ -128,13 +128,8 @@ class CaseSampler:
         )
         cc = cond.chief_complaint[int(rng.choice(len(weights), p=weights / weights.sum()))]
         findings[cc] = True
-        for d in cond.differential:
-            other = kb.conditions[d]
-            if other.sex not in ("any", sex) or not other.age[0] <= age <= other.age[1]:
-                continue  # a look-alike this patient cannot have raises no pertinent negatives
-            for link in other.findings:
-                if link.salience == "must_ask" and link.id not in findings:
-                    findings[link.id] = False
+        for fid in self.pertinent_negatives(cond, age, sex):
+            findings.setdefault(fid, False)
         band = age_band(age)
         for bf in kb.background.findings:
             if bf.id not in findings:
@@ -175,6 +170,17 @@ class CaseSampler:
             comorbidities=comorbidities,
             allergies=allergies,
         )
+
+    def pertinent_negatives(self, cond: Condition, age: int, sex: str) -> list[str]:
+        """Must-ask findings of the look-alikes this patient could have: denied unless the
+        condition itself has them (a hook shared with cohort decoding, patients/cohort.py)."""
+        out: list[str] = []
+        for d in cond.differential:
+            other = self.kb.conditions[d]
+            if other.sex not in ("any", sex) or not other.age[0] <= age <= other.age[1]:
+                continue  # a look-alike this patient cannot have raises no pertinent negatives
+            out += [link.id for link in other.findings if link.salience == "must_ask"]
+        return out
 
     def _demographics_for(self, cond: Condition, rng: np.random.Generator) -> tuple[int, str]:
         bands = [b for b, w in cond.prevalence.age_bands.items() if w > 0]
@@ -389,11 +395,7 @@ class CaseSampler:
         phi = self._phi(record, rng)
         for key in ("name", "date_of_birth", "address", "phone"):
             add(category="phi", concept=f"phi.{key}", text=getattr(phi, key), source="faker")
-        persona = Persona(
-            verbosity=str(rng.choice(["terse", "plain", "talkative"], p=[0.3, 0.4, 0.3])),  # type: ignore[arg-type]
-            health_literacy=str(rng.choice(["low", "medium", "high"], p=[0.3, 0.5, 0.2])),  # type: ignore[arg-type]
-            speaker="caregiver" if child else "patient",
-        )
+        persona = sample_persona(kb, cond, facts, record.age, record.sex, rng, caregiver=child)
         required = []
         if cond.escalation is not None:
             e = cond.escalation

@@ -1,9 +1,10 @@
 """How a persona words a grounded answer. Wording never adds a clinical claim.
 
 Every template here is either a fact's own text or a content-free frame around it (affirmation,
-denial, "I'm not sure", a repeat marker), so the facts a reply asserts are exactly the facts it
-was built from. Variants are chosen by a stable hash of (case, key), not by a random draw, so a
-transcript does not depend on the order in which other cases were played.
+denial, "I'm not sure", a repeat marker, an emotional aside), or something the persona record
+itself holds (a belief, an aside, adherence), so the facts a reply asserts are exactly the facts
+it was built from. Variants are chosen by a stable hash of (case, key), not by a random draw, so
+a transcript does not depend on the order in which other cases were played.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ _AFFIRM = {
     "terse": ("{text}",),
     "plain": ("Yes. {text}", "Yes, {text_lc}"),
     "talkative": (
-        "Yes, actually. {text} It's been worrying me, to be honest.",
-        "Oh yes. {text} I wasn't sure whether to mention it.",
-        "Yes, doctor. {text} I've been meaning to ask about that.",
+        "Yes, actually. {text} I wasn't sure whether to mention it.",
+        "Oh yes. {text} I've been meaning to ask about that.",
+        "Yes, doctor. {text}",
     ),
 }
 _DENY = {
@@ -60,6 +61,17 @@ _NOT_UNDERSTOOD = {
     "plain": ("Sorry, I'm not sure what you mean.",),
     "talkative": ("Sorry, doctor, I don't quite follow. Could you put it another way?",),
 }
+_JARGON = {
+    "terse": ("Sorry, what's '{word}'?",),
+    "plain": ("Sorry, I don't know what '{word}' means.",),
+    "talkative": ("I'm sorry, doctor, I've never heard the word '{word}'. What does it mean?",),
+}
+_EVASIVE = {
+    "reserved": ("I'd rather not go into that, if that's all right.", "I'd prefer not to say."),
+    "distrust_of_clinicians": ("Why do you need to know that?", "I don't see why that matters."),
+    "minimising": ("Oh, it's not really worth mentioning.",),
+    "pleasing": ("Oh, I don't want to waste your time with little things.",),
+}
 _REPEAT = ("As I said, ", "Like I mentioned, ")
 _DONT_KNOW_DIAGNOSIS = {
     "terse": ("I don't know. That's why I'm here.",),
@@ -81,6 +93,21 @@ _GREETING = {
     "plain": ("Hello, doctor.",),
     "talkative": ("Hello, doctor, thank you for seeing me.",),
 }
+_STYLE_AFFIRM_TAIL = {
+    "anxious": (" Is that something serious?", " Should I be worried about that?"),
+    "upset": (" I've already been waiting for ages, you know.", " Can we get on with it?"),
+    "pleasing": (" I hope that helps, doctor.",),
+}
+_MINIMISING_HEAD = ("It's probably nothing, but ", "I'm sure it's nothing, but ")
+_ADHERENCE = {
+    "partial": " I do sometimes forget to take my tablets, though.",
+    "poor": " To be honest, I haven't really been taking them.",
+}
+_ADHERENCE_CAREGIVER = {
+    "partial": " I do sometimes forget to give them, though.",
+    "poor": " To be honest, {she} hasn't really been taking them.",
+}
+_NO_PREFERENCE = "I'm happy to go with whatever you think is best."
 
 
 def lower_first(text: str) -> str:
@@ -105,17 +132,31 @@ class Wording:
         self.v = self.persona.verbosity
         caregiver = self.persona.speaker == "caregiver"
         pron = "she" if case.sex == "female" else "he"
+        self._she = pron
         self._slots = {
             "i_have_not": f"{pron} hasn't" if caregiver else "I haven't",
             "i_do_not": f"{pron} doesn't" if caregiver else "I don't",
         }
 
     def _fill(self, table: dict[str, tuple[str, ...]], key: str, **extra: str) -> str:
-        return pick(table[self.v], self.case.id, key).format(**self._slots, **extra)
+        text = pick(table[self.v], self.case.id, key).format(**self._slots, **extra)
+        return self._register(text)
+
+    def _register(self, text: str) -> str:
+        if self.persona.language_register == "colloquial" and text.startswith("Yes"):
+            return "Yeah" + text[3:]
+        return text
 
     def affirm(self, fact_text: str, key: str) -> str:
         """A present fact, said in the persona's voice."""
-        return self._fill(_AFFIRM, key, text=fact_text, text_lc=lower_first(fact_text))
+        text = self._fill(_AFFIRM, key, text=fact_text, text_lc=lower_first(fact_text))
+        p = self.persona
+        if "minimising" in p.biases:
+            text = pick(_MINIMISING_HEAD, self.case.id, key) + lower_first(fact_text)
+        tails = _STYLE_AFFIRM_TAIL.get(p.style)
+        if tails and pick((True, False), self.case.id, key, "tail"):
+            text += pick(tails, self.case.id, key)
+        return text
 
     def deny(self, key: str, category: str | None = None) -> str:
         """A pertinent negative: the record says no (framed for the kind of question)."""
@@ -125,6 +166,19 @@ class Wording:
         """The record does not say: the patient does not know."""
         return self._fill(_UNKNOWN, key)
 
+    def evasive(self, key: str) -> str:
+        """The first time a held-back fact is asked about: a non-answer, never a denial."""
+        p = self.persona
+        for reason in ("distrust_of_clinicians", "minimising"):
+            if reason in p.biases:
+                return pick(_EVASIVE[reason], self.case.id, key)
+        table = _EVASIVE["pleasing"] if p.style == "pleasing" else _EVASIVE["reserved"]
+        return pick(table, self.case.id, key)
+
+    def jargon(self, word: str) -> str:
+        """A low-literacy patient does not understand a clinical word."""
+        return self._fill(_JARGON, word, word=word)
+
     def not_understood(self, key: str) -> str:
         return self._fill(_NOT_UNDERSTOOD, key)
 
@@ -133,7 +187,26 @@ class Wording:
         return pick(_REPEAT, self.case.id, key) + lower_first(text)
 
     def dont_know_diagnosis(self, key: str) -> str:
+        """Asked what is wrong: their belief if the record holds one, else 'I don't know'."""
+        belief = self.persona.belief
+        if belief and any(b in self.persona.biases for b in ("internet_self_diagnosis", "recency")):
+            return belief
         return self._fill(_DONT_KNOW_DIAGNOSIS, key)
+
+    def plain_dont_know_diagnosis(self, key: str) -> str:
+        """'I don't know' without the persona's belief (the leak guard's replacement)."""
+        return self._fill(_DONT_KNOW_DIAGNOSIS, key)
+
+    def treatment_preference(self) -> str:
+        """Asked about treatment: a cultural or personal belief, if the record holds one."""
+        if self.persona.belief and "cultural_treatment_beliefs" in self.persona.biases:
+            return self.persona.belief
+        return _NO_PREFERENCE
+
+    def adherence(self) -> str:
+        """Said after listing regular medicines when adherence is partial or poor."""
+        table = _ADHERENCE_CAREGIVER if self.persona.speaker == "caregiver" else _ADHERENCE
+        return table.get(self.persona.adherence, "").format(she=self._she)
 
     def nothing_more(self, key: str) -> str:
         return self._fill(_NOTHING_MORE, key)
@@ -143,6 +216,19 @@ class Wording:
 
     def greeting(self, key: str) -> str:
         return self._fill(_GREETING, key)
+
+    def opening_frame(self, text: str) -> str:
+        """The reason for the visit, framed by style (worry, frustration, an aside)."""
+        p = self.persona
+        if p.verbosity == "talkative":
+            text = "Well, doctor, " + lower_first(text)
+        if p.style == "anxious":
+            text += " I'm really worried about it."
+        elif p.style == "upset":
+            text += " And I've been waiting ages to be seen."
+        if p.style == "tangential" and p.asides:
+            text += " " + p.asides[0]
+        return text
 
     def listing(self, texts: list[str]) -> str:
         """Several facts in one answer (medications, history)."""

@@ -1,0 +1,182 @@
+"""Persona sampling: style, literacy, register, biases, adherence and disclosure, per case.
+
+The sampling weights and phrasebook live in `knowledge/personas.yaml` (validated on load). A
+persona is drawn with the case's generator, so the same seed gives the same persona, and it is
+recorded in the case: beliefs, asides and which facts are volunteered or held back are part of
+the record the patient speaks from, so an LLM wording them is still grounded.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clinicgym.patients.case import Fact, Persona
+from clinicgym.patients.errors import KBError
+from clinicgym.patients.kb import KNOWLEDGE_DIR, Condition, KnowledgeBase
+
+PERSONAS_FILE = KNOWLEDGE_DIR / "personas.yaml"
+
+
+class _StyleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(gt=0)
+    personalities: list[str] = Field(min_length=1)
+
+
+class PersonaBook(BaseModel):
+    """The persona sampling weights and phrasebook."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1]
+    styles: dict[
+        Literal["plain", "verbose", "reserved", "anxious", "upset", "tangential", "pleasing"],
+        _StyleSpec,
+    ]
+    health_literacy: dict[Literal["low", "medium", "high"], float]
+    language_register: dict[Literal["formal", "casual", "colloquial"], float]
+    adherence: dict[Literal["good", "partial", "poor"], float]
+    biases: dict[
+        Literal[
+            "recency",
+            "internet_self_diagnosis",
+            "distrust_of_clinicians",
+            "cultural_treatment_beliefs",
+            "minimising",
+        ],
+        float,
+    ]
+    treatment_beliefs: list[str] = Field(min_length=1)
+    relations: list[str] = Field(min_length=1)
+    asides: list[str] = Field(min_length=2)
+    sensitive_markers: list[str]
+    jargon: list[str]
+
+    @model_validator(mode="after")
+    def _weights(self) -> PersonaBook:
+        for name in ("health_literacy", "language_register", "adherence"):
+            w = getattr(self, name)
+            if any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
+                raise ValueError(f"'{name}' weights must be >= 0 with a positive sum")
+        if any(not 0 <= p <= 1 for p in self.biases.values()):
+            raise ValueError("'biases' values are probabilities in [0, 1]")
+        return self
+
+
+def load_persona_book(path: Path | None = None) -> PersonaBook:
+    """Load and validate the persona file; a KBError names the file and field."""
+    path = path or PERSONAS_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return PersonaBook.model_validate(raw)
+    except FileNotFoundError:
+        raise KBError(path, ["file is missing"]) from None
+    except yaml.YAMLError as e:
+        raise KBError(path, [f"not valid YAML: {e}"]) from None
+    except ValidationError as e:
+        problems = [f"field '{'.'.join(map(str, err['loc']))}': {err['msg']}" for err in e.errors()]
+        raise KBError(path, problems) from None
+
+
+@cache
+def default_persona_book() -> PersonaBook:
+    return load_persona_book()
+
+
+def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    keys = list(weights)
+    w = np.array([weights[k] for k in keys], dtype=float)
+    return keys[int(rng.choice(len(keys), p=w / w.sum()))]
+
+
+def is_sensitive(fact: Fact, book: PersonaBook) -> bool:
+    """Facts many patients are slow to disclose: substance use, self-harm, sexual history."""
+    key = f"{fact.concept} {fact.category}"
+    return fact.category == "social" or any(m in key for m in book.sensitive_markers)
+
+
+def sample_persona(
+    kb: KnowledgeBase,
+    cond: Condition,
+    facts: list[Fact],
+    age: int,
+    sex: str,
+    rng: np.random.Generator,
+    *,
+    caregiver: bool,
+    book: PersonaBook | None = None,
+) -> Persona:
+    """Draw a persona for a case; disclosure choices refer to the case's own fact ids."""
+    book = book or default_persona_book()
+    style = _choice(rng, {k: v.weight for k, v in book.styles.items()})
+    spec = book.styles[style]  # type: ignore[index]
+    personality = spec.personalities[int(rng.integers(len(spec.personalities)))]
+    literacy = _choice(rng, book.health_literacy)
+    register = _choice(rng, book.language_register)
+    adherence = _choice(rng, book.adherence)
+    biases = [b for b, p in book.biases.items() if rng.random() < p]
+    belief = None
+    decoys = [
+        kb.conditions[d].name
+        for d in cond.differential
+        if kb.conditions[d].sex in ("any", sex)
+        and kb.conditions[d].age[0] <= age <= kb.conditions[d].age[1]
+    ]
+    believed = None
+    if "internet_self_diagnosis" in biases and decoys:
+        decoy = decoys[int(rng.integers(len(decoys)))]
+        belief, believed = (
+            f"I looked it up online and I think it might be {decoy.lower()}.",
+            "internet_self_diagnosis",
+        )
+    elif "recency" in biases and decoys:
+        decoy = decoys[int(rng.integers(len(decoys)))]
+        relation = book.relations[int(rng.integers(len(book.relations)))]
+        belief = f"My {relation} had {decoy.lower()} recently, so I'm worried it's that."
+        believed = "recency"
+    elif "cultural_treatment_beliefs" in biases:
+        belief = book.treatment_beliefs[int(rng.integers(len(book.treatment_beliefs)))]
+        believed = "cultural_treatment_beliefs"
+    # a belief-producing bias without its belief (no look-alike fits this patient) is dropped
+    belief_biases = ("recency", "internet_self_diagnosis", "cultural_treatment_beliefs")
+    biases = [b for b in biases if b not in belief_biases or b == believed]
+    history = [
+        f for f in facts if f.present and f.category in ("hpi", "ros") and f.how_revealed == "ask"
+    ]
+    volunteer: list[str] = []
+    if style in ("verbose", "anxious") and history:
+        order = sorted(history, key=lambda f: (f.salience != "must_ask", f.id))
+        volunteer = [f.id for f in order[: 1 + int(rng.integers(2))]]
+    reluctant: list[str] = []
+    present = [f for f in facts if f.present and f.how_revealed == "ask" and f.category != "phi"]
+    present = [f for f in present if f.category != "chief_complaint" and f.id not in volunteer]
+    if style == "reserved" or "distrust_of_clinicians" in biases:
+        reluctant += [f.id for f in present if is_sensitive(f, book)]
+    if style == "pleasing" or "minimising" in biases:
+        reluctant += [f.id for f in present if f.salience == "incidental"]
+    if "distrust_of_clinicians" in biases:
+        must = [f for f in present if f.salience == "must_ask" and f.id not in reluctant]
+        if must:
+            reluctant.append(must[int(rng.integers(len(must)))].id)
+    asides: list[str] = []
+    if style == "tangential":
+        picks = rng.choice(len(book.asides), size=2, replace=False)
+        asides = [book.asides[int(i)] for i in picks]
+    return Persona(
+        style=style,  # type: ignore[arg-type]
+        personality=personality,
+        health_literacy=literacy,  # type: ignore[arg-type]
+        language_register=register,  # type: ignore[arg-type]
+        biases=biases,  # type: ignore[arg-type]
+        belief=belief,
+        adherence=adherence,  # type: ignore[arg-type]
+        volunteer=volunteer,
+        reluctant=sorted(set(reluctant)),
+        asides=asides,
+        speaker="caregiver" if caregiver else "patient",
+    )
