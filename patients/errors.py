@@ -26,3 +26,19 @@ class CaseError(ClinicGymError):
 
 class EncoderError(ClinicGymError):
     """The sentence-embedding model the patient matches questions with could not be loaded."""
+
+
+class CohortError(ClinicGymError):
+    """A cohort table or directory is unusable: missing or mistyped columns, unknown codes."""
+
+
+class SynthesisError(CohortError):
+    """A synthesizer or sampling plan cannot do what was asked (an impossible target or filter)."""
+
+
+class ImporterError(CohortError):
+    """An external file (CSV, Synthea export, FHIR bundle) could not be read into records."""
+
+
+class PatientReplayError(ClinicGymError):
+    """Replay-only mode found no recorded patient output for this dialogue state."""

@@ -30,7 +30,7 @@ from clinicgym.patients.wording import Wording, lower_first
 AnswerStatus = Literal["affirmed", "denied", "unknown", "withheld"]
 _HISTORY = ("hpi", "ros")
 _SALIENCE_ORDER = {"must_ask": 0, "should_ask": 1, "incidental": 2}
-LOCAL_THRESHOLD = 0.55
+LOCAL_THRESHOLD = 0.65
 """A question matches one of an imported case's free-text facts above this similarity."""
 _ASKABLE = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication", "allergy")
 
@@ -54,7 +54,8 @@ class PatientReply(BaseModel):
     """Ids of the facts this reply conveyed (affirmed or denied)."""
     repeated: bool = False
     guarded: bool = False
-    """True if the leak guard replaced a reply that named the diagnosis."""
+    """True if a guard replaced the reply: it named the diagnosis, or (LLM-worded) its wording
+    failed the answer guard twice and the grounded template answer was used."""
     guard: list[dict[str, str]] = []
     """Catches of the answer guard (LLM-worded patients): kind, sentence, concept."""
     grounded_text: str | None = None

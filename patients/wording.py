@@ -230,6 +230,17 @@ class Wording:
             text += " " + p.asides[0]
         return text
 
+    def persona_lines(self) -> list[str]:
+        """Everything the persona itself may say beyond the facts (beliefs, asides, adherence,
+        style frames): the guard accepts these as grounded in the persona record."""
+        p = self.persona
+        lines = [*p.asides, self.adherence().strip(), self.treatment_preference()]
+        if p.belief:
+            lines.append(p.belief)
+        lines += [t.strip() for t in _STYLE_AFFIRM_TAIL.get(p.style, ())]
+        lines += ["I'm really worried about it.", "And I've been waiting ages to be seen."]
+        return [x for x in lines if x]
+
     def listing(self, texts: list[str]) -> str:
         """Several facts in one answer (medications, history)."""
         return " ".join(texts)

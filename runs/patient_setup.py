@@ -1,0 +1,73 @@
+"""Composes the patient for a run: grounded templates, or an LLM wording them behind the guard.
+
+`patients` never imports `agents`: this module (top layer) builds the chat backend from a model
+spec and hands `patients.LLMWordedPatient` a plain async callable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clinicgym.envs.protocols import Patient
+from clinicgym.patients.case import Case
+from clinicgym.patients.guard import AnswerGuard
+from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.llm_patient import LLMWordedPatient
+from clinicgym.patients.matching import matcher_for
+from clinicgym.patients.patient import GroundedPatient
+from clinicgym.patients.replay import ReplayCache
+from clinicgym.runs.errors import RunError
+
+PATIENT_WORDING_PARAMS = {"max_tokens": 64, "temperature": 0.0}
+"""Patient wording is short and greedy, so reruns are identical even without the cache."""
+
+
+class PatientMaker:
+    """Makes one patient per episode; owns the wording backend and the replay cache."""
+
+    def __init__(self, kb: KnowledgeBase, spec: str, backend: Any, cache: ReplayCache) -> None:
+        self.kb = kb
+        self.spec = spec
+        self.backend = backend
+        self.cache = cache
+        self.matcher = matcher_for(kb)
+
+    async def _chat(self, messages: list[dict[str, str]]) -> str:
+        reply = await self.backend.chat(messages, **PATIENT_WORDING_PARAMS)
+        return str(reply.text)
+
+    def __call__(self, case: Case) -> Patient:
+        grounded = GroundedPatient(case, self.matcher)
+        guard = AnswerGuard(case, self.matcher, self.kb)
+        return LLMWordedPatient(grounded, self._chat, guard, cache=self.cache, model_id=self.spec)
+
+    async def aclose(self) -> None:
+        self.cache.close()
+        if hasattr(self.backend, "aclose"):
+            await self.backend.aclose()
+
+
+def make_patient_maker(
+    spec: str, kb: KnowledgeBase, out: Path, cache_path: str | None, mode: str
+) -> PatientMaker | None:
+    """None for the grounded patient; else a maker over the named model backend."""
+    if spec == "grounded":
+        return None
+    from clinicgym.agents.backends import spec as backends
+
+    kind, _, rest = spec.partition(":")
+    builders = {
+        "hf": backends.hf_factory,
+        "openai": backends.openai_factory,
+        "vllm": backends.vllm_factory,
+        "langchain": backends.langchain_factory,
+    }
+    if kind not in builders or not rest:
+        raise RunError(
+            f"--patient '{spec}': use 'grounded' or a model spec such as 'hf:smollm2' or "
+            "'openai:MODEL@http://127.0.0.1:8000/v1'"
+        )
+    backend = builders[kind](rest, {}).backend
+    cache = ReplayCache(Path(cache_path) if cache_path else out / "patient_cache.sqlite", mode)  # type: ignore[arg-type]
+    return PatientMaker(kb, spec, backend, cache)

@@ -1,0 +1,115 @@
+"""Patient fidelity: is the benchmark measuring the model, or the simulator's mistakes?
+
+Per episode and per run, from stored transcripts and their cases:
+
+* `grounded_answer_rate`: share of patient answers whose first wording was already grounded
+  (the answer guard caught nothing; the template patient scores 1), and `replaced_rate`: share
+  where the guard fell back to the grounded template after a failed rewrite;
+* `guard_catches`: what the live guard caught before the clinician saw it, by kind;
+* `unsupported_claim_rate`, `contradiction_rate`, `diagnosis_leak_rate`, `overshare_rate`: an
+  independent audit of the answers the clinician actually saw, re-run with the guard over the
+  transcript (so the rates are measured, not assumed from the live guard's verdicts);
+* `elicitable_must_ask`: share of the case's must-ask history facts that the KB's own question
+  for them retrieves (a property of patient and case: what a competent clinician could get).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from clinicgym.envs.episode import Episode
+from clinicgym.patients.case import Case
+from clinicgym.patients.guard import AnswerGuard
+from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.matching import matcher_for
+from clinicgym.scoring.stats import mean_ci
+
+AUDIT_KINDS = {
+    "unsupported": "unsupported_claim_rate",
+    "contradiction": "contradiction_rate",
+    "leak": "diagnosis_leak_rate",
+    "overshare": "overshare_rate",
+}
+
+
+def elicitable_must_ask(case: Case, kb: KnowledgeBase) -> float | None:
+    """Share of must-ask history facts (not the chief complaint) the KB question retrieves."""
+    m = matcher_for(kb)
+    must = [
+        f
+        for f in case.facts
+        if f.salience == "must_ask"
+        and f.how_revealed == "ask"
+        and f.category != "chief_complaint"
+        and f.concept in kb.findings
+    ]
+    if not must:
+        return None
+    hits = 0
+    for f in must:
+        q = kb.findings[f.concept].question or f.concept
+        hits += any(x.target == f.concept for x in m.match(q))
+    return hits / len(must)
+
+
+def episode_fidelity(episode: Episode, case: Case, kb: KnowledgeBase) -> dict[str, Any]:
+    """Fidelity figures of one episode's patient."""
+    guard = AnswerGuard(case, matcher_for(kb), kb)
+    told: set[str] = set()
+    turns = replaced = clean = 0
+    live: Counter[str] = Counter()
+    audit: Counter[str] = Counter()
+    for e in episode.events:
+        if e.actor != "patient" or e.turn == 0:
+            told |= {a["concept"] for a in e.result.get("answers", [])}
+            continue
+        turns += 1
+        caught = e.result.get("guard", [])
+        clean += not caught
+        for c in caught:
+            live[c["kind"]] += 1
+        if e.result.get("guarded"):
+            replaced += 1
+        allowed = {a["concept"] for a in e.result.get("answers", [])}
+        for c in guard.check(e.text, grounded_text=e.text, allowed=allowed, told=told):
+            audit[c.kind] += 1
+        told |= {a["concept"] for a in e.result.get("answers", []) if a["status"] != "withheld"}
+    out: dict[str, Any] = {
+        "patient_turns": turns,
+        "grounded_answer_rate": clean / turns if turns else None,
+        "replaced_rate": replaced / turns if turns else None,
+        "guard_catches": dict(live),
+    }
+    for kind, name in AUDIT_KINDS.items():
+        out[name] = audit[kind] / turns if turns else None
+    out["elicitable_must_ask"] = elicitable_must_ask(case, kb)
+    return out
+
+
+def run_fidelity(
+    episodes: Iterable[Episode], cases: dict[str, Case], kb: KnowledgeBase
+) -> dict[str, Any]:
+    """Run-level fidelity: each rate as mean with a bootstrap 95% interval, catches summed."""
+    rows = [
+        episode_fidelity(ep, cases[ep.case_id], kb)
+        for ep in episodes
+        if ep.status == "completed" and ep.case_id in cases
+    ]
+    catches: Counter[str] = Counter()
+    for r in rows:
+        catches.update(r["guard_catches"])
+    out: dict[str, Any] = {
+        "episodes": len(rows),
+        "patient_turns": sum(r["patient_turns"] for r in rows),
+        "guard_catches": dict(catches),
+    }
+    for name in (
+        "grounded_answer_rate",
+        "replaced_rate",
+        *AUDIT_KINDS.values(),
+        "elicitable_must_ask",
+    ):
+        out[name] = mean_ci([r[name] for r in rows])
+    return out
