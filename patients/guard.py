@@ -10,7 +10,10 @@ than hoped for. Each sentence is checked for
 * `unsupported`: it asserts a finding the record does not hold (open-world case), or a number
   or duration that is not in the answer it was worded from;
 * `overshare`: it conveys a true fact the answer was not built from and the patient has not told
-  yet (the persona decides when facts come out).
+  yet (the persona decides when facts come out);
+* `omission`: (live check, given the expected answers) it drops what it was meant to say: an
+  affirmed fact no sentence conveys, a denial with no negation, an "I don't know" that claims to
+  know.
 
 A sentence is first compared with the record's own fact texts and the persona's lines (beliefs,
 asides, adherence): close to one of them, it says what the record says. Otherwise it is compared
@@ -37,7 +40,10 @@ RECORD_THRESHOLD = 0.75
 """A sentence this close to a record fact's text (or a persona line) says that fact."""
 CLAIM_THRESHOLD = 0.65
 """A sentence this close to a KB finding's wording asserts (or denies) that finding."""
-CatchKind = Literal["leak", "contradiction", "unsupported", "overshare"]
+CatchKind = Literal["leak", "contradiction", "unsupported", "overshare", "omission"]
+CONVEY_THRESHOLD = 0.6
+"""A wording conveys an affirmed fact if some sentence is this close to it."""
+_UNSURE = re.compile(r"not sure|don't know|do not know|couldn't (?:tell|say)|no idea|unsure", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _NEGATION = re.compile(r"\b(no|not|never|none|nope|nah|without|neither|nor)\b|n't\b", re.I)
 _NUMBER = re.compile(
@@ -122,10 +128,12 @@ class AnswerGuard:
         grounded_text: str = "",
         allowed: Iterable[str] = (),
         told: Iterable[str] = (),
+        expected: dict[str, str] | None = None,
     ) -> list[Catch]:
         """Problems in `text`, worded from `grounded_text` about concepts `allowed`, after the
-        patient already told `told` (concepts)."""
-        ok = set(allowed) | set(told)
+        patient already told `told` (concepts). With `expected` ({concept: status}), also check
+        that the wording still says what it was meant to (omissions)."""
+        ok = set(allowed) | set(told) | set(expected or {})
         parts = sentences(text)
         if not parts:
             return []
@@ -163,4 +171,26 @@ class AnswerGuard:
                 catches.append(Catch(kind="contradiction", sentence=sent, concept=concept))
             elif truth and concept not in ok:
                 catches.append(Catch(kind="overshare", sentence=sent, concept=concept))
+        if expected:
+            catches += self._omissions(text, vecs, expected)
         return catches
+
+    def _omissions(self, text: str, vecs: np.ndarray, expected: dict[str, str]) -> list[Catch]:
+        out: list[Catch] = []
+        for concept, status in expected.items():
+            if status == "affirmed":
+                rows = [i for i, c in enumerate(self._record_concepts) if c == concept]
+                kb_rows = [i for i, c in enumerate(self._kb_ids) if c == concept]
+                sims = [0.0]
+                if rows and self._record is not None:
+                    sims.append(float((vecs @ self._record[rows].T).max()))
+                if kb_rows:
+                    sims.append(float((vecs @ self._kb_matrix[kb_rows].T).max()))
+                best = max(sims)
+                if best < CONVEY_THRESHOLD:
+                    out.append(Catch(kind="omission", sentence=text, concept=concept))
+            elif (status == "denied" and not _NEGATION.search(text)) or (
+                status == "unknown" and not _UNSURE.search(text)
+            ):
+                out.append(Catch(kind="omission", sentence=text, concept=concept))
+        return out

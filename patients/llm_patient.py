@@ -125,6 +125,7 @@ class LLMWordedPatient:
         if base.intent in LITERAL_INTENTS or base.guarded or not base.text:
             return base
         allowed = {a.concept for a in base.answers}
+        expected = {a.concept: a.status for a in base.answers}
         catches: list[Catch] = []
         feedback: str | None = None
         previous = ""
@@ -146,9 +147,11 @@ class LLMWordedPatient:
                 ]
             out = _clean(await self._generate(messages, state, question, base.text, attempt))
             found = (
-                self.guard.check(out, grounded_text=base.text, allowed=allowed, told=told)
+                self.guard.check(
+                    out, grounded_text=base.text, allowed=allowed, told=told, expected=expected
+                )
                 if out
-                else [Catch(kind="unsupported", sentence="(empty reply)")]
+                else [Catch(kind="omission", sentence="(empty reply)")]
             )
             catches += found
             if not found:

@@ -6,7 +6,8 @@ Per episode and per run, from stored transcripts and their cases:
   (the answer guard caught nothing; the template patient scores 1), and `replaced_rate`: share
   where the guard fell back to the grounded template after a failed rewrite;
 * `guard_catches`: what the live guard caught before the clinician saw it, by kind;
-* `unsupported_claim_rate`, `contradiction_rate`, `diagnosis_leak_rate`, `overshare_rate`: an
+* `unsupported_claim_rate`, `contradiction_rate`, `diagnosis_leak_rate`, `overshare_rate`,
+  `omission_rate`: an
   independent audit of the answers the clinician actually saw, re-run with the guard over the
   transcript (so the rates are measured, not assumed from the live guard's verdicts);
 * `elicitable_must_ask`: share of the case's must-ask history facts that the KB's own question
@@ -31,6 +32,7 @@ AUDIT_KINDS = {
     "contradiction": "contradiction_rate",
     "leak": "diagnosis_leak_rate",
     "overshare": "overshare_rate",
+    "omission": "omission_rate",
 }
 
 
@@ -72,8 +74,13 @@ def episode_fidelity(episode: Episode, case: Case, kb: KnowledgeBase) -> dict[st
             live[c["kind"]] += 1
         if e.result.get("guarded"):
             replaced += 1
-        allowed = {a["concept"] for a in e.result.get("answers", [])}
-        for c in guard.check(e.text, grounded_text=e.text, allowed=allowed, told=told):
+        answers = e.result.get("answers", [])
+        allowed = {a["concept"] for a in answers}
+        expected = {a["concept"]: a["status"] for a in answers if a["status"] != "withheld"}
+        grounded = e.result.get("grounded_text") or e.text
+        for c in guard.check(
+            e.text, grounded_text=grounded, allowed=allowed, told=told, expected=expected
+        ):
             audit[c.kind] += 1
         told |= {a["concept"] for a in e.result.get("answers", []) if a["status"] != "withheld"}
     out: dict[str, Any] = {

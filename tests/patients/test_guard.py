@@ -76,3 +76,12 @@ def test_true_fact_not_yet_told_is_an_overshare(guard, case):
     fever = case.facts_by_concept()["fever"][0].text
     assert _kinds(guard.check(fever, allowed={"cough"})) == ["overshare"]
     assert guard.check(fever, allowed={"cough"}, told={"fever"}) == []
+
+
+def test_wording_that_drops_the_answer_is_an_omission(guard, case):
+    cough = case.facts_by_concept()["cough"][0].text
+    assert guard.check(cough, allowed={"cough"}, expected={"cough": "affirmed"}) == []
+    found = guard.check("I'm here to help you, doctor.", allowed={"cough"}, expected={"cough": "affirmed"})
+    assert _kinds(found) == ["omission"]
+    assert _kinds(guard.check("Yes, I have.", allowed={"rash"}, expected={"rash": "denied"})) == ["omission"]
+    assert guard.check("No, never.", allowed={"rash"}, expected={"rash": "denied"}) == []
