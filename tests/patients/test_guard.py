@@ -81,7 +81,11 @@ def test_true_fact_not_yet_told_is_an_overshare(guard, case):
 def test_wording_that_drops_the_answer_is_an_omission(guard, case):
     cough = case.facts_by_concept()["cough"][0].text
     assert guard.check(cough, allowed={"cough"}, expected={"cough": "affirmed"}) == []
-    found = guard.check("I'm here to help you, doctor.", allowed={"cough"}, expected={"cough": "affirmed"})
+    found = guard.check(
+        "I'm here to help you, doctor.", allowed={"cough"}, expected={"cough": "affirmed"}
+    )
     assert _kinds(found) == ["omission"]
-    assert _kinds(guard.check("Yes, I have.", allowed={"rash"}, expected={"rash": "denied"})) == ["omission"]
+    assert _kinds(guard.check("Yes, I have.", allowed={"rash"}, expected={"rash": "denied"})) == [
+        "omission"
+    ]
     assert guard.check("No, never.", allowed={"rash"}, expected={"rash": "denied"}) == []
