@@ -78,6 +78,8 @@ class ChartResult:
     answers: list[dict[str, str]] = field(default_factory=list)
     """Structured mirror of the report: {'concept', 'status'} with status affirmed/denied
     (exam findings) or abnormal/normal (tests)."""
+    artefacts: list[str] = field(default_factory=list)
+    """Ids of the case's artefacts (lab table, image, variant table) this result shows."""
 
 
 def _norm(text: str) -> str:
@@ -128,7 +130,12 @@ class Chart:
         facts = [f for f in self.case.facts if f.category == "exam" and f.system == system]
         found = [f.text for f in facts if f.present]
         label = system.replace("_", " ")
-        body = " ".join(found) if found else "No abnormality found."
+        if found:
+            body = " ".join(found)
+        elif facts or self.case.closed_world:
+            body = "No abnormality found."  # complete by construction, or normal findings recorded
+        else:
+            body = "No findings are recorded for this examination."  # open world: not known
         answers = [
             {"concept": f.concept, "status": "affirmed" if f.present else "denied"} for f in facts
         ]
@@ -176,8 +183,9 @@ class Chart:
                 body = "; ".join(f.text for f in variants)
             else:
                 body = "no pathogenic or pharmacogenomic variants reported"
+            ids = [f.id for f in variants]
             return ChartResult(
-                True, f"Genetic testing: {body}.", [f.id for f in variants], "genetic_testing"
+                True, f"Genetic testing: {body}.", ids, "genetic_testing", [], self._shown(ids)
             )
         tid = self.resolve_test(query)
         if tid is None:
@@ -192,5 +200,15 @@ class Chart:
         text = f.text[:1].upper() + f.text[1:]
         status = "abnormal" if f.abnormal else "normal"
         return ChartResult(
-            True, f"Result: {text}", [f.id], tid, [{"concept": tid, "status": status}]
+            True,
+            f"Result: {text}",
+            [f.id],
+            tid,
+            [{"concept": tid, "status": status}],
+            self._shown([f.id]),
         )
+
+    def _shown(self, revealed: list[str]) -> list[str]:
+        """The artefacts that show any of these facts."""
+        ids = set(revealed)
+        return [a.id for a in self.case.artefacts if ids & set(a.fact_ids)]

@@ -63,8 +63,21 @@ INTENTS: dict[str, tuple[str, ...]] = {
         "Any family history of illness?",
         "Do your parents or siblings have any medical problems?",
     ),
-    "name": ("What is your name?", "Can you confirm your full name?", "Who am I speaking to?"),
-    "dob": ("What is your date of birth?", "When were you born?", "Confirm your birthday."),
+    "name": (
+        "What is your name?",
+        "Can you confirm your full name?",
+        "Who am I speaking to?",
+        "What is the child's name?",
+        "What's his name?",
+        "What's her name?",
+    ),
+    "dob": (
+        "What is your date of birth?",
+        "When were you born?",
+        "Confirm your birthday.",
+        "What is the child's date of birth?",
+        "When was he born?",
+    ),
     "age": ("How old are you?", "What is your age?"),
     "address": ("What is your address?", "Where do you live?", "Confirm your home address."),
     "phone": ("What is your phone number?", "How can we contact you?"),
@@ -162,7 +175,7 @@ class QuestionMatcher:
         self.names = {f.id: f.name for f in kb.findings.values()}
         """Finding id -> category, so a closed-world denial can be framed for its kind."""
         self._starts = np.array(starts)
-        self._matrix = _cached_rows(self.encoder, rows)
+        self._matrix = cached_embeddings(self.encoder, rows)
 
     def scores(self, texts: list[str]) -> np.ndarray:
         """(len(texts), len(targets)) best-row cosine similarity per target."""
@@ -218,8 +231,9 @@ def _cache_dir() -> Path:
     return Path(root)
 
 
-def _cached_rows(encoder: SentenceEncoder, rows: list[str]) -> np.ndarray:
-    """Row embeddings, cached on disk by a hash of the rows and the model's files."""
+def cached_embeddings(encoder: SentenceEncoder, rows: list[str]) -> np.ndarray:
+    """Embeddings of fixed texts (matcher rows, importer vocabularies), cached on disk by a
+    hash of the texts and the model's location, so a second process loads them in ms."""
     h = hashlib.sha256("\n".join(rows).encode())
     h.update(str(encoder.model_dir).encode())
     path = _cache_dir() / f"rows-{h.hexdigest()[:16]}.npy"

@@ -32,6 +32,8 @@ _HISTORY = ("hpi", "ros")
 _SALIENCE_ORDER = {"must_ask": 0, "should_ask": 1, "incidental": 2}
 LOCAL_THRESHOLD = 0.65
 """A question matches one of an imported case's free-text facts above this similarity."""
+LOCAL_FALLBACK = 0.45
+"""...or above this one, when the KB finding it matched is not in the (open-world) record."""
 _ASKABLE = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication", "allergy")
 
 
@@ -102,9 +104,9 @@ class GroundedPatient:
             and f.concept not in self._categories
             and not f.concept.endswith(".none")
         ]
-        self._local_matrix = (
-            matcher.encoder.encode([f.text for f in self._local]) if self._local else None
-        )
+        self._local_matrix: np.ndarray | None = None
+        """Embeddings of the free-text facts, computed on the first question (lazily, so the
+        structured env's `answer_concept` fast path never loads the sentence model)."""
 
     # ---- public -------------------------------------------------------------------------
 
@@ -127,7 +129,20 @@ class GroundedPatient:
         matches = self.matcher.match(question)
         local = self._match_local(question)
         top = matches[0] if matches else None
-        if local is not None and (top is None or (top.kind == "finding" and local[1] > top.score)):
+        if local is not None and (
+            (top is None and local[1] >= LOCAL_THRESHOLD)
+            or (
+                top is not None
+                and top.kind == "finding"
+                and local[1] > top.score
+                and local[1] >= LOCAL_THRESHOLD
+            )
+            or (
+                top.kind == "finding"
+                and top.target not in self._by_concept
+                and local[1] >= LOCAL_FALLBACK
+            )
+        ):
             return self._finish(self._about_fact(local[0], question, turn))
         if top is None:
             return self._finish(
@@ -177,12 +192,14 @@ class GroundedPatient:
     # ---- one concept --------------------------------------------------------------------
 
     def _match_local(self, question: str) -> tuple[Fact, float] | None:
-        if self._local_matrix is None:
+        if not self._local:
             return None
+        if self._local_matrix is None:
+            self._local_matrix = self.matcher.encoder.encode([f.text for f in self._local])
         q = self.matcher.encoder.encode([" ".join(question.split())[:500]])[0]
         sims = self._local_matrix @ q
         j = int(np.argmax(sims))
-        return (self._local[j], float(sims[j])) if sims[j] >= LOCAL_THRESHOLD else None
+        return (self._local[j], float(sims[j])) if sims[j] >= LOCAL_FALLBACK else None
 
     def _withheld(self, fact: Fact, concept: str, question: str, turn: int) -> str | None:
         """The first ask about a fact the persona holds back gets an evasive non-answer."""

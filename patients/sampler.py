@@ -17,6 +17,7 @@ from faker import Faker
 from pydantic import BaseModel, ConfigDict
 
 from clinicgym import __version__
+from clinicgym.patients.artefacts import attach_artefacts
 from clinicgym.patients.case import (
     PHI,
     Case,
@@ -250,7 +251,8 @@ class CaseSampler:
         facts: list[Fact] = []
 
         def add(**kw: object) -> None:
-            facts.append(Fact(id=f"f{len(facts):02d}", **kw))  # type: ignore[arg-type]
+            # trusted, already-typed values: construct without re-validating (10k-case cohorts)
+            facts.append(Fact.model_construct(id=f"f{len(facts):02d}", **kw))
 
         for fid, present in record.findings.items():
             fd = kb.findings.get(fid)
@@ -408,7 +410,7 @@ class CaseSampler:
                     source=f"kb:conditions.{cond.id}.escalation",
                 )
             )
-        return Case(
+        case = Case(
             id=case_id,
             age=record.age,
             sex=record.sex,
@@ -429,6 +431,7 @@ class CaseSampler:
             ),
             extra={"ethnicity": record.ethnicity, "insurance": record.insurance},
         )
+        return attach_artefacts(case, kb, rng)  # background PGx results, then artefacts
 
     def _phi(self, record: PatientRecord, rng: np.random.Generator) -> PHI:
         fake = self._faker
