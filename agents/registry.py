@@ -77,3 +77,50 @@ def _oracle(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFacto
 
     _no_argument("oracle", rest)
     return lambda: OracleAgent(kb)
+
+
+@agent_builder("unsafe")
+def _unsafe(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.unsafe import UnsafeAgent
+
+    _no_argument("unsafe", rest)
+    return lambda: UnsafeAgent(kb)
+
+
+# ---- models under test: chat backends behind the LLM clinician --------------------------------
+
+
+@agent_builder("openai")
+def _openai(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.backends.spec import openai_factory
+
+    return openai_factory(rest, options)
+
+
+@agent_builder("hf")
+def _hf(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.backends.spec import hf_factory
+
+    return hf_factory(rest, options)
+
+
+@agent_builder("vllm")
+def _vllm(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.backends.spec import vllm_factory
+
+    return vllm_factory(rest, options)
+
+
+@agent_builder("langchain")
+def _langchain(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.backends.spec import langchain_factory
+
+    return langchain_factory(rest, options)
+
+
+@agent_builder("human")
+def _human(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    from clinicgym.agents.human import HumanAgent
+
+    _no_argument("human", rest)
+    return lambda: HumanAgent()

@@ -1,0 +1,113 @@
+"""The OpenAI-compatible backend against a real HTTP server on 127.0.0.1: retries, backoff,
+time-outs, concurrency limit, tool calls, API key handling and typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from fake_openai import Drop, FakeOpenAIServer, Garbage, Reply, Slow, Status
+
+from clinicgym.agents.backends.openai import OpenAIBackend
+from clinicgym.agents.errors import BackendError
+
+HELLO = [{"role": "user", "content": "Hello there"}]
+
+
+def _backend(url: str, **kw) -> OpenAIBackend:
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("read_timeout", 2.0)
+    return OpenAIBackend("test-model", url, **kw)
+
+
+def test_transient_faults_are_retried_until_an_answer():
+    faults = [Status(429), Status(500), Garbage(), Drop(), Status(503)]
+
+    def script(body, n):
+        return faults[n] if n < len(faults) else Reply("Do you have a fever?")
+
+    with FakeOpenAIServer(script) as srv:
+        reply = asyncio.run(_backend(srv.url).chat(HELLO, max_tokens=16, temperature=0.0))
+    assert reply.text == "Do you have a fever?"
+    assert reply.retries == 5 and len(srv.requests) == 6
+    assert reply.prompt_tokens == 2 and reply.completion_tokens == 5
+    body = srv.requests[-1]
+    assert body["model"] == "test-model" and body["max_tokens"] == 16
+    assert body["temperature"] == 0.0 and "tools" not in body and "seed" not in body
+
+
+def test_retry_after_is_honoured():
+    def script(body, n):
+        return Status(429, retry_after=0.3) if n == 0 else Reply("ok")
+
+    with FakeOpenAIServer(script) as srv:
+        t = time.perf_counter()
+        reply = asyncio.run(_backend(srv.url).chat(HELLO))
+        assert time.perf_counter() - t >= 0.3
+    assert reply.retries == 1 and reply.latency_s >= 0.3
+
+
+def test_slow_answers_time_out_and_are_retried():
+    def script(body, n):
+        return Slow(1.0, Reply("late")) if n == 0 else Reply("on time")
+
+    with FakeOpenAIServer(script) as srv:
+        reply = asyncio.run(_backend(srv.url, read_timeout=0.3).chat(HELLO))
+    assert reply.text == "on time" and reply.retries == 1
+
+
+def test_spent_retries_raise_a_typed_error_without_the_key(monkeypatch):
+    monkeypatch.setenv("CLINICGYM_TEST_KEY", "sk-secret-123")
+    with FakeOpenAIServer(lambda body, n: Status(500)) as srv:
+        backend = _backend(srv.url, max_retries=2, api_key_env="CLINICGYM_TEST_KEY")
+        with pytest.raises(BackendError, match=r"no answer after 2 retries \(3 attempts: HTTP 500"):
+            asyncio.run(backend.chat(HELLO))
+        assert srv.auth == ["Bearer sk-secret-123"] * 3
+    assert "sk-secret" not in repr(backend) and "sk-secret" not in str(vars(backend))
+
+
+def test_client_errors_are_not_retried():
+    with FakeOpenAIServer(lambda body, n: Status(400)) as srv:
+        with pytest.raises(BackendError, match=r"HTTP 400 .* not retried"):
+            asyncio.run(_backend(srv.url).chat(HELLO))
+        assert len(srv.requests) == 1
+
+
+def test_unreachable_server_is_a_backend_error():
+    backend = _backend("http://127.0.0.1:9/v1", max_retries=1, connect_timeout=0.5)
+    with pytest.raises(BackendError, match="connection failed"):
+        asyncio.run(backend.chat(HELLO))
+
+
+def test_concurrency_is_capped_per_backend():
+    with FakeOpenAIServer(lambda body, n: Reply("ok", delay=0.05)) as srv:
+        backend = _backend(srv.url, concurrency=3)
+
+        async def many():
+            return await asyncio.gather(*(backend.chat(HELLO) for _ in range(12)))
+
+        replies = asyncio.run(many())
+    assert len(replies) == 12 and srv.max_in_flight == 3
+
+
+def test_tool_calls_come_back_parsed():
+    tools = [{"type": "function", "function": {"name": "ask", "parameters": {"type": "object"}}}]
+
+    def script(body, n):
+        assert body["tools"] == tools and body["tool_choice"] == "auto"
+        return Reply(tool=("ask", {"question": "Any chest pain?"}))
+
+    with FakeOpenAIServer(script) as srv:
+        reply = asyncio.run(_backend(srv.url).chat(HELLO, tools=tools))
+    assert reply.text == "" and reply.finish_reason == "tool_calls"
+    assert reply.tool_calls[0].name == "ask"
+    assert reply.tool_calls[0].arguments == {"question": "Any chest pain?"}
+
+
+def test_one_backend_serves_several_event_loops():
+    with FakeOpenAIServer(lambda body, n: Reply(f"answer {n}")) as srv:
+        backend = _backend(srv.url)
+        first = asyncio.run(backend.chat(HELLO))
+        second = asyncio.run(backend.chat(HELLO))
+    assert (first.text, second.text) == ("answer 0", "answer 1")
