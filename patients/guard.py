@@ -12,8 +12,9 @@ than hoped for. Each sentence is checked for
 * `overshare`: it conveys a true fact the answer was not built from and the patient has not told
   yet (the persona decides when facts come out);
 * `omission`: (live check, given the expected answers) it drops what it was meant to say: an
-  affirmed fact no sentence conveys, a denial with no negation, an "I don't know" that claims to
-  know.
+  affirmed fact no sentence conveys, a denial that is not a first-person negation, an "I don't
+  know" that claims to know;
+* `role`: it steps out of the patient's role ("I'm a doctor", "you're a patient", "as an AI").
 
 A sentence is first compared with the record's own fact texts and the persona's lines (beliefs,
 asides, adherence): close to one of them, it says what the record says. Otherwise it is compared
@@ -40,7 +41,34 @@ RECORD_THRESHOLD = 0.75
 """A sentence this close to a record fact's text (or a persona line) says that fact."""
 CLAIM_THRESHOLD = 0.65
 """A sentence this close to a KB finding's wording asserts (or denies) that finding."""
-CatchKind = Literal["leak", "contradiction", "unsupported", "overshare", "omission"]
+CatchKind = Literal["leak", "contradiction", "unsupported", "overshare", "omission", "role"]
+_ROLE_BREAK = re.compile(
+    r"\b(?:I'?m|I am)\s+(?:a|an|the|your)\s+(?:doctor|nurse|clinician|physician|assistant|AI|"
+    r"chatbot|language model)\b|\byou'?re\s+(?:a|the|my)\s+patient\b|\byou are\s+(?:a|the|my)\s+"
+    r"patient\b|\bI'?m here to help\b|\bas an AI\b|\blanguage model\b|\bhow can I help\b",
+    re.IGNORECASE,
+)
+_BARE_NO = re.compile(r"^\W*(?:no|nope|nah|not)\b", re.IGNORECASE)
+
+
+_LEAD_IN = re.compile(
+    r"^(?:\W*(?:yes|yeah|well|oh|um|hmm|actually|as i said|like i mentioned|doctor)\b\W*)+", re.I
+)
+
+
+def _leading_negation(sentence: str) -> bool:
+    """A negation among the first three words: 'I'm not passing urine' denies; 'I keep
+    coughing, it won't stop' does not (its negation qualifies, it does not deny)."""
+    words = _LEAD_IN.sub("", sentence).split()
+    return bool(_NEGATION.search(" ".join(words[:3])))
+
+
+def _is_denial(text: str) -> bool:
+    """A first-person negation ('No, I haven't'), or a bare 'No.' / 'Not that I know of'."""
+    return bool(_NEGATION.search(text) and (_SELF.search(text) or _BARE_NO.match(text)))
+
+
+_SELF = re.compile(r"\b(?:I|I'm|I've|I'd|me|my|mine|myself|he|she|his|her|him)\b", re.IGNORECASE)
 CONVEY_THRESHOLD = 0.6
 """A wording conveys an affirmed fact if some sentence is this close to it."""
 _UNSURE = re.compile(r"not sure|don't know|do not know|couldn't (?:tell|say)|no idea|unsure", re.I)
@@ -109,6 +137,7 @@ class AnswerGuard:
         persona = Wording(case).persona_lines()
         texts += persona
         self._record_concepts += [""] * len(persona)
+        self._texts = texts
         self._record = matcher.encoder.encode(texts) if texts else None
         self._record_numbers = " ".join(texts).lower()
         self._kb_ids, self._kb_matrix = _kb_rows(kb, matcher)
@@ -146,6 +175,9 @@ class AnswerGuard:
             if self._leak is not None and self._leak.search(sent):
                 catches.append(Catch(kind="leak", sentence=sent))
                 continue
+            if _ROLE_BREAK.search(sent):
+                catches.append(Catch(kind="role", sentence=sent))
+                continue
             for m in _NUMBER.finditer(sent):
                 n = m.group(0).lower()
                 if n not in grounded and n not in self._record_numbers:
@@ -155,7 +187,10 @@ class AnswerGuard:
                 j = int(rec_sims[i].argmax())
                 if rec_sims[i, j] >= RECORD_THRESHOLD:
                     concept = self._record_concepts[j]
-                    if concept and concept not in ok:
+                    flipped = _leading_negation(sent) != _leading_negation(self._texts[j])
+                    if concept and flipped:  # 'I'm not passing any urine' vs the record's 'I am'
+                        catches.append(Catch(kind="contradiction", sentence=sent, concept=concept))
+                    elif concept and concept not in ok:
                         catches.append(Catch(kind="overshare", sentence=sent, concept=concept))
                     continue
             j = int(kb_sims[i].argmax())
@@ -189,7 +224,7 @@ class AnswerGuard:
                 best = max(sims)
                 if best < CONVEY_THRESHOLD:
                     out.append(Catch(kind="omission", sentence=text, concept=concept))
-            elif (status == "denied" and not _NEGATION.search(text)) or (
+            elif (status == "denied" and not _is_denial(text)) or (
                 status == "unknown" and not _UNSURE.search(text)
             ):
                 out.append(Catch(kind="omission", sentence=text, concept=concept))

@@ -183,11 +183,9 @@ class LLMWordedPatient:
         key = cache_key(
             case=self.case.content_hash(),
             state=state,
-            question=question,
-            grounded=grounded,
             attempt=attempt,
             model=self.model_id,
-            system=self._system,
+            messages=messages,  # the prompt itself: question, answer, persona, guard feedback
         )
         if self.cache is not None:
             hit = self.cache.get(key, describe=f"case {self.case.id}, question {question!r}")

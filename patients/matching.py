@@ -196,17 +196,25 @@ class QuestionMatcher:
             if len(i.split()) >= 1 and any(len(w) >= 4 for w in i.split())
         ]
         items = [i for i in items if i not in parts] if len(items) > 1 else []
-        texts = [question, *parts, *items]
-        s = self.scores(texts)
-        part_rows = s[1 : 1 + len(parts)]
-        item_rows = s[1 + len(parts) :]
-        best = int(s[0].argmax())
+        whole = self.scores([question])[0]
+        best = int(whole.argmax())
         out: list[Match] = []
-        if s[0, best] >= MATCH_THRESHOLD:
-            out.append(Match(self.targets[best], self.kinds[best], float(s[0, best])))
+        if whole[best] >= MATCH_THRESHOLD:
+            out.append(Match(self.targets[best], self.kinds[best], float(whole[best])))
         if out and out[0].kind == "intent":
             return out
         main = self.targets.index(out[0].target) if out else None
+        # a list item can only add a finding the whole question also scores >= the threshold
+        # for: if there is none besides the main one, skip embedding the items (most questions)
+        second = whole >= LIST_WHOLE_THRESHOLD
+        if main is not None:
+            second[main] = False
+        if not second.any():
+            items = []
+        rest = self.scores([*parts, *items]) if parts or items else np.zeros((0, len(whole)))
+        s = np.vstack([whole[None, :], rest])
+        part_rows = s[1 : 1 + len(parts)]
+        item_rows = s[1 + len(parts) :]
         for rows, part_min, whole_min, margin in (
             (part_rows, PART_THRESHOLD, 0.0, 0.0),
             (item_rows, LIST_PART_THRESHOLD, LIST_WHOLE_THRESHOLD, LIST_MARGIN),

@@ -7,7 +7,7 @@ Per episode and per run, from stored transcripts and their cases:
   where the guard fell back to the grounded template after a failed rewrite;
 * `guard_catches`: what the live guard caught before the clinician saw it, by kind;
 * `unsupported_claim_rate`, `contradiction_rate`, `diagnosis_leak_rate`, `overshare_rate`,
-  `omission_rate`: an
+  `omission_rate`, `role_break_rate`: an
   independent audit of the answers the clinician actually saw, re-run with the guard over the
   transcript (so the rates are measured, not assumed from the live guard's verdicts);
 * `elicitable_must_ask`: share of the case's must-ask history facts that the KB's own question
@@ -33,6 +33,7 @@ AUDIT_KINDS = {
     "leak": "diagnosis_leak_rate",
     "overshare": "overshare_rate",
     "omission": "omission_rate",
+    "role": "role_break_rate",
 }
 
 

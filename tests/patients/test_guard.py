@@ -82,10 +82,27 @@ def test_wording_that_drops_the_answer_is_an_omission(guard, case):
     cough = case.facts_by_concept()["cough"][0].text
     assert guard.check(cough, allowed={"cough"}, expected={"cough": "affirmed"}) == []
     found = guard.check(
-        "I'm here to help you, doctor.", allowed={"cough"}, expected={"cough": "affirmed"}
+        "Things are fine, doctor.", allowed={"cough"}, expected={"cough": "affirmed"}
     )
     assert _kinds(found) == ["omission"]
     assert _kinds(guard.check("Yes, I have.", allowed={"rash"}, expected={"rash": "denied"})) == [
         "omission"
     ]
     assert guard.check("No, never.", allowed={"rash"}, expected={"rash": "denied"}) == []
+
+
+def test_role_breaks_and_flipped_record_facts_are_caught(guard, case):
+    assert _kinds(guard.check("You're a patient, and I'm a doctor.", allowed={"cough"})) == ["role"]
+    cough = case.facts_by_concept()["cough"][0].text
+    negated = (
+        "I'm not " + cough[0].lower() + cough[1:]
+        if not cough.startswith("I")
+        else cough.replace("I've", "I haven't", 1).replace("I'm", "I'm not", 1)
+    )
+    assert "contradiction" in _kinds(
+        guard.check(negated, allowed={"cough"}, expected={"cough": "affirmed"})
+    )
+    assert _kinds(
+        guard.check("You're not sure what to do.", allowed={"rash"}, expected={"rash": "denied"})
+    ) == ["omission"]
+    assert guard.check("No.", allowed={"rash"}, expected={"rash": "denied"}) == []
