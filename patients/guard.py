@@ -45,7 +45,9 @@ CatchKind = Literal["leak", "contradiction", "unsupported", "overshare", "omissi
 _ROLE_BREAK = re.compile(
     r"\b(?:I'?m|I am)\s+(?:a|an|the|your)\s+(?:doctor|nurse|clinician|physician|assistant|AI|"
     r"chatbot|language model)\b|\byou'?re\s+(?:a|the|my)\s+patient\b|\byou are\s+(?:a|the|my)\s+"
-    r"patient\b|\bI'?m here to help\b|\bas an AI\b|\blanguage model\b|\bhow can I help\b",
+    r"patient\b|\bI'?m here to help\b|\bas an AI\b|\blanguage model\b|\bhow can I help\b|"
+    r"\bassist you\b|\bhelp you with\b|\byour (?:medical|health) needs\b|"
+    r"\bsorry for (?:your|the) (?:loss|confusion|misunderstanding)\b|\b(?:patient|doctor)\s*:",
     re.IGNORECASE,
 )
 _BARE_NO = re.compile(r"^\W*(?:no|nope|nah|not)\b", re.IGNORECASE)
@@ -65,6 +67,8 @@ def _leading_negation(sentence: str) -> bool:
 
 def _is_denial(text: str) -> bool:
     """A first-person negation ('No, I haven't'), or a bare 'No.' / 'Not that I know of'."""
+    if _UNSURE.search(text):  # 'I'm not sure what to say' is not a denial
+        return False
     return bool(_NEGATION.search(text) and (_SELF.search(text) or _BARE_NO.match(text)))
 
 

@@ -50,7 +50,9 @@ def _clean(text: str) -> str:
     """Strip quotes, speaker labels and trailing chatter; keep at most three sentences."""
     t = text.strip().strip('"').strip()
     t = re.sub(r"^(patient|me|answer)\s*:\s*", "", t, flags=re.IGNORECASE)
-    t = t.split("\nDoctor:")[0].split("\n\n")[0].strip().strip('"')
+    t = re.split(r"\n\s*(?:doctor|patient)\s*:", t, flags=re.IGNORECASE)[0]
+    t = t.split("\n\n")[0].strip().strip('"')
+    t = re.sub(r"\s*\b(?:doctor|patient)\s*:\s*$", "", t, flags=re.IGNORECASE)
     parts = re.split(r"(?<=[.!?])\s+", t)
     return " ".join(parts[:3])[:MAX_CHARS].strip()
 
