@@ -138,7 +138,8 @@ class GroundedPatient:
                 and local[1] >= LOCAL_THRESHOLD
             )
             or (
-                top.kind == "finding"
+                top is not None
+                and top.kind == "finding"
                 and top.target not in self._by_concept
                 and local[1] >= LOCAL_FALLBACK
             )
