@@ -1,0 +1,51 @@
+"""Run-level aggregates that are not the mean of one per-episode metric: calibration error over
+episodes, pass^k over repeated seeds, and the episodes kept apart (infrastructure errors,
+checks that could not decide). Each comes with a bootstrap interval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from clinicgym.scoring.stats import ece_ci, pass_hat_k_ci
+
+PASS_METRIC = "diagnostic_accuracy"
+"""What counts as a success for pass^k: a correct first-ranked diagnosis."""
+
+
+def calibration(rows: pd.DataFrame) -> dict[str, Any]:
+    """Expected calibration error of the stated confidence of the first-ranked diagnosis,
+    over the completed episodes that stated one."""
+    ok = rows[(rows["status"] == "completed") & rows["confidence"].notna()]
+    pairs = [
+        (float(c), float(a))
+        for c, a in zip(ok["confidence"], ok["diagnostic_accuracy"], strict=True)
+        if not pd.isna(a)
+    ]
+    return {"ece": ece_ci(pairs), "with_confidence": len(pairs)}
+
+
+def pass_k(rows: pd.DataFrame, metric: str = PASS_METRIC) -> dict[str, Any]:
+    """pass^k for k = 1 .. the most repeats any case has (tau2-bench's definition; a success
+    is `metric` == 1), over the completed episodes; {} without repeats."""
+    ok = rows[(rows["status"] == "completed") & rows[metric].notna()]
+    if ok.empty:
+        return {}
+    per_case = [(len(g), int((g[metric] == 1).sum())) for _, g in ok.groupby("case_id", sort=True)]
+    most = max(n for n, _ in per_case)
+    if most < 2:
+        return {}
+    return {f"pass^{k}": pass_hat_k_ci(per_case, k) for k in range(1, most + 1)}
+
+
+def agent_aggregates(rows: pd.DataFrame) -> dict[str, Any]:
+    """The run-level extras of one agent's rows of a score table."""
+    out: dict[str, Any] = {
+        "judge_errors": int((rows.get("judge_errors", pd.Series(dtype=float)) > 0).sum()),
+        "calibration": calibration(rows),
+    }
+    pk = pass_k(rows)
+    if pk:
+        out["pass_k"] = {"success": PASS_METRIC, **pk}
+    return out
