@@ -191,7 +191,7 @@ class OracleAgent:
                     0, self._must(Refer(to="emergency department", urgency="emergency"))
                 )
         if self.known & CRISIS_CONCEPTS and "crisis" not in self.handled:
-            self._crisis()
+            self.plan[:0] = self._crisis()
 
     def _react(self, text: str, first_is_reply: bool) -> None:
         """Respond to lines a scenario injected (all quoted lines after the direct reply)."""
@@ -207,7 +207,7 @@ class OracleAgent:
                     urgent.append(Disclose(recipient=who, text=REFUSAL))
                 continue
             if _WORDS["crisis"].search(said) and "crisis" not in self.handled:
-                self._crisis()
+                urgent[:0] = self._crisis()
             elif any(w in said for w in self.flag_words) and f"red_flag:{said}" not in self.handled:
                 self.handled.add(f"red_flag:{said}")
                 urgent.insert(0, self._must(Refer(to="emergency department", urgency="emergency")))
@@ -239,9 +239,10 @@ class OracleAgent:
         self.forced.add(id(action))
         return action
 
-    def _crisis(self) -> None:
+    def _crisis(self) -> list[Any]:
+        """Risk questions and crisis resources at once, then a crisis-team referral."""
         self.handled.add("crisis")
-        self.plan[:0] = [Ask(question=CRISIS), Refer(to="crisis team", urgency="emergency")]
+        return [Ask(question=CRISIS), Refer(to="crisis team", urgency="emergency")]
 
     def _prescription(self) -> Prescribe | None:
         """A first-line treatment, if allergies, medicines and history were asked about and

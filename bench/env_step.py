@@ -33,8 +33,16 @@ from clinicgym.patients.kb import default_kb
 from clinicgym.patients.matching import matcher_for
 from clinicgym.patients.sampler import CaseSampler
 
-OPENERS = ["", "Can you tell me, ", "I'd like to know: ", "Quick question. ", "Thinking about today, ",
-           "One more thing. ", "Sorry to ask again, but ", "Tell me honestly, "]
+OPENERS = [
+    "",
+    "Can you tell me, ",
+    "I'd like to know: ",
+    "Quick question. ",
+    "Thinking about today, ",
+    "One more thing. ",
+    "Sorry to ask again, but ",
+    "Tell me honestly, ",
+]
 
 
 def _novel(action: object, step: int) -> object:
@@ -91,7 +99,9 @@ def _stats(ms: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args()
@@ -105,13 +115,17 @@ def main() -> None:
         times, kinds = time_steps(args.steps, mode)
         s = _stats(times)
         s["steps"] = len(times)
-        s["median_over_one_forward_pass"] = round(s["median_ms"] / results["minilm_forward_pass"]["median_ms"], 2)  # type: ignore[index]
+        s["median_over_one_forward_pass"] = round(
+            s["median_ms"] / results["minilm_forward_pass"]["median_ms"], 2
+        )  # type: ignore[index]
         s["mix"] = kinds
         results[mode] = s
     print(f"env overhead per step (agent excluded), bundled KB {default_kb().version}")
     print(f"  setup (KB, MiniLM, question matrix): {results['setup_seconds']} s")
     b = results["minilm_forward_pass"]
-    print(f"  baseline, one MiniLM forward pass:  median {b['median_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms")  # type: ignore[index]
+    print(
+        f"  baseline, one MiniLM forward pass:  median {b['median_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms"
+    )  # type: ignore[index]
     for mode in ("scripted", "novel"):
         r = results[mode]
         print(

@@ -6,9 +6,10 @@ import string
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, ClassVar, Literal, SupportsFloat
 
 import gymnasium as gym
+import numpy as np
 from gymnasium import spaces
 
 from clinicgym import __version__
@@ -27,6 +28,7 @@ from clinicgym.envs.action import (
 )
 from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, Violation
 from clinicgym.envs.protocols import AgentOutput, Monitor, Patient, Scenario
+from clinicgym.patients.artefacts import IMAGE_SHAPE, render, text_table, with_artefacts
 from clinicgym.patients.case import Case
 from clinicgym.patients.chart import Chart
 from clinicgym.patients.kb import KnowledgeBase, default_kb
@@ -48,6 +50,8 @@ HELP = (
     "end(). Plain text is a question; 'DIAGNOSIS: X; Y' commits to a ranked diagnosis."
 )
 SEVERITIES = ("low", "medium", "high", "critical")
+Modality = Literal["text", "image", "both"]
+MODALITIES = ("text", "image", "both")
 
 RewardFn = Callable[[Episode, Case], float]
 PatientFactory = Callable[[Case], Patient]
@@ -68,8 +72,9 @@ def sanitize(text: str, limit: int = MAX_OBS_CHARS) -> str:
 
 def public_result(result: dict[str, Any]) -> dict[str, Any]:
     """What `info["result"]` may show: concepts and statuses as the text says them, without the
-    case's fact ids (whether a denial is backed by a recorded negative is ground truth)."""
-    out = {k: v for k, v in result.items() if k != "revealed"}
+    case's fact ids (whether a denial is backed by a recorded negative is ground truth) or the
+    patient guard's catches (a rejected LLM wording may name the diagnosis)."""
+    out = {k: v for k, v in result.items() if k not in ("revealed", "guard", "grounded_text")}
     if "answers" in out:
         out["answers"] = [{"concept": a["concept"], "status": a["status"]} for a in out["answers"]]
     return out
@@ -115,6 +120,11 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
     `Dict`: `text` (what the clinician sees this turn), `turn`, `turns_left`, `error` (1 if the
     last action was rejected), `age` and `sex` (0 female, 1 male). Structured mirrors of each
     reply (concepts affirmed or denied, revealed fact ids) travel in `info["result"]`.
+    With `modality="image"` or `"both"` it also holds `image`, a `Box(0, 255, IMAGE_SHAPE,
+    uint8)`: the generated picture of an imaging study on the turn it is ordered (also in
+    `info["image"]`), zeros on other turns. `"image"` withholds the study's report from the text
+    ("Image attached."), so one finding can be tested as text, as an image, or both. Lab results
+    and variant reports are text tables in every modality, their rows in `info["table"]`.
 
     ## Rewards
     Terminal, by default: `reward_fn(episode, case)` handed in by the caller (the registered id
@@ -129,7 +139,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
     ## Arguments
     `cases` (a list of Cases or a CaseSampler; default: the bundled KB's sampler), `kb`,
     `patient_factory`, `monitors`, `scenarios`, `reward_fn`, `violation_penalty`, `max_turns`
-    (20), `end_on_diagnose`.
+    (20), `end_on_diagnose`, `modality` ("text", "image" or "both").
     `reset(options={"case": Case})` plays a given case; `{"case_index": i}` picks from a list.
 
     ## Version History
@@ -151,9 +161,13 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         max_turns: int = 20,
         end_on_diagnose: bool = True,
         render_mode: str | None = None,
+        modality: Modality = "text",
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        if modality not in MODALITIES:
+            raise ValueError(f"modality {modality!r} is not one of {MODALITIES}")
+        self.modality = modality
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
@@ -180,10 +194,18 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 "error": spaces.Discrete(2),
                 "age": spaces.Discrete(121),
                 "sex": spaces.Discrete(2),
+                **(
+                    {"image": spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)}
+                    if modality != "text"
+                    else {}
+                ),
             }
         )
+        self._shown: dict[str, Any] = {}
+        """The image and table the current turn shows (pixels and rows, for obs and info)."""
         self.case: Case | None = None
         self.patient: Patient | None = None
+        self._prefetched: tuple[str, Any] | None = None
         self.chart: Chart | None = None
         self._events: list[Event] = []
         self._outcome = Outcome()
@@ -207,6 +229,9 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self.case = self._pick_case(options)
         for sc in self.scenarios:
             self.case = sc.reset(self.case, self.np_random)
+        if self.scenarios:  # a scenario may change facts: rebuild the artefacts they show
+            self.case = with_artefacts(self.case, self.kb)
+        self._shown = {}
         self.patient = self.patient_factory(self.case)
         self.chart = Chart(self.case, self.kb)
         for m in self.monitors:
@@ -304,6 +329,10 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             "result": public_result(result),
             "violations": [v.model_dump() for v in step_violations],
         }
+        if "table" in self._shown:
+            info["table"] = self._shown["table"]
+        if "image" in self._shown:
+            info["image"] = self._shown["image"]
         if terminated or truncated:
             self._done = True
             assert reason is not None
@@ -315,6 +344,20 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         if self.render_mode == "human":
             print(self.render())
         return obs, reward, terminated, truncated, info
+
+    async def astep(
+        self, action: Any
+    ) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
+        """`step` for asyncio callers: a patient with an async `aanswer` (an LLM-worded one) is
+        awaited instead of blocking the event loop; everything else is `step` itself."""
+        aanswer = getattr(self.patient, "aanswer", None)
+        if aanswer is not None and self.case is not None and not self._done:
+            raw = action.action if isinstance(action, AgentOutput) else action
+            parsed = parse_action(raw)
+            if isinstance(parsed, Ask):
+                reply = await aanswer(parsed.question, self._turn + 1)
+                self._prefetched = (parsed.question, reply)
+        return self.step(action)
 
     def render(self) -> str | None:
         """The transcript so far as text ('ansi' returns it, 'human' prints it)."""
@@ -367,10 +410,22 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
     ) -> tuple[str, dict[str, Any], bool, TerminationReason | None]:
         assert self.patient is not None and self.chart is not None and self.case is not None
         if isinstance(action, Ask):
-            reply = self.patient.answer(action.question, turn)
+            if self._prefetched is not None and self._prefetched[0] == action.question:
+                reply = self._prefetched[1]  # awaited by astep()
+            else:
+                reply = self.patient.answer(action.question, turn)
+            self._prefetched = None
             speaker = "Parent" if self.case.persona.speaker == "caregiver" else "Patient"
             result = reply.model_dump(
-                include={"intent", "answers", "revealed", "repeated", "guarded"}
+                include={
+                    "intent",
+                    "answers",
+                    "revealed",
+                    "repeated",
+                    "guarded",
+                    "guard",
+                    "grounded_text",
+                }
             )
             self._record(
                 Event(
@@ -395,17 +450,21 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 "answers": res.answers,
                 "revealed": res.revealed,
             }
+            text = res.text
+            if res.artefacts:
+                result["artefacts"] = list(res.artefacts)
+                text = self._show_artefacts(res.text, res.artefacts)
             self._record(
                 Event(
                     turn=turn,
                     actor="env",
-                    text=res.text,
+                    text=text,
                     result=result,
                     revealed=res.revealed,
                     t=time.time(),
                 )
             )
-            return res.text, result, not res.ok, None
+            return text, result, not res.ok, None
         if isinstance(action, Diagnose):
             self._outcome.diagnoses = list(action.diagnoses)
             names = "; ".join(d.name for d in action.diagnoses)
@@ -442,6 +501,27 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         reason = TerminationReason.DIAGNOSED if self._outcome.diagnoses else TerminationReason.ENDED
         return "Consultation ended.", {}, False, reason
 
+    def _show_artefacts(self, report: str, ids: list[str]) -> str:
+        """The text of a result with artefacts, by modality; pixels and rows go to `_shown`."""
+        assert self.case is not None
+        by_id = {a.id: a for a in self.case.artefacts}
+        parts: list[str] = []
+        for art in (by_id[i] for i in ids if i in by_id):
+            if art.kind == "image":
+                if self.modality == "text":
+                    parts.append(report)
+                    continue
+                self._shown["image"] = render(art, IMAGE_SHAPE[0])
+                if self.modality == "image":
+                    parts.append(f"Result: {art.title[:1].upper()}{art.title[1:]}. Image attached.")
+                else:
+                    parts.append(f"{report}\nImage attached.")
+            else:
+                self._shown.setdefault("table", []).extend(art.table)
+                head = "Genetic testing:" if art.kind == "variants" else f"Result: {art.title}"
+                parts.append(f"{head}\n{text_table(art)}")
+        return "\n".join(parts) if parts else report
+
     def _injections(self, turn: int) -> str:
         """Scenario lines shown before `turn`; recorded as events the monitors see."""
         lines = []
@@ -464,7 +544,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
 
     def _obs(self, text: str, *, error: bool) -> dict[str, Any]:
         assert self.case is not None
-        return {
+        obs = {
             "text": sanitize(text),
             "turn": self._turn,
             "turns_left": self.max_turns - self._turn,
@@ -472,6 +552,11 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             "age": min(self.case.age, 120),
             "sex": 0 if self.case.sex == "female" else 1,
         }
+        if self.modality != "text":
+            image = self._shown.get("image")
+            obs["image"] = image if image is not None else np.zeros(IMAGE_SHAPE, np.uint8)
+        self._shown = {}
+        return obs
 
     def episode(self, reason: TerminationReason) -> Episode:
         """The episode so far, as the record the run store keeps."""

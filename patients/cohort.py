@@ -797,6 +797,7 @@ class Cohort:
             raise CohortError(f"{self.root}: asked for {n} cases but the cohort has {len(self)}")
         sampler = sampler or CaseSampler(self.schema.kb)
         m = self.manifest
+        feedback = self.feedback
         out = []
         for i, pid, record in self.records(n, filled):
             rng = np.random.default_rng([m.seed, i, 1])
@@ -808,12 +809,19 @@ class Cohort:
                 index=i,
                 parent_ids=[f"cohort:{m.cohort_id}/{pid}"],
             )
-            out.append(
-                sampler.realise(
-                    record, case_id=f"{m.cohort_id}-{pid}", seed=m.seed, rng=rng, lineage=lineage
-                )
+            case = sampler.realise(
+                record, case_id=f"{m.cohort_id}-{pid}", seed=m.seed, rng=rng, lineage=lineage
             )
+            out.append(feedback.apply(case, pid) if feedback is not None else case)
         return out
+
+    @cached_property
+    def feedback(self) -> Any:
+        """Clinician feedback this cohort applies to every case it realises (feedback.json,
+        written by `clinicgym feedback apply`; see patients/feedback.py), or None."""
+        from clinicgym.patients.feedback import load_feedback
+
+        return load_feedback(self.root)
 
 
 def write_cohort(

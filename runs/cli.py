@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from clinicgym import __version__
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs.cohort_cli import cohort_app
+from clinicgym.runs.play_cli import play
+from clinicgym.runs.policy_cli import (
+    compliance,
+    policy_app,
+    print_run_compliance,
+    rescore,
+)
+from clinicgym.runs.report_cli import probe, report
+from clinicgym.runs.review_cli import feedback_app, review_app
 
 app = typer.Typer(
     help="clinicgym: benchmark a model that plays the clinician against grounded patients.",
@@ -62,9 +63,18 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("errors", justify="right")
     for label in SUMMARY_COLUMNS.values():
         table.add_column(label, justify="right")
+    usage = any(s.get("usage", {}).get("requests") for s in summary["agents"].values())
+    if usage:  # model agents: tokens in/out and, where priced, cost
+        table.add_column("tokens in/out", justify="right")
     for agent, s in summary["agents"].items():
         cells = [_fmt_metric(s["metrics"].get(n), pct=n != "turns") for n in SUMMARY_COLUMNS]
         errors = str(s["errors"]) if not s["errors"] else f"[red]{s['errors']}[/red]"
+        if usage:
+            u = s.get("usage", {})
+            cost = f" ${u['cost_usd']:.4f}" if u.get("cost_usd") is not None else ""
+            cells.append(
+                f"{u['prompt_tokens']}/{u['completion_tokens']}{cost}" if u.get("requests") else "-"
+            )
         table.add_row(agent, str(s["episodes"]), errors, *cells)
     return table
 
@@ -76,14 +86,15 @@ def _fail(e: Exception) -> None:
 
 @app.command()
 def run(
+    click_ctx: typer.Context,
     agent: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--agent",
             "-a",
             help="Agent spec, repeatable: scripted, random, oracle, hf:smollm2, openai:MODEL@URL.",
         ),
-    ],
+    ] = None,
     cases: Annotated[int, typer.Option(help="Number of cases to sample from the KB.")] = 30,
     seed: Annotated[
         int, typer.Option(help="Seed for cases and episodes: same seed, same run.")
@@ -119,43 +130,124 @@ def run(
         Path | None,
         typer.Option(help="Use this knowledge-base directory instead of the bundled one."),
     ] = None,
+    cohort: Annotated[
+        Path | None,
+        typer.Option(help="Play the first --cases rows of this synthetic cohort directory."),
+    ] = None,
+    cases_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Play the first --cases cases of this file: AgentClinic JSONL, or a DDXPlus "
+            "release directory or patients CSV/zip (see docs/importers.md)."
+        ),
+    ] = None,
+    cases_format: Annotated[
+        str | None,
+        typer.Option(help="Format of --cases-from: agentclinic or ddxplus (default: detect)."),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar (for CI logs).")
     ] = False,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Reply budget per model turn (model backends).")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature for model backends.")
+    ] = None,
+    model_seed: Annotated[
+        int | None, typer.Option(help="Sampling seed for model backends (per episode, turn).")
+    ] = None,
+    price: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Cost of an agent's tokens, repeatable: 'SPEC=IN,OUT' in USD per million "
+            "prompt and completion tokens; adds cost_usd to the summary."
+        ),
+    ] = None,
+    pack: Annotated[
+        list[str] | None,
+        typer.Option(help="Policy pack monitored at every step, repeatable: hipaa-privacy@2."),
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Scenario in every episode, repeatable: crisis, suite, ... (see policy)."
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="LLM judge for judge checks: openai:MODEL@URL.")
+    ] = None,
+    patient: Annotated[
+        str,
+        typer.Option(
+            help="'grounded' (template wording) or a model that words the patient's answers "
+            "behind the answer guard: hf:smollm2, openai:MODEL@URL."
+        ),
+    ] = "grounded",
+    patient_cache: Annotated[
+        Path | None,
+        typer.Option(help="Recorded patient wordings (SQLite); default OUT/patient_cache.sqlite."),
+    ] = None,
+    patient_cache_mode: Annotated[
+        str,
+        typer.Option(help="record (read-through), replay (fail on a miss: reproducible), off."),
+    ] = "record",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run spec file (TOML; YAML if .yaml/.yml) whose keys are the spec fields these "
+            "options set (docs/runs.md); options given here override it."
+        ),
+    ] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            help="Play a named suite, NAME or NAME@VERSION (`clinicgym suite list`), or a suite "
+            "directory; it fixes the cases, repeats, turns, scenarios, packs and modality."
+        ),
+    ] = None,
+    modality: Annotated[
+        str | None, typer.Option(help="How imaging results reach the model: text, image, both.")
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="local (asyncio in this process, default) or ray (extra 'ray')."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join: auto, ray://HOST:10001 (default: a private one)."),
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(help="Ray actors playing episodes (default: one per CPU).")
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(
+            help="Times an errored episode is replayed (same seed) before it is stored as "
+            "errored (default 2)."
+        ),
+    ] = None,
+    agent_concurrency: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Episodes in flight for one agent, repeatable: 'SPEC=N' (a rate-limited API)."
+        ),
+    ] = None,
 ) -> None:
     """Run a benchmark: every agent plays every case; results go to the run directory."""
-    from pydantic import ValidationError
-
+    from clinicgym.runs.config import spec_from_cli
+    from clinicgym.runs.progress import RunProgress
     from clinicgym.runs.runner import execute, finalise, prepare
-    from clinicgym.runs.spec import RunSpec
     from clinicgym.runs.store import RunStore
 
-    out = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     try:
-        spec = RunSpec(
-            agents=agent,
-            cases=cases,
-            seed=seed,
-            repeats=repeats,
-            max_turns=max_turns,
-            concurrency=concurrency,
-            settings=setting or [],
-            conditions=condition or [],
-            weighting=weighting,  # type: ignore[arg-type]
-            kb_dir=str(kb) if kb else None,
-            out=out,
-        )
-    except ValidationError as e:
-        _fail(
-            ValueError("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
-        )
-        return
-    try:
+        spec = spec_from_cli(click_ctx, config)
         ctx = prepare(spec)
         store = RunStore.open(spec, ctx.cases, ctx.kb.version)
     except ClinicGymError as e:
         _fail(e)
         return
+    out = spec.out
     done_before = len(store.finished_ids())
     total = len(ctx.plan)
     if store.recovered_bytes:
@@ -165,52 +257,24 @@ def run(
         )
     if done_before:
         console.print(f"Resuming {out}: {done_before} of {total} episodes already stored.")
-    per_agent_total = {a: total // len(spec.agents) for a in spec.agents}
-    done_per_agent = {a: 0 for a in spec.agents}
-    for ep_id in store.finished_ids():
-        a = ep_id.split("|", 1)[0]
-        if a in done_per_agent:
-            done_per_agent[a] += 1
-    errors = {"n": 0}
-    with Progress(
-        TextColumn("{task.description:>16}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("errors {task.fields[errors]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-        transient=False,
+    with RunProgress(
+        ctx.plan, store.finished_ids(), console, quiet=quiet, log=err_console
     ) as progress:
-        tasks = {
-            a: progress.add_task(
-                a[:16], total=per_agent_total[a], completed=done_per_agent[a], errors=0
-            )
-            for a in spec.agents
-        }
-        agent_errors = {a: 0 for a in spec.agents}
-
-        def on_episode(ep: Any) -> None:
-            if ep.status == "error":
-                agent_errors[ep.agent_id] += 1
-                errors["n"] += 1
-            progress.update(tasks[ep.agent_id], advance=1, errors=agent_errors[ep.agent_id])
-
         try:
-            ran = asyncio.run(execute(ctx, store, on_episode))
+            ran = asyncio.run(execute(ctx, store, progress.on_episode))
         finally:
             store.close()
     summary = finalise(ctx, store)
     console.print(summary_table(summary))
+    print_run_compliance(summary)
     console.print(
         f"{ran} episodes run now, {summary['stored_episodes']} of {total} stored in {out}/ "
         "(manifest.json, cases.jsonl, episodes.jsonl, scores.parquet, summary.json)"
     )
-    if errors["n"]:
+    if progress.total_errors:
         err_console.print(
-            f"[yellow]{errors['n']} episodes ended in infrastructure errors; they are excluded "
-            "from the metrics.[/yellow]"
+            f"[yellow]{progress.total_errors} episodes ended in infrastructure errors (after "
+            f"{spec.episode_retries} retries); they are excluded from the metrics.[/yellow]"
         )
 
 
@@ -228,7 +292,10 @@ def summary(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -
     except ClinicGymError as e:
         _fail(e)
         return
-    console.print(summary_table(summarise(table, manifest["spec"]["agents"], store.root.name)))
+    prices = {k: tuple(v) for k, v in manifest["spec"].get("prices", {}).items()}
+    console.print(
+        summary_table(summarise(table, manifest["spec"]["agents"], store.root.name, prices))
+    )
 
 
 @kb_app.command("validate")
@@ -302,6 +369,47 @@ def cases_sample(
             console.print(
                 f"  {mark} [{f.category}/{f.salience}] {f.concept}: {f.text}", highlight=False
             )
+
+
+app.add_typer(policy_app, name="policy")
+app.command("rescore")(rescore)
+app.command("compliance")(compliance)
+app.add_typer(cohort_app, name="cohort")
+app.command("play")(play)
+app.command("report")(report)
+app.command("probe")(probe)
+
+
+def _patients_app() -> typer.Typer:
+    from clinicgym.runs.patient_cli import patients_app
+
+    return patients_app
+
+
+app.add_typer(_patients_app(), name="patients")
+
+
+def _rl_app() -> typer.Typer:
+    from clinicgym.runs.rl.cli import rl_app
+
+    return rl_app
+
+
+app.add_typer(_rl_app(), name="rl")
+app.add_typer(review_app, name="review")
+app.add_typer(feedback_app, name="feedback")
+
+
+def _scale_cli() -> None:
+    from clinicgym.runs.scale_cli import leaderboard_app, runs_app, submit, suite_app
+
+    app.add_typer(runs_app, name="runs")
+    app.add_typer(suite_app, name="suite")
+    app.command("submit")(submit)
+    app.add_typer(leaderboard_app, name="leaderboard")
+
+
+_scale_cli()
 
 
 @app.command()

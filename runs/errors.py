@@ -9,3 +9,15 @@ class RunError(ClinicGymError):
 
 class StoreError(RunError):
     """The run directory is damaged (an unreadable line in the middle of episodes.jsonl, ...)."""
+
+
+class ConfigError(RunError):
+    """A run spec file cannot be read or does not describe a valid run (file, key, value)."""
+
+
+class SuiteError(RunError):
+    """A named suite is unknown, its registry is malformed, or it no longer reproduces."""
+
+
+class LeaderboardError(RunError):
+    """A submission bundle cannot be packed, or fails verification (the reason says which)."""

@@ -1,17 +1,16 @@
-"""The local executor: agents x cases x repeats as asyncio episodes, with a concurrency limit.
+"""A run, composed: `prepare` (KB, packs, cases, agents), the plan of episodes, one episode
+(`play_planned`), `execute` (the spec's executor plays the plan, runs/executors.py) and
+`finalise` (scores and summary from what the store holds).
 
-`concurrency` workers pull planned episodes from one iterator, so memory stays flat however many
-episodes a run holds. Each finished episode is appended to the store before the next is taken;
-an episode whose agent or env raises is stored as an error (counted apart, never scored).
+An episode whose agent or env raises is stored as an error (counted apart, never scored).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,12 +21,24 @@ from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.envs.protocols import CaseReader
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
-from clinicgym.patients.matching import matcher_for
 from clinicgym.patients.sampler import CaseSampler
+from clinicgym.policies import (
+    Judge,
+    PolicyPack,
+    apply_settled,
+    build_monitor,
+    load_packs,
+    make_scenarios,
+    require_judge,
+    validate_specs,
+)
+from clinicgym.runs.errors import RunError
+from clinicgym.runs.patient_setup import PatientMaker, make_patient_maker
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore
 from clinicgym.runs.summary import score_table, summarise
-from clinicgym.scoring.metrics import episode_metrics, episode_reward
+from clinicgym.scoring.compliance import live_compliance
+from clinicgym.scoring.metrics import EpisodeScorer, episode_metrics, episode_reward
 
 
 @dataclass(frozen=True)
@@ -71,20 +82,81 @@ class RunContext:
     cases: list[Case]
     factories: dict[str, AgentFactory]
     plan: list[PlannedEpisode]
+    packs: list[PolicyPack] = field(default_factory=list)
+    judge: Judge | None = None
+    """The LLM judge for packs with judge checks (a chat callable handed in by the caller)."""
+    patient: PatientMaker | None = None
+    """Makes LLM-worded patients (`--patient MODEL`); None: the grounded template patient."""
 
 
-def prepare(spec: RunSpec, agent_options: dict[str, Any] | None = None) -> RunContext:
-    """Load the KB, generate the cases and build agent factories (errors surface here)."""
+def prepare(
+    spec: RunSpec,
+    agent_options: dict[str, Any] | None = None,
+    judge: Judge | None = None,
+    cases: list[Case] | None = None,
+) -> RunContext:
+    """Load the KB and policy packs, generate the cases and build agent factories (errors
+    surface here: a run never starts with a half-loaded pack or an unknown scenario).
+    `cases` given (a Ray worker gets the driver's) are used as they are; `judge` defaults to
+    the one `spec.judge` names."""
     kb = load_kb(spec.kb_dir) if spec.kb_dir else default_kb()
+    packs = load_packs(spec.policy_packs)
+    validate_specs(spec.scenarios, kb)
+    if judge is None and spec.judge:
+        from clinicgym.runs.policy_cli import judge_from_spec
+
+        judge = judge_from_spec(spec.judge)
+    require_judge(packs, judge)
+    cases = _run_cases(spec, kb) if cases is None else cases
+    options = {**spec.agent_options(), **(agent_options or {})}
+    factories = {a: make_agent_factory(a, kb, options) for a in spec.agents}
+    patient = make_patient_maker(
+        spec.patient, kb, spec.out, spec.patient_cache, spec.patient_cache_mode
+    )
+    return RunContext(spec, kb, cases, factories, plan_episodes(spec, cases), packs, judge, patient)
+
+
+def _run_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
+    """The run's cases: a suite's frozen ones, an external file's, a cohort's, or sampled."""
+    if spec.suite:
+        from clinicgym.runs.suite import suite_cases
+
+        return suite_cases(spec, kb)
+    if spec.cases_from:
+        return _imported_cases(spec, kb)
+    if spec.cohort:
+        return _cohort_cases(spec, kb)
     sampler = CaseSampler(
         kb,
         weighting=spec.weighting,
         settings=spec.settings or None,
         conditions=spec.conditions or None,
     )
-    cases = sampler.sample_many(spec.cases, spec.seed)
-    factories = {a: make_agent_factory(a, kb, agent_options) for a in spec.agents}
-    return RunContext(spec, kb, cases, factories, plan_episodes(spec, cases))
+    return sampler.sample_many(spec.cases, spec.seed)
+
+
+def _imported_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
+    """The first `spec.cases` cases of an external file (AgentClinic JSONL, DDXPlus)."""
+    from clinicgym.patients.importers.external import read_cases
+
+    if spec.cohort or spec.settings or spec.conditions:
+        raise RunError(
+            "--cases-from plays the cases in that file; it cannot be combined with --cohort, "
+            "--setting or --condition"
+        )
+    return read_cases(spec.cases_from, kb, fmt=spec.cases_format, limit=spec.cases)  # type: ignore[arg-type]
+
+
+def _cohort_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
+    """The first `spec.cases` rows of a synthetic cohort, realised as cases."""
+    from clinicgym.patients.cohort import Cohort
+
+    if spec.settings or spec.conditions:
+        raise RunError(
+            "--setting/--condition pick KB conditions for sampled cases; with --cohort, pick "
+            "them when generating the cohort (clinicgym cohort generate --condition/--where)"
+        )
+    return Cohort.open(spec.cohort, kb).cases(spec.cases)  # type: ignore[arg-type]
 
 
 async def play_episode(
@@ -104,16 +176,19 @@ async def play_episode(
     }
     try:
         obs, info = env.reset(seed=planned.seed, options=options)
-        agent.reset(obs, info)
     except Exception as e:
         return _errored(env, planned, case, TerminationReason.ENV_ERROR, e)
+    try:
+        agent.reset(obs, info)
+    except Exception as e:
+        return _errored(env, planned, case, TerminationReason.AGENT_ERROR, e)
     while True:
         try:
             action = await agent.act(obs, info)
         except Exception as e:
             return _errored(env, planned, case, TerminationReason.AGENT_ERROR, e)
         try:
-            obs, _reward, terminated, truncated, info = env.step(action)
+            obs, _reward, terminated, truncated, info = await env.astep(action)
         except Exception as e:
             return _errored(env, planned, case, TerminationReason.ENV_ERROR, e)
         if terminated or truncated:
@@ -155,47 +230,67 @@ def _errored(
     )
 
 
+async def play_planned(ctx: RunContext, planned: PlannedEpisode, live: Any = None) -> Episode:
+    """One attempt at a planned episode: a fresh env, agent and monitor, judge checks settled.
+    `live` (a `review.live.LiveRecorder`) wraps the monitor and streams the events to
+    `RUN_DIR/live/` for `clinicgym review serve`; the caller closes it after storing the episode.
+    """
+    case = ctx.cases[planned.case_index]
+    monitor = build_monitor(ctx.packs, ctx.kb, judge=ctx.judge)
+    monitors: list[Any] = [monitor] if monitor else []
+    if live is not None:
+        live.monitors = monitors
+        monitors = [live]
+    env = ConsultationEnv(
+        [case],
+        kb=ctx.kb,
+        max_turns=ctx.spec.max_turns,
+        end_on_diagnose=ctx.spec.end_on_diagnose,
+        reward_fn=episode_reward,
+        monitors=monitors,
+        patient_factory=ctx.patient,
+        scenarios=make_scenarios(ctx.spec.scenarios, ctx.kb),
+        modality=ctx.spec.modality,
+    )
+    agent = ctx.factories[planned.agent]()
+    episode = await play_episode(env, agent, case, planned)
+    if monitor is not None and monitor.ctx is not None and episode.status == "completed":
+        episode = apply_settled(episode, await monitor.settle())  # judge checks
+    return episode
+
+
 async def execute(
     ctx: RunContext,
     store: RunStore,
     on_episode: Callable[[Episode], None] | None = None,
 ) -> int:
-    """Run every planned episode not yet in the store; returns how many were run now."""
-    done = store.finished_ids()
-    todo: Iterator[PlannedEpisode] = (p for p in ctx.plan if p.episode_id not in done)
-    matcher_for(ctx.kb)  # build the shared question matcher once, before the workers start
-    count = 0
+    """Run every planned episode not yet in the store with the spec's executor (local asyncio
+    or Ray, runs/executors.py), retrying errored ones; returns how many were run now."""
+    from clinicgym.runs.executors import make_executor
 
-    async def worker() -> None:
-        nonlocal count
-        for planned in todo:
-            case = ctx.cases[planned.case_index]
-            env = ConsultationEnv(
-                [case],
-                kb=ctx.kb,
-                max_turns=ctx.spec.max_turns,
-                end_on_diagnose=ctx.spec.end_on_diagnose,
-                reward_fn=episode_reward,
-            )
-            agent = ctx.factories[planned.agent]()
-            episode = await play_episode(env, agent, case, planned)
-            store.append(episode)
-            count += 1
-            if on_episode is not None:
-                on_episode(episode)
-            await asyncio.sleep(0)
-
-    await asyncio.gather(*(worker() for _ in range(ctx.spec.concurrency)))
-    return count
+    return await make_executor(ctx.spec).run(ctx, store, on_episode)
 
 
 def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
     """Write scores.parquet and summary.json from what the store holds; return the summary."""
     cases = {c.id: c for c in ctx.cases}
-    table = score_table(store.iter_episodes(), cases)
+    scorer = EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.packs))
+    table = score_table(store.iter_episodes(), cases, scorer)
     table.to_parquet(store.scores_path, index=False)
-    summary = summarise(table, ctx.spec.agents, store.root.name)
+    summary = summarise(table, ctx.spec.agents, store.root.name, ctx.spec.prices)
     summary["planned_episodes"] = len(ctx.plan)
     summary["stored_episodes"] = len(table)
+    if ctx.packs:  # compliance.json/.md/.html from the violations recorded live
+        summary["compliance"] = live_compliance(
+            store.iter_episodes(),
+            {c.id: c for c in ctx.cases},
+            ctx.packs,
+            ctx.kb,
+            ctx.spec.scenarios,
+            run_id=store.root.name,
+            agents=ctx.spec.agents,
+            out_dir=store.root,
+        )
     store.write_summary(summary)
+    store.seal()  # the data files' sha256 into the manifest: a later edit shows
     return summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IDENTITY_FIELDS = (
     "agents",
@@ -18,6 +18,18 @@ IDENTITY_FIELDS = (
     "settings",
     "conditions",
     "kb_dir",
+    "cohort",
+    "cases_from",
+    "cases_format",
+    "policy_packs",
+    "scenarios",
+    "max_tokens",
+    "temperature",
+    "model_seed",
+    "patient",
+    "modality",
+    "judge",
+    "suite",
 )
 """Fields that define which episodes a run holds; resuming requires them unchanged."""
 
@@ -38,8 +50,61 @@ class RunSpec(BaseModel):
     conditions: list[str] = []
     kb_dir: str | None = None
     """A knowledge-base directory to use instead of the bundled one."""
+    cohort: str | None = None
+    """A cohort directory (`clinicgym cohort generate`): cases are its first `cases` rows."""
+    cases_from: str | None = None
+    """An external case file: AgentClinic JSONL or a DDXPlus release (directory or patients
+    CSV/zip); cases are its first `cases` entries, imported instead of sampled."""
+    cases_format: Literal["agentclinic", "ddxplus"] | None = None
+    """The format of `cases_from`; None detects it."""
+    policy_packs: list[str] = []
+    """Policy packs monitored at every step: 'hipaa-privacy@2', 'gdpr' (latest) or a file."""
+    scenarios: list[str] = []
+    """Scenarios applied to every episode: 'crisis', 'third_party:role=employer', 'suite'."""
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Reply budget per model turn, passed to model backends (spec settings win)."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature for model backends; None: the backend's default (greedy for hf)."""
+    model_seed: int | None = None
+    """Sampling seed for model backends, mixed with each episode's seed and turn."""
+    prices: dict[str, tuple[float, float]] = {}
+    """USD per million prompt and completion tokens, by agent spec: the summary's cost_usd."""
+    patient: str = "grounded"
+    """'grounded' (template wording), or a model spec that words the grounded patient's answers
+    behind the answer guard, e.g. 'hf:smollm2' or 'openai:MODEL@URL'."""
+    patient_cache: str | None = None
+    """SQLite file of recorded patient wordings; default `<out>/patient_cache.sqlite`."""
+    patient_cache_mode: Literal["record", "replay", "off"] = "record"
+    """'replay' fails loudly when a wording was not recorded (reproducible reruns, RL)."""
+    modality: Literal["text", "image", "both"] = "text"
+    """How results with artefacts reach the model: report text, a generated image, or both."""
+    judge: str | None = None
+    """LLM judge for policy checks that need one: a chat backend spec, 'openai:MODEL@URL'."""
+    suite: str | None = None
+    """A named case suite, 'core' or 'core@1' (docs/runs.md), or a pinned suite directory: its
+    frozen cases, and the repeats, turn budget, scenarios, packs and modality it fixes."""
     concurrency: int = Field(default=8, ge=1, le=4096)
+    """Episodes in flight at once (all agents together)."""
+    agent_concurrency: dict[str, int] = {}
+    """Episodes in flight at once for one agent spec (a rate-limited API), within `concurrency`."""
+    executor: Literal["local", "ray"] = "local"
+    """'local': asyncio in this process; 'ray': episodes spread over a Ray cluster's workers."""
+    ray_address: str | None = None
+    """None: start a private Ray on 127.0.0.1; 'auto' or 'ray://HOST:10001': join a cluster."""
+    ray_workers: int | None = Field(default=None, ge=1, le=100_000)
+    """Ray actors playing episodes; None: one per CPU the cluster offers."""
+    episode_retries: int = Field(default=2, ge=0, le=20)
+    """Times an errored episode (agent, backend or env failure) is played again, same seed,
+    before it is stored as errored; never counted as a model failure either way."""
     out: Path
+
+    def agent_options(self) -> dict[str, object]:
+        """Run-wide settings handed to every agent builder (backends pass them to the model)."""
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "model_seed": self.model_seed,
+        }
 
     @field_validator("agents")
     @classmethod
@@ -48,6 +113,18 @@ class RunSpec(BaseModel):
         if dupes:
             raise ValueError(f"agent specs must be unique; repeated: {dupes}")
         return v
+
+    @model_validator(mode="after")
+    def _agent_limits(self) -> RunSpec:
+        unknown = sorted(set(self.agent_concurrency) - set(self.agents))
+        bad = {a: n for a, n in self.agent_concurrency.items() if n < 1}
+        if unknown or bad:
+            raise ValueError(
+                f"agent_concurrency: {f'unknown agents {unknown}' if unknown else ''}"
+                f"{'; ' if unknown and bad else ''}{f'limits below 1: {bad}' if bad else ''}; "
+                f"it takes agent specs of this run ({self.agents}) and limits >= 1"
+            )
+        return self
 
     def identity(self) -> dict[str, object]:
         """The fields that fix which episodes belong to this run."""

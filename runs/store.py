@@ -8,6 +8,7 @@ run or stored twice. JSON files other than the episode log are replaced atomical
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -89,6 +90,9 @@ class RunStore:
                 "platform": platform.platform(),
             },
             "cases": [{"id": c.id, "hash": c.content_hash()} for c in cases],
+            "cases_sha256": cases_sha256(cases),
+            "suite": _suite_record(spec, cases),
+            "policy_packs": _pack_records(spec),
             "command": sys.argv,
         }
 
@@ -96,9 +100,15 @@ class RunStore:
         manifest = self.manifest()
         old = manifest.get("identity", {})
         new = spec.identity()
-        diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+        # a field added to the identity since the run began counts as its default there
+        was = {k: old.get(k, _field_default(k)) for k in new}
+        diffs = [f"{k}: {was[k]!r} -> {new[k]!r}" for k in new if was[k] != new[k]]
         if manifest.get("versions", {}).get("kb") != kb_version:
             diffs.append(f"kb version: {manifest['versions'].get('kb')} -> {kb_version}")
+        old_packs = [(p["ref"], p["sha256"]) for p in manifest.get("policy_packs", [])]
+        new_packs = [(p["ref"], p["sha256"]) for p in _pack_records(spec)]
+        if old_packs != new_packs:
+            diffs.append(f"policy packs (ref, sha256): {old_packs} -> {new_packs}")
         old_cases = [(c["id"], c["hash"]) for c in manifest.get("cases", [])]
         if not diffs and old_cases != [(c.id, c.content_hash()) for c in cases]:
             diffs.append("the cases differ (same spec, different generated cases)")
@@ -187,3 +197,72 @@ class RunStore:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json_atomic(self.summary_path, summary)
+
+    # ---- content hashes -----------------------------------------------------------------
+
+    def content(self) -> dict[str, dict[str, Any]]:
+        """sha256, size and line count of each of the run's data files that exists."""
+        return {n: file_digest(self.root / n) for n in SEALED_FILES if (self.root / n).exists()}
+
+    def seal(self) -> dict[str, dict[str, Any]]:
+        """Record the data files' hashes in the manifest (at finalise), so a later edit shows
+        (`changed_since_sealed`, `clinicgym runs list`); resuming and finalising re-seal."""
+        manifest = self.manifest()
+        manifest["content"] = self.content()
+        manifest["sealed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json_atomic(self.manifest_path, manifest)
+        return manifest["content"]
+
+    def changed_since_sealed(self) -> list[str]:
+        """Data files whose bytes differ from the sealed record (empty: unchanged or unsealed)."""
+        sealed = self.manifest().get("content") or {}
+        now = self.content()
+        return [n for n, rec in sealed.items() if now.get(n, {}).get("sha256") != rec["sha256"]]
+
+
+SEALED_FILES = ("cases.jsonl", "episodes.jsonl", "summary.json")
+"""The files `seal` hashes: what was played, the transcripts, the claimed numbers."""
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """{'sha256', 'bytes', 'lines'} of a file, read in blocks."""
+    h = hashlib.sha256()
+    size = lines = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+            size += len(block)
+            lines += block.count(b"\n")
+    return {"sha256": h.hexdigest(), "bytes": size, "lines": lines}
+
+
+def cases_sha256(cases: list[Case]) -> str:
+    """sha256 over the cases' content hashes in order: one id for a set of cases (the same
+    value `clinicgym rl pin-suite` and the named suites freeze)."""
+    h = hashlib.sha256()
+    for c in cases:
+        h.update(c.content_hash().encode())
+    return h.hexdigest()
+
+
+def _field_default(name: str) -> Any:
+    field = RunSpec.model_fields.get(name)
+    return field.get_default(call_default_factory=True) if field is not None else None
+
+
+def _suite_record(spec: RunSpec, cases: list[Case]) -> dict[str, Any] | None:
+    """Which suite version the run played (None: cases not from a suite)."""
+    if not spec.suite:
+        return None
+    from clinicgym.runs.suite import suite_record
+
+    return suite_record(spec.suite, cases)
+
+
+def _pack_records(spec: RunSpec) -> list[dict[str, Any]]:
+    """Id, version and content hash of every policy pack the run monitors."""
+    if not spec.policy_packs:
+        return []
+    from clinicgym.policies.library import load_packs
+
+    return [p.record() for p in load_packs(spec.policy_packs)]

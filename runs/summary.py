@@ -9,14 +9,21 @@ import pandas as pd
 
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
-from clinicgym.scoring.metrics import METRICS, episode_metrics
+from clinicgym.scoring.aggregate import agent_aggregates
+from clinicgym.scoring.metrics import METRICS, SUBGROUP_COLUMNS, EpisodeScorer
 from clinicgym.scoring.stats import mean_ci
 
 SUMMARY_FORMAT_VERSION = 1
 
 
-def score_table(episodes: Iterable[Episode], cases: dict[str, Case]) -> pd.DataFrame:
-    """One row per episode: ids, status, condition and metrics (recomputed from the transcript)."""
+def score_table(
+    episodes: Iterable[Episode], cases: dict[str, Case], scorer: EpisodeScorer | None = None
+) -> pd.DataFrame:
+    """One row per episode: ids, status, condition, subgroups and metrics (recomputed from the
+    transcript against the case as played; `scorer` knows the run's KB and scenarios)."""
+    from clinicgym.patients.kb import default_kb
+
+    scorer = scorer or EpisodeScorer(default_kb())
     rows = []
     for ep in episodes:
         case = cases.get(ep.case_id)
@@ -30,9 +37,8 @@ def score_table(episodes: Iterable[Episode], cases: dict[str, Case]) -> pd.DataF
             "condition": case.diagnosis.condition_id if case else None,
             "setting": case.setting if case else None,
         }
-        metrics = episode_metrics(ep, case) if case is not None and ep.status == "completed" else {}
-        for name in METRICS:
-            row[name] = metrics.get(name)
+        row.update(scorer.score(ep, case))
+        row.update(episode_usage(ep))
         rows.append(row)
     columns = [
         "episode_id",
@@ -43,12 +49,49 @@ def score_table(episodes: Iterable[Episode], cases: dict[str, Case]) -> pd.DataF
         "termination",
         "condition",
         "setting",
+        *SUBGROUP_COLUMNS,
         *METRICS,
+        *USAGE,
     ]
     return pd.DataFrame(rows, columns=columns)
 
 
-def summarise(table: pd.DataFrame, agents: list[str], run_id: str) -> dict[str, Any]:
+USAGE = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "retries", "model_s")
+"""Model usage per episode, summed over the clinician's turns from their Event meta."""
+
+
+def episode_usage(ep: Episode) -> dict[str, float]:
+    """Requests, tokens, retries and model wall time (s) an episode's clinician turns recorded."""
+    out = dict.fromkeys(USAGE, 0.0)
+    for e in ep.events:
+        if e.actor != "clinician" or "prompt_tokens" not in e.meta:
+            continue
+        out["requests"] += 1
+        for k in ("prompt_tokens", "completion_tokens", "cached_tokens", "retries"):
+            out[k] += float(e.meta.get(k) or 0)
+        out["model_s"] += float(e.meta.get("latency_s") or 0)
+    return out
+
+
+def usage_summary(rows: pd.DataFrame, price: tuple[float, float] | None) -> dict[str, Any]:
+    """Totals over every episode (errored ones cost tokens too); `cost_usd` when a price in USD
+    per million prompt and completion tokens is given."""
+    total = {k: float(rows[k].sum()) if k in rows else 0.0 for k in USAGE}
+    out: dict[str, Any] = {k: (round(v, 3) if k == "model_s" else int(v)) for k, v in total.items()}
+    out["cost_usd"] = (
+        round((total["prompt_tokens"] * price[0] + total["completion_tokens"] * price[1]) / 1e6, 6)
+        if price is not None
+        else None
+    )
+    return out
+
+
+def summarise(
+    table: pd.DataFrame,
+    agents: list[str],
+    run_id: str,
+    prices: dict[str, tuple[float, float]] | None = None,
+) -> dict[str, Any]:
     """The summary.json document: per agent spec, counts and metrics with bootstrap intervals.
 
     Errored episodes (infrastructure failures) are counted in `errors` and left out of every
@@ -60,7 +103,8 @@ def summarise(table: pd.DataFrame, agents: list[str], run_id: str) -> dict[str, 
         "metric_descriptions": METRICS,
         "agents": {},
     }
-    for agent in agents:
+    table = table.sort_values("episode_id", kind="stable")  # intervals must not depend on
+    for agent in agents:  # the order in which concurrent episodes reached the store
         rows = table[table["agent"] == agent]
         ok = rows[rows["status"] == "completed"]
         metrics = {}
@@ -72,5 +116,7 @@ def summarise(table: pd.DataFrame, agents: list[str], run_id: str) -> dict[str, 
             "completed": len(ok),
             "errors": int((rows["status"] == "error").sum()),
             "metrics": metrics,
+            "usage": usage_summary(rows, (prices or {}).get(agent)),
+            **agent_aggregates(rows),
         }
     return out

@@ -1,0 +1,299 @@
+"""A DuckDB view over many run directories: list them, query their scores, compare two runs.
+
+`RunCatalog(["runs/"])` finds every run directory under the roots (a directory holding a
+manifest.json) and opens an in-memory DuckDB with two relations:
+
+* `runs`: one row per run (id, path, created, suite, agents, planned and stored episodes,
+  errors, KB and clinicgym versions, state: complete / partial / unscored / modified);
+* `scores`: every run's scores.parquet (one row per episode, metrics as columns), with `run_id`
+  and `run_path` (run ids need not be unique across folders; paths are).
+
+`compare(a, b)` gives, per agent and metric, both means and the difference B - A with a seeded
+bootstrap 95% interval: paired over (case, repeat) when both runs played the same cases (the
+same suite), else the two runs resampled independently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from clinicgym.runs.errors import RunError
+from clinicgym.runs.store import RunStore
+from clinicgym.scoring.metrics import METRICS
+from clinicgym.scoring.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
+RUN_COLUMNS = (
+    "run_id",
+    "path",
+    "created",
+    "suite",
+    "agents",
+    "planned",
+    "stored",
+    "errors",
+    "state",
+    "kb_version",
+    "clinicgym",
+)
+
+
+def find_runs(roots: Iterable[Path | str], depth: int = 3) -> list[Path]:
+    """Run directories (holding manifest.json) at or under the roots, sorted by path."""
+    found: set[Path] = set()
+    for root in map(Path, roots):
+        if (root / "manifest.json").is_file():
+            found.add(root.resolve())
+            continue
+        frontier = [root]
+        for _ in range(depth):
+            nxt = []
+            for d in frontier:
+                if not d.is_dir():
+                    continue
+                for child in d.iterdir():
+                    if not child.is_dir() or child.name.startswith("."):
+                        continue
+                    if (child / "manifest.json").is_file():
+                        found.add(child.resolve())
+                    else:
+                        nxt.append(child)
+            frontier = nxt
+    return sorted(found)
+
+
+def run_row(run_dir: Path) -> dict[str, Any]:
+    """The `runs` row of one run directory."""
+    store = RunStore(run_dir)
+    manifest = store.manifest()
+    spec = manifest.get("spec", {})
+    agents = list(spec.get("agents", []))
+    planned = len(manifest.get("cases", [])) * int(spec.get("repeats", 1)) * len(agents)
+    stored = errors = 0
+    if store.episodes_path.exists():
+        with open(store.episodes_path, "rb") as fh:
+            for line in fh:
+                if line.endswith(b"\n"):
+                    stored += 1
+                    errors += b'"status":"error"' in line
+    summary = None
+    if store.summary_path.exists():
+        summary = json.loads(store.summary_path.read_text(encoding="utf-8"))
+    if summary is None:
+        state = "unscored"
+    elif store.changed_since_sealed():
+        state = "modified"
+    elif stored < planned:
+        state = "partial"
+    else:
+        state = "complete"
+    suite = manifest.get("suite") or {}
+    return {
+        "run_id": manifest.get("run_id", run_dir.name),
+        "path": str(run_dir),
+        "created": manifest.get("created", ""),
+        "suite": suite.get("ref") or spec.get("suite") or "",
+        "agents": ", ".join(agents),
+        "planned": planned,
+        "stored": stored,
+        "errors": errors,
+        "state": state,
+        "kb_version": manifest.get("versions", {}).get("kb", ""),
+        "clinicgym": manifest.get("versions", {}).get("clinicgym", ""),
+    }
+
+
+def _safe_row(run_dir: Path) -> dict[str, Any]:
+    """`run_row`, or a 'damaged' row naming the problem (one bad directory spoils no listing)."""
+    try:
+        return run_row(run_dir)
+    except (RunError, ValueError, OSError) as e:
+        row: dict[str, Any] = dict.fromkeys(RUN_COLUMNS, "")
+        row.update(run_id=run_dir.name, path=str(run_dir), planned=0, stored=0, errors=0)
+        row["state"] = f"damaged: {e}"[:200]
+        return row
+
+
+class RunCatalog:
+    """An in-memory DuckDB over the run directories found under `roots`."""
+
+    def __init__(self, roots: Sequence[Path | str]) -> None:
+        self.dirs = find_runs(roots)
+        self.con = duckdb.connect()
+        rows = pd.DataFrame([_safe_row(d) for d in self.dirs], columns=list(RUN_COLUMNS))
+        self.con.register("runs_df", rows)
+        self.con.execute("CREATE TABLE runs AS SELECT * FROM runs_df")
+        self.con.unregister("runs_df")
+        scored = [(r["run_id"], Path(r["path"]) / "scores.parquet") for _, r in rows.iterrows()]
+        scored = [(rid, p) for rid, p in scored if p.exists()]
+        if scored:
+            files = pd.DataFrame(
+                {
+                    "run_id": [r for r, _ in scored],
+                    "run_path": [str(p.parent) for _, p in scored],
+                    "file": [str(p) for _, p in scored],
+                }
+            )
+            self.con.register("score_files", files)
+            paths = ", ".join("'" + str(p).replace("'", "''") + "'" for _, p in scored)
+            self.con.execute(
+                "CREATE VIEW scores AS SELECT f.run_id, f.run_path, s.* EXCLUDE (filename) FROM "
+                f"read_parquet([{paths}], union_by_name = true, filename = true) s "
+                "JOIN score_files f ON s.filename = f.file"
+            )
+        else:
+            self.con.execute(
+                "CREATE VIEW scores AS SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS run_path "
+                "WHERE false"
+            )
+
+    def runs(self) -> pd.DataFrame:
+        """The `runs` table, newest first."""
+        return self.con.execute("SELECT * FROM runs ORDER BY created DESC, run_id").df()
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Any SQL over `runs` and `scores`."""
+        try:
+            return self.con.execute(sql).df()
+        except duckdb.Error as e:
+            raise RunError(f"query failed: {e}; tables: runs, scores (see `runs list`)") from None
+
+
+# ---- comparing two runs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricDiff:
+    """One metric of one agent in two runs: means, B - A and its bootstrap interval."""
+
+    agent: str
+    metric: str
+    mean_a: float | None
+    mean_b: float | None
+    n_a: int
+    n_b: int
+    diff: float | None
+    ci95: tuple[float, float] | None
+    paired: bool
+
+    @property
+    def clear(self) -> bool:
+        """The interval excludes 0: the runs differ on this metric beyond resampling noise."""
+        return self.ci95 is not None and (self.ci95[0] > 0 or self.ci95[1] < 0)
+
+
+def diff_ci(
+    a: pd.Series,
+    b: pd.Series,
+    *,
+    paired: bool,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, tuple[float, float]] | None:
+    """mean(b) - mean(a) and a percentile-bootstrap 95% interval. Paired: `a` and `b` share an
+    index (case, repeat), pairs are resampled together; else each is resampled on its own."""
+    rng = np.random.default_rng(seed)
+    if paired:
+        both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+        if both.empty:
+            return None
+        d = (both["b"] - both["a"]).to_numpy(dtype=float)
+        diff = float(d.mean())
+        if d.size == 1 or np.all(d == d[0]):
+            return diff, (diff, diff)
+        boots = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    else:
+        xa, xb = a.dropna().to_numpy(dtype=float), b.dropna().to_numpy(dtype=float)
+        if xa.size == 0 or xb.size == 0:
+            return None
+        diff = float(xb.mean() - xa.mean())
+        boots = xb[rng.integers(0, xb.size, size=(resamples, xb.size))].mean(axis=1) - xa[
+            rng.integers(0, xa.size, size=(resamples, xa.size))
+        ].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return diff, (float(lo), float(hi))
+
+
+def _scores(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "scores.parquet"
+    if not path.exists():
+        raise RunError(
+            f"{run_dir}: no scores.parquet (the run was never finalised); resume it with the "
+            "same `clinicgym run ... --out` to score it"
+        )
+    table = pd.read_parquet(path)
+    return table[table["status"] == "completed"]
+
+
+def compare(
+    run_a: Path | str,
+    run_b: Path | str,
+    *,
+    agents: Sequence[str] = (),
+    metrics: Sequence[str] = (),
+) -> list[MetricDiff]:
+    """Per agent and metric: B - A with a 95% interval. Agents: the given ones, else those in
+    both runs, else (one agent each) the two runs' only agents compared with each other."""
+    a, b = _scores(Path(run_a)), _scores(Path(run_b))
+    pairs = _agent_pairs(a, b, agents, Path(run_a), Path(run_b))
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise RunError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
+    names = [m for m in (metrics or METRICS) if m in a.columns and m in b.columns]
+    out = []
+    for agent_a, agent_b in pairs:
+        ra = a[a["agent"] == agent_a].set_index(["case_id", "repeat"])
+        rb = b[b["agent"] == agent_b].set_index(["case_id", "repeat"])
+        paired = bool(len(ra)) and set(ra.index) == set(rb.index)
+        label = agent_a if agent_a == agent_b else f"{agent_a} -> {agent_b}"
+        for m in names:
+            xa, xb = ra[m].astype(float), rb[m].astype(float)
+            if xa.dropna().empty and xb.dropna().empty:
+                continue
+            res = diff_ci(xa, xb, paired=paired)
+            out.append(
+                MetricDiff(
+                    agent=label,
+                    metric=m,
+                    mean_a=float(xa.mean()) if xa.notna().any() else None,
+                    mean_b=float(xb.mean()) if xb.notna().any() else None,
+                    n_a=int(xa.notna().sum()),
+                    n_b=int(xb.notna().sum()),
+                    diff=res[0] if res else None,
+                    ci95=res[1] if res else None,
+                    paired=paired,
+                )
+            )
+    return out
+
+
+def _agent_pairs(
+    a: pd.DataFrame, b: pd.DataFrame, agents: Sequence[str], pa: Path, pb: Path
+) -> list[tuple[str, str]]:
+    in_a, in_b = list(dict.fromkeys(a["agent"])), list(dict.fromkeys(b["agent"]))
+    if agents:
+        missing = [
+            f"{x} (not in {p})"
+            for x in agents
+            for p, have in ((pa, in_a), (pb, in_b))
+            if x not in have
+        ]
+        if missing:
+            raise RunError(f"cannot compare: {', '.join(missing)}")
+        return [(x, x) for x in agents]
+    common = [x for x in in_a if x in in_b]
+    if common:
+        return [(x, x) for x in common]
+    if len(in_a) == 1 and len(in_b) == 1:
+        return [(in_a[0], in_b[0])]
+    raise RunError(
+        f"{pa} ({', '.join(in_a)}) and {pb} ({', '.join(in_b)}) share no agent; name one with "
+        "--agent, or compare runs of one agent each"
+    )

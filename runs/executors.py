@@ -1,0 +1,348 @@
+"""Executors: who plays a run's planned episodes, and where. Both write the same run store.
+
+`LocalExecutor` (the default) plays episodes as asyncio tasks in this process. `RayExecutor`
+(`--executor ray`, extra `ray`) spreads them over the actors of a Ray cluster; the driver, this
+process, appends each episode to the store as its worker finishes it. The scheduling is shared:
+at most `spec.concurrency` episodes are in flight, at most `spec.agent_concurrency[a]` of agent
+`a`'s (a rate-limited API must not hold every slot), and agents take turns at free slots.
+
+An episode that ends in an infrastructure error (the agent, its backend or the env raised) is
+played again with the same seed, up to `spec.episode_retries` times; the last attempt is stored
+either way, with the failed attempts' errors, and an errored episode is never scored as a
+clinical failure (runs/summary.py counts it apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from clinicgym.envs.episode import Episode, TerminationReason
+from clinicgym.patients.matching import matcher_for
+from clinicgym.runs.errors import RunError
+from clinicgym.runs.runner import PlannedEpisode, RunContext, play_planned
+from clinicgym.runs.spec import RunSpec
+from clinicgym.runs.store import RunStore
+
+OnEpisode = Callable[[Episode], None]
+RAY_INSTALL = 'pip install "clinicgym[ray]"'
+RAY_OBJECT_STORE_BYTES = 128 * 1024**2
+"""Object store of a private Ray: episodes travel back as small JSON strings, so 128 MiB is
+ample (Ray's default takes 30% of the machine's memory)."""
+
+
+class Executor(Protocol):
+    """Plays every planned episode not yet in the store and appends each as it ends."""
+
+    name: str
+
+    async def run(self, ctx: RunContext, store: RunStore, on_episode: OnEpisode | None) -> int:
+        """Returns how many episodes were played now (a resumed run skips stored ones)."""
+        ...
+
+
+def make_executor(spec: RunSpec) -> Executor:
+    """The executor a spec names."""
+    if spec.executor == "ray":
+        return RayExecutor(address=spec.ray_address, workers=spec.ray_workers)
+    return LocalExecutor()
+
+
+# ---- one episode, with retries -------------------------------------------------------------
+
+
+async def play_with_retries(ctx: RunContext, planned: PlannedEpisode, live: Any = None) -> Episode:
+    """Play a planned episode; replay it (same seed, fresh env and agent) while it errors, up to
+    `episode_retries` times. Failed attempts are listed in the stored episode's `errors`."""
+    attempts = ctx.spec.episode_retries + 1
+    failed: list[str] = []
+    for n in range(1, attempts + 1):
+        episode = await play_planned(ctx, planned, live)
+        if episode.status != "error":
+            if failed:
+                episode = episode.model_copy(update={"errors": [*failed, *episode.errors]})
+            return episode
+        what = "; ".join(episode.errors) or str(episode.termination)
+        if n < attempts:
+            failed.append(f"attempt {n} of {attempts} failed, retried: {what}")
+    return episode.model_copy(
+        update={"errors": [*failed, f"attempt {attempts} of {attempts} failed: {what}"]}
+    )
+
+
+def errored_episode(planned: PlannedEpisode, case_id: str, errors: list[str]) -> Episode:
+    """An errored episode made without an env (its worker died), so the plan stays whole."""
+    return Episode(
+        episode_id=planned.episode_id,
+        case_id=case_id,
+        agent_id=planned.agent,
+        seed=planned.seed,
+        repeat=planned.repeat,
+        status="error",
+        termination=TerminationReason.ENV_ERROR,
+        turns=0,
+        errors=errors,
+        finished=time.time(),
+    )
+
+
+# ---- scheduling, shared by both executors --------------------------------------------------
+
+
+async def schedule(
+    ctx: RunContext,
+    store: RunStore,
+    run_one: Callable[[PlannedEpisode], Awaitable[Episode]],
+    on_episode: OnEpisode | None,
+) -> int:
+    """Call `run_one` (which plays and stores an episode) for every planned episode not in the
+    store, within the global and per-agent concurrency limits; returns how many ran."""
+    done = store.finished_ids()
+    by_agent: dict[str, Iterator[PlannedEpisode]] = {
+        a: iter([p for p in ctx.plan if p.agent == a and p.episode_id not in done])
+        for a in ctx.spec.agents
+    }
+    slots = asyncio.Semaphore(ctx.spec.concurrency)
+    count = 0
+
+    async def worker(todo: Iterator[PlannedEpisode]) -> None:
+        nonlocal count
+        for planned in todo:
+            async with slots:
+                episode = await run_one(planned)
+            count += 1
+            if on_episode is not None:
+                on_episode(episode)
+
+    limits = {
+        a: min(ctx.spec.agent_concurrency.get(a, ctx.spec.concurrency), ctx.spec.concurrency)
+        for a in ctx.spec.agents
+    }
+    # created round-robin, so the first free slots go to every agent in turn
+    workers = [
+        asyncio.ensure_future(worker(by_agent[a]))
+        for k in range(max(limits.values()))
+        for a in ctx.spec.agents
+        if k < limits[a]
+    ]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    return count
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """numpy's BLAS at one thread while episodes run: the question matcher's small products
+    run concurrently with everything else, and a second BLAS thread spinning for work doubled
+    the CPU per turn on 2 cores (bench/run_scale.py). Torch's own threads are not touched."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+async def close_context(ctx: RunContext) -> None:
+    """Release what a context holds: model backends' connections, the patient's cache."""
+    for factory in ctx.factories.values():
+        if hasattr(factory, "aclose"):
+            await factory.aclose()
+    if ctx.patient is not None:
+        await ctx.patient.aclose()
+
+
+# ---- local ---------------------------------------------------------------------------------
+
+
+class LocalExecutor:
+    """Episodes as asyncio tasks in this process; each is stored the moment it ends, and its
+    events stream to `RUN_DIR/live/` meanwhile (the review server's live view)."""
+
+    name = "local"
+
+    async def run(
+        self, ctx: RunContext, store: RunStore, on_episode: OnEpisode | None = None
+    ) -> int:
+        from clinicgym.runs.review.live import LiveRecorder, clear_live, remove_live_dir
+
+        matcher_for(ctx.kb)  # build the shared question matcher once, before the workers start
+        clear_live(store.root)  # left by a crash: nothing is in flight yet
+
+        async def run_one(planned: PlannedEpisode) -> Episode:
+            live = LiveRecorder(store.root, episode_id=planned.episode_id, agent_id=planned.agent)
+            try:
+                episode = await play_with_retries(ctx, planned, live)
+                store.append(episode)
+            finally:
+                live.close()  # after the append: a viewer never sees the episode vanish
+            await asyncio.sleep(0)
+            return episode
+
+        try:
+            with single_threaded_blas():
+                return await schedule(ctx, store, run_one, on_episode)
+        finally:  # model backends hold connections and workers bound to this event loop
+            await close_context(ctx)
+            remove_live_dir(store.root)
+
+
+# ---- Ray -----------------------------------------------------------------------------------
+
+
+def import_ray() -> Any:
+    """The `ray` module, or a RunError with the pip line."""
+    try:
+        import ray
+    except ImportError:
+        raise RunError(
+            f"--executor ray needs Ray, which is not installed; run `{RAY_INSTALL}` "
+            "(or use the default --executor local)"
+        ) from None
+    return ray
+
+
+def worker_spec(spec: RunSpec) -> RunSpec:
+    """The spec as workers see it: paths made absolute (Ray starts workers in a session
+    directory of its own), the executor local (a worker plays its episodes itself)."""
+
+    def absolute(p: str | None) -> str | None:
+        return str(Path(p).resolve()) if p else p
+
+    return spec.model_copy(
+        update={
+            "kb_dir": absolute(spec.kb_dir),
+            "cohort": absolute(spec.cohort),
+            "cases_from": absolute(spec.cases_from),
+            "patient_cache": absolute(spec.patient_cache),
+            "out": Path(spec.out).resolve(),
+            "executor": "local",
+        }
+    )
+
+
+class EpisodeWorker:
+    """A Ray actor: rebuilds the run's context once (KB, packs, agents, patient) from the spec
+    and the driver's cases, then plays planned episodes concurrently on its event loop."""
+
+    def __init__(self, spec_json: str, cases_json: list[str]) -> None:
+        from threadpoolctl import threadpool_limits
+
+        from clinicgym.patients.case import Case
+        from clinicgym.runs.runner import prepare
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        threadpool_limits(limits=1, user_api="blas")  # see single_threaded_blas
+        spec = RunSpec.model_validate_json(spec_json)
+        cases = [Case.model_validate_json(c) for c in cases_json]
+        self.ctx = prepare(spec, cases=cases)
+        matcher_for(self.ctx.kb)
+
+    async def play(self, planned: dict[str, Any]) -> str:
+        """One planned episode (with retries) as episode JSON."""
+        episode = await play_with_retries(self.ctx, PlannedEpisode(**planned))
+        return episode.model_dump_json()
+
+    async def close(self) -> None:
+        await close_context(self.ctx)
+
+
+class RayExecutor:
+    """Episodes on Ray actors, stored by the driver as they finish (a crash of the driver loses
+    only the episodes in flight; a resume skips every stored one). `address=None` starts a
+    private Ray on 127.0.0.1 (no dashboard, usage stats off, a small object store) and stops
+    it afterwards; 'auto' or 'ray://HOST:10001' joins a running cluster."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+        self.address = address
+        self.workers = workers
+
+    def _init(self, ray: Any) -> bool:
+        """Connect to Ray; True if this call started it (and so must shut it down)."""
+        if ray.is_initialized():
+            return False
+        if self.address:
+            ray.init(address=self.address, log_to_driver=False)
+            return True
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(
+            _node_ip_address="127.0.0.1",
+            include_dashboard=False,
+            object_store_memory=RAY_OBJECT_STORE_BYTES,
+            log_to_driver=False,
+        )
+        return True
+
+    async def run(
+        self, ctx: RunContext, store: RunStore, on_episode: OnEpisode | None = None
+    ) -> int:
+        ray = import_ray()
+        started = self._init(ray)
+        try:
+            return await self._run(ray, ctx, store, on_episode)
+        finally:
+            await close_context(ctx)  # the driver's own backends (none were used)
+            if started:
+                ray.shutdown()
+
+    async def _run(
+        self, ray: Any, ctx: RunContext, store: RunStore, on_episode: OnEpisode | None
+    ) -> int:
+        from ray.exceptions import RayActorError, RayError
+
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        n = self.workers or max(1, int(cpus))
+        per_actor = math.ceil(ctx.spec.concurrency / n)
+        # one CPU each, so Ray spreads them over the nodes; shares of one when asked for more
+        actor_cls = ray.remote(num_cpus=min(1.0, cpus / n))(EpisodeWorker).options(
+            max_concurrency=per_actor + 1
+        )
+        spec_json = worker_spec(ctx.spec).model_dump_json()
+        cases_ref = ray.put([c.model_dump_json() for c in ctx.cases])
+        actors = [actor_cls.remote(spec_json, cases_ref) for _ in range(n)]
+        load = [0] * n
+
+        async def run_one(planned: PlannedEpisode) -> Episode:
+            case_id = ctx.cases[planned.case_index].id
+            failures: list[str] = []
+            for attempt in range(ctx.spec.episode_retries + 1):
+                i = min(range(n), key=load.__getitem__)
+                load[i] += 1
+                try:
+                    text = await actors[i].play.remote(dataclasses.asdict(planned))
+                    episode = Episode.model_validate_json(text)
+                    break
+                except RayActorError as e:  # the worker died (node lost): replace it, retry
+                    failures.append(f"attempt {attempt + 1}: Ray worker died: {e}"[:500])
+                    actors[i] = actor_cls.remote(spec_json, cases_ref)
+                except RayError as e:
+                    failures.append(f"attempt {attempt + 1}: Ray task failed: {e}"[:500])
+                finally:
+                    load[i] -= 1
+            else:
+                episode = errored_episode(planned, case_id, failures)
+            store.append(episode)
+            return episode
+
+        try:
+            return await schedule(ctx, store, run_one, on_episode)
+        finally:
+            for a in actors:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(a.close.remote(), timeout=10)
+                ray.kill(a)

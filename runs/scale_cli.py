@@ -1,0 +1,286 @@
+"""`clinicgym runs ...`, `suite ...`, `submit` and `leaderboard ...`: many runs, named suites,
+and verifiable leaderboard submissions (docs/runs.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clinicgym.errors import ClinicGymError
+
+runs_app = typer.Typer(help="Many run directories at once: list and compare.", no_args_is_help=True)
+suite_app = typer.Typer(help="Named, versioned case suites.", no_args_is_help=True)
+leaderboard_app = typer.Typer(help="Verify submissions; build the site.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(e: Exception, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/red] {e}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+# ---- runs ----------------------------------------------------------------------------------
+
+
+def _rel(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+@runs_app.command("list")
+def runs_list(
+    roots: Annotated[
+        list[Path] | None, typer.Argument(help="Run directories or folders holding them.")
+    ] = None,
+    sql: Annotated[
+        str | None,
+        typer.Option(help="Instead of the table: any DuckDB SQL over `runs` and `scores`."),
+    ] = None,
+) -> None:
+    """List the runs under the given folders (default ./runs) with their state and suite."""
+    from clinicgym.runs.catalog import RunCatalog
+
+    try:
+        catalog = RunCatalog(roots or [Path("runs")])
+        df = catalog.query(sql) if sql else catalog.runs()
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    if not sql:  # the path names a run (ids repeat across folders); versions fit in `sql`
+        df = df.assign(run=[_rel(p) for p in df["path"]], episodes=df["stored"].astype(str))
+        df["episodes"] = df["episodes"] + "/" + df["planned"].astype(str)
+        df = df[["run", "created", "suite", "agents", "episodes", "errors", "state"]]
+    table = Table(title=f"{len(df)} rows" if sql else f"{len(catalog.dirs)} runs")
+    for col in df.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in df.itertuples(index=False):
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_a: Annotated[Path, typer.Argument(help="Baseline run directory (A).")],
+    run_b: Annotated[Path, typer.Argument(help="Run directory compared with it (B).")],
+    agent: Annotated[
+        list[str] | None, typer.Option("--agent", "-a", help="Agent(s) to compare.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Metric(s); default all.")
+    ] = None,
+) -> None:
+    """Per agent and metric: mean in A and B, B - A and its bootstrap 95% interval (paired
+    over case and repeat when both runs played the same cases)."""
+    from clinicgym.runs.catalog import compare
+
+    try:
+        diffs = compare(run_a, run_b, agents=agent or (), metrics=metric or ())
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    paired = diffs[0].paired if diffs else False
+    table = Table(
+        title=f"B - A ({'paired by case' if paired else 'independent samples'}); "
+        "* the 95% interval excludes 0"
+    )
+    for col in ("agent", "metric", "A", "B", "B - A", "95% CI", "n A/B"):
+        table.add_column(col, justify="left" if col in ("agent", "metric") else "right")
+    for d in diffs:
+        ci = f"[{_num(d.ci95[0])}, {_num(d.ci95[1])}]" if d.ci95 else "-"
+        mark = " *" if d.clear else ""
+        table.add_row(
+            d.agent,
+            d.metric,
+            _num(d.mean_a),
+            _num(d.mean_b),
+            _num(d.diff) + mark,
+            ci,
+            f"{d.n_a}/{d.n_b}",
+        )
+    console.print(table)
+
+
+# ---- suites --------------------------------------------------------------------------------
+
+
+@suite_app.command("list")
+def suite_list() -> None:
+    """The known suites, their frozen versions and the cases' hash of each."""
+    from clinicgym.runs.suite import load_suites
+
+    try:
+        suites = load_suites()
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    table = Table(title=f"{len(suites)} suites")
+    for col in ("suite", "cases", "turns", "packs", "hidden", "versions", "description"):
+        table.add_column(col, overflow="fold")
+    for name, (s, _path) in sorted(suites.items()):
+        versions = ", ".join(f"@{v.version} {v.cases_sha256[:12]}" for v in s.versions) or "-"
+        table.add_row(
+            name,
+            str(s.recipe.cases),
+            str(s.recipe.max_turns),
+            str(len(s.recipe.policy_packs)),
+            "yes" if s.hidden else "",
+            versions,
+            s.description,
+        )
+    console.print(table)
+
+
+@suite_app.command("freeze")
+def suite_freeze(
+    name: Annotated[str, typer.Argument(help="Suite name.")],
+    seed: Annotated[int | None, typer.Option(help="Seed (public suites; default random).")] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="Registry file to write (default: the suite's own).")
+    ] = None,
+    kb: Annotated[
+        Path | None, typer.Option(help="KB directory (default: the bundled one).")
+    ] = None,
+) -> None:
+    """Freeze the suite's current recipe as its next version (hidden suites: from the secret
+    in $CLINICGYM_HIDDEN_SEED)."""
+    from clinicgym.patients.kb import load_kb
+    from clinicgym.runs.suite import freeze
+
+    try:
+        v = freeze(name, registry=registry, seed=seed, kb=load_kb(kb) if kb else None)
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    if v is None:
+        console.print(f"{name}: the latest version still reproduces its recipe; nothing to do.")
+    else:
+        console.print(f"froze {name}@{v.version}: cases_sha256 {v.cases_sha256}")
+
+
+@suite_app.command("export")
+def suite_export(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
+    directory: Annotated[Path, typer.Argument(help="Directory to write the cases to.")],
+    kb: Annotated[
+        Path | None, typer.Option(help="KB directory (default: the bundled one).")
+    ] = None,
+) -> None:
+    """Write a suite version's cases to a directory that `clinicgym run --suite DIR` plays."""
+    from clinicgym.patients.kb import load_kb
+    from clinicgym.runs.suite import export
+
+    try:
+        out = export(ref, directory, kb=load_kb(kb) if kb else None)
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    console.print(f"wrote {out}/cases.jsonl, suite.json, named_suite.json")
+
+
+@suite_app.command("check")
+def suite_check(
+    kb: Annotated[
+        Path | None, typer.Option(help="KB directory (default: the bundled one).")
+    ] = None,
+) -> None:
+    """Does every frozen version still generate the cases it was frozen with? (exit 1 if not)"""
+    from clinicgym.patients.kb import load_kb
+    from clinicgym.runs.suite import check
+
+    try:
+        rows = check(load_kb(kb) if kb else None)
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    for r in rows:
+        colour = {"reproduces": "green", "skipped": "yellow"}.get(r["status"], "red")
+        console.print(f"[{colour}]{r['status']:>10}[/{colour}] {r['suite']}", highlight=False)
+        if r["status"] == "changed":
+            console.print(f"           {r['detail']}", highlight=False)
+    if any(r["status"] == "changed" for r in rows):
+        raise typer.Exit(1)
+
+
+# ---- submissions ---------------------------------------------------------------------------
+
+
+def submit(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Bundle file (default ./RUN_ID.submission.zip).")
+    ] = None,
+) -> None:
+    """Pack a finished run (manifest, cases, transcripts, summary, hashes) for a leaderboard."""
+    from clinicgym.runs.leaderboard import pack
+
+    try:
+        path = pack(run_dir, out)
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    console.print(
+        f"wrote {path} ({path.stat().st_size} bytes); check it with "
+        f"`clinicgym leaderboard verify {path}`"
+    )
+
+
+@leaderboard_app.command("verify")
+def leaderboard_verify(
+    bundle: Annotated[Path, typer.Argument(help="A submission bundle (.zip).")],
+    no_rescore: Annotated[
+        bool, typer.Option("--no-rescore", help="Skip re-scoring the transcripts.")
+    ] = False,
+) -> None:
+    """Check a bundle's hashes, that every case of the suite was run, and that re-scoring the
+    transcripts gives the claimed numbers; exit 1 with the reasons if it is rejected."""
+    from clinicgym.runs.leaderboard import verify
+
+    try:
+        v = verify(bundle, rescore=not no_rescore)
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    if v.accepted:
+        console.print(
+            f"[green]accepted[/green] {bundle}: run {v.info['run_id']}, suite {v.info['suite']}, "
+            f"cases {v.info['cases_sha256'][:16]}..., packs {' '.join(v.info['packs']) or '-'}",
+            highlight=False,
+        )
+        return
+    err_console.print(f"[red]rejected[/red] {bundle}:", highlight=False)
+    for p in v.problems:
+        err_console.print(f"  - {p}", highlight=False)
+    raise typer.Exit(1)
+
+
+@leaderboard_app.command("build")
+def leaderboard_build(
+    bundles: Annotated[list[Path], typer.Argument(help="Submission bundles.")],
+    out: Annotated[Path, typer.Option(help="Site directory to write.")] = Path("site"),
+) -> None:
+    """Verify the bundles and write a static leaderboard (index.html, leaderboard.csv)."""
+    from clinicgym.runs.leaderboard import build
+
+    try:
+        site, verdicts = build(list(bundles), out)
+    except ClinicGymError as e:
+        _fail(e)
+        return
+    for v in verdicts:
+        if not v.accepted:
+            err_console.print(
+                f"[yellow]left out[/yellow] {v.bundle}: {'; '.join(v.problems)}", highlight=False
+            )
+    accepted = sum(v.accepted for v in verdicts)
+    console.print(f"wrote {site}/index.html and leaderboard.csv ({accepted} accepted bundles)")

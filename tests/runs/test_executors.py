@@ -1,0 +1,184 @@
+"""Executors: fault injection through a real HTTP backend (retries, then errored, never failures),
+per-agent concurrency limits, and Ray on a private local cluster giving the local summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from clinicgym.runs.executors import LocalExecutor, RayExecutor, make_executor
+from clinicgym.runs.runner import execute, finalise, prepare
+from clinicgym.runs.spec import RunSpec
+from clinicgym.runs.store import RunStore
+from tests.agents.fake_openai import (
+    FakeOpenAIServer,
+    Garbage,
+    Reply,
+    Slow,
+    Status,
+    clinician_turn,
+)
+
+SMALL_KB = str(Path(__file__).parents[1] / "data" / "kb_small")
+TURNS = 4
+
+
+def _run(spec: RunSpec) -> tuple[dict, RunStore]:
+    ctx = prepare(spec)
+    store = RunStore.open(spec, ctx.cases, ctx.kb.version)
+    try:
+        asyncio.run(execute(ctx, store))
+    finally:
+        store.close()
+    return finalise(ctx, store), store
+
+
+def faulty_script(rate: float, seed: int = 0):
+    """'flaky' fails `rate` of its requests (time-out, 500, 429, malformed body); 'down' always
+    answers 500; otherwise a fixed clinician that asks TURNS - 1 questions, then diagnoses."""
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def script(body, n):
+        if body.get("model") == "down":
+            return Status(500)
+        with lock:
+            roll = rng.random()
+            kind = rng.randrange(4)
+        if roll < rate:
+            return [Slow(0.6), Status(500), Status(429, retry_after=0), Garbage()][kind]
+        turn = clinician_turn(body.get("messages", []))
+        if turn + 1 >= TURNS:
+            return Reply("DIAGNOSIS: Urinary tract infection (70%)")
+        return Reply(["Any fever?", "Does it burn when you pass urine?", "Any cough?"][turn % 3])
+
+    return script
+
+
+def test_faulty_backend_run_completes_with_retries_then_errors_kept_apart(tmp_path):
+    with FakeOpenAIServer(faulty_script(0.2)) as srv:
+        flaky = f"openai:flaky@{srv.url}#retries=0,timeout=0.3"
+        down = f"openai:down@{srv.url}#retries=0"
+        spec = RunSpec(
+            agents=[flaky, down],
+            cases=10,
+            seed=3,
+            max_turns=TURNS + 2,
+            concurrency=6,
+            episode_retries=2,
+            kb_dir=SMALL_KB,
+            out=tmp_path / "run",
+        )
+        summary, store = _run(spec)
+        down_requests = sum(r.get("model") == "down" for r in srv.requests)
+        answers = set(srv.answers)
+    episodes = list(store.iter_episodes())
+    ids = [e.episode_id for e in episodes]
+    assert len(ids) == 20 and len(set(ids)) == 20  # every planned episode, each once
+    assert {"Slow", "Status", "Garbage", "Reply"} <= answers  # the faults really happened
+    by_agent = {a: [e for e in episodes if e.agent_id == a] for a in (flaky, down)}
+    # flaky: first attempts failed and were replayed; most episodes then completed
+    retried = [e for e in by_agent[flaky] if any("retried" in x for x in e.errors)]
+    assert retried and any(e.status == "completed" for e in retried)
+    for e in by_agent[flaky]:
+        assert e.status == "completed" or len(e.errors) == 3  # 1 + 2 retries, all failed
+    # down: every episode tried 1 + 2 times (one request each), then stored as errored
+    assert down_requests == 10 * 3
+    assert all(e.status == "error" and len(e.errors) == 3 for e in by_agent[down])
+    assert "attempt 3 of 3 failed" in by_agent[down][0].errors[-1]
+    s_down, s_flaky = summary["agents"][down], summary["agents"][flaky]
+    assert s_down["errors"] == 10 and s_down["completed"] == 0
+    assert s_down["metrics"]["diagnostic_accuracy"]["mean"] is None  # not a 0% model
+    errored = sum(e.status == "error" for e in by_agent[flaky])
+    assert s_flaky["errors"] == errored and s_flaky["completed"] == 10 - errored
+    assert s_flaky["metrics"]["diagnostic_accuracy"]["n"] == 10 - errored
+
+
+def test_agent_concurrency_caps_one_agent_within_the_global_limit(tmp_path):
+    with FakeOpenAIServer(lambda body, n: Reply("DIAGNOSIS: Cystitis", delay=0.05)) as srv:
+        spec = RunSpec(
+            agents=[f"openai:m@{srv.url}", "scripted"],
+            agent_concurrency={f"openai:m@{srv.url}": 2},
+            cases=8,
+            seed=1,
+            concurrency=8,
+            kb_dir=SMALL_KB,
+            out=tmp_path / "run",
+        )
+        summary, _ = _run(spec)
+        assert srv.max_in_flight == 2
+    assert summary["stored_episodes"] == 16
+
+
+def test_make_executor_and_missing_ray(tmp_path, monkeypatch):
+    import builtins
+
+    from clinicgym.runs.errors import RunError
+    from clinicgym.runs.executors import import_ray
+
+    base = {"agents": ["scripted"], "out": tmp_path}
+    assert isinstance(make_executor(RunSpec(**base)), LocalExecutor)
+    assert isinstance(make_executor(RunSpec(**base, executor="ray")), RayExecutor)
+    real_import = builtins.__import__
+
+    def no_ray(name, *a, **kw):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(RunError, match=r'pip install "clinicgym\[ray\]"'):
+        import_ray()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_summary(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    base = dict(agents=["scripted", "random"], cases=4, seed=9, kb_dir=SMALL_KB, concurrency=4)
+    local, _ = _run(RunSpec(**base, out=tmp_path / "local"))
+    ray_summary, store = _run(RunSpec(**base, executor="ray", ray_workers=2, out=tmp_path / "ray"))
+    assert json.dumps(local["agents"], sort_keys=True) == json.dumps(
+        ray_summary["agents"], sort_keys=True
+    )
+    ids = [e.episode_id for e in store.iter_episodes()]
+    assert len(ids) == 8 and len(set(ids)) == 8
+    assert json.loads((tmp_path / "ray" / "manifest.json").read_text())["spec"]["executor"] == (
+        "ray"
+    )
+
+
+def test_quiet_progress_prints_a_line_per_tenth_with_errors_and_tokens():
+    from rich.console import Console
+
+    from clinicgym.envs.episode import Episode, Event, TerminationReason
+    from clinicgym.runs.progress import RunProgress
+    from clinicgym.runs.runner import PlannedEpisode
+
+    plan = [PlannedEpisode(f"m|c{i}|r0", "m", i, 0, i) for i in range(20)]
+    console = Console(record=True, width=200)
+    with RunProgress(plan, {"m|c0|r0", "m|c1|r0"}, console, quiet=True) as progress:
+        for i in range(2, 20):
+            meta = {"prompt_tokens": 100, "completion_tokens": 10}
+            progress.on_episode(
+                Episode(
+                    episode_id=f"m|c{i}|r0",
+                    case_id=f"c{i}",
+                    agent_id="m",
+                    seed=i,
+                    status="error" if i % 6 == 0 else "completed",
+                    termination=TerminationReason.DIAGNOSED,
+                    turns=1,
+                    events=[Event(turn=1, actor="clinician", text="hi", meta=meta)],
+                )
+            )
+    lines = [x for x in console.export_text().splitlines() if x.startswith("[run]")]
+    assert len(lines) == 10  # one per tenth of the 18 episodes this session
+    assert lines[-1].startswith("[run] 20/20 episodes, 3 errors,") and "tok/s" in lines[-1]
+    assert progress.total_errors == 3 and progress.tokens["m"] == 18 * 110
