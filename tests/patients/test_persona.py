@@ -49,7 +49,12 @@ def test_persona_never_changes_which_facts_are_true(cases, matcher, small_kb):
 
 
 def test_held_back_fact_needs_a_second_ask(cases, matcher):
-    case = next(c for c in cases if c.facts_by_concept().get("fever", [None])[0] is not None and c.facts_by_concept()["fever"][0].present)
+    case = next(
+        c
+        for c in cases
+        if c.facts_by_concept().get("fever", [None])[0] is not None
+        and c.facts_by_concept()["fever"][0].present
+    )
     fever = case.facts_by_concept()["fever"][0]
     p = GroundedPatient(_with(case, style="reserved", reluctant=[fever.id]), matcher)
     first = p.answer("Have you had a fever?")
@@ -70,7 +75,11 @@ def test_low_literacy_patient_does_not_understand_jargon(cases, matcher):
     p = GroundedPatient(_with(cases[0], health_literacy="low"), matcher)
     r = p.answer("Any dyspnoea or photophobia?")
     assert r.intent == "jargon" and r.answers == [] and "dyspnoea" in r.text.lower()
-    assert GroundedPatient(_with(cases[0], health_literacy="high"), matcher).answer("Any photophobia?").answers
+    assert (
+        GroundedPatient(_with(cases[0], health_literacy="high"), matcher)
+        .answer("Any photophobia?")
+        .answers
+    )
 
 
 def test_belief_is_a_look_alike_never_the_diagnosis(small_kb, matcher):
@@ -89,10 +98,19 @@ def test_adherence_is_said_with_the_medicines(cases, matcher):
     case = cases[0].model_copy(
         update={
             "facts": [f for f in cases[0].facts if f.category != "medication"]
-            + [Fact(id="m1", category="medication", concept="ramipril", text="I take ramipril, 2.5 mg once daily.")]
+            + [
+                Fact(
+                    id="m1",
+                    category="medication",
+                    concept="ramipril",
+                    text="I take ramipril, 2.5 mg once daily.",
+                )
+            ]
         }
     )
-    r = GroundedPatient(_with(case, adherence="poor"), matcher).answer("What medicines do you take?")
+    r = GroundedPatient(_with(case, adherence="poor"), matcher).answer(
+        "What medicines do you take?"
+    )
     assert "ramipril" in r.text and "haven't really been taking" in r.text
 
 
