@@ -9,6 +9,7 @@ normal report is grounded too.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -82,8 +83,13 @@ class ChartResult:
     """Ids of the case's artefacts (lab table, image, variant table) this result shows."""
 
 
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _norm(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+    # cached: every reset builds a chart over the KB's test names and synonyms (hundreds)
+    return _NON_ALNUM.sub(" ", text.lower()).strip()
 
 
 class Chart:

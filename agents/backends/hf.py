@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -208,6 +209,10 @@ class HFBackend:
         self.queue: BatchQueue[_Request, ChatReply] = BatchQueue(self._run, max_batch, wait_s)
         self._torch = torch
         self._lock = threading.Lock()
+        # transformers 5.x renamed `past_key_values` to `cache` (the old name warns, then goes);
+        # older releases only know the old one
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
         eos = model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
         if tokenizer.eos_token_id is not None:
@@ -279,8 +284,8 @@ class HFBackend:
             pos = torch.arange(n, target, dtype=torch.long)[None]
             out = self.model(
                 input_ids=step,
-                past_key_values=cache,
                 position_ids=pos,
+                **{self._cache_kw: cache},
                 use_cache=True,
                 logits_to_keep=1,
             )
@@ -324,7 +329,7 @@ class HFBackend:
         gen = self.model.generate(
             input_ids=input_ids,
             attention_mask=mask,
-            past_key_values=DynamicCache(ddp_cache_data=batch_kv),
+            **{self._cache_kw: DynamicCache(ddp_cache_data=batch_kv)},
             max_new_tokens=r0.max_new_tokens,
             do_sample=sample,
             temperature=r0.temperature if sample else None,
