@@ -8,7 +8,7 @@ last answer sent), so start-up is not counted. The ideal is episodes x turns x l
 concurrency; we print the share of it reached and the client's CPU milliseconds per turn.
 Targets (DESIGN.md): >= 80% of ideal at 64 with 50 ms; >= 90% at 64 with 500 ms.
 
-    .venv/bin/python bench/openai_throughput.py [--latency 0.05 --latency 0.5] [--pool]
+    .venv/bin/python bench/openai_throughput.py [--latency 0.05 --latency 0.5] [--bare]
 """
 
 from __future__ import annotations
@@ -105,41 +105,63 @@ def episodes(latency: float, concurrency: int, rounds: int, kb_dir: str | None) 
     }
 
 
-async def _bare(url: str, concurrency: int, pool_size: int, requests: int) -> None:
+async def _bare_backend(url: str, concurrency: int, requests: int) -> None:
+    """`requests` chats through clinicgym's backend (aiohttp), `concurrency` in flight."""
     from clinicgym.agents.backends.openai import OpenAIBackend
 
-    backend = OpenAIBackend("bench", url, concurrency=concurrency, pool_size=pool_size)
+    backend = OpenAIBackend("bench", url, concurrency=concurrency)
     msgs = [{"role": "user", "content": "Hello"}]
     await asyncio.gather(*(backend.chat(msgs) for _ in range(requests)))
     await backend.aclose()
 
 
-def pool_sweep(
-    latency: float,
-    concurrency: int,
-    requests: int,
-    pool_sizes: tuple[int, ...] = (64, 32, 16, 8, 4),
-) -> None:
-    """Bare backend calls (no env) for several connection-pool sizes: requests/s vs ideal."""
+async def _bare_httpx(url: str, concurrency: int, requests: int, pool: int = 8) -> None:
+    """The same requests over httpx as the backend used them before aiohttp: concurrency / pool
+    AsyncClients of `pool` connections each (one pool of 64 was slower still)."""
+    import json
 
+    body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Hello"}]})
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    clients = [
+        httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0)
+        for _ in range(-(-concurrency // pool))
+    ]
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            r = await clients[i % len(clients)].post(
+                "/chat/completions", content=body, headers={"Content-Type": "application/json"}
+            )
+            json.loads(r.content)
+
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    for c in clients:
+        await c.aclose()
+
+
+def bare_http(latency: float, concurrency: int, requests: int) -> None:
+    """Bare requests (no env), clinicgym's backend against plain httpx, in the same run: the
+    HTTP client's own share of a turn's CPU."""
     print(
-        f"\npool settings: {requests} bare requests at concurrency {concurrency}, {latency * 1000:.0f} ms"
+        f"\nbare requests: {requests} at concurrency {concurrency}, {latency * 1000:.0f} ms "
+        f"(each client twice, alternating)"
     )
-    print(f"{'clients':>8} {'pool size':>10} {'req/s':>8} {'% ideal':>8} {'cpu ms/req':>11}")
-    for size in pool_sizes:
+    print(f"{'client':>18} {'req/s':>8} {'% ideal':>8} {'cpu ms/req':>11}")
+    runs = [("backend (aiohttp)", _bare_backend), ("httpx, 8x8 pools", _bare_httpx)] * 2
+    for name, fn in runs:
         proc, url = serve(latency, 1000)
         try:
             cpu = time.process_time()
-            asyncio.run(_bare(url, concurrency, size, requests))
+            asyncio.run(fn(url, concurrency, requests))
             cpu = time.process_time() - cpu
             busy = server_stats(url)["busy_s"]
         finally:
             stop(proc)
-        ideal = concurrency / latency
         rate = requests / busy
-        clients = -(-concurrency // size)
         print(
-            f"{clients:>8} {size:>10} {rate:>8.0f} {rate / ideal * 100:>7.0f}% {cpu / requests * 1000:>11.2f}"
+            f"{name:>18} {rate:>8.0f} {rate / (concurrency / latency) * 100:>7.0f}% "
+            f"{cpu / requests * 1000:>11.2f}"
         )
 
 
@@ -149,7 +171,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, action="append", help="repeatable")
     ap.add_argument("--rounds", type=int, default=3, help="episodes per worker at each level")
     ap.add_argument("--kb", default=None, help="KB directory (default: the bundled one)")
-    ap.add_argument("--pool", action="store_true", help="also sweep httpx pool settings")
+    ap.add_argument("--bare", action="store_true", help="also time bare requests: ours vs httpx")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     latencies = args.latency or [0.05, 0.5]
@@ -167,8 +189,8 @@ def main() -> None:
                 f"{r['eps_per_min']:>8.0f} {r['ideal_eps_per_min']:>8.0f} {r['share'] * 100:>7.0f}% "
                 f"{r['cpu_ms_per_turn']:>12.2f} {r['errors']:>6}"
             )
-    if args.pool:
-        pool_sweep(0.05, 64, 1280)
+    if args.bare:
+        bare_http(0.05, 64, 3000)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,18 @@ def _backend(url: str, **kw) -> OpenAIBackend:
     return OpenAIBackend("test-model", url, **kw)
 
 
+def _chat(backend: OpenAIBackend, *args, **kw):
+    """One chat in its own event loop, closing the loop's connections after it."""
+
+    async def go():
+        try:
+            return await backend.chat(*args, **kw)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
 def test_transient_faults_are_retried_until_an_answer():
     faults = [Status(429), Status(500), Garbage(), Drop(), Status(503)]
 
@@ -28,7 +40,7 @@ def test_transient_faults_are_retried_until_an_answer():
         return faults[n] if n < len(faults) else Reply("Do you have a fever?")
 
     with FakeOpenAIServer(script) as srv:
-        reply = asyncio.run(_backend(srv.url).chat(HELLO, max_tokens=16, temperature=0.0))
+        reply = _chat(_backend(srv.url), HELLO, max_tokens=16, temperature=0.0)
     assert reply.text == "Do you have a fever?"
     assert reply.retries == 5 and len(srv.requests) == 6
     assert reply.prompt_tokens == 2 and reply.completion_tokens == 5
@@ -43,7 +55,7 @@ def test_retry_after_is_honoured():
 
     with FakeOpenAIServer(script) as srv:
         t = time.perf_counter()
-        reply = asyncio.run(_backend(srv.url).chat(HELLO))
+        reply = _chat(_backend(srv.url), HELLO)
         assert time.perf_counter() - t >= 0.3
     assert reply.retries == 1 and reply.latency_s >= 0.3
 
@@ -53,7 +65,7 @@ def test_slow_answers_time_out_and_are_retried():
         return Slow(1.0, Reply("late")) if n == 0 else Reply("on time")
 
     with FakeOpenAIServer(script) as srv:
-        reply = asyncio.run(_backend(srv.url, read_timeout=0.3).chat(HELLO))
+        reply = _chat(_backend(srv.url, read_timeout=0.3), HELLO)
     assert reply.text == "on time" and reply.retries == 1
 
 
@@ -62,7 +74,7 @@ def test_spent_retries_raise_a_typed_error_without_the_key(monkeypatch):
     with FakeOpenAIServer(lambda body, n: Status(500)) as srv:
         backend = _backend(srv.url, max_retries=2, api_key_env="CLINICGYM_TEST_KEY")
         with pytest.raises(BackendError, match=r"no answer after 2 retries \(3 attempts: HTTP 500"):
-            asyncio.run(backend.chat(HELLO))
+            _chat(backend, HELLO)
         assert srv.auth == ["Bearer sk-secret-123"] * 3
     assert "sk-secret" not in repr(backend) and "sk-secret" not in str(vars(backend))
 
@@ -70,14 +82,27 @@ def test_spent_retries_raise_a_typed_error_without_the_key(monkeypatch):
 def test_client_errors_are_not_retried():
     with FakeOpenAIServer(lambda body, n: Status(400)) as srv:
         with pytest.raises(BackendError, match=r"HTTP 400 .* not retried"):
-            asyncio.run(_backend(srv.url).chat(HELLO))
+            _chat(_backend(srv.url), HELLO)
         assert len(srv.requests) == 1
 
 
 def test_unreachable_server_is_a_backend_error():
     backend = _backend("http://127.0.0.1:9/v1", max_retries=1, connect_timeout=0.5)
     with pytest.raises(BackendError, match="connection failed"):
-        asyncio.run(backend.chat(HELLO))
+        _chat(backend, HELLO)
+
+
+def test_proxy_settings_from_the_environment_are_honoured(monkeypatch):
+    # a proxy on a closed loopback port: requests sent through it fail, bypassed ones succeed
+    for var in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    with FakeOpenAIServer(lambda body, n: Reply("direct")) as srv:
+        with pytest.raises(BackendError, match="connection failed"):
+            _chat(_backend(srv.url, max_retries=0, connect_timeout=0.5), HELLO)
+        assert srv.requests == []
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert _chat(_backend(srv.url), HELLO).text == "direct"
 
 
 def test_concurrency_is_capped_per_backend():
@@ -85,7 +110,10 @@ def test_concurrency_is_capped_per_backend():
         backend = _backend(srv.url, concurrency=3)
 
         async def many():
-            return await asyncio.gather(*(backend.chat(HELLO) for _ in range(12)))
+            try:
+                return await asyncio.gather(*(backend.chat(HELLO) for _ in range(12)))
+            finally:
+                await backend.aclose()
 
         replies = asyncio.run(many())
     assert len(replies) == 12 and srv.max_in_flight == 3
@@ -99,7 +127,7 @@ def test_tool_calls_come_back_parsed():
         return Reply(tool=("ask", {"question": "Any chest pain?"}))
 
     with FakeOpenAIServer(script) as srv:
-        reply = asyncio.run(_backend(srv.url).chat(HELLO, tools=tools))
+        reply = _chat(_backend(srv.url), HELLO, tools=tools)
     assert reply.text == "" and reply.finish_reason == "tool_calls"
     assert reply.tool_calls[0].name == "ask"
     assert reply.tool_calls[0].arguments == {"question": "Any chest pain?"}
@@ -108,6 +136,6 @@ def test_tool_calls_come_back_parsed():
 def test_one_backend_serves_several_event_loops():
     with FakeOpenAIServer(lambda body, n: Reply(f"answer {n}")) as srv:
         backend = _backend(srv.url)
-        first = asyncio.run(backend.chat(HELLO))
-        second = asyncio.run(backend.chat(HELLO))
+        first = asyncio.run(backend.chat(HELLO))  # left open: the next loop gets a new session
+        second = _chat(backend, HELLO)
     assert (first.text, second.text) == ("answer 0", "answer 1")
