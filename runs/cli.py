@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +34,9 @@ kb_app = typer.Typer(help="Inspect and validate the clinical knowledge base.", n
 cases_app = typer.Typer(help="Sample and show synthetic cases.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(cases_app, name="cases")
-console = Console()
+# piped or in CI, rich would wrap the results table at 80 columns and cut every header; a log
+# has room (COLUMNS still wins)
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
 err_console = Console(stderr=True)
 
 SUMMARY_COLUMNS = {
