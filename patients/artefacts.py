@@ -60,7 +60,7 @@ def build_artefacts(case: Case, kb: KnowledgeBase | None = None) -> list[Artefac
             continue
         rows = panels.get(f.concept) or [_lab_row(f, kb)]
         out.append(
-            Artefact.model_construct(
+            Artefact(
                 id=f"a-{f.concept}",
                 kind="lab_table",
                 concept=f.concept,
@@ -72,7 +72,7 @@ def build_artefacts(case: Case, kb: KnowledgeBase | None = None) -> list[Artefac
         )
     if genomics:
         out.append(
-            Artefact.model_construct(
+            Artefact(
                 id=f"a-{GENETIC_TESTING}",
                 kind="variants",
                 concept=GENETIC_TESTING,
@@ -219,7 +219,7 @@ def _image_artefact(case: Case, f: Fact, title: str) -> Artefact | None:
     if f.abnormal and not findings:
         return None  # an abnormal report we cannot draw: text only, never a normal-looking image
     seed = int.from_bytes(hashlib.sha256(f"{case.id}|{f.concept}".encode()).digest()[:4], "big")
-    return Artefact.model_construct(
+    return Artefact(
         id=f"a-{f.concept}",
         kind="image",
         concept=f.concept,
