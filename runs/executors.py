@@ -316,6 +316,7 @@ class RayExecutor:
         cases_ref = ray.put([c.model_dump_json() for c in ctx.cases])
         actors = [actor_cls.remote(spec_json, cases_ref) for _ in range(n)]
         load = [0] * n
+        replaced: list[Any] = []  # dead actors, killed at the end so Ray frees their slots
 
         async def run_one(planned: PlannedEpisode) -> Episode:
             case_id = ctx.cases[planned.case_index].id
@@ -323,13 +324,16 @@ class RayExecutor:
             for attempt in range(ctx.spec.episode_retries + 1):
                 i = min(range(n), key=load.__getitem__)
                 load[i] += 1
+                actor = actors[i]
                 try:
-                    text = await actors[i].play.remote(dataclasses.asdict(planned))
+                    text = await actor.play.remote(dataclasses.asdict(planned))
                     episode = Episode.model_validate_json(text)
                     break
                 except RayActorError as e:  # the worker died (node lost): replace it, retry
                     failures.append(f"attempt {attempt + 1}: Ray worker died: {e}"[:500])
-                    actors[i] = actor_cls.remote(spec_json, cases_ref)
+                    if actors[i] is actor:  # the first of its episodes to notice replaces it
+                        actors[i] = actor_cls.remote(spec_json, cases_ref)
+                        replaced.append(actor)
                 except RayError as e:
                     failures.append(f"attempt {attempt + 1}: Ray task failed: {e}"[:500])
                 finally:
@@ -346,3 +350,6 @@ class RayExecutor:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(a.close.remote(), timeout=10)
                 ray.kill(a)
+            for a in replaced:
+                with contextlib.suppress(Exception):
+                    ray.kill(a)

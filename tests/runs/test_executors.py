@@ -182,3 +182,56 @@ def test_quiet_progress_prints_a_line_per_tenth_with_errors_and_tokens():
     assert len(lines) == 10  # one per tenth of the 18 episodes this session
     assert lines[-1].startswith("[run] 20/20 episodes, 3 errors,") and "tok/s" in lines[-1]
     assert progress.total_errors == 3 and progress.tokens["m"] == 18 * 110
+
+
+def _episode_worker_pids() -> list[int]:
+    """PIDs of this machine's Ray actor processes playing episodes (Ray titles them
+    'ray::EpisodeWorker...')."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if b"ray::EpisodeWorker" in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ray_worker_killed_mid_run_loses_nothing(tmp_path, monkeypatch):
+    """kill -9 of a Ray worker while it plays episodes: its episodes are retried on a new
+    worker; every planned episode is stored once, none errored, the summary is the local one."""
+    import os
+    import signal
+
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    base = dict(agents=["scripted", "random"], cases=12, seed=4, kb_dir=SMALL_KB, concurrency=4)
+    local, _ = _run(RunSpec(**base, out=tmp_path / "local"))
+
+    spec = RunSpec(**base, executor="ray", ray_workers=2, out=tmp_path / "ray")
+    ctx = prepare(spec)
+    store = RunStore.open(spec, ctx.cases, ctx.kb.version)
+    killed: list[int] = []
+
+    def kill_one_worker(_episode) -> None:
+        if not killed:
+            pids = _episode_worker_pids()
+            assert pids, "no Ray EpisodeWorker process found to kill"
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    try:
+        asyncio.run(execute(ctx, store, kill_one_worker))
+    finally:
+        store.close()
+    summary = finalise(ctx, store)
+    episodes = list(store.iter_episodes())
+    ids = [e.episode_id for e in episodes]
+    assert killed and len(ids) == 24 and len(set(ids)) == 24
+    assert all(e.status == "completed" for e in episodes), "a worker death became an error"
+    assert json.dumps(local["agents"], sort_keys=True) == json.dumps(
+        summary["agents"], sort_keys=True
+    )
