@@ -32,6 +32,9 @@ from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore
 
 OnEpisode = Callable[[Episode], None]
+RAY_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch between a real cluster (node address, all interfaces) and one machine on
+loopback; a private Ray sets it to 0 (see RayExecutor._init)."""
 RAY_INSTALL = 'pip install "clinicgym[ray]"'
 RAY_OBJECT_STORE_BYTES = 128 * 1024**2
 """Object store of a private Ray: episodes travel back as small JSON strings, so 128 MiB is
@@ -271,6 +274,8 @@ class RayExecutor:
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         self.address = address
         self.workers = workers
+        self.gcs_address: str | None = None
+        """host:port of the cluster's GCS, once `run` has connected."""
 
     def _init(self, ray: Any) -> bool:
         """Connect to Ray; True if this call started it (and so must shut it down)."""
@@ -280,6 +285,13 @@ class RayExecutor:
             ray.init(address=self.address, log_to_driver=False)
             return True
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # On Linux Ray swaps 127.0.0.1 for the machine's address and listens on every
+        # interface, unless its single-machine switch is off: then the GCS, raylet and workers
+        # bind and talk on loopback only. The variable reaches the raylet and workers; the
+        # constant is what this process reads if it imported ray before the variable was set.
+        os.environ.setdefault(RAY_CLUSTER_SWITCH, "0")
+        with contextlib.suppress(AttributeError):
+            ray._private.ray_constants.ENABLE_RAY_CLUSTER = os.environ[RAY_CLUSTER_SWITCH] != "0"
         ray.init(
             _node_ip_address="127.0.0.1",
             include_dashboard=False,
@@ -293,6 +305,7 @@ class RayExecutor:
     ) -> int:
         ray = import_ray()
         started = self._init(ray)
+        self.gcs_address = ray.get_runtime_context().gcs_address
         try:
             return await self._run(ray, ctx, store, on_episode)
         finally:

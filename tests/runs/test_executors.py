@@ -202,7 +202,8 @@ def _episode_worker_pids() -> list[int]:
 @pytest.mark.slow
 def test_ray_worker_killed_mid_run_loses_nothing(tmp_path, monkeypatch):
     """kill -9 of a Ray worker while it plays episodes: its episodes are retried on a new
-    worker; every planned episode is stored once, none errored, the summary is the local one."""
+    worker; every planned episode is stored once, none errored, the summary is the local one.
+    The private Ray it runs on is bound to loopback."""
     import os
     import signal
 
@@ -217,6 +218,11 @@ def test_ray_worker_killed_mid_run_loses_nothing(tmp_path, monkeypatch):
     killed: list[int] = []
 
     def kill_one_worker(_episode) -> None:
+        import ray
+
+        # the private Ray lives on loopback: no address of the machine's network is used
+        assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+        assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
         if not killed:
             pids = _episode_worker_pids()
             assert pids, "no Ray EpisodeWorker process found to kill"
@@ -235,3 +241,47 @@ def test_ray_worker_killed_mid_run_loses_nothing(tmp_path, monkeypatch):
     assert json.dumps(local["agents"], sort_keys=True) == json.dumps(
         summary["agents"], sort_keys=True
     )
+
+
+CLUSTER = """
+import os
+import sys
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only (runs/executors.py)
+import ray
+ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2,
+         object_store_memory=128 * 1024**2, log_to_driver=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ray_address_joins_a_running_cluster_and_leaves_it_up(tmp_path, monkeypatch):
+    """--ray-address: the run joins a cluster another process keeps (its own on 127.0.0.1),
+    plays there, and leaves the cluster running when it disconnects."""
+    import subprocess
+    import sys
+
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    head = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        address = head.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:"), address
+        base = dict(agents=["scripted"], cases=4, seed=2, kb_dir=SMALL_KB, concurrency=2)
+        local, _ = _run(RunSpec(**base, out=tmp_path / "local"))
+        joined, store = _run(
+            RunSpec(**base, executor="ray", ray_address=address, out=tmp_path / "ray")
+        )
+        assert not ray.is_initialized()  # the run disconnected ...
+        assert head.poll() is None  # ... and the cluster it joined is still up
+        assert json.dumps(local["agents"], sort_keys=True) == json.dumps(
+            joined["agents"], sort_keys=True
+        )
+        assert len({e.episode_id for e in store.iter_episodes()}) == 4
+    finally:
+        head.stdin.close()
+        head.wait(timeout=60)
