@@ -278,8 +278,11 @@ def run(
     if progress.total_errors:
         err_console.print(
             f"[yellow]{progress.total_errors} episodes ended in infrastructure errors (after "
-            f"{spec.episode_retries} retries); they are excluded from the metrics.[/yellow]"
+            f"{spec.episode_retries} retries); they are excluded from the metrics.[/yellow] "
+            "Most common causes:"
         )
+        for cause, n in progress.causes.most_common(3):
+            err_console.print(f"  {n} x {cause}", markup=False, highlight=False)
 
 
 @app.command()

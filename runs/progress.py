@@ -3,7 +3,9 @@ and ETA; with `quiet`, plain milestone lines instead (CI logs), one per tenth of
 
 from __future__ import annotations
 
+import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +49,8 @@ class RunProgress:
             self.totals[p.agent] = self.totals.get(p.agent, 0) + 1
             self.done[p.agent] = self.done.get(p.agent, 0) + (p.episode_id in done_ids)
         self.errors = dict.fromkeys(self.totals, 0)
+        self.causes: Counter[str] = Counter()
+        """Why errored episodes failed (their last error, without attempt and case), by count."""
         self.tokens = dict.fromkeys(self.totals, 0.0)
         self.ran = 0
         self.quiet = quiet
@@ -95,6 +99,7 @@ class RunProgress:
         self.done[agent] += 1
         if episode.status == "error":
             self.errors[agent] += 1
+            self.causes[error_cause(episode)] += 1
         usage = episode_usage(episode)
         self.tokens[agent] += usage["prompt_tokens"] + usage["completion_tokens"]
         elapsed = time.monotonic() - self._start
@@ -122,3 +127,13 @@ class RunProgress:
             highlight=False,
             markup=False,
         )
+
+
+_ATTEMPT = re.compile(r"^attempt \d+ of \d+ failed: .*? on \S+?: (?:[\w.]+Error: )?")
+
+
+def error_cause(episode: Episode) -> str:
+    """An errored episode's last error without the attempt count, case id and exception
+    class path, so that one cause shared by many episodes is counted once."""
+    last = episode.errors[-1] if episode.errors else "no error message recorded"
+    return _ATTEMPT.sub("", last)[:300]

@@ -173,6 +173,12 @@ def test_quiet_progress_prints_a_line_per_tenth_with_errors_and_tokens():
                     agent_id="m",
                     seed=i,
                     status="error" if i % 6 == 0 else "completed",
+                    errors=[
+                        f"attempt {i % 4} of 3 failed: m on c{i}: "
+                        "clinicgym.agents.errors.BackendError: m: HTTP 500 from the server"
+                    ]
+                    if i % 6 == 0
+                    else [],
                     termination=TerminationReason.DIAGNOSED,
                     turns=1,
                     events=[Event(turn=1, actor="clinician", text="hi", meta=meta)],
@@ -182,6 +188,8 @@ def test_quiet_progress_prints_a_line_per_tenth_with_errors_and_tokens():
     assert len(lines) == 10  # one per tenth of the 18 episodes this session
     assert lines[-1].startswith("[run] 20/20 episodes, 3 errors,") and "tok/s" in lines[-1]
     assert progress.total_errors == 3 and progress.tokens["m"] == 18 * 110
+    # one cause, whatever the case and attempt: that is what the run prints at its end
+    assert progress.causes == {"m: HTTP 500 from the server": 3}
 
 
 def _episode_worker_pids() -> list[int]:
