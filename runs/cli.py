@@ -237,11 +237,18 @@ def run(
             help="Episodes in flight for one agent, repeatable: 'SPEC=N' (a rate-limited API)."
         ),
     ] = None,
+    stop_after_errors: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop an agent whose first N episodes all errored; its other episodes are "
+            "left for a resume (default 10; 0: never)."
+        ),
+    ] = None,
 ) -> None:
     """Run a benchmark: every agent plays every case; results go to the run directory."""
     from clinicgym.runs.config import spec_from_cli
     from clinicgym.runs.progress import RunProgress
-    from clinicgym.runs.runner import execute, finalise, prepare
+    from clinicgym.runs.runner import execute, finalise, prepare, unplayed
     from clinicgym.runs.store import RunStore
 
     try:
@@ -283,6 +290,14 @@ def run(
         )
         for cause, n in progress.causes.most_common(3):
             err_console.print(f"  {n} x {cause}", markup=False, highlight=False)
+    for agent, left in (unplayed(ctx.plan, store) if progress.total_errors else {}).items():
+        err_console.print(
+            f"[red]stopped {agent}:[/red] its first {spec.stop_after_errors} episodes all "
+            f"errored, so its other {left} were not played. Fix the cause above and run the "
+            "same command again: the unplayed episodes resume (the errored ones stay stored as "
+            "errors, outside the metrics).",
+            highlight=False,
+        )
 
 
 @app.command()

@@ -114,13 +114,26 @@ async def schedule(
     }
     slots = asyncio.Semaphore(ctx.spec.concurrency)
     count = 0
+    # an agent none of whose first `stop_after_errors` stored episodes completed is stopped:
+    # episodes already in flight finish, the rest stay unplayed for a resume
+    limit = ctx.spec.stop_after_errors
+    outcomes = {a: [0, 0] for a in ctx.spec.agents}  # stored this run: errored, completed
+    stopped: set[str] = set()
 
-    async def worker(todo: Iterator[PlannedEpisode]) -> None:
+    async def worker(agent: str, todo: Iterator[PlannedEpisode]) -> None:
         nonlocal count
         for planned in todo:
+            if agent in stopped:
+                return
             async with slots:
+                if agent in stopped:
+                    return
                 episode = await run_one(planned)
             count += 1
+            seen = outcomes[agent]
+            seen[episode.status != "error"] += 1
+            if limit and seen[1] == 0 and seen[0] >= limit:
+                stopped.add(agent)
             if on_episode is not None:
                 on_episode(episode)
 
@@ -130,7 +143,7 @@ async def schedule(
     }
     # created round-robin, so the first free slots go to every agent in turn
     workers = [
-        asyncio.ensure_future(worker(by_agent[a]))
+        asyncio.ensure_future(worker(a, by_agent[a]))
         for k in range(max(limits.values()))
         for a in ctx.spec.agents
         if k < limits[a]

@@ -96,6 +96,10 @@ class RunSpec(BaseModel):
     episode_retries: int = Field(default=2, ge=0, le=20)
     """Times an errored episode (agent, backend or env failure) is played again, same seed,
     before it is stored as errored; never counted as a model failure either way."""
+    stop_after_errors: int = Field(default=10, ge=0, le=1_000_000)
+    """Stop scheduling an agent whose first N stored episodes all errored (a wrong URL, a
+    server that is down): its remaining episodes are left unplayed, so the same command resumes
+    them once it is fixed. 0: never stop."""
     out: Path
 
     def agent_options(self) -> dict[str, object]:

@@ -99,6 +99,46 @@ def test_faulty_backend_run_completes_with_retries_then_errors_kept_apart(tmp_pa
     assert s_flaky["metrics"]["diagnostic_accuracy"]["n"] == 10 - errored
 
 
+def test_an_agent_whose_first_episodes_all_error_is_stopped_and_resumes_later(tmp_path):
+    from clinicgym.runs.runner import unplayed
+
+    healthy = faulty_script(0.0)
+    state = {"up": False}
+
+    def script(body, n):
+        return healthy(body, n) if state["up"] else Status(500)
+
+    with FakeOpenAIServer(script) as srv:
+        model = f"openai:m@{srv.url}#retries=0"
+        spec = RunSpec(
+            agents=[model, "scripted"],
+            cases=12,
+            seed=3,
+            max_turns=TURNS + 2,
+            concurrency=2,
+            episode_retries=0,
+            stop_after_errors=3,
+            kb_dir=SMALL_KB,
+            out=tmp_path / "run",
+        )
+        _, store = _run(spec)
+        first = list(store.iter_episodes())
+        down = [e for e in first if e.agent_id == model]
+        # stopped after 3 errored episodes (one more may have been in flight), others unplayed
+        assert 3 <= len(down) <= 4 and all(e.status == "error" for e in down)
+        assert sum(e.agent_id == "scripted" for e in first) == 12  # the other agent ran on
+        ctx = prepare(spec)
+        assert unplayed(ctx.plan, store) == {model: 12 - len(down)}
+
+        state["up"] = True  # the server is fixed: the same spec resumes the unplayed ones
+        summary, store = _run(spec)
+    episodes = list(store.iter_episodes())
+    ids = [e.episode_id for e in episodes]
+    assert len(ids) == 24 and len(set(ids)) == 24
+    assert summary["agents"][model]["errors"] == len(down)
+    assert summary["agents"][model]["completed"] == 12 - len(down)
+
+
 def test_agent_concurrency_caps_one_agent_within_the_global_limit(tmp_path):
     with FakeOpenAIServer(lambda body, n: Reply("DIAGNOSIS: Cystitis", delay=0.05)) as srv:
         spec = RunSpec(
