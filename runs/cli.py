@@ -237,6 +237,14 @@ def run(
             help="Episodes in flight for one agent, repeatable: 'SPEC=N' (a rate-limited API)."
         ),
     ] = None,
+    retry_errored: Annotated[
+        bool | None,
+        typer.Option(
+            "--retry-errored/--no-retry-errored",
+            help="On resume, play the stored errored episodes again (they are moved to "
+            "errored.jsonl first).",
+        ),
+    ] = None,
     stop_after_errors: Annotated[
         int | None,
         typer.Option(
@@ -266,6 +274,11 @@ def run(
             f"[yellow]recovered:[/yellow] cut a torn last line ({store.recovered_bytes} bytes) "
             f"from {store.episodes_path}"
         )
+    if store.set_aside:
+        console.print(
+            f"--retry-errored: {store.set_aside} errored episodes moved to "
+            f"{store.root / 'errored.jsonl'}; they are played again."
+        )
     if done_before:
         console.print(f"Resuming {out}: {done_before} of {total} episodes already stored.")
     with RunProgress(
@@ -294,8 +307,8 @@ def run(
         err_console.print(
             f"[red]stopped {agent}:[/red] its first {spec.stop_after_errors} episodes all "
             f"errored, so its other {left} were not played. Fix the cause above and run the "
-            "same command again: the unplayed episodes resume (the errored ones stay stored as "
-            "errors, outside the metrics).",
+            "same command again: the unplayed episodes resume (add --retry-errored to replay "
+            "the errored ones too).",
             highlight=False,
         )
 

@@ -100,6 +100,9 @@ class RunSpec(BaseModel):
     """Stop scheduling an agent whose first N stored episodes all errored (a wrong URL, a
     server that is down): its remaining episodes are left unplayed, so the same command resumes
     them once it is fixed. 0: never stop."""
+    retry_errored: bool = False
+    """On resume, set the stored errored episodes aside (to `errored.jsonl`, kept for the
+    record) so that they are played again; completed episodes are never replayed."""
     out: Path
 
     def agent_options(self) -> dict[str, object]:

@@ -53,6 +53,8 @@ class RunStore:
         self._fh: Any = None
         self.recovered_bytes = 0
         """Bytes of a torn last line cut off when the store was opened."""
+        self.set_aside = 0
+        """Errored episodes moved to errored.jsonl when opened with `retry_errored`."""
 
     # ---- opening ------------------------------------------------------------------------
 
@@ -74,6 +76,8 @@ class RunStore:
                     fh.write(c.model_dump_json() + "\n")
             write_json_atomic(store.manifest_path, store._manifest(spec, cases, kb_version))
         store._repair_tail()
+        if spec.retry_errored:
+            store.set_aside = store.set_aside_errored()
         return store
 
     def _manifest(self, spec: RunSpec, cases: list[Case], kb_version: str) -> dict[str, Any]:
@@ -195,6 +199,36 @@ class RunStore:
             self._fh.close()
             self._fh = None
 
+    def set_aside_errored(self) -> int:
+        """Move the errored episodes out of the log so a resume plays them again; returns how
+        many. They are appended to `errored.jsonl` (fsynced) before the log is replaced by its
+        completed lines (atomically), so a crash in between loses nothing; at worst
+        `errored.jsonl` lists an episode twice."""
+        if not self.episodes_path.exists():
+            return 0
+        self.close()
+        keep: list[str] = []
+        aside: list[str] = []
+        with open(self.episodes_path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n") or not line.strip():
+                    continue  # a torn tail: _repair_tail cuts it
+                errored = json.loads(line).get("status") == "error"
+                (aside if errored else keep).append(line)
+        if not aside:
+            return 0
+        with open(self.root / ERRORED_FILE, "a", encoding="utf-8") as fh:
+            fh.writelines(aside)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp = self.episodes_path.with_name(f".{self.episodes_path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.episodes_path)
+        return len(aside)
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json_atomic(self.summary_path, summary)
 
@@ -220,6 +254,8 @@ class RunStore:
         return [n for n, rec in sealed.items() if now.get(n, {}).get("sha256") != rec["sha256"]]
 
 
+ERRORED_FILE = "errored.jsonl"
+"""Errored episodes set aside by `--retry-errored` so a resume replays them (an audit trail)."""
 SEALED_FILES = ("cases.jsonl", "episodes.jsonl", "summary.json")
 """The files `seal` hashes: what was played, the transcripts, the claimed numbers."""
 

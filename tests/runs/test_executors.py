@@ -99,7 +99,7 @@ def test_faulty_backend_run_completes_with_retries_then_errors_kept_apart(tmp_pa
     assert s_flaky["metrics"]["diagnostic_accuracy"]["n"] == 10 - errored
 
 
-def test_an_agent_whose_first_episodes_all_error_is_stopped_and_resumes_later(tmp_path):
+def test_an_agent_whose_first_episodes_all_error_is_stopped_then_resumed_and_retried(tmp_path):
     from clinicgym.runs.runner import unplayed
 
     healthy = faulty_script(0.0)
@@ -132,11 +132,21 @@ def test_an_agent_whose_first_episodes_all_error_is_stopped_and_resumes_later(tm
 
         state["up"] = True  # the server is fixed: the same spec resumes the unplayed ones
         summary, store = _run(spec)
+        episodes = list(store.iter_episodes())
+        ids = [e.episode_id for e in episodes]
+        assert len(ids) == 24 and len(set(ids)) == 24
+        assert summary["agents"][model]["errors"] == len(down)
+        assert summary["agents"][model]["completed"] == 12 - len(down)
+
+        # --retry-errored: the errored ones are set aside (kept in errored.jsonl), played again
+        summary, store = _run(spec.model_copy(update={"retry_errored": True}))
+    assert store.set_aside == len(down)
+    aside = (tmp_path / "run" / "errored.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["episode_id"] for x in aside) == sorted(e.episode_id for e in down)
     episodes = list(store.iter_episodes())
-    ids = [e.episode_id for e in episodes]
-    assert len(ids) == 24 and len(set(ids)) == 24
-    assert summary["agents"][model]["errors"] == len(down)
-    assert summary["agents"][model]["completed"] == 12 - len(down)
+    assert len(episodes) == 24 and len({e.episode_id for e in episodes}) == 24
+    assert summary["agents"][model]["errors"] == 0
+    assert summary["agents"][model]["completed"] == 12
 
 
 def test_agent_concurrency_caps_one_agent_within_the_global_limit(tmp_path):
