@@ -15,6 +15,7 @@ from rich.table import Table
 from clinicgym import __version__
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs.cohort_cli import cohort_app
+from clinicgym.runs.console import err_console, fail
 from clinicgym.runs.play_cli import play
 from clinicgym.runs.policy_cli import (
     compliance,
@@ -24,6 +25,7 @@ from clinicgym.runs.policy_cli import (
 )
 from clinicgym.runs.report_cli import probe, report
 from clinicgym.runs.review_cli import feedback_app, review_app
+from clinicgym.scoring.stats import format_ci
 
 app = typer.Typer(
     help="clinicgym: benchmark a model that plays the clinician against grounded patients.",
@@ -37,7 +39,6 @@ app.add_typer(cases_app, name="cases")
 # piped or in CI, rich would wrap the results table at 80 columns and cut every header; a log
 # has room (COLUMNS still wins)
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
-err_console = Console(stderr=True)
 
 SUMMARY_COLUMNS = {
     "diagnostic_accuracy": "top-1",
@@ -45,15 +46,6 @@ SUMMARY_COLUMNS = {
     "inquiry_coverage": "coverage",
     "turns": "turns",
 }
-
-
-def _fmt_metric(m: dict[str, Any] | None, pct: bool) -> str:
-    if not m or m.get("mean") is None:
-        return "-"
-    lo, hi = m["ci95"]
-    if pct:
-        return f"{m['mean'] * 100:.0f}% [{lo * 100:.0f}-{hi * 100:.0f}]"
-    return f"{m['mean']:.1f} [{lo:.1f}-{hi:.1f}]"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -71,7 +63,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
     if usage:  # model agents: tokens in/out and, where priced, cost
         table.add_column("tokens in/out", justify="right")
     for agent, s in summary["agents"].items():
-        cells = [_fmt_metric(s["metrics"].get(n), pct=n != "turns") for n in SUMMARY_COLUMNS]
+        cells = [
+            format_ci(s["metrics"].get(n), pct=n != "turns", spec=".1f") for n in SUMMARY_COLUMNS
+        ]
         errors = str(s["errors"]) if not s["errors"] else f"[red]{s['errors']}[/red]"
         if usage:
             u = s.get("usage", {})
@@ -81,11 +75,6 @@ def summary_table(summary: dict[str, Any]) -> Table:
             )
         table.add_row(agent, str(s["episodes"]), errors, *cells)
     return table
-
-
-def _fail(e: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {e}", highlight=False)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -264,8 +253,7 @@ def run(
         ctx = prepare(spec)
         store = RunStore.open(spec, ctx.cases, ctx.kb.version)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     out = spec.out
     done_before = len(store.finished_ids())
     total = len(ctx.plan)
@@ -325,8 +313,7 @@ def summary(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -
         cases = {c.id: c for c in store.cases()}
         table = score_table(store.iter_episodes(), cases)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     prices = {k: tuple(v) for k, v in manifest["spec"].get("prices", {}).items()}
     console.print(
         summary_table(summarise(table, manifest["spec"]["agents"], store.root.name, prices))
@@ -345,8 +332,7 @@ def kb_validate(
     try:
         kb = load_kb(directory)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     console.print(
         f"OK: {len(kb.conditions)} conditions, {len(kb.findings)} findings, {len(kb.tests)} tests, "
         f"{len(kb.drugs)} drugs (version {kb.version})"
@@ -363,8 +349,7 @@ def kb_list(
     try:
         kb = load_kb(directory)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     table = Table(title=f"{len(kb.conditions)} conditions (KB {kb.version})")
     for col in ("id", "name", "ICD-10-CM", "settings", "age", "escalation"):
         table.add_column(col)
@@ -388,8 +373,7 @@ def cases_sample(
     try:
         sampled = CaseSampler(load_kb(directory)).sample_many(n, seed)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     for case in sampled:
         if as_json:
             print(case.model_dump_json())

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs.console import err_console, fail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,12 +29,6 @@ cohort_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(e: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {e}", highlight=False)
-    raise typer.Exit(2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,7 +298,7 @@ def generate_cmd(
     try:
         _generate(**locals())
     except ClinicGymError as e:
-        _fail(e)
+        fail(e)
 
 
 def _generate(**o: Any) -> None:
@@ -588,7 +583,7 @@ def report_cmd(
         console.print(table)
         console.print(f"wrote {jpath} and {hpath}; each cohort has its own report.html")
     except ClinicGymError as e:
-        _fail(e)
+        fail(e)
 
 
 def _cell(v: Any) -> str:
@@ -622,4 +617,4 @@ def export_cmd(
         )
         console.print(f"wrote {count} FHIR bundles to {out}/")
     except ClinicGymError as e:
-        _fail(e)
+        fail(e)

@@ -23,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs.console import err_console, fail
+from clinicgym.scoring.stats import format_ci
 
 if TYPE_CHECKING:
     from clinicgym.envs.episode import Episode
@@ -34,12 +36,6 @@ policy_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(e: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {e}", highlight=False)
-    raise typer.Exit(2)
 
 
 # ---- reading a run ------------------------------------------------------------------------------
@@ -199,12 +195,7 @@ def compliance_table(report: Any) -> Table:
     for sev in SEVERITIES[::-1]:
         table.add_column(sev, justify="right")
     for a in report.agents.values():
-        m = a.pass_rate
-        rate = (
-            "-"
-            if m.get("mean") is None
-            else f"{m['mean'] * 100:.0f}% [{m['ci95'][0] * 100:.0f}-{m['ci95'][1] * 100:.0f}]"
-        )
+        rate = format_ci(a.pass_rate, pct=True)
         table.add_row(
             a.agent,
             str(a.episodes),
@@ -258,8 +249,7 @@ def policy_show(
     try:
         p = load(ref)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     console.print(f"[bold]{p.ref}[/bold]: {p.title} ({p.jurisdiction}, effective {p.effective})")
     console.print(" ".join(p.summary.split()), highlight=False)
     if p.changes:
@@ -333,8 +323,7 @@ def policy_diff(
             _, vb = rescore_run(stored, [b.ref if b.path is None else str(b.path)])
             changed[str(run_dir)] = (len(va), verdict_changes(va, vb))
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     if as_json:
         out = d.model_dump()
         out["runs"] = {
@@ -441,8 +430,7 @@ def rescore(
         stored = load_run(run_dir)
         report, verdicts = rescore_run(stored, pack, judge=judge_from_spec(judge), quiet=quiet)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     from clinicgym.scoring.compliance import write_report
 
     paths = write_report(report, verdicts, out or run_dir / "compliance", _stem(pack))
@@ -496,8 +484,7 @@ def compliance(
             notes=notes,
         )
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     paths = write_report(report, verdicts, out or run_dir, "compliance")
     console.print(compliance_table(report))
     console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)

@@ -22,33 +22,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs.console import fail
+from clinicgym.scoring.stats import format_ci
 
 if TYPE_CHECKING:
     from clinicgym.runs.policy_cli import StoredRun
     from clinicgym.scoring.probes.suite import ProbeResults
 
 console = Console()
-err_console = Console(stderr=True)
 PROBES_FILE = "probes.json"
-
-
-def _fail(e: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {e}", highlight=False)
-    raise typer.Exit(2)
-
-
-def _pct(m: dict[str, Any] | None) -> str:
-    if not m or m.get("mean") is None:
-        return "-"
-    lo, hi = m["ci95"]
-    return f"{m['mean'] * 100:.0f}% [{lo * 100:.0f}-{hi * 100:.0f}]"
-
-
-def _num(m: dict[str, Any] | None) -> str:
-    if not m or m.get("mean") is None:
-        return "-"
-    lo, hi = m["ci95"]
-    return f"{m['mean']:.2f} [{lo:.2f}-{hi:.2f}]"
 
 
 # ---- probes ---------------------------------------------------------------------------------
@@ -153,9 +135,9 @@ def probe_tables(results: ProbeResults) -> list[Table]:
         first.add_row(
             agent,
             f"{at.get('ok', 0)}/{at.get('errors', 0)}" if at else "-",
-            _num(at.get("alignment")) if at else "-",
+            format_ci(at.get("alignment")) if at else "-",
             f"{se.get('ok', 0)}/{other}" if se else "-",
-            _pct(se.get("faithfulness")) if se else "-",
+            format_ci(se.get("faithfulness"), pct=True) if se else "-",
         )
         for attr, v in p.summary.get("counterfactual", {}).items():
             flips.add_row(
@@ -163,8 +145,8 @@ def probe_tables(results: ProbeResults) -> list[Table]:
                 attr,
                 str(v.get("pairs", 0)),
                 str(v.get("errors", 0)),
-                _pct(v.get("flip_rate")),
-                _num(v.get("risk_delta")),
+                format_ci(v.get("flip_rate"), pct=True),
+                format_ci(v.get("risk_delta")),
             )
     tables = [first] if any_first else []  # no empty table when only flips were probed
     return [*tables, flips] if flips.row_count else tables
@@ -222,8 +204,7 @@ def probe(
             quiet=quiet,
         )
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     for table in probe_tables(results):
         console.print(table)
     for name, p in results.agents.items():
@@ -320,9 +301,9 @@ def report_table(rep: Any) -> Table:
             str(s.get("episodes", 0)),
             (f"[red]{errors}[/red]" if s.get("errors") else errors)
             + f"/{s.get('judge_errors', 0)}",
-            _pct(m.get("diagnostic_accuracy")),
-            _num(m.get("risk_score")),
-            _num(s.get("calibration", {}).get("ece")),
+            format_ci(m.get("diagnostic_accuracy"), pct=True),
+            format_ci(m.get("risk_score")),
+            format_ci(s.get("calibration", {}).get("ece")),
         )
     return table
 
@@ -370,8 +351,7 @@ def report(
         rep = build_run_report(run, weights=weights)
         paths = write_report(rep, out or run_dir)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     console.print(report_table(rep))
     console.print(
         f"report: {', '.join(str(p) for p in paths.values())} "

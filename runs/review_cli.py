@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs.console import err_console, fail
 
 review_app = typer.Typer(
     help="Clinician review: a web app over run directories; annotations export and import.",
@@ -26,13 +27,7 @@ feedback_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-err_console = Console(stderr=True)
 DEFAULT_DB = "annotations.sqlite"
-
-
-def _fail(e: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {e}", highlight=False)
-    raise typer.Exit(2)
 
 
 def load_annotations(source: str) -> list[Any]:
@@ -94,8 +89,7 @@ def serve_cmd(
         store = AnnotationDB(db)
         server = build_server(run_dirs, store, settings)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     shown = f"[{host}]" if ":" in host else host
     url = f"{settings.scheme}://{shown}:{port}/"
     if settings.token:
@@ -147,8 +141,7 @@ def export_cmd(
             rows = current(rows)
         n = write_jsonl(rows, out)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     live = sum(1 for a in rows if not a.episode_hash)
     console.print(f"wrote {n} annotations to {out}", highlight=False, soft_wrap=True)
     if live:
@@ -175,8 +168,7 @@ def import_cmd(
         added, skipped = store.import_many(items)
         store.close()
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     console.print(
         f"imported {added} annotations into {db} ({skipped} already there)",
         highlight=False,
@@ -231,8 +223,7 @@ def apply_cmd(
             parent, fb, mix, out, add=add, seed=seed, overwrite=overwrite
         )
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     table = Table(title=f"feedback round {summary['round']}: {parent.id} -> {out.name}")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -277,8 +268,7 @@ def agreement_cmd(
         ratings = ratings_table(load_annotations(annotations))
         report = agreement_report(ratings, resamples=resamples)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     table = Table(title="clinicians vs automatic verdicts", caption=_caption(TRUST, TENTATIVE))
     for col in ("verdict", "items", "clinicians", "statistic", "value [95% CI]", "reading"):
         table.add_column(col, justify="right" if col == "items" else "left")

@@ -11,17 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs.console import err_console, fail
 
 runs_app = typer.Typer(help="Many run directories at once: list and compare.", no_args_is_help=True)
 suite_app = typer.Typer(help="Named, versioned case suites.", no_args_is_help=True)
 leaderboard_app = typer.Typer(help="Verify submissions; build the site.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(e: Exception, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {e}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -55,8 +50,7 @@ def runs_list(
         catalog = RunCatalog(roots or [Path("runs")])
         df = catalog.query(sql) if sql else catalog.runs()
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     if not sql:  # the path names a run (ids repeat across folders); versions fit in `sql`
         df = df.assign(run=[_rel(p) for p in df["path"]], episodes=df["stored"].astype(str))
         df["episodes"] = df["episodes"] + "/" + df["planned"].astype(str)
@@ -87,8 +81,7 @@ def runs_compare(
     try:
         diffs = compare(run_a, run_b, agents=agent or (), metrics=metric or ())
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     paired = diffs[0].paired if diffs else False
     table = Table(
         title=f"B - A ({'paired by case' if paired else 'independent samples'}); "
@@ -122,8 +115,7 @@ def suite_list() -> None:
     try:
         suites = load_suites()
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     table = Table(title=f"{len(suites)} suites")
     for col in ("suite", "cases", "turns", "packs", "hidden", "versions", "description"):
         table.add_column(col, overflow="fold")
@@ -160,8 +152,7 @@ def suite_freeze(
     try:
         v = freeze(name, registry=registry, seed=seed, kb=load_kb(kb) if kb else None)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     if v is None:
         console.print(f"{name}: the latest version still reproduces its recipe; nothing to do.")
     else:
@@ -183,8 +174,7 @@ def suite_export(
     try:
         out = export(ref, directory, kb=load_kb(kb) if kb else None)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     console.print(f"wrote {out}/cases.jsonl, suite.json, named_suite.json")
 
 
@@ -201,8 +191,7 @@ def suite_check(
     try:
         rows = check(load_kb(kb) if kb else None)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     for r in rows:
         colour = {"reproduces": "green", "skipped": "yellow"}.get(r["status"], "red")
         console.print(f"[{colour}]{r['status']:>10}[/{colour}] {r['suite']}", highlight=False)
@@ -227,8 +216,7 @@ def submit(
     try:
         path = pack(run_dir, out)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     console.print(
         f"wrote {path} ({path.stat().st_size} bytes); check it with "
         f"`clinicgym leaderboard verify {path}`"
@@ -249,8 +237,7 @@ def leaderboard_verify(
     try:
         v = verify(bundle, rescore=not no_rescore)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     if v.accepted:
         console.print(
             f"[green]accepted[/green] {bundle}: run {v.info['run_id']}, suite {v.info['suite']}, "
@@ -275,8 +262,7 @@ def leaderboard_build(
     try:
         site, verdicts = build(list(bundles), out)
     except ClinicGymError as e:
-        _fail(e)
-        return
+        fail(e)
     for v in verdicts:
         if not v.accepted:
             err_console.print(

@@ -25,7 +25,7 @@ from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase
 from clinicgym.policies.pack import SEVERITIES, PolicyPack
 from clinicgym.policies.rescore import EpisodeVerdict, live_verdicts
-from clinicgym.scoring.stats import mean_ci
+from clinicgym.scoring.stats import format_ci, mean_ci
 
 COMPLIANCE_FORMAT_VERSION = 1
 TEMPLATES = Path(__file__).parent / "templates"
@@ -207,16 +207,9 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["pct"] = _pct
+    env.filters["pct"] = lambda m: format_ci(m, pct=True)
     env.filters["md"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
     return env
-
-
-def _pct(m: dict[str, Any] | None) -> str:
-    if not m or m.get("mean") is None:
-        return "-"
-    lo, hi = m["ci95"]
-    return f"{m['mean'] * 100:.0f}% [{lo * 100:.0f}-{hi * 100:.0f}]"
 
 
 def render_markdown(report: ComplianceReport) -> str:

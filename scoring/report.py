@@ -34,6 +34,7 @@ from clinicgym.scoring.metrics import METRIC_GROUPS, METRICS, EpisodeScorer
 from clinicgym.scoring.probes.suite import ProbeResults
 from clinicgym.scoring.risk import RISK_COMPONENTS
 from clinicgym.scoring.safety import safety_findings
+from clinicgym.scoring.stats import format_ci
 
 REPORT_FORMAT_VERSION = 1
 TEMPLATES = Path(__file__).parent / "templates"
@@ -451,12 +452,7 @@ def plot_flips(r: Report) -> str | None:
 
 
 def _fmt(m: Any, pct: bool = False) -> str:
-    if not isinstance(m, dict) or m.get("mean") is None:
-        return "-"
-    mean, lo, hi = (round(float(v), 12) + 0.0 for v in (m["mean"], *m["ci95"]))
-    if pct:
-        return f"{mean * 100:.0f}% [{lo * 100:.0f}-{hi * 100:.0f}]"
-    return f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
+    return format_ci(m, pct=pct, spec=".3g", sep=", ")
 
 
 PCT = (

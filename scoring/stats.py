@@ -134,3 +134,15 @@ def gap_ci(
         "lowest": lo,
         "n": {k: int(a.size) for k, a in arrays.items()},
     }
+
+
+def format_ci(m: Any, *, pct: bool = False, spec: str = ".2f", sep: str = "-") -> str:
+    """A metric `{"mean", "ci95"}` as `mean [lo-hi]`, or "-" when it has no value; `pct`:
+    whole percents. The one formatter behind every table and report, so that they print an
+    interval alike (-0 and float noise are rounded away)."""
+    if not isinstance(m, dict) or m.get("mean") is None:
+        return "-"
+    mean, lo, hi = (round(float(v), 12) + 0.0 for v in (m["mean"], *m["ci95"]))
+    if pct:
+        return f"{mean * 100:.0f}% [{lo * 100:.0f}-{hi * 100:.0f}]"
+    return f"{mean:{spec}} [{lo:{spec}}{sep}{hi:{spec}}]"

@@ -90,3 +90,14 @@ def test_bootstrap_ci_of_any_statistic_is_seeded():
     a = bootstrap_ci(data, lambda xs: float(max(xs)))
     assert a == bootstrap_ci(data, lambda xs: float(max(xs))) and a["mean"] == 39
     assert bootstrap_ci([], lambda xs: 1.0)["mean"] is None
+
+
+def test_format_ci_prints_every_interval_alike():
+    from clinicgym.scoring.stats import format_ci
+
+    m = {"mean": 0.5, "ci95": [0.25, 0.75]}
+    assert format_ci(m, pct=True) == "50% [25-75]"
+    assert format_ci(m) == "0.50 [0.25-0.75]"
+    assert format_ci(m, spec=".3g", sep=", ") == "0.5 [0.25, 0.75]"
+    assert format_ci({"mean": -0.0, "ci95": [-1e-15, 0.1]}, spec=".1f") == "0.0 [0.0-0.1]"
+    assert format_ci(None) == format_ci({"mean": None, "ci95": [None, None]}) == "-"
