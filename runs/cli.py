@@ -245,7 +245,7 @@ def run(
     """Run a benchmark: every agent plays every case; results go to the run directory."""
     from clinicgym.runs.config import spec_from_cli
     from clinicgym.runs.progress import RunProgress
-    from clinicgym.runs.runner import execute, finalise, prepare, unplayed
+    from clinicgym.runs.runner import execute, finalise, prepare
     from clinicgym.runs.store import RunStore
 
     try:
@@ -255,7 +255,8 @@ def run(
     except ClinicGymError as e:
         fail(e)
     out = spec.out
-    done_before = len(store.finished_ids())
+    done = store.finished_ids()
+    done_before = len(done)
     total = len(ctx.plan)
     if store.recovered_bytes:
         err_console.print(
@@ -269,9 +270,7 @@ def run(
         )
     if done_before:
         console.print(f"Resuming {out}: {done_before} of {total} episodes already stored.")
-    with RunProgress(
-        ctx.plan, store.finished_ids(), console, quiet=quiet, log=err_console
-    ) as progress:
+    with RunProgress(ctx.plan, done, console, quiet=quiet, log=err_console) as progress:
         try:
             ran = asyncio.run(execute(ctx, store, progress.on_episode))
         finally:
@@ -291,7 +290,7 @@ def run(
         )
         for cause, n in progress.causes.most_common(3):
             err_console.print(f"  {n} x {cause}", markup=False, highlight=False)
-    for agent, left in (unplayed(ctx.plan, store) if progress.total_errors else {}).items():
+    for agent, left in progress.unplayed.items():
         err_console.print(
             f"[red]stopped {agent}:[/red] its first {spec.stop_after_errors} episodes all "
             f"errored, so its other {left} were not played. Fix the cause above and run the "

@@ -302,8 +302,6 @@ class RayExecutor:
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         self.address = address
         self.workers = workers
-        self.gcs_address: str | None = None
-        """host:port of the cluster's GCS, once `run` has connected."""
 
     def _init(self, ray: Any) -> bool:
         """Connect to Ray; True if this call started it (and so must shut it down)."""
@@ -333,7 +331,6 @@ class RayExecutor:
     ) -> int:
         ray = import_ray()
         started = self._init(ray)
-        self.gcs_address = ray.get_runtime_context().gcs_address
         try:
             return await self._run(ray, ctx, store, on_episode)
         finally:

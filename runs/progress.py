@@ -74,6 +74,12 @@ class RunProgress:
         self._tasks: dict[str, Any] = {}
 
     @property
+    def unplayed(self) -> dict[str, int]:
+        """Planned episodes not stored, by agent: what an agent stopped after its first
+        episodes all errored leaves for a resume (empty when the run played its plan)."""
+        return {a: t - self.done[a] for a, t in self.totals.items() if t > self.done[a]}
+
+    @property
     def total_errors(self) -> int:
         """Errored episodes stored during this session."""
         return sum(self.errors.values())

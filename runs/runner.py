@@ -271,17 +271,6 @@ async def execute(
     return await make_executor(ctx.spec).run(ctx, store, on_episode)
 
 
-def unplayed(plan: list[PlannedEpisode], store: RunStore) -> dict[str, int]:
-    """Planned episodes the store does not hold, by agent: what a run stopped early (an agent
-    whose episodes all errored) left for a resume."""
-    done = store.finished_ids()
-    left: dict[str, int] = {}
-    for p in plan:
-        if p.episode_id not in done:
-            left[p.agent] = left.get(p.agent, 0) + 1
-    return left
-
-
 def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
     """Write scores.parquet and summary.json from what the store holds; return the summary."""
     cases = {c.id: c for c in ctx.cases}

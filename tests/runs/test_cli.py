@@ -136,3 +136,18 @@ def test_killed_run_resumes_with_every_episode_exactly_once(tmp_path):
     assert len(ids) == 80 and len(set(ids)) == 80
     summary = json.loads((out / "summary.json").read_text())
     assert summary["agents"]["oracle"]["metrics"]["diagnostic_accuracy"]["mean"] == 1.0
+
+
+def test_a_dead_server_stops_its_agent_and_the_run_names_the_cause(tmp_path):
+    from tests.agents.fake_openai import FakeOpenAIServer, Status
+
+    with FakeOpenAIServer(lambda body, n: Status(500)) as srv:
+        args = ["run", "-a", f"openai:m@{srv.url}#retries=0", "-a", "scripted", "--cases", "6"]
+        args += ["--retries", "0", "--stop-after-errors", "2", "--concurrency", "1"]
+        args += ["--kb", SMALL_KB, "--out", str(tmp_path / "r"), "--quiet"]
+        result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert result.exit_code == 0, text
+    assert "2 episodes ended in infrastructure errors" in text
+    assert "2 x openai:m@" in text and "HTTP 500" in text  # one cause, counted twice
+    assert "stopped openai:m@" in text and "its other 4 were not played" in text
