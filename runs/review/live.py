@@ -82,7 +82,6 @@ class LiveRecorder:
                 "episode_id": self.episode_id,
                 "agent_id": self.agent_id,
                 "case_id": case.id,
-                "case_hash": case.content_hash(),
                 "started": time.time(),
             }
         )
