@@ -44,8 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SERVER = ROOT / "tests" / "agents" / "fake_openai.py"
+from openai_throughput import serve, server_stats, stop  # the fake server's process and stats
+
 TURNS = 5
 CASES = 100
 
@@ -244,24 +244,11 @@ def _result(eps: list[Any], cpu: float, sampler: Sampler) -> dict[str, Any]:
 # ---- parent: server, children, table ------------------------------------------------------
 
 
-def serve(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(SERVER), "--latency", str(latency), "--turns", str(TURNS)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
 def measure(
     runner: str, latency: float, episodes: int, concurrency: int, rewrite: bool
 ) -> dict[str, Any]:
     """One runner in a child process against a fresh server; adds the server's busy time."""
-    import httpx
-
-    proc, url = serve(latency)
+    proc, url = serve(latency, TURNS)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             args = [sys.executable, __file__, "--child", runner, "--url", url]
@@ -271,11 +258,9 @@ def measure(
             if child.returncode != 0:
                 raise SystemExit(f"{runner} runner failed:\n{child.stderr[-3000:]}")
             result = json.loads(child.stdout.strip().splitlines()[-1])
-        stats = httpx.get(url.removesuffix("/v1") + "/stats", timeout=5).json()
+        stats = server_stats(url)
     finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=10)
+        stop(proc)
     requests = stats["requests"]
     ideal = requests * latency / concurrency
     result.update(
