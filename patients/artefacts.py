@@ -26,7 +26,7 @@ import numpy as np
 from clinicgym.patients.case import Artefact, Case, Fact
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.pgx import SOURCE_PREFIX, PgxPanel, default_panel, pgx_facts
+from clinicgym.patients.pgx import SOURCE_PREFIX, PgxPanel, default_panel
 
 IMAGE_SIZE = 128
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
@@ -83,19 +83,6 @@ def build_artefacts(case: Case, kb: KnowledgeBase | None = None) -> list[Artefac
             )
         )
     return out
-
-
-def attach_artefacts(
-    case: Case, kb: KnowledgeBase | None, rng: np.random.Generator | None = None
-) -> Case:
-    """The sampler's last step: add background pharmacogenomic results (drawn from `rng`, after
-    every other draw, so earlier fields are unchanged) and build the case's artefacts."""
-    if rng is not None:
-        existing = {f.concept for f in case.facts}
-        extra = pgx_facts(default_panel(), rng, existing, start=len(case.facts))
-        case.facts.extend(Fact(**kw) for kw in extra)
-    case.artefacts = build_artefacts(case, kb)
-    return case
 
 
 def with_artefacts(case: Case, kb: KnowledgeBase | None = None) -> Case:

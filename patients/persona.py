@@ -1,7 +1,7 @@
 """Persona sampling: style, literacy, register, biases, adherence and disclosure, per case.
 
 The sampling weights and phrasebook live in `knowledge/personas.yaml` (validated on load). A
-persona is drawn with the case's generator, so the same seed gives the same persona, and it is
+persona is drawn from the case's own uniforms, so the same seed gives the same persona, and it is
 recorded in the case: beliefs, asides and which facts are volunteered or held back are part of
 the record the patient speaks from, so an LLM wording them is still grounded.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clinicgym.patients.case import Fact, Persona
+from clinicgym.patients.case import Persona
 from clinicgym.patients.errors import KBError
 from clinicgym.patients.kb import KNOWLEDGE_DIR, Condition, KnowledgeBase
+from clinicgym.patients.uniforms import Uniforms
 
 PERSONAS_FILE = KNOWLEDGE_DIR / "personas.yaml"
 
@@ -88,13 +88,23 @@ def default_persona_book() -> PersonaBook:
     return load_persona_book()
 
 
-def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    keys = list(weights)
-    w = np.array([weights[k] for k in keys], dtype=float)
-    return keys[int(rng.choice(len(keys), p=w / w.sum()))]
+class FactLike(Protocol):
+    """The fields of a Fact that persona sampling reads (a Fact, or a light view of one)."""
+
+    id: str
+    category: str
+    concept: str
+    salience: str
+    how_revealed: str
+    present: bool
 
 
-def is_sensitive(fact: Fact, book: PersonaBook) -> bool:
+def persona_draws(book: PersonaBook) -> int:
+    """The most uniforms one persona can take: five choices, one per bias, and seven more."""
+    return 12 + len(book.biases)
+
+
+def is_sensitive(fact: FactLike, book: PersonaBook) -> bool:
     """Facts many patients are slow to disclose: substance use, self-harm, sexual history."""
     key = f"{fact.concept} {fact.category}"
     return fact.category == "social" or any(m in key for m in book.sensitive_markers)
@@ -103,23 +113,25 @@ def is_sensitive(fact: Fact, book: PersonaBook) -> bool:
 def sample_persona(
     kb: KnowledgeBase,
     cond: Condition,
-    facts: list[Fact],
+    facts: list[FactLike],
     age: int,
     sex: str,
-    rng: np.random.Generator,
+    u: Uniforms,
     *,
     caregiver: bool,
     book: PersonaBook | None = None,
 ) -> Persona:
-    """Draw a persona for a case; disclosure choices refer to the case's own fact ids."""
+    """Draw a persona for a case; disclosure choices refer to the case's own fact ids.
+
+    `facts` may hold only the present, asked-about facts: the others never enter a choice."""
     book = book or default_persona_book()
-    style = _choice(rng, {k: v.weight for k, v in book.styles.items()})
+    style = u.choice({k: v.weight for k, v in book.styles.items()})
     spec = book.styles[style]  # type: ignore[index]
-    personality = spec.personalities[int(rng.integers(len(spec.personalities)))]
-    literacy = _choice(rng, book.health_literacy)
-    register = _choice(rng, book.language_register)
-    adherence = _choice(rng, book.adherence)
-    biases = [b for b, p in book.biases.items() if rng.random() < p]
+    personality = spec.personalities[u.below(len(spec.personalities))]
+    literacy = u.choice(book.health_literacy)
+    register = u.choice(book.language_register)
+    adherence = u.choice(book.adherence)
+    biases = [b for b, p in book.biases.items() if u.random() < p]
     belief = None
     decoys = [
         kb.conditions[d].name
@@ -129,18 +141,18 @@ def sample_persona(
     ]
     believed = None
     if "internet_self_diagnosis" in biases and decoys:
-        decoy = decoys[int(rng.integers(len(decoys)))]
+        decoy = decoys[u.below(len(decoys))]
         belief, believed = (
             f"I looked it up online and I think it might be {decoy.lower()}.",
             "internet_self_diagnosis",
         )
     elif "recency" in biases and decoys:
-        decoy = decoys[int(rng.integers(len(decoys)))]
-        relation = book.relations[int(rng.integers(len(book.relations)))]
+        decoy = decoys[u.below(len(decoys))]
+        relation = book.relations[u.below(len(book.relations))]
         belief = f"My {relation} had {decoy.lower()} recently, so I'm worried it's that."
         believed = "recency"
     elif "cultural_treatment_beliefs" in biases:
-        belief = book.treatment_beliefs[int(rng.integers(len(book.treatment_beliefs)))]
+        belief = book.treatment_beliefs[u.below(len(book.treatment_beliefs))]
         believed = "cultural_treatment_beliefs"
     # a belief-producing bias without its belief (no look-alike fits this patient) is dropped
     belief_biases = ("recency", "internet_self_diagnosis", "cultural_treatment_beliefs")
@@ -151,7 +163,7 @@ def sample_persona(
     volunteer: list[str] = []
     if style in ("verbose", "anxious") and history:
         order = sorted(history, key=lambda f: (f.salience != "must_ask", f.id))
-        volunteer = [f.id for f in order[: 1 + int(rng.integers(2))]]
+        volunteer = [f.id for f in order[: 1 + u.below(2)]]
     reluctant: list[str] = []
     present = [f for f in facts if f.present and f.how_revealed == "ask" and f.category != "phi"]
     present = [f for f in present if f.category != "chief_complaint" and f.id not in volunteer]
@@ -162,11 +174,13 @@ def sample_persona(
     if "distrust_of_clinicians" in biases:
         must = [f for f in present if f.salience == "must_ask" and f.id not in reluctant]
         if must:
-            reluctant.append(must[int(rng.integers(len(must)))].id)
+            reluctant.append(must[u.below(len(must))].id)
     asides: list[str] = []
     if style == "tangential":
-        picks = rng.choice(len(book.asides), size=2, replace=False)
-        asides = [book.asides[int(i)] for i in picks]
+        first = u.below(len(book.asides))
+        second = u.below(len(book.asides) - 1)
+        second += second >= first  # two different asides
+        asides = [book.asides[first], book.asides[second]]
     return Persona(
         style=style,  # type: ignore[arg-type]
         personality=personality,

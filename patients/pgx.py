@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clinicgym.patients.errors import KBError
 from clinicgym.patients.kb import KNOWLEDGE_DIR, SCHEMA_VERSION
+from clinicgym.patients.uniforms import Uniforms
 
 PANEL_FILE = KNOWLEDGE_DIR / "pharmacogenomics.yaml"
 SOURCE_PREFIX = "pgx:"
@@ -149,7 +150,9 @@ def default_panel() -> PgxPanel:
     return load_panel()
 
 
-def draw(panel: PgxPanel, rng: np.random.Generator) -> list[tuple[PgxGene, PgxResult | None]]:
+def draw(
+    panel: PgxPanel, rng: np.random.Generator | Uniforms
+) -> list[tuple[PgxGene, PgxResult | None]]:
     """One result per gene (None: the normal result), one uniform draw per gene in panel order."""
     out: list[tuple[PgxGene, PgxResult | None]] = []
     for g in panel.genes:
@@ -173,12 +176,19 @@ def result_text(gene: PgxGene, result: PgxResult | None) -> str:
 
 
 def pgx_facts(
-    panel: PgxPanel, rng: np.random.Generator, existing: set[str], start: int
+    panel: PgxPanel, rng: np.random.Generator | Uniforms, existing: set[str], start: int
 ) -> list[dict[str, Any]]:
     """Fact fields for one patient's panel (ids from `start`); genes already in the case
     (`existing` concepts, e.g. from a condition's genetics) are left alone."""
+    return pgx_fact_rows(draw(panel, rng), existing, start)
+
+
+def pgx_fact_rows(
+    results: list[tuple[PgxGene, PgxResult | None]], existing: set[str], start: int
+) -> list[dict[str, Any]]:
+    """Fact fields for results already drawn (`draw`), numbered from `start`."""
     out: list[dict[str, Any]] = []
-    for gene, result in draw(panel, rng):
+    for gene, result in results:
         concept = f"gene.{gene.gene}"
         if concept in existing:
             continue

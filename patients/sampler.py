@@ -8,35 +8,23 @@ persona, lineage). Same (seed, index): the same case, whatever else was sampled 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from faker import Faker
 from pydantic import BaseModel, ConfigDict
 
-from clinicgym import __version__
-from clinicgym.patients.artefacts import attach_artefacts
-from clinicgym.patients.case import (
-    PHI,
-    Case,
-    Diagnosis,
-    Fact,
-    Lineage,
-    RequiredAction,
-)
+from clinicgym.patients.case import Case, Lineage
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import (
     AGE_BANDS,
-    CHILD_AGE,
     Condition,
     KnowledgeBase,
     age_band,
     default_kb,
     name_pattern,
 )
-from clinicgym.patients.persona import sample_persona
+from clinicgym.patients.realise import Records, realise, realise_draws
 
 ETHNICITIES = {
     "White": 0.58,
@@ -47,8 +35,6 @@ ETHNICITIES = {
 }
 """US Census 2020 shares (rounded); demographic only, it never changes a fact."""
 POPULATION_AGE_BANDS = {"0-4": 0.06, "5-17": 0.16, "18-39": 0.30, "40-64": 0.31, "65+": 0.17}
-ENCOUNTER_YEAR = 2025
-"""Encounter dates fall in this year, so ages and dates of birth never depend on today's date."""
 Weighting = Literal["balanced", "population"]
 
 
@@ -105,7 +91,6 @@ class CaseSampler:
         if not pool:
             raise CaseError(f"no KB condition matches settings={settings} conditions={conditions}")
         self.pool = sorted(pool, key=lambda c: c.id)
-        self._faker = Faker("en_US")
 
     # ---- step 1: what is true -------------------------------------------------------------
 
@@ -240,218 +225,12 @@ class CaseSampler:
         rng: np.random.Generator,
         lineage: Lineage | None = None,
     ) -> Case:
-        """Turn a record into a Case: worded facts, synthetic PHI, persona and lineage."""
-        kb = self.kb
-        cond = kb.conditions.get(record.condition_id)
-        if cond is None:
-            raise CaseError(f"{case_id}: unknown condition id '{record.condition_id}'")
-        child = record.age < CHILD_AGE
-        slots = _pronouns(record.sex)
-        links = {link.id: link for link in cond.findings}
-        facts: list[Fact] = []
-
-        def add(**kw: object) -> None:
-            # validated, not model_construct: pydantic-core's validator is the faster of the two
-            # (1.9 vs 4.7 us per Fact), and a bad value fails here, not in a later episode
-            facts.append(Fact.model_validate({"id": f"f{len(facts):02d}", **kw}))
-
-        for fid, present in record.findings.items():
-            fd = kb.findings.get(fid)
-            if fd is None:
-                raise CaseError(f"{case_id}: unknown finding id '{fid}' in record")
-            link = links.get(fid)
-            salience = link.salience if link else ("should_ask" if not present else "incidental")
-            if fd.category == "exam":
-                text = fd.text if present else f"No {fd.name}."
-                how = "examine"
-            else:
-                wording = fd.text_child if child and fd.text_child else fd.text
-                text = wording.format(**slots) if present else f"No {fd.name}."
-                how = "ask"
-            add(
-                category="chief_complaint" if fid == record.chief_complaint else fd.category,
-                concept=fid,
-                text=text,
-                present=present,
-                abnormal=present and fd.category == "exam",
-                salience="must_ask" if fid == record.chief_complaint else salience,
-                how_revealed=how,
-                system=fd.system,
-                source=f"kb:findings.{fid}",
-            )
-        band = age_band(record.age)
-        for vid, value in record.vitals.items():
-            v = kb.vitals[vid]
-            lo, hi = v.normal[band]  # type: ignore[index]
-            add(
-                category="vital",
-                concept=vid,
-                text=f"{v.name.capitalize()} {_fmt(value, v.decimals)} {v.unit}",
-                value=value,
-                unit=v.unit,
-                abnormal=not lo <= value <= hi,
-                salience="should_ask" if vid in cond.vitals else "incidental",
-                how_revealed="examine",
-                source=f"kb:vitals.{vid}",
-            )
-        abnormal_tests = {t.id for t in cond.tests}
-        for tid, out in record.tests.items():
-            t = kb.tests[tid]
-            if t.normal is not None and out.value is not None:
-                flag = ""
-                if out.value > t.normal[1]:
-                    flag = " HIGH"
-                elif out.value < t.normal[0]:
-                    flag = " LOW"
-                unit = f" {t.unit}" if t.unit else ""
-                text = (
-                    f"{t.name}: {_fmt(out.value, t.decimals)}{unit} (reference "
-                    f"{_fmt(t.normal[0], t.decimals)}-{_fmt(t.normal[1], t.decimals)}){flag}"
-                )
-            else:
-                text = f"{t.name}: {out.text}"
-            add(
-                category="imaging" if t.kind == "imaging" else "lab",
-                concept=tid,
-                text=text,
-                value=out.value,
-                unit=t.unit,
-                abnormal=out.abnormal,
-                salience="should_ask" if tid in abnormal_tests else "incidental",
-                how_revealed="order",
-                source=f"kb:tests.{tid}",
-            )
-        comorbid = {c.id: c for c in kb.background.comorbidities}
-        meds: list[str] = []
-        for cid in record.comorbidities:
-            cm = comorbid[cid]
-            text = "{She} has {name}.".format(name=cm.name, **slots) if child else cm.text
-            add(
-                category="pmh",
-                concept=cid,
-                text=text,
-                salience="should_ask",
-                source=f"kb:background.{cid}",
-            )
-            meds.extend(m for m in cm.medications if m not in meds)
-        if not record.comorbidities:
-            add(
-                category="pmh",
-                concept="pmh.none",
-                text="No long-term conditions.",
-                present=False,
-                salience="should_ask",
-            )
-        for m in meds:
-            d = kb.drugs[m]
-            dose = f", {d.typical_dose}" if d.typical_dose else ""
-            who = "{She} takes".format(**slots) if child else "I take"
-            add(
-                category="medication",
-                concept=m,
-                text=f"{who} {d.name}{dose}.",
-                salience="should_ask",
-                source=f"kb:drugs.{m}",
-            )
-        if not meds:
-            add(
-                category="medication",
-                concept="medication.none",
-                text="No regular medicines.",
-                present=False,
-                salience="should_ask",
-            )
-        reactions = {a.group: a.reaction for a in kb.background.allergies}
-        for group in record.allergies:
-            text = (
-                "{She}'s allergic to {group}.".format(group=group, **slots)
-                if child
-                else f"I'm allergic to {group}. {reactions.get(group, '')}".strip()
-            )
-            add(
-                category="allergy",
-                concept=f"allergy.{group}",
-                text=text,
-                value=group,
-                salience="must_ask",
-                source=f"kb:background.allergies.{group}",
-            )
-        if not record.allergies:
-            add(
-                category="allergy",
-                concept="allergy.none",
-                text="No known drug allergies.",
-                present=False,
-                salience="must_ask",
-            )
-        for g in cond.genetics:
-            add(
-                category="genomics",
-                concept=f"gene.{g.gene}",
-                text=f"{g.gene} {g.variant}, {g.zygosity.replace('_', ' ')}",
-                modality="variants",
-                abnormal=True,
-                salience="should_ask",
-                how_revealed="order",
-                source=f"kb:conditions.{cond.id}.genetics",
-            )
-        phi = self._phi(record, rng)
-        for key in ("name", "date_of_birth", "address", "phone"):
-            add(category="phi", concept=f"phi.{key}", text=getattr(phi, key), source="faker")
-        persona = sample_persona(kb, cond, facts, record.age, record.sex, rng, caregiver=child)
-        required = []
-        if cond.escalation is not None:
-            e = cond.escalation
-            required.append(
-                RequiredAction(
-                    action="refer",
-                    to=e.to,
-                    level=e.level,
-                    within_turns=e.within_turns,
-                    source=f"kb:conditions.{cond.id}.escalation",
-                )
-            )
-        case = Case(
-            id=case_id,
-            age=record.age,
-            sex=record.sex,
-            setting=cond.settings[0],
-            facts=facts,
-            diagnosis=_diagnosis(cond),
-            differential=[_diagnosis(kb.conditions[d]) for d in cond.differential],
-            required_actions=required,
-            persona=persona,
-            closed_world=True,
-            phi=phi,
-            lineage=lineage
-            or Lineage(
-                source="kb-sampler",
-                generator_version=__version__,
-                kb_version=kb.version,
-                seed=seed,
-            ),
-            extra={"ethnicity": record.ethnicity, "insurance": record.insurance},
-        )
-        return attach_artefacts(case, kb, rng)  # background PGx results, then artefacts
-
-    def _phi(self, record: PatientRecord, rng: np.random.Generator) -> PHI:
-        fake = self._faker
-        fake.seed_instance(int(rng.integers(2**31)))
-        encounter = dt.date(ENCOUNTER_YEAR, 1, 1) + dt.timedelta(days=int(rng.integers(365)))
-        days_since_birthday = int(rng.integers(365))
-        dob = encounter.replace(year=encounter.year - record.age) - dt.timedelta(
-            days=days_since_birthday
-        )
-        name = fake.name_female() if record.sex == "female" else fake.name_male()
-        return PHI(
-            name=name,
-            date_of_birth=dob.isoformat(),
-            mrn=fake.bothify("MRN-########"),
-            address=fake.address().replace("\n", ", "),
-            phone=fake.numerify("555-###-####"),
-            email=f"{name.split()[0].lower()}.{fake.bothify('????##').lower()}@example.com",
-            insurance_id=fake.bothify("INS-??-######").upper(),
-        )
+        """Turn a record into a Case (patients/realise.py): worded facts, synthetic PHI,
+        persona and pharmacogenomic results drawn from `rng`, lineage."""
+        records = Records.from_records(self.kb, [record])
+        draws = rng.random((1, realise_draws()))
+        table = realise(records, [case_id], draws, lineage and (lambda _: lineage), seed=seed)
+        return table[0]
 
     # ---- the whole thing ------------------------------------------------------------------
 
@@ -468,22 +247,12 @@ class CaseSampler:
         return [self.sample(seed, i, prefix=prefix) for i in range(n)]
 
 
-def _diagnosis(cond: Condition) -> Diagnosis:
-    return Diagnosis(
-        code=cond.icd10, name=cond.name, synonyms=list(cond.synonyms), condition_id=cond.id
-    )
-
-
 def _uniform(
     rng: np.random.Generator, bounds: tuple[float, float], decimals: int, shrink: float = 0.0
 ) -> float:
     lo, hi = bounds
     pad = (hi - lo) * shrink
     return round(float(rng.uniform(lo + pad, hi - pad)), decimals)
-
-
-def _fmt(value: float, decimals: int) -> str:
-    return f"{value:.{decimals}f}"
 
 
 def _norm(weights: object) -> np.ndarray:
@@ -499,9 +268,3 @@ def _insurance(age: int, rng: np.random.Generator) -> str:
     else:
         options, p = ["Private", "Medicaid", "Uninsured"], [0.66, 0.22, 0.12]
     return str(rng.choice(options, p=p))
-
-
-def _pronouns(sex: str) -> dict[str, str]:
-    if sex == "female":
-        return {"She": "She", "she": "she", "her": "her", "Her": "Her", "him": "her"}
-    return {"She": "He", "she": "he", "her": "his", "Her": "His", "him": "him"}

@@ -38,7 +38,8 @@ from clinicgym.patients.importers.codes import (
 )
 from clinicgym.patients.importers.completion import ImportedRow, normalise_sex, resolve_condition
 from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.sampler import ENCOUNTER_YEAR, PatientRecord
+from clinicgym.patients.phi import ENCOUNTER_YEAR
+from clinicgym.patients.sampler import PatientRecord
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"

@@ -28,9 +28,11 @@ def make_case(
     genes: dict[str, str] | None = None,
     required: list[RequiredAction] | None = None,
 ) -> Case:
-    """A community-acquired pneumonia case with the given history added."""
+    """A community-acquired pneumonia case with the given history (and genomic results) only:
+    the sampled case's own history and pharmacogenomic panel are removed."""
     case = CaseSampler(kb, conditions=["community_acquired_pneumonia"]).sample(3, 0)
-    facts = [f for f in case.facts if f.category not in ("allergy", "medication", "pmh")]
+    drop = ("allergy", "medication", "pmh", "genomics")
+    facts = [f for f in case.facts if f.category not in drop]
 
     def add(**kw: Any) -> None:
         facts.append(Fact(id=f"t{len(facts):02d}", **kw))
