@@ -55,8 +55,10 @@ def test_metadata_is_declared_and_valid(schema):
 def test_records_round_trip_through_rows(schema, records, table):
     assert list(table.columns) == [ID_COLUMN, *schema.columns]
     filled = Counter()
+    decoded = schema.decode(table, seed=0, filled=filled)
+    assert len(decoded) == len(records)
     for i, rec in enumerate(records):
-        back = schema.record(table.iloc[i].to_dict(), np.random.default_rng(0), filled)
+        back = decoded.record(i)
         a, b = rec.model_dump(), back.model_dump()
         cond = schema.kb.conditions[rec.condition_id]
         for tid in list(a["tests"]):
