@@ -116,6 +116,7 @@ class OracleAgent:
         opening = {f.id for f in case.facts if f.category == "chief_complaint"}
         plan: list[Any] = []
         seen: set[str] = set()
+        reluctant = set(case.persona.reluctant)
         for f in case.facts:
             if f.salience != "must_ask" or f.id in opening:
                 continue
@@ -133,6 +134,8 @@ class OracleAgent:
                     f.category, f"Tell me about {f.text}"
                 )
                 plan.append(Ask(question=question))
+                if f.id in reluctant:  # a patient holding it back answers when asked again
+                    plan.append(Ask(question=question))
         self.known, self.asked, self.handled = set(), set(), set()
         self.referred, self.last, self.forced = "", None, set()
         for key in ("medication", "pmh", "allergy"):  # before any prescription
