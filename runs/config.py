@@ -7,7 +7,7 @@ resolved spec is what the run directory's manifest.json records.
 
     # run.toml
     agents = ["scripted", "openai:qwen@http://127.0.0.1:8000/v1"]
-    suite = "emergency@1"
+    suite = "emergency@2"
     concurrency = 64
     agent_concurrency = { "openai:qwen@http://127.0.0.1:8000/v1" = 32 }
     executor = "local"

@@ -184,7 +184,8 @@ def suite_check(
         Path | None, typer.Option(help="KB directory (default: the bundled one).")
     ] = None,
 ) -> None:
-    """Does every frozen version still generate the cases it was frozen with? (exit 1 if not)"""
+    """Does every frozen version still generate the cases it was frozen with? (exit 1 if one
+    does not and is not marked superseded)"""
     from clinicgym.patients.kb import load_kb
     from clinicgym.runs.suite import check
 
@@ -193,9 +194,11 @@ def suite_check(
     except ClinicGymError as e:
         fail(e)
     for r in rows:
-        colour = {"reproduces": "green", "skipped": "yellow"}.get(r["status"], "red")
+        colour = {"reproduces": "green", "skipped": "yellow", "superseded": "yellow"}.get(
+            r["status"], "red"
+        )
         console.print(f"[{colour}]{r['status']:>10}[/{colour}] {r['suite']}", highlight=False)
-        if r["status"] == "changed":
+        if r["status"] in ("changed", "superseded"):
             console.print(f"           {r['detail']}", highlight=False)
     if any(r["status"] == "changed" for r in rows):
         raise typer.Exit(1)

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clinicgym import __version__
 from clinicgym.patients.case import Case
+from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import KnowledgeBase, default_kb
 from clinicgym.patients.sampler import CaseSampler
 from clinicgym.runs.errors import SuiteError
@@ -92,6 +93,9 @@ class SuiteVersion(BaseModel):
     kb_version: str
     clinicgym: str
     frozen: str
+    superseded: str | None = None
+    """Why this version no longer reproduces and which replaces it (set by the maintainer
+    when a change to case generation moves it on); `suite check` reports it, not a failure."""
 
 
 class SuiteDef(BaseModel):
@@ -202,7 +206,7 @@ def write_registry(path: Path, registry: SuiteRegistry) -> None:
     data = registry.model_dump(mode="json", exclude_defaults=False)
     for suite in data["suites"].values():
         for v in suite["versions"]:
-            for k in ("seed", "seed_sha256"):
+            for k in ("seed", "seed_sha256", "superseded"):
                 if v[k] is None:
                     del v[k]
     text = (
@@ -303,13 +307,14 @@ def version_cases(name: str, suite: SuiteDef, v: SuiteVersion, kb: KnowledgeBase
     cases = generate(name, v.version, v.recipe, _version_seed(name, suite, v), kb, suite.hidden)
     got = cases_sha256(cases)
     if got != v.cases_sha256:
+        why = f" Superseded: {v.superseded}." if v.superseded else ""
         raise SuiteError(
             f"suite '{name}@{v.version}' is frozen at cases_sha256 {v.cases_sha256[:16]}..., but "
             f"this install generates {got[:16]}... (KB {kb.version}; the version was frozen with "
             f"KB {v.kb_version}, clinicgym {v.clinicgym}): its cases changed, so it cannot be "
-            f"run from here. Play an exported copy (`clinicgym suite export {name}@{v.version} "
-            f"DIR` where it reproduces, then `--suite DIR`), or freeze a new version with "
-            f"`clinicgym suite freeze {name}`."
+            f"run from here.{why} Play an exported copy (`clinicgym suite export "
+            f"{name}@{v.version} DIR` where it reproduces, then `--suite DIR`), or freeze a new "
+            f"version with `clinicgym suite freeze {name}`."
         )
     return cases
 
@@ -551,10 +556,16 @@ def check(kb: KnowledgeBase | None = None) -> list[dict[str, Any]]:
             try:
                 version_cases(name, suite, v, kb)
                 row["status"] = "reproduces"
+            except CaseError as e:  # the recipe asks for what this KB does not have
+                row["status"], row["detail"] = "changed", f"{name}@{v.version}: {e}"
             except SuiteError as e:
                 row["status"] = (
-                    "skipped" if HIDDEN_SEED_ENV in str(e) and "not set" in str(e) else "changed"
+                    "skipped"
+                    if HIDDEN_SEED_ENV in str(e) and "not set" in str(e)
+                    else "superseded"
+                    if v.superseded
+                    else "changed"
                 )
-                row["detail"] = str(e)
+                row["detail"] = v.superseded or str(e)
             rows.append(row)
     return rows

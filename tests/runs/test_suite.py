@@ -51,9 +51,13 @@ def test_bundled_suites_are_valid_and_reproduce():
         for v in reg.suites[name].versions:
             assert all("@" in p for p in v.recipe.policy_packs)  # pinned pack versions
     rows = check()
-    assert rows and all(r["status"] == "reproduces" for r in rows if not r["hidden"]), [
+    public = [r for r in rows if not r["hidden"]]
+    assert public and all(r["status"] in ("reproduces", "superseded") for r in public), [
         r.get("detail") for r in rows if r["status"] == "changed"
     ]
+    for name in names:  # the latest version of every suite runs here
+        latest = f"{name}@{reg.suites[name].versions[-1].version}"
+        assert {r["suite"]: r["status"] for r in public}[latest] == "reproduces"
 
 
 def test_freeze_is_frozen_by_the_hash_and_refuses_changed_cases(registry, small_kb):
@@ -75,6 +79,15 @@ def test_freeze_is_frozen_by_the_hash_and_refuses_changed_cases(registry, small_
     registry.write_text(yaml.safe_dump(raw))
     with pytest.raises(SuiteError, match=r"tiny@1' is frozen at cases_sha256 0000.*cases changed"):
         version_cases(*lookup("tiny@1"), small_kb)
+    assert {r["suite"]: r["status"] for r in check(small_kb)}["tiny@1"] == "changed"
+    raw["suites"]["tiny"]["versions"][0]["superseded"] = "replaced by tiny@2"
+    registry.write_text(yaml.safe_dump(raw))
+    with pytest.raises(
+        SuiteError, match=r"cannot be run from here. Superseded: replaced by tiny@2"
+    ):
+        version_cases(*lookup("tiny@1"), small_kb)
+    row = next(r for r in check(small_kb) if r["suite"] == "tiny@1")
+    assert row["status"] == "superseded" and row["detail"] == "replaced by tiny@2"
 
 
 def test_hidden_suite_keeps_only_a_commitment(registry, small_kb, monkeypatch):
