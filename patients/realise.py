@@ -8,8 +8,8 @@ record with the same content and draws become the same Case.
 Records are held column by column (`Records`): a cohort decodes straight into arrays, and
 realising it (`realise`) draws each case's PHI, persona and PGx results from that case's own row
 of uniforms. Worded facts, pydantic validation and artefacts are built when a case is read from
-the `CaseTable` (about 2 ms a case): an episode pays for its own case, and a 10,000-row cohort is
-ready in about the time SDV takes to sample it (bench/cohort.py).
+the `CaseTable` (about 1.3 ms a case): an episode pays for its own case, and a 10,000-row cohort is
+ready in less time than SDV takes to sample it (bench/cohort.py).
 """
 
 from __future__ import annotations
