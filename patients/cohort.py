@@ -349,11 +349,13 @@ class CohortSchema:
         10,000-row cohort decodes in a fraction of SDV's sampling time). Applicable cells the
         synthesizer left empty are drawn from the KB, as the case sampler would, from row
         `start + i`'s own uniforms for `seed`, and counted in `filled` (finding, vital, test)."""
+        if df["condition_id"].isna().any():
+            raise CohortError("decode: rows without a condition_id")
         kb = self.kb
         filled = filled if filled is not None else Counter()
         n, fs, ts = len(df), self.finding_slots, self.test_slots
         vitals, tests = list(kb.vitals.values()), list(kb.tests.values())
-        num_ids, num_lo, num_width, num_dec = self._normal_ranges
+        num_ids, num_lo, num_width, _ = self._normal_ranges
         u = uniform_rows(seed, 0, start, n, fs + len(vitals) + 2 * ts + len(num_ids))
         u_vital, u_ab, u_val = fs, fs + len(vitals), fs + len(vitals) + ts
         u_normal = fs + len(vitals) + 2 * ts
@@ -385,8 +387,6 @@ class CohortSchema:
             normal = np.array([v.normal[b] for b in AGE_BANDS])  # type: ignore[index]
             lo[:, j], hi[:, j] = normal[bands, 0], normal[bands, 1]
 
-        if df["condition_id"].isna().any():
-            raise CohortError("decode: rows without a condition_id")
         present = np.zeros((n, self._widest_layout), dtype=bool)
         layout = np.zeros(n, dtype=np.int32)
         layouts: list[Layout] = []
@@ -702,10 +702,6 @@ def _missing(v: Any) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
-def _true(v: Any) -> bool:
-    return not _missing(v) and bool(v)
-
-
 def _index_of(links: Sequence[Any], fid: str) -> int:
     for k, link in enumerate(links):
         if link.id == fid:
@@ -717,14 +713,6 @@ def _test_spec(cond: Condition | None, k: int) -> Any:
     if cond is None or k >= len(cond.tests):
         return None
     return cond.tests[k]
-
-
-def _uniform(
-    rng: np.random.Generator, bounds: tuple[float, float], decimals: int, shrink: float
-) -> float:
-    lo, hi = bounds
-    pad = (hi - lo) * shrink
-    return round(float(rng.uniform(lo + pad, hi - pad)), decimals)
 
 
 def _vital_bounds(kb: KnowledgeBase, vid: str) -> VitalBounds:
@@ -891,8 +879,7 @@ class Cohort:
     ) -> Iterator[tuple[int, str, PatientRecord]]:
         """(index, patient id, record) for the first `n` rows."""
         records = self.decoded(n, filled)
-        ids = self.table[ID_COLUMN].head(len(records)).astype(str).tolist()
-        for i, pid in enumerate(ids):
+        for i, pid in enumerate(self._patient_ids(len(records))):
             yield i, pid, records.record(i)
 
     def case_table(self, n: int | None = None, filled: Counter | None = None) -> CaseTable:
@@ -904,7 +891,7 @@ class Cohort:
 
         m = self.manifest
         records = self.decoded(n, filled)
-        pids = self.table[ID_COLUMN].head(len(records)).astype(str).tolist()
+        pids = self._patient_ids(len(records))
         draws = uniform_rows(m.seed, 1, 0, len(records), realise_draws())
         source = f"sdv:{m.synthesizer['name']}"
         version = f"clinicgym {__version__}; sdv {m.sdv_version}"
@@ -927,8 +914,11 @@ class Cohort:
         feedback = self.feedback
         if feedback is None:
             return list(table)
-        pids = self.table[ID_COLUMN].head(len(table)).astype(str).tolist()
+        pids = self._patient_ids(len(table))
         return [feedback.apply(case, pid) for case, pid in zip(table, pids, strict=True)]
+
+    def _patient_ids(self, n: int) -> list[str]:
+        return self.table[ID_COLUMN].head(n).astype(str).tolist()
 
     @cached_property
     def feedback(self) -> Any:

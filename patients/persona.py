@@ -100,7 +100,9 @@ class FactLike(Protocol):
 
 
 def persona_draws(book: PersonaBook) -> int:
-    """The most uniforms one persona can take: five choices, one per bias, and seven more."""
+    """Uniforms set aside for one persona: five choices, one per bias, at most six more (two for
+    a belief, one each for volunteering and distrust, two asides) and one spare. Changing it
+    moves every later draw of a case, so it stays fixed."""
     return 12 + len(book.biases)
 
 

@@ -99,7 +99,8 @@ class Records:
     @classmethod
     def from_records(cls, kb: KnowledgeBase, records: Sequence[Any]) -> Records:
         """Columns from `PatientRecord`s (findings keep their record order)."""
-        vitals, tests = list(kb.vitals), list(kb.tests)
+        vitals = {vid: j for j, vid in enumerate(kb.vitals)}
+        tests = {tid: j for j, tid in enumerate(kb.tests)}
         n = len(records)
         layouts: dict[tuple[str, tuple[str, ...]], int] = {}
         shapes: list[Layout] = []
@@ -123,12 +124,12 @@ class Records:
             for vid, v in r.vitals.items():
                 if vid not in kb.vitals:
                     raise CaseError(f"record {i}: unknown vital id '{vid}'")
-                vit[i, vitals.index(vid)] = v
+                vit[i, vitals[vid]] = v
             specs = {t.id: t for t in cond.tests}
             for tid, out in r.tests.items():
                 if tid not in kb.tests:
                     raise CaseError(f"record {i}: unknown test id '{tid}'")
-                j = tests.index(tid)
+                j = tests[tid]
                 state[i, j] = ABNORMAL if out.abnormal else NORMAL
                 if out.value is not None:
                     value[i, j] = out.value
@@ -339,6 +340,7 @@ def _finding_facts(r: Records, i: int, shape: Layout) -> list[dict[str, Any]]:
         shape.ids, shape.defs, shape.link_salience, r.present[i].tolist(), strict=False
     ):
         exam = fd.category == "exam"
+        category, salience = _role(fid, fd, link, present, cc)
         if not present:
             text = f"No {fd.name}."
         elif exam:
@@ -347,20 +349,27 @@ def _finding_facts(r: Records, i: int, shape: Layout) -> list[dict[str, Any]]:
             text = (fd.text_child if child and fd.text_child else fd.text).format(**slots)
         out.append(
             {
-                "category": "chief_complaint" if fid == cc else fd.category,
+                "category": category,
                 "concept": fid,
                 "text": text,
                 "present": present,
                 "abnormal": present and exam,
-                "salience": "must_ask"
-                if fid == cc
-                else link or ("incidental" if present else "should_ask"),
+                "salience": salience,
                 "how_revealed": "examine" if exam else "ask",
                 "system": fd.system,
                 "source": f"kb:findings.{fid}",
             }
         )
     return out
+
+
+def _role(fid: str, fd: Finding, link: str | None, present: bool, cc: str) -> tuple[str, str]:
+    """A finding fact's category and salience: the chief complaint is must-ask; otherwise the
+    condition's salience, and a finding the condition does not link is a should-ask pertinent
+    negative when absent, incidental when present."""
+    if fid == cc:
+        return "chief_complaint", "must_ask"
+    return fd.category, link or ("incidental" if present else "should_ask")
 
 
 def _ask_facts(r: Records, i: int, shape: Layout) -> list[_AskFact]:
@@ -370,10 +379,8 @@ def _ask_facts(r: Records, i: int, shape: Layout) -> list[_AskFact]:
         zip(shape.ids, shape.defs, shape.link_salience, r.present[i].tolist(), strict=False)
     ):
         if present and fd.category != "exam":
-            if fid == cc:
-                out.append(_AskFact(f"f{k:02d}", "chief_complaint", fid, "must_ask"))
-            else:
-                out.append(_AskFact(f"f{k:02d}", fd.category, fid, link or "incidental"))
+            category, salience = _role(fid, fd, link, present, cc)
+            out.append(_AskFact(f"f{k:02d}", category, fid, salience))
     start = len(shape.ids) + _count_vitals(r, i) + int((r.test_state[i] != ABSENT).sum())
     for k, f in enumerate(_tail_facts(r, i, shape.cond), start):
         if f.get("present", True) and f.get("how_revealed", "ask") == "ask":
