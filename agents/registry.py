@@ -41,6 +41,9 @@ def make_agent_factory(
     """The factory for an agent spec such as 'scripted' or 'openai:MODEL@URL'."""
     spec = spec.strip()
     name, _, rest = spec.partition(":")
+    if "#" in name:  # baseline options: 'scripted#budget=4'
+        name, _, opts = name.partition("#")
+        rest = f"#{opts}" + (f":{rest}" if rest else "")
     builder = _BUILDERS.get(name)
     if builder is None:
         raise AgentSpecError(
@@ -65,10 +68,26 @@ def _random(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFacto
 
 @agent_builder("scripted")
 def _scripted(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    """`scripted`, or `scripted#budget=4,stop=0.95` (budget: questions, exams and tests before
+    it must diagnose; `inf` for none; stop: the posterior at which it diagnoses)."""
+    from clinicgym.agents.scripted import ScriptedAgent, parse_options
+
+    if rest and not rest.startswith("#"):
+        raise AgentSpecError(f"agent 'scripted' takes options after '#', got 'scripted:{rest}'")
+    try:
+        opts = parse_options("scripted", rest[1:])
+    except ValueError as e:
+        raise AgentSpecError(str(e)) from None
+    return lambda: ScriptedAgent(kb, **opts)
+
+
+@agent_builder("opening")
+def _opening(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
+    """Diagnoses from the opening line alone with the KB posterior: the floor of inquiry."""
     from clinicgym.agents.scripted import ScriptedAgent
 
-    _no_argument("scripted", rest)
-    return lambda: ScriptedAgent(kb)
+    _no_argument("opening", rest)
+    return lambda: ScriptedAgent(kb, "opening", budget=0)
 
 
 @agent_builder("oracle")

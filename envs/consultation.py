@@ -30,10 +30,11 @@ from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, V
 from clinicgym.envs.protocols import AgentOutput, Monitor, Patient, Scenario
 from clinicgym.patients.artefacts import IMAGE_SHAPE, render, text_table, with_artefacts
 from clinicgym.patients.case import Case
-from clinicgym.patients.chart import Chart
+from clinicgym.patients.chart import Chart, ChartResult
 from clinicgym.patients.kb import KnowledgeBase, default_kb
 from clinicgym.patients.matching import matcher_for
 from clinicgym.patients.patient import GroundedPatient
+from clinicgym.patients.presentation import default_sampler
 from clinicgym.patients.sampler import CaseSampler
 
 TOOLS = ("ask", "examine", "order_test", "diagnose", "prescribe", "disclose", "refer", "end")
@@ -173,7 +174,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
             )
         self.kb = kb or (cases.kb if isinstance(cases, CaseSampler) else default_kb())
-        self.cases = cases if cases is not None else CaseSampler(self.kb)
+        self.cases = cases if cases is not None else default_sampler(self.kb)
         self.patient_factory = patient_factory or self._grounded_patient
         self.monitors = list(monitors)
         self.scenarios = list(scenarios)
@@ -206,6 +207,8 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self.case: Case | None = None
         self.patient: Patient | None = None
         self._prefetched: tuple[str, Any] | None = None
+        self._pending: list[tuple[int, ChartResult]] = []
+        """Slow test results held until their turn: (due turn, result)."""
         self.chart: Chart | None = None
         self._events: list[Event] = []
         self._outcome = Outcome()
@@ -237,6 +240,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         for m in self.monitors:
             m.reset(self.case)
         self._events = []
+        self._pending = []
         self._outcome = Outcome()
         self._turn = 0
         self._done = False
@@ -317,6 +321,11 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         truncated = not terminated and turn >= self.max_turns
         if truncated:
             reason = TerminationReason.TURN_BUDGET
+        if not (terminated or truncated):
+            arrived_text, arrived = self._deliver(turn)
+            if arrived:
+                text += arrived_text
+                result = {**result, "arrived": arrived}
         step_violations = [v for e in self._events if e.turn == turn for v in e.violations]
         reward = -sum(self.violation_penalty.get(v.severity, 0.0) for v in step_violations)
         if not (terminated or truncated):
@@ -444,6 +453,8 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 if isinstance(action, Examine)
                 else self.chart.order(action.test)
             )
+            if res.ok and res.delay > 0:
+                return self._hold(res, turn)
             result = {
                 "ok": res.ok,
                 "target": res.target,
@@ -500,6 +511,58 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self._record(Event(turn=turn, actor="env", text="Consultation ended.", t=time.time()))
         reason = TerminationReason.DIAGNOSED if self._outcome.diagnoses else TerminationReason.ENDED
         return "Consultation ended.", {}, False, reason
+
+    def _hold(
+        self, res: ChartResult, turn: int
+    ) -> tuple[str, dict[str, Any], bool, TerminationReason | None]:
+        """A slow test: say when it will be back, and keep the result until then."""
+        assert self.kb is not None and res.target is not None
+        name = self.kb.tests[res.target].name
+        when = "next turn" if res.delay == 1 else f"in {res.delay} turns"
+        text = f"Ordered: {name}. The result will be back {when}."
+        result = {
+            "ok": True,
+            "target": res.target,
+            "answers": [{"concept": res.target, "status": "pending"}],
+            "revealed": [],
+            "due": turn + res.delay,
+        }
+        self._pending.append((turn + res.delay, res))
+        self._record(Event(turn=turn, actor="env", text=text, result=result, t=time.time()))
+        return text, result, False, None
+
+    def _deliver(self, turn: int) -> tuple[str, list[dict[str, str]]]:
+        """Results due by `turn`, recorded as env events the monitors see, in order ordered."""
+        due = [r for t, r in self._pending if t <= turn]
+        if not due:
+            return "", []
+        self._pending = [(t, r) for t, r in self._pending if t > turn]
+        parts, answers = [], []
+        for res in due:
+            text = res.text
+            result: dict[str, Any] = {
+                "ok": True,
+                "target": res.target,
+                "answers": res.answers,
+                "revealed": res.revealed,
+                "arrived": True,
+            }
+            if res.artefacts:
+                result["artefacts"] = list(res.artefacts)
+                text = self._show_artefacts(res.text, res.artefacts)
+            self._record(
+                Event(
+                    turn=turn,
+                    actor="env",
+                    text=f"Result back: {text}",
+                    result=result,
+                    revealed=res.revealed,
+                    t=time.time(),
+                )
+            )
+            parts.append(f"\nResult back: {text}")
+            answers.extend(res.answers)
+        return "".join(parts), answers
 
     def _show_artefacts(self, report: str, ids: list[str]) -> str:
         """The text of a result with artefacts, by modality; pixels and rows go to `_shown`."""

@@ -39,6 +39,7 @@ from clinicgym.envs.protocols import Monitor, Patient
 from clinicgym.patients.case import Case
 from clinicgym.patients.chart import SYSTEM_ALIASES, Chart
 from clinicgym.patients.kb import EXAM_SYSTEMS, KnowledgeBase, default_kb
+from clinicgym.patients.presentation import default_sampler
 from clinicgym.patients.sampler import CaseSampler
 
 GENETIC_TEST = "genetic_testing"
@@ -376,7 +377,7 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
             )
         self.kb = kb or (cases.kb if isinstance(cases, CaseSampler) else default_kb())
         self.cases: Sequence[Case] | CaseSampler = (
-            cases if cases is not None else CaseSampler(self.kb)
+            cases if cases is not None else default_sampler(self.kb)
         )
         if not isinstance(self.cases, CaseSampler) and len(self.cases) == 0:
             raise ValueError("StructuredConsultationEnv was given an empty list of cases")

@@ -58,7 +58,7 @@ def build_artefacts(case: Case, kb: KnowledgeBase | None = None) -> list[Artefac
             if art is not None:
                 out.append(art)
             continue
-        rows = panels.get(f.concept) or [_lab_row(f, kb)]
+        rows = panels.get(f.concept) or [_lab_row(f, kb, case)]
         out.append(
             Artefact(
                 id=f"a-{f.concept}",
@@ -90,11 +90,12 @@ def with_artefacts(case: Case, kb: KnowledgeBase | None = None) -> Case:
     return case.model_copy(update={"artefacts": build_artefacts(case, kb)})
 
 
-def _lab_row(f: Fact, kb: KnowledgeBase | None) -> dict[str, Any]:
+def _lab_row(f: Fact, kb: KnowledgeBase | None, case: Case) -> dict[str, Any]:
     test = kb.tests.get(f.concept) if kb else None
     name = test.name if test else f.concept.replace("_", " ")
-    if test is not None and test.normal is not None and isinstance(f.value, int | float):
-        lo, hi = test.normal
+    ref = test.reference(case.age, case.sex) if test is not None else None
+    if test is not None and ref is not None and isinstance(f.value, int | float):
+        lo, hi = ref
         d = test.decimals
         flag = "HIGH" if f.value > hi else "LOW" if f.value < lo else ""
         return {

@@ -171,6 +171,22 @@ class Artefact(_Record):
     """The case facts this artefact shows."""
 
 
+class Difficulty(_Record):
+    """How hard a generated case is, measured with the generator's own model
+    (patients/posterior.py) when the case is realised."""
+
+    cluster_size: int
+    """Conditions still possible after the opening (complaint, setting, age and sex)."""
+    prior: float
+    """P(true condition | opening): what the opening alone gives the truth."""
+    steps_to_90: int | None
+    """Observations the greedy information-gain policy needs, seeing the record's answers, to
+    put 90% on the true condition; None if it never does (the record does not allow it)."""
+    atypical: bool
+    tier: Literal["easy", "medium", "hard"]
+    """easy: steps_to_90 <= 3; medium: <= 8; hard: more, or never."""
+
+
 class Case(_Record):
     """A synthetic patient: demographics, facts, the answer, and where it came from."""
 
@@ -191,6 +207,9 @@ class Case(_Record):
     phi: PHI
     artefacts: list[Artefact] = []
     lineage: Lineage
+    presentation: str | None = None
+    """The presentation it was generated from (presentation-first cases), e.g. 'chest_pain'."""
+    difficulty: Difficulty | None = None
     extra: dict[str, Any] = {}
     """Room for importer-specific fields; never read by scoring."""
 
@@ -203,4 +222,6 @@ class Case(_Record):
 
     def content_hash(self) -> str:
         """sha256 of the case's JSON: freezes suites and ties transcripts to their case."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        # fields added since format 1 are left out while unset, so older cases keep their hash
+        unset = {k for k in ("presentation", "difficulty") if getattr(self, k) is None}
+        return hashlib.sha256(self.model_dump_json(exclude=unset).encode()).hexdigest()

@@ -81,6 +81,8 @@ class ChartResult:
     (exam findings) or abnormal/normal (tests)."""
     artefacts: list[str] = field(default_factory=list)
     """Ids of the case's artefacts (lab table, image, variant table) this result shows."""
+    delay: int = 0
+    """Turns until this result comes back (the env holds it until then)."""
 
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -203,6 +205,18 @@ class Chart:
                 f"Test '{query}' is not available. Available tests: {', '.join(known)}.",
             )
         f = self._tests[tid]
+        delay = 0
+        if self.case.presentation is not None:  # generated cases: tests as in practice
+            test, setting = self.kb.tests[tid], self.case.setting
+            if setting not in test.settings:
+                where = ", ".join(s.replace("_", " ") for s in test.settings)
+                return ChartResult(
+                    False,
+                    f"{test.name[:1].upper()}{test.name[1:]} cannot be done in this setting "
+                    f"({setting.replace('_', ' ')}); it is available in: {where}.",
+                    target=tid,
+                )
+            delay = test.delay.get(setting, 0)  # type: ignore[call-overload]
         text = f.text[:1].upper() + f.text[1:]
         status = "abnormal" if f.abnormal else "normal"
         return ChartResult(
@@ -212,6 +226,7 @@ class Chart:
             tid,
             [{"concept": tid, "status": status}],
             self._shown([f.id]),
+            delay,
         )
 
     def _shown(self, revealed: list[str]) -> list[str]:

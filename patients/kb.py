@@ -63,6 +63,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Applies(_Model):
+    """Who a finding or test can apply to: a sex and an age range in years (inclusive)."""
+
+    sex: Literal["any", "female", "male"] = "any"
+    age: tuple[int, int] = (0, 95)
+
+    def admits(self, age: int, sex: str) -> bool:
+        """True if a patient of this age and sex can have it."""
+        return self.sex in ("any", sex) and self.age[0] <= age <= self.age[1]
+
+
 class Finding(_Model):
     """A concept the patient can report or the examiner can find (the findings catalogue)."""
 
@@ -80,6 +91,9 @@ class Finding(_Model):
     """Caregiver's wording for a child, with {She}/{she}/{her} slots filled by the child's sex."""
     system: ExamSystem | None = None
     """The examination system that reveals an exam finding."""
+    applies: Applies | None = None
+    """Who can have it (menstrual findings: females 10-55; smoking: age 10+); None: anyone.
+    A case never records it, present or denied, for anyone else."""
 
     @model_validator(mode="after")
     def _category_fields(self) -> Finding:
@@ -89,6 +103,14 @@ class Finding(_Model):
         elif not self.question:
             raise ValueError(f"a {self.category} finding needs 'question'")
         return self
+
+
+class RefRange(_Model):
+    """A reference range for part of the population (first match in `LabTest.ranges` wins)."""
+
+    sex: Literal["any", "female", "male"] = "any"
+    age: tuple[int, int] = (0, 95)
+    normal: tuple[float, float]
 
 
 class LabTest(_Model):
@@ -106,6 +128,29 @@ class LabTest(_Model):
     decimals: int = Field(default=1, ge=0, le=3)
     cost: float = Field(ge=0)
     """Indicative cost in US dollars, for test-stewardship metrics."""
+    ranges: list[RefRange] = []
+    """Reference ranges by age and sex (children, women, men); `normal` is the fallback."""
+    applies: Applies | None = None
+    """Who the test can be done for (PSA: males 40+); None: anyone."""
+    settings: list[Setting] = [
+        "primary_care",
+        "emergency",
+        "mental_health",
+        "paediatrics",
+        "rare_disease",
+    ]
+    """Settings that can order it at all."""
+    delay: dict[Setting, int] = {}
+    """Turns until the result comes back, by setting (missing: at once)."""
+    specificity: float = Field(default=1.0, gt=0.5, le=1)
+    """P(normal | a condition that does not list the test): below 1, a result can be falsely
+    abnormal. A condition's `tests[].p` is the sensitivity."""
+    abnormal_side: Literal["high", "low"] = "high"
+    """Where a falsely abnormal numeric result falls, relative to the reference range."""
+    false_positive_text: str | None = None
+    """The report of a falsely abnormal qualitative result (needed when specificity < 1)."""
+    sources: list[str] = []
+    """Where the accuracy, availability and reference figures come from."""
 
     @model_validator(mode="after")
     def _one_kind_of_result(self) -> LabTest:
@@ -113,7 +158,24 @@ class LabTest(_Model):
             raise ValueError("give exactly one of 'normal' (a numeric range) or 'normal_text'")
         if self.normal is not None and self.normal[0] > self.normal[1]:
             raise ValueError(f"'normal' low {self.normal[0]} is above high {self.normal[1]}")
+        if self.specificity < 1 and self.normal_text is not None and not self.false_positive_text:
+            raise ValueError("a qualitative test with specificity < 1 needs 'false_positive_text'")
+        if self.ranges and self.normal is None:
+            raise ValueError("'ranges' are for numeric tests (with 'normal')")
+        for r in self.ranges:
+            if r.normal[0] > r.normal[1]:
+                raise ValueError(f"'ranges' low {r.normal[0]} is above high {r.normal[1]}")
+        if set(self.delay) - set(self.settings):
+            extra = sorted(set(self.delay) - set(self.settings))
+            raise ValueError(f"'delay' names settings not in 'settings': {extra}")
         return self
+
+    def reference(self, age: int, sex: str) -> tuple[float, float] | None:
+        """The reference range for a patient of this age and sex (None for reports)."""
+        for r in self.ranges:
+            if r.sex in ("any", sex) and r.age[0] <= age <= r.age[1]:
+                return r.normal
+        return self.normal
 
 
 class VitalSign(_Model):
@@ -223,6 +285,56 @@ class Condition(_Model):
         return self
 
 
+class Member(_Model):
+    """A condition in a presentation's differential, and how often it is behind the complaint."""
+
+    condition: str
+    weight: float = Field(default=1.0, gt=0)
+    """Relative frequency among patients with this complaint in these settings, before the
+    patient's age and sex (the condition's prevalence table) are taken into account."""
+    settings: list[Setting] | None = None
+    """Where it presents this way; default: the presentation's settings that the condition has."""
+
+
+class Presentation(_Model):
+    """A presenting complaint and its differential: the cluster a case is drawn from.
+
+    A case starts here: a complaint and a setting, then a member condition by prevalence for
+    the patient's age and sex. The complaint is what the patient opens with; it is shared by
+    every member, so the opening never identifies the condition."""
+
+    id: str = Field(pattern=_ID)
+    name: str
+    complaint: str
+    """A history finding id: the reason for the visit, in the patient's words."""
+    settings: list[Setting] = Field(min_length=1)
+    age: tuple[int, int] = (0, 95)
+    """Ages the presentation covers ('fever in a child': [0, 15]); no patient outside it."""
+    members: list[Member] = Field(min_length=4)
+    sources: list[str] = Field(min_length=1)
+
+    def members_in(self, setting: str) -> list[Member]:
+        """The members seen with this complaint in `setting`."""
+        return [m for m in self.members if setting in (m.settings or self.settings)]
+
+
+class Generation(_Model):
+    """How far a generated case departs from the textbook: the generator's noise, as data."""
+
+    schema_version: int
+    atypical_share: float = Field(ge=0, le=1)
+    """Share of cases that present atypically: each linked finding's chance is scaled by
+    `atypical_factor` (the complaint stays)."""
+    atypical_factor: float = Field(gt=0, le=1)
+    distractor_p: float = Field(ge=0, lt=0.5)
+    """Chance that a finding the condition does not cause is present anyway (a symptom of
+    something else, or a look-alike's finding the patient happens to have)."""
+    opening_lr: float = Field(gt=1)
+    """A finding may be volunteered in the opening only if its likelihood differs by at most
+    this ratio across the presentation's members (it cannot point at one of them)."""
+    sources: list[str] = Field(min_length=1)
+
+
 class Interaction(_Model):
     """A drug interaction: with a drug id or a drug class."""
 
@@ -307,6 +419,9 @@ class KnowledgeBase(_Model):
     conditions: dict[str, Condition]
     drugs: dict[str, Drug]
     background: Background
+    presentations: dict[str, Presentation] = {}
+    """Presenting complaints and their differentials (presentation-first generation)."""
+    generation: Generation | None = None
     version: str
     """'<schema>-<sha256 of the files, 12 hex>': recorded in every run manifest."""
 
@@ -534,6 +649,11 @@ def _cross_check(kb: dict[str, Any], files: dict[str, str]) -> list[str]:
             problems.append(
                 f"vitals.yaml: vital '{v.id}', field 'normal': missing bands {sorted(missing)}"
             )
+    problems += _check_presentations(kb)
+    for t in tests.values():
+        for d in t.delay.values():
+            if d < 0:
+                problems.append(f"investigations: test '{t.id}', field 'delay': negative ({d})")
     groups = {d.allergy_group for d in drugs.values() if d.allergy_group}
     classes = {d.drug_class for d in drugs.values()}
     for d in drugs.values():
@@ -568,6 +688,51 @@ def _cross_check(kb: dict[str, Any], files: dict[str, str]) -> list[str]:
     return problems
 
 
+def _check_presentations(kb: dict[str, Any]) -> list[str]:
+    """Each presentation: a known history complaint that names no member's diagnosis, known
+    members that can be seen in its settings, at least 4 of them and 2 in every setting."""
+    problems: list[str] = []
+    findings, conditions = kb["findings"], kb["conditions"]
+    for p in kb.get("presentations", {}).values():
+        where = f"presentations: presentation '{p.id}'"
+        fd = findings.get(p.complaint)
+        if fd is None:
+            problems.append(f"{where}, field 'complaint': unknown finding '{p.complaint}'")
+        elif fd.category == "exam":
+            problems.append(f"{where}, field 'complaint': '{p.complaint}' is an exam finding")
+        seen: set[str] = set()
+        for m in p.members:
+            c = conditions.get(m.condition)
+            if c is None:
+                problems.append(f"{where}, field 'members': unknown condition '{m.condition}'")
+                continue
+            if m.condition in seen:
+                problems.append(f"{where}, field 'members': '{m.condition}' is listed twice")
+            seen.add(m.condition)
+            extra = sorted(set(m.settings or ()) - set(p.settings))
+            if extra:
+                problems.append(
+                    f"{where}, member '{m.condition}': settings {extra} are not the presentation's"
+                )
+            leak = name_pattern([c.name, *c.synonyms])
+            if fd is not None and leak:
+                hit = leak.search(f"{fd.text} | {fd.text_child or ''}")
+                if hit:
+                    problems.append(
+                        f"{where}: complaint '{fd.id}' names member '{c.id}' ('{hit.group(0)}')"
+                    )
+            if fd is not None and c.age[0] < CHILD_AGE and not fd.text_child:
+                problems.append(
+                    f"{where}: complaint '{fd.id}' needs 'text_child' (member '{c.id}' admits "
+                    f"children under {CHILD_AGE})"
+                )
+        for s in p.settings:
+            n = len([m for m in p.members_in(s) if m.condition in conditions])
+            if n < 2:
+                problems.append(f"{where}: setting '{s}' has {n} member(s); at least 2 are needed")
+    return problems
+
+
 def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
     """Load and validate the KB in `directory` (default: the bundled one); raise KBError listing
     every problem at once, so a half-loaded KB never reaches a run."""
@@ -591,6 +756,21 @@ def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
     conditions = _load_dir(
         root, "conditions", "condition", Condition, problems, files, invalid=invalid
     )
+    presentations: list[Presentation] = []
+    if (root / "presentations").is_dir():  # optional: a KB without them has no clusters
+        presentations = _load_dir(
+            root, "presentations", "presentation", Presentation, problems, invalid=invalid
+        )
+    generation = None
+    if (root / "generation.yaml").is_file():
+        gen_raw = _read_yaml(root / "generation.yaml", "generation.yaml", problems)
+        if gen_raw is not None:
+            try:
+                generation = Generation.model_validate(gen_raw)
+            except ValidationError as e:
+                problems.extend(
+                    _describe("generation.yaml", "item", [], dict(err)) for err in e.errors()
+                )
     bg_raw = _read_yaml(root / "background.yaml", "background.yaml", problems)
     background = None
     if bg_raw is not None:
@@ -610,6 +790,7 @@ def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
         "comorbidity_ids": {c.id for c in background.comorbidities} if background else set(),
         "finding_files": finding_files,
         "drug_files": drug_files,
+        "presentations": {p.id: p for p in presentations},
     }
     codes: dict[str, str] = {}
     for c in conditions:
@@ -634,6 +815,8 @@ def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
         conditions=idx["conditions"],
         drugs=idx["drugs"],
         background=background,
+        presentations=idx["presentations"],
+        generation=generation,
         version=f"{SCHEMA_VERSION}-{_hash_dir(root)}",
     )
 

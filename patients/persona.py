@@ -122,10 +122,13 @@ def sample_persona(
     *,
     caregiver: bool,
     book: PersonaBook | None = None,
+    opening_safe: frozenset[str] | None = None,
 ) -> Persona:
     """Draw a persona for a case; disclosure choices refer to the case's own fact ids.
 
-    `facts` may hold only the present, asked-about facts: the others never enter a choice."""
+    `facts` may hold only the present, asked-about facts: the others never enter a choice.
+    `opening_safe`: the only concepts the patient may volunteer (presentation-first cases: what
+    cannot single out the condition); None: any history finding."""
     book = book or default_persona_book()
     style = u.choice({k: v.weight for k, v in book.styles.items()})
     spec = book.styles[style]  # type: ignore[index]
@@ -160,7 +163,12 @@ def sample_persona(
     belief_biases = ("recency", "internet_self_diagnosis", "cultural_treatment_beliefs")
     biases = [b for b in biases if b not in belief_biases or b == believed]
     history = [
-        f for f in facts if f.present and f.category in ("hpi", "ros") and f.how_revealed == "ask"
+        f
+        for f in facts
+        if f.present
+        and f.category in ("hpi", "ros")
+        and f.how_revealed == "ask"
+        and (opening_safe is None or f.concept in opening_safe)
     ]
     volunteer: list[str] = []
     if style in ("verbose", "anxious") and history:

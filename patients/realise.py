@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple, overload
 
@@ -30,6 +30,7 @@ from clinicgym.patients.kb import AGE_BANDS, CHILD_AGE, Condition, Finding, Know
 from clinicgym.patients.persona import default_persona_book, persona_draws, sample_persona
 from clinicgym.patients.pgx import PgxGene, PgxResult, default_panel, draw, pgx_fact_rows
 from clinicgym.patients.phi import PHI_DRAWS, draw_phi
+from clinicgym.patients.posterior import difficulty, model_for
 from clinicgym.patients.uniforms import Uniforms
 
 NORMAL, ABNORMAL, ABSENT = 1, 2, 0
@@ -92,6 +93,16 @@ class Records:
     allergies: list[tuple[str, ...]]
     test_text: dict[tuple[int, int], str | None]
     """(row, test) -> report text, where it differs from what the KB reports for that result."""
+    setting: list[str | None] = field(default_factory=list)
+    """Where each patient is seen (presentation-first records); empty: the condition's first."""
+    presentation: list[str | None] = field(default_factory=list)
+    atypical: list[bool] = field(default_factory=list)
+
+    def presented(self, i: int) -> tuple[str | None, str | None]:
+        """Row `i`'s presentation and setting, or (None, None) for records drawn otherwise."""
+        if not self.presentation:
+            return None, None
+        return self.presentation[i], self.setting[i]
 
     def __len__(self) -> int:
         return len(self.condition)
@@ -152,6 +163,9 @@ class Records:
             comorbidities=[tuple(r.comorbidities) for r in records],
             allergies=[tuple(r.allergies) for r in records],
             test_text=texts,
+            setting=[getattr(r, "setting", None) for r in records],
+            presentation=[getattr(r, "presentation", None) for r in records],
+            atypical=[bool(getattr(r, "atypical", False)) for r in records],
         )
 
     def record(self, i: int) -> Any:
@@ -187,6 +201,15 @@ class Records:
             tests=tests,
             comorbidities=list(self.comorbidities[i]),
             allergies=list(self.allergies[i]),
+            **(
+                {
+                    "setting": self.setting[i],
+                    "presentation": self.presentation[i],
+                    "atypical": self.atypical[i],
+                }
+                if self.presentation
+                else {}
+            ),
         )
 
     def __iter__(self) -> Iterator[Any]:
@@ -267,12 +290,15 @@ class CaseTable(Sequence[Case]):
         for k, f in enumerate(facts):
             f["id"] = f"f{k:02d}"
         facts += pgx_fact_rows(d.pgx, {f["concept"] for f in facts}, start=len(facts))
+        presentation, setting = r.presented(i)
         case = Case.model_validate(
             {
                 "id": self.ids[i],
                 "age": r.age[i],
                 "sex": r.sex[i],
-                "setting": cond.settings[0],
+                "setting": setting or cond.settings[0],
+                "presentation": presentation,
+                "difficulty": difficulty(kb, r.record(i)) if presentation else None,
                 "facts": facts,
                 "diagnosis": _diagnosis(cond),
                 "differential": [_diagnosis(kb.conditions[c]) for c in cond.differential],
@@ -311,8 +337,22 @@ def realise(
         age, sex = records.age[i], records.sex[i]
         phi = draw_phi(age, sex, u)
         asked = _ask_facts(records, i, shape)
+        presentation, setting = records.presented(i)
+        safe = (
+            model_for(kb).opening_safe(presentation, setting)
+            if presentation is not None and setting is not None
+            else None
+        )
         persona = sample_persona(
-            kb, shape.cond, asked, age, sex, u, caregiver=age < CHILD_AGE, book=book
+            kb,
+            shape.cond,
+            asked,
+            age,
+            sex,
+            u,
+            caregiver=age < CHILD_AGE,
+            book=book,
+            opening_safe=safe,
         )
         drawn.append(_Drawn(phi, persona, draw(panel, u)))
 
@@ -425,8 +465,9 @@ def _test_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
         if st == ABSENT:
             continue
         abnormal = st == ABNORMAL
-        if t.normal is not None and not math.isnan(value):
-            lo, hi = t.normal
+        ref = t.reference(r.age[i], r.sex[i])
+        if ref is not None and not math.isnan(value):
+            lo, hi = ref
             flag = " HIGH" if value > hi else " LOW" if value < lo else ""
             unit = f" {t.unit}" if t.unit else ""
             d = t.decimals

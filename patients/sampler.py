@@ -9,7 +9,7 @@ persona, lineage). Same (seed, index): the same case, whatever else was sampled 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -63,6 +63,12 @@ class PatientRecord(BaseModel):
     tests: dict[str, TestOutcome]
     comorbidities: list[str] = []
     allergies: list[str] = []
+    setting: str | None = None
+    """Where the patient is seen; None: the condition's first setting."""
+    presentation: str | None = None
+    """The presentation the case was drawn from (presentation-first generation)."""
+    atypical: bool = False
+    """True if the case presents atypically (its linked findings were scaled down)."""
 
 
 class CaseSampler:
@@ -133,6 +139,21 @@ class CaseSampler:
                     _uniform(rng, test.normal, test.decimals, shrink=0.1) if test.normal else None
                 )
                 tests[test.id] = TestOutcome(abnormal=False, value=value, text=test.normal_text)
+        return PatientRecord(
+            age=age,
+            sex=sex,  # type: ignore[arg-type]
+            condition_id=cond.id,
+            chief_complaint=cc,
+            findings=findings,
+            vitals=vitals,
+            tests=tests,
+            **self.background(cond, age, rng),
+        )
+
+    def background(self, cond: Condition, age: int, rng: np.random.Generator) -> dict[str, Any]:
+        """Comorbidities (never the condition itself or one naming it), drug allergies,
+        ethnicity and insurance: what a patient carries whatever brought them in."""
+        kb, band = self.kb, age_band(age)
         leak = name_pattern([cond.name, *cond.synonyms])
         comorbidities = [
             c.id
@@ -143,19 +164,12 @@ class CaseSampler:
         ]
         allergies = [a.group for a in kb.background.allergies if rng.random() < a.p]
         ethnicity = str(rng.choice(list(ETHNICITIES), p=_norm(ETHNICITIES.values())))
-        return PatientRecord(
-            age=age,
-            sex=sex,  # type: ignore[arg-type]
-            ethnicity=ethnicity,
-            insurance=_insurance(age, rng),
-            condition_id=cond.id,
-            chief_complaint=cc,
-            findings=findings,
-            vitals=vitals,
-            tests=tests,
-            comorbidities=comorbidities,
-            allergies=allergies,
-        )
+        return {
+            "comorbidities": comorbidities,
+            "allergies": allergies,
+            "ethnicity": ethnicity,
+            "insurance": _insurance(age, rng),
+        }
 
     def pertinent_negatives(self, cond: Condition, age: int, sex: str) -> list[str]:
         """Must-ask findings of the look-alikes this patient could have: denied unless the

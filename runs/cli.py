@@ -116,9 +116,13 @@ def run(
     weighting: Annotated[
         str,
         typer.Option(
-            help="'balanced': every condition equally likely; 'population': by prevalence."
+            help=(
+                "'presentation': a complaint and a setting, then a condition of its "
+                "differential (the default); 'balanced': every condition equally likely; "
+                "'population': by prevalence (the last two: condition-first, older suites)."
+            )
         ),
-    ] = "balanced",
+    ] = "presentation",
     kb: Annotated[
         Path | None,
         typer.Option(help="Use this knowledge-base directory instead of the bundled one."),
@@ -367,10 +371,10 @@ def cases_sample(
 ) -> None:
     """Sample cases from the KB and show them (ground truth: never shown to the model)."""
     from clinicgym.patients.kb import load_kb
-    from clinicgym.patients.sampler import CaseSampler
+    from clinicgym.patients.presentation import default_sampler
 
     try:
-        sampled = CaseSampler(load_kb(directory)).sample_many(n, seed)
+        sampled = default_sampler(load_kb(directory)).sample_many(n, seed)
     except ClinicGymError as e:
         fail(e)
     for case in sampled:

@@ -38,13 +38,13 @@ def play(
     from clinicgym.agents.human import HumanAgent
     from clinicgym.envs.consultation import ConsultationEnv
     from clinicgym.patients.kb import default_kb, load_kb
-    from clinicgym.patients.sampler import CaseSampler
+    from clinicgym.patients.presentation import make_sampler
     from clinicgym.runs.runner import PlannedEpisode, play_episode
     from clinicgym.scoring.metrics import episode_reward
 
     try:
         knowledge = load_kb(kb) if kb else default_kb()
-        sampler = CaseSampler(knowledge, settings=setting or None, conditions=condition or None)
+        sampler = make_sampler(knowledge, settings=setting or None, conditions=condition or None)
         case = sampler.sample(seed, 0)
     except ClinicGymError as e:
         console.print(f"[red]error:[/red] {e}")

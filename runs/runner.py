@@ -21,7 +21,7 @@ from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.envs.protocols import CaseReader
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.presentation import make_sampler
 from clinicgym.policies import (
     Judge,
     PolicyPack,
@@ -126,11 +126,8 @@ def _run_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
         return _imported_cases(spec, kb)
     if spec.cohort:
         return _cohort_cases(spec, kb)
-    sampler = CaseSampler(
-        kb,
-        weighting=spec.weighting,
-        settings=spec.settings or None,
-        conditions=spec.conditions or None,
+    sampler = make_sampler(
+        kb, spec.weighting, settings=spec.settings or None, conditions=spec.conditions or None
     )
     return sampler.sample_many(spec.cases, spec.seed)
 

@@ -45,7 +45,9 @@ class RunSpec(BaseModel):
     repeats: int = Field(default=1, ge=1, le=100)
     max_turns: int = Field(default=20, ge=1, le=200)
     end_on_diagnose: bool = True
-    weighting: Literal["balanced", "population"] = "balanced"
+    weighting: Literal["presentation", "balanced", "population"] = "presentation"
+    """'presentation': presentation-first cases (patients/presentation.py); 'balanced' and
+    'population': the condition-first sampler of earlier suite versions."""
     settings: list[str] = []
     conditions: list[str] = []
     kb_dir: str | None = None

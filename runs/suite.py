@@ -34,7 +34,7 @@ from clinicgym import __version__
 from clinicgym.patients.case import Case
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import KnowledgeBase, default_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.presentation import make_sampler
 from clinicgym.runs.errors import SuiteError
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import cases_sha256
@@ -54,7 +54,7 @@ class SuiteRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     cases: int = Field(ge=1, le=100_000)
-    weighting: Literal["balanced", "population"] = "balanced"
+    weighting: Literal["presentation", "balanced", "population"] = "balanced"
     settings: list[str] = []
     conditions: list[str] = []
     repeats: int = Field(default=1, ge=1, le=100)
@@ -273,9 +273,9 @@ def generate(
 ) -> list[Case]:
     """The cases of a suite version: the sampler's stream for `seed`, ids '<name>-v<V>-NNNN'
     (hidden suites: the seed left out of each case's lineage)."""
-    sampler = CaseSampler(
+    sampler = make_sampler(
         kb,
-        weighting=recipe.weighting,
+        recipe.weighting,
         settings=recipe.settings or None,
         conditions=recipe.conditions or None,
     )

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from clinicgym import __version__
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.presentation import make_sampler
 from clinicgym.runs.rl.errors import RLError
 
 SUITE_FORMAT_VERSION = 1
@@ -59,7 +59,7 @@ def pin_suite(
     *,
     seed: int = 0,
     kb: KnowledgeBase | None = None,
-    weighting: str = "balanced",
+    weighting: str = "presentation",
     settings: Sequence[str] = (),
     conditions: Sequence[str] = (),
 ) -> SuiteManifest:
@@ -67,11 +67,8 @@ def pin_suite(
     if n < 1:
         raise RLError(f"a suite needs at least one case, got n={n}")
     kb = kb or default_kb()
-    sampler = CaseSampler(
-        kb,
-        weighting=weighting,  # type: ignore[arg-type]
-        settings=list(settings) or None,
-        conditions=list(conditions) or None,
+    sampler = make_sampler(
+        kb, weighting, settings=list(settings) or None, conditions=list(conditions) or None
     )
     cases = sampler.sample_many(n, seed, prefix=f"suite{seed}-")
     out = Path(directory)

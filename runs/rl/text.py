@@ -33,6 +33,7 @@ from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb
+from clinicgym.patients.presentation import default_sampler
 from clinicgym.patients.sampler import CaseSampler
 from clinicgym.runs.rl.errors import RLError
 from clinicgym.scoring.metrics import episode_metrics
@@ -89,7 +90,7 @@ class ClinicSession:
         template: PromptTemplate | None = None,
     ) -> None:
         self.kb = kb or (cases.kb if isinstance(cases, CaseSampler) else default_kb())
-        self.cases = cases if cases is not None else CaseSampler(self.kb)
+        self.cases = cases if cases is not None else default_sampler(self.kb)
         self.spec = reward or RewardSpec()
         self.max_turns = max_turns
         self.policy_packs = list(policy_packs)
