@@ -41,7 +41,6 @@ class ScriptedAgent:
         self.stop_at = stop_at
         self.belief = Belief.start(self.model, 40, "female")
         self.taken = 0
-        self.pending: set[str] = set()
         self.referred = False
 
     def reset(self, observation: dict[str, Any], info: dict[str, Any]) -> None:
@@ -55,7 +54,7 @@ class ScriptedAgent:
             patient.get("setting"),
             complaint,
         )
-        self.taken, self.pending, self.referred = 0, set(), False
+        self.taken, self.referred = 0, False
         self._update({"answers": [a for a in answers if a.get("concept") != complaint]})
 
     async def act(self, observation: dict[str, Any], info: dict[str, Any]) -> Any:
@@ -70,18 +69,18 @@ class ScriptedAgent:
         spent = self.budget is not None and self.taken >= self.budget
         if p_lead >= self.stop_at or turns_left <= 1 or spent:
             return self._diagnose()
-        choice = self.belief.best(turns_left, self.pending)
+        choice = self.belief.best(turns_left)
         if choice is None:
             return self._diagnose()
         self.taken += 1
         if choice.kind == "ask":
-            self.belief.asked.add(choice.target)  # even if the patient hears another concept
+            self.belief.mark_asked(choice.target)  # even if the patient hears another concept
             question = self.kb.findings[choice.target].question or choice.target
             return Ask(question=question)
         if choice.kind == "examine":
             self.belief.examined.add(choice.target)
             return Examine(system=choice.target)
-        self.pending.add(choice.target)
+        self.belief.mark_ordered(choice.target)  # pending until its result comes back
         return OrderTest(test=self.kb.tests[choice.target].name)
 
     # ---- inference ----------------------------------------------------------------------
@@ -98,10 +97,7 @@ class ScriptedAgent:
             if status in ("affirmed", "denied"):
                 self.belief.finding(concept, status == "affirmed")
             elif status in ("abnormal", "normal"):
-                self.pending.discard(concept)
                 self.belief.test(concept, status == "abnormal")
-        if target in self.model.test_index and not result.get("ok", True):
-            self.pending.discard(target)  # cannot be done here: never coming back
 
     def _diagnose(self) -> Diagnose:
         return Diagnose(

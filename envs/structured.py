@@ -793,7 +793,14 @@ _SUITE_CACHE: OrderedDict[Any, CompiledCase] = OrderedDict()
 
 def _sampler_key(sampler: CaseSampler) -> tuple[Any, ...]:
     """What a sampler's case (seed, index) depends on besides the seed and index."""
-    return (sampler.kb.version, sampler.weighting, tuple(c.id for c in sampler.pool))
+    slots = tuple((p.id, s) for p, s in getattr(sampler, "slots", ()))  # presentation-first
+    return (
+        type(sampler).__name__,
+        sampler.kb.version,
+        sampler.weighting,
+        tuple(c.id for c in sampler.pool),
+        slots,
+    )
 
 
 def _compiled(

@@ -32,6 +32,9 @@ AGE_BANDS: dict[str, tuple[int, int]] = {
     "40-64": (40, 64),
     "65+": (65, 95),
 }
+POPULATION_AGE_BANDS = {"0-4": 0.06, "5-17": 0.16, "18-39": 0.30, "40-64": 0.31, "65+": 0.17}
+"""Shares of the population by age band (US Census 2020, rounded): how patients' ages are drawn
+when the case does not start from a condition."""
 Sex = Literal["female", "male"]
 Setting = Literal["primary_care", "emergency", "mental_health", "paediatrics", "rare_disease"]
 FindingCategory = Literal["hpi", "ros", "pmh", "social", "family", "exam"]
@@ -326,6 +329,13 @@ class Generation(_Model):
     """Share of cases that present atypically: each linked finding's chance is scaled by
     `atypical_factor` (the complaint stays)."""
     atypical_factor: float = Field(gt=0, le=1)
+    prevalence_temper: float = Field(ge=0, le=1)
+    """How much a member's prevalence for the patient's age and sex weighs in drawing it:
+    weight x prevalence ** temper (1: as prevalent as it is; 0: every member possible at this
+    age and sex alike). Below 1 keeps rare-but-dangerous members common enough to be tested,
+    and the commonest member for the age from answering the case on its own."""
+    min_members: int = Field(ge=2)
+    """A presentation is drawn in a setting only where at least this many members are seen."""
     distractor_p: float = Field(ge=0, lt=0.5)
     """Chance that a finding the condition does not cause is present anyway (a symptom of
     something else, or a look-alike's finding the patient happens to have)."""

@@ -16,7 +16,8 @@ from clinicgym.patients.kb import CHILD_AGE, KnowledgeBase, age_band
 ADULT_ONLY_AGE = 10
 """Below this age a child has no social history of their own (smoking, drink, drugs, living
 alone, occupation): such a fact present or denied is implausible."""
-_FIRST_PERSON = re.compile(r"^(I|I'm|I've|I'd|My)\b")
+_FIRST_PERSON = re.compile(r"^(I|I'm|I've|I'd|I'll)\b")
+"""A child's told fact in the child's own voice ('My ...' is fine: a parent says 'My brother')."""
 _REFERENCE = re.compile(r"\(reference ([-\d.]+)-([-\d.]+)\)")
 _TOLD = ("chief_complaint", "hpi", "ros", "pmh", "medication", "allergy", "family")
 

@@ -14,14 +14,20 @@ both the scripted agent and the difficulty measure follow, so there is one polic
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
 import numpy as np
 
 from clinicgym.patients.case import Difficulty
-from clinicgym.patients.kb import AGE_BANDS, KnowledgeBase, Presentation, age_band
+from clinicgym.patients.kb import (
+    AGE_BANDS,
+    POPULATION_AGE_BANDS,
+    KnowledgeBase,
+    Presentation,
+    age_band,
+)
 
 LEAK = 0.002
 """P(finding | condition) for a finding neither the condition nor its presentation touches."""
@@ -93,6 +99,12 @@ class KBModel:
             system = kb.findings[fid].system
             if system is not None:
                 self.systems.setdefault(system, []).append(self.feature_index[fid])
+        self.system_names = list(self.systems)
+        self.exam_cols = np.array([j for cols in self.systems.values() for j in cols], dtype=int)
+        self.exam_system = np.array(
+            [k for k, cols in enumerate(self.systems.values()) for _ in cols], dtype=int
+        )
+        """Exam feature columns grouped by system, and each column's system index."""
 
     # ---- priors ---------------------------------------------------------------------------
 
@@ -101,31 +113,26 @@ class KBModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """P(condition | age, sex, setting, complaint) and the likelihood table that goes with
         it. Presentation-first cases: a mixture over the presentations with this complaint and
-        setting, exactly as the generator draws them. Otherwise: every condition equally likely,
-        then demographics from its prevalence table (the balanced KB sampler)."""
+        setting, exactly as the generator draws them (`demographic_weights`). Otherwise: every
+        condition equally likely, then demographics from its prevalence table (the balanced
+        KB sampler)."""
         pres = self._presentations(complaint, setting, age)
         if not pres:
             return self._balanced_prior(age, sex), self.lik
-        n_pres = len(self.kb.presentations)
         p = np.zeros(len(self.conditions))
         lik = None
         for pr, s in pres:
-            weights = member_weights(self.kb, pr, s)
+            weights = demographic_weights(self.kb, pr, s, age, sex)
             total = sum(weights.values())
-            n_settings = len(pr.settings)
+            if total <= 0:
+                continue
+            slot = 1 / len(usable_settings(self.kb, pr))  # presentations are equally likely
+            demo = p_demographics(self.kb, pr, s, age, sex)
             for cid, w in weights.items():
-                c = self.kb.conditions[cid]
-                p[self.cond_index[cid]] += (
-                    (1 / n_pres)
-                    * (1 / n_settings)
-                    * (w / total)
-                    * p_age(c.prevalence.age_bands, c.age, pr.age, age)
-                    * p_sex(c.sex, c.prevalence.sex, sex)
-                )
+                p[self.cond_index[cid]] += slot * demo * w / total
             lik = self.cluster_lik(pr.id, s) if lik is None else lik
-        if p.sum() == 0:
+        if p.sum() == 0 or lik is None:
             return self._balanced_prior(age, sex), self.lik
-        assert lik is not None
         return p / p.sum(), lik
 
     def _presentations(
@@ -136,16 +143,16 @@ class KBModel:
         return [
             (p, setting)
             for p in self.kb.presentations.values()
-            if p.complaint == complaint and setting in p.settings and p.age[0] <= age <= p.age[1]
+            if p.complaint == complaint
+            and setting in usable_settings(self.kb, p)
+            and p.age[0] <= age <= p.age[1]
         ]
 
     def _balanced_prior(self, age: int, sex: str) -> np.ndarray:
         p = np.zeros(len(self.conditions))
         for i, cid in enumerate(self.conditions):
             c = self.kb.conditions[cid]
-            p[i] = p_age(c.prevalence.age_bands, c.age, (0, 95), age) * p_sex(
-                c.sex, c.prevalence.sex, sex
-            )
+            p[i] = p_age(c.prevalence.age_bands, c.age, age) * p_sex(c.sex, c.prevalence.sex, sex)
         if p.sum() == 0:
             p[:] = 1.0
         return p / p.sum()
@@ -167,29 +174,94 @@ class KBModel:
         return [self.cond_index[m.condition] for m in pres.members_in(setting)]
 
 
-def member_weights(kb: KnowledgeBase, pres: Presentation, setting: str) -> dict[str, float]:
-    """Member condition id -> its weight in `setting` (members that cannot be seen there are
-    left out)."""
-    return {m.condition: m.weight for m in pres.members_in(setting) if m.condition in kb.conditions}
+def usable_settings(kb: KnowledgeBase, pres: Presentation) -> list[str]:
+    """The settings a case of `pres` can be drawn in: those where at least `min_members`
+    members are seen (fewer, and the setting alone would all but name the condition)."""
+    least = kb.generation.min_members if kb.generation else 2
+    return [s for s in pres.settings if len(pres.members_in(s)) >= least]
 
 
-def p_age(
-    bands: dict[str, float], cond_age: tuple[int, int], pres_age: tuple[int, int], age: int
+def demographic_weights(
+    kb: KnowledgeBase, pres: Presentation, setting: str, age: int, sex: str
+) -> dict[str, float]:
+    """Member condition id -> its chance weight for a patient of this age and sex presenting
+    with `pres` in `setting`: (member weight x prevalence for the age band and sex, relative to
+    the condition's commonest band and sex) ** `prevalence_temper`. Members the patient cannot
+    have (age, sex, prevalence 0) are left out."""
+    temper = kb.generation.prevalence_temper if kb.generation else 1.0
+    band = age_band(age)
+    out: dict[str, float] = {}
+    for m in pres.members_in(setting):
+        c = kb.conditions.get(m.condition)
+        if c is None or not c.age[0] <= age <= c.age[1] or c.sex not in ("any", sex):
+            continue
+        bands = c.prevalence.age_bands
+        rel = bands.get(band, 0.0) / max(bands.values())  # type: ignore[call-overload]
+        if c.sex == "any":
+            sw = c.prevalence.sex
+            rel *= sw.get(sex, 0.0) / max(sw.values())  # type: ignore[call-overload]
+        if rel > 0:
+            out[c.id] = (m.weight * rel) ** temper
+    return out
+
+
+def age_share(pres: Presentation, age: int) -> float:
+    """P(age) for a patient presenting with `pres`: population age-band shares restricted to
+    its age range, uniform within a band."""
+    lo_p, hi_p = pres.age
+    if not lo_p <= age <= hi_p:
+        return 0.0
+    usable = {
+        b: w
+        for b, w in POPULATION_AGE_BANDS.items()
+        if AGE_BANDS[b][0] <= hi_p and AGE_BANDS[b][1] >= lo_p
+    }
+    band = age_band(age)
+    lo, hi = max(AGE_BANDS[band][0], lo_p), min(AGE_BANDS[band][1], hi_p)
+    return usable[band] / sum(usable.values()) / (hi - lo + 1)
+
+
+def p_demographics(
+    kb: KnowledgeBase, pres: Presentation, setting: str, age: int, sex: str
 ) -> float:
-    """P(age | condition) when the band is drawn by prevalence (bands inside both ranges) and
-    the age uniformly within the band, the condition's and the presentation's age ranges."""
-    lo_all, hi_all = max(cond_age[0], pres_age[0]), min(cond_age[1], pres_age[1])
-    if not lo_all <= age <= hi_all:
+    """P(age, sex | presentation, setting) under the generator, which redraws a patient no
+    member can be (so the density is renormalised over the patients some member fits)."""
+    if not demographic_weights(kb, pres, setting, age, sex):
+        return 0.0
+    return age_share(pres, age) * 0.5 / _fits(kb, pres, setting)
+
+
+def _fits(kb: KnowledgeBase, pres: Presentation, setting: str) -> float:
+    key = (kb.version, pres.id, setting)
+    z = _FIT_CACHE.get(key)
+    if z is None:
+        z = _FIT_CACHE[key] = sum(
+            age_share(pres, a) * 0.5
+            for a in range(pres.age[0], pres.age[1] + 1)
+            for sx in ("female", "male")
+            if demographic_weights(kb, pres, setting, a, sx)
+        )
+    return z
+
+
+_FIT_CACHE: dict[tuple[str, str, str], float] = {}
+
+
+def p_age(bands: dict[str, float], cond_age: tuple[int, int], age: int) -> float:
+    """P(age | condition) under the balanced condition-first sampler: a band by prevalence,
+    then an age uniformly within the band and the condition's age range."""
+    lo_c, hi_c = cond_age
+    if not lo_c <= age <= hi_c:
         return 0.0
     usable = {
         b: w
         for b, w in bands.items()
-        if w > 0 and AGE_BANDS[b][0] <= hi_all and AGE_BANDS[b][1] >= lo_all
+        if w > 0 and AGE_BANDS[b][0] <= hi_c and AGE_BANDS[b][1] >= lo_c
     }
     band = age_band(age)
     if band not in usable:
         return 0.0
-    lo, hi = max(AGE_BANDS[band][0], lo_all), min(AGE_BANDS[band][1], hi_all)
+    lo, hi = max(AGE_BANDS[band][0], lo_c), min(AGE_BANDS[band][1], hi_c)
     return usable[band] / sum(usable.values()) / (hi - lo + 1)
 
 
@@ -263,19 +335,38 @@ def _opening_safe(m: KBModel, presentation: str, setting: str) -> frozenset[str]
     return safe
 
 
-@dataclass
 class Belief:
     """One episode's posterior over the KB's conditions, and what has been observed."""
 
-    model: KBModel
-    post: np.ndarray
-    lik: np.ndarray
-    age: int
-    sex: str
-    setting: str | None
-    asked: set[str] = field(default_factory=set)
-    examined: set[str] = field(default_factory=set)
-    ordered: set[str] = field(default_factory=set)
+    def __init__(
+        self,
+        model: KBModel,
+        post: np.ndarray,
+        lik: np.ndarray,
+        age: int,
+        sex: str,
+        setting: str | None,
+    ) -> None:
+        self.model, self.post, self.lik = model, post, lik
+        self.age, self.sex, self.setting = age, sex, setting
+        kb = model.kb
+        self.open = np.array(
+            [_applies(kb.findings[f].applies, age, sex) for f in model.history], dtype=bool
+        )
+        """History findings still worth asking: they apply to the patient, not asked yet."""
+        self.examined: set[str] = set()
+        tests = [kb.tests[t] for t in model.tests]
+        self.orderable = np.array(
+            [
+                (setting is None or setting in t.settings) and _applies(t.applies, age, sex)
+                for t in tests
+            ],
+            dtype=bool,
+        )
+        """Tests this setting can do for this patient and not yet ordered."""
+        self.delay = np.array(
+            [t.delay.get(setting, 0) if setting else 0 for t in tests]  # type: ignore[call-overload]
+        )
 
     @classmethod
     def start(
@@ -297,8 +388,20 @@ class Belief:
                 lik[:, j] = np.where(model.linked[:, j], lik[:, j], f.p.get(band, 0.0))
         b = cls(model, post, lik, age, sex, setting)
         if complaint is not None:
-            b.asked.add(complaint)
+            b.mark_asked(complaint)
         return b
+
+    def mark_asked(self, fid: str) -> None:
+        """Do not ask about `fid` again (asked, or heard in an answer)."""
+        j = self.model.feature_index.get(fid)
+        if j is not None and j < len(self.open):
+            self.open[j] = False
+
+    def mark_ordered(self, tid: str) -> None:
+        """Do not order `tid` again."""
+        j = self.model.test_index.get(tid)
+        if j is not None:
+            self.orderable[j] = False
 
     # ---- observations ---------------------------------------------------------------------
 
@@ -307,7 +410,7 @@ class Belief:
         j = self.model.feature_index.get(fid)
         if j is None:
             return
-        self.asked.add(fid)
+        self.mark_asked(fid)
         col = self.lik[:, j]
         self._times(col if present else 1 - col)
 
@@ -316,17 +419,15 @@ class Belief:
         self.examined.add(system)
         seen = set(present)
         for j in self.model.systems.get(system, []):
-            fid = self.model.features[j]
-            self.asked.add(fid)
             col = self.lik[:, j]
-            self._times(col if fid in seen else 1 - col)
+            self._times(col if self.model.features[j] in seen else 1 - col)
 
     def test(self, tid: str, abnormal: bool) -> None:
         """A test result."""
         j = self.model.test_index.get(tid)
         if j is None:
             return
-        self.ordered.add(tid)
+        self.mark_ordered(tid)
         col = self.model.test_lik[:, j]
         self._times(col if abnormal else 1 - col)
 
@@ -342,62 +443,49 @@ class Belief:
         order = np.argsort(-self.post, kind="stable")[:k]
         return [(self.model.conditions[i], float(self.post[i])) for i in order]
 
-    def best(self, turns_left: int | None = None, pending: Iterable[str] = ()) -> Choice | None:
+    def best(self, turns_left: int | None = None) -> Choice | None:
         """The most informative next question, examination or test, or None when nothing left
         is worth `MIN_GAIN`. Tests the setting cannot order, tests that do not apply to the
-        patient, and tests whose result would come back after `turns_left` are not candidates."""
-        m, kb = self.model, self.model.kb
-        live = self.post > 1e-9
-        post_rows = np.flatnonzero(live)
+        patient, and tests whose result would come back after `turns_left` are not candidates
+        (a result must come back with a turn to spare for the diagnosis)."""
+        m = self.model
+        rows = np.flatnonzero(self.post > 1e-9)
+        p = self.post[rows] / self.post[rows].sum()
         best: Choice | None = None
-        hist = [
-            j
-            for j, f in enumerate(m.history)
-            if f not in self.asked and _applies(kb.findings[f].applies, self.age, self.sex)
-        ]
-        if hist:
-            g = self._gain_rows(self.lik[np.ix_(post_rows, hist)], live)
+        sub = self.lik[rows]
+        hist = np.flatnonzero(self.open)
+        if len(hist):
+            g = _gain(p, sub[:, hist])
             j = int(g.argmax())
             if g[j] > MIN_GAIN:
                 best = Choice("ask", m.history[hist[j]], float(g[j]))
-        for system, cols in m.systems.items():
-            if system in self.examined:
-                continue
-            g2 = float(self._gain_rows(self.lik[np.ix_(post_rows, cols)], live).sum())
-            g2 *= EXAM_DISCOUNT
-            if g2 > MIN_GAIN and (best is None or g2 > best.gain):
+        by_system = np.bincount(
+            m.exam_system, weights=_gain(p, sub[:, m.exam_cols]), minlength=len(m.system_names)
+        )
+        for k, system in enumerate(m.system_names):
+            g2 = float(by_system[k]) * EXAM_DISCOUNT
+            if system not in self.examined and g2 > MIN_GAIN and (best is None or g2 > best.gain):
                 best = Choice("examine", system, g2)
-        pending = set(pending)
-        tests = [
-            j
-            for j, t in enumerate(m.tests)
-            if t not in self.ordered and t not in pending and self._orderable(t, turns_left)
-        ]
-        if tests:
-            g = self._gain_rows(m.test_lik[np.ix_(post_rows, tests)], live) * TEST_DISCOUNT
+        ok = self.orderable
+        if turns_left is not None:
+            ok = ok & (self.delay < turns_left - 1)
+        tests = np.flatnonzero(ok)
+        if len(tests):
+            g = _gain(p, m.test_lik[np.ix_(rows, tests)]) * TEST_DISCOUNT
             j = int(g.argmax())
             if g[j] > MIN_GAIN and (best is None or g[j] > best.gain):
                 best = Choice("order", m.tests[tests[j]], float(g[j]))
         return best
 
-    def _gain_rows(self, lik: np.ndarray, live: np.ndarray) -> np.ndarray:
-        p = self.post[live][:, None]
-        p = p / p.sum()
-        p_yes = (p * lik).sum(axis=0)
-        post_yes = p * lik / np.clip(p_yes, 1e-12, None)
-        post_no = p * (1 - lik) / np.clip(1 - p_yes, 1e-12, None)
-        h_now = _entropy(p)[0]
-        return h_now - (p_yes * _entropy(post_yes) + (1 - p_yes) * _entropy(post_no))
 
-    def _orderable(self, tid: str, turns_left: int | None) -> bool:
-        t = self.model.kb.tests[tid]
-        if self.setting is not None and self.setting not in t.settings:
-            return False
-        if not _applies(t.applies, self.age, self.sex):
-            return False
-        delay = t.delay.get(self.setting, 0) if self.setting else 0  # type: ignore[call-overload]
-        # the result must come back with a turn to spare for the diagnosis
-        return turns_left is None or delay < turns_left - 1
+def _gain(p: np.ndarray, lik: np.ndarray) -> np.ndarray:
+    """Expected entropy reduction of binary observations (one per column of `lik`) under the
+    distribution `p` over its rows."""
+    p = p[:, None]
+    p_yes = (p * lik).sum(axis=0)
+    post_yes = p * lik / np.clip(p_yes, 1e-12, None)
+    post_no = p * (1 - lik) / np.clip(1 - p_yes, 1e-12, None)
+    return _entropy(p)[0] - (p_yes * _entropy(post_yes) + (1 - p_yes) * _entropy(post_no))
 
 
 def _applies(applies: object, age: int, sex: str) -> bool:

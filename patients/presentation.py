@@ -24,13 +24,22 @@ import numpy as np
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import (
     AGE_BANDS,
+    CHILD_AGE,
+    POPULATION_AGE_BANDS,
     Condition,
+    Finding,
     KnowledgeBase,
     LabTest,
     Presentation,
     age_band,
 )
-from clinicgym.patients.posterior import distractor_ids, member_weights, model_for
+from clinicgym.patients.plausibility import ADULT_ONLY_AGE
+from clinicgym.patients.posterior import (
+    demographic_weights,
+    distractor_ids,
+    model_for,
+    usable_settings,
+)
 from clinicgym.patients.sampler import CaseSampler, PatientRecord, TestOutcome, _uniform
 
 
@@ -66,7 +75,7 @@ class PresentationSampler(CaseSampler):
         for p in sorted(kb.presentations.values(), key=lambda p: p.id):
             if presentations and p.id not in presentations:
                 continue
-            for s in p.settings:
+            for s in usable_settings(kb, p):
                 if settings and s not in settings:
                     continue
                 if any(m.condition in allowed for m in p.members_in(s)):
@@ -94,32 +103,31 @@ class PresentationSampler(CaseSampler):
     def _member(
         self, pres: Presentation, setting: str, rng: np.random.Generator
     ) -> tuple[Condition, int, str]:
-        weights = {
-            c: w for c, w in member_weights(self.kb, pres, setting).items() if c in self._allowed
-        }
-        options: list[tuple[Condition, str, float]] = []
-        for cid, w in weights.items():
-            c = self.kb.conditions[cid]
-            lo_all, hi_all = max(c.age[0], pres.age[0]), min(c.age[1], pres.age[1])
-            bands = {
-                b: bw
-                for b, bw in c.prevalence.age_bands.items()
-                if bw > 0 and AGE_BANDS[b][0] <= hi_all and AGE_BANDS[b][1] >= lo_all
+        """A patient presenting this way: age from the population's age bands within the
+        presentation's range, sex at even odds (redrawn until some member fits), then a member
+        by `demographic_weights`."""
+        lo_p, hi_p = pres.age
+        bands = [
+            b for b in POPULATION_AGE_BANDS if AGE_BANDS[b][0] <= hi_p and AGE_BANDS[b][1] >= lo_p
+        ]
+        shares = np.array([POPULATION_AGE_BANDS[b] for b in bands])
+        for _ in range(1000):
+            band = bands[int(rng.choice(len(bands), p=shares / shares.sum()))]
+            age = int(
+                rng.integers(max(AGE_BANDS[band][0], lo_p), min(AGE_BANDS[band][1], hi_p) + 1)
+            )
+            sex = "female" if rng.random() < 0.5 else "male"
+            weights = {
+                c: w
+                for c, w in demographic_weights(self.kb, pres, setting, age, sex).items()
+                if c in self._allowed
             }
-            total = sum(bands.values())
-            options += [(c, b, w * bw / total) for b, bw in bands.items()]
-        if not options:
-            raise CaseError(f"presentation '{pres.id}' has no member for setting '{setting}'")
-        p = np.array([o[2] for o in options])
-        cond, band, _ = options[int(rng.choice(len(options), p=p / p.sum()))]
-        lo = max(AGE_BANDS[band][0], cond.age[0], pres.age[0])
-        hi = min(AGE_BANDS[band][1], cond.age[1], pres.age[1])
-        age = int(rng.integers(lo, hi + 1))
-        if cond.sex != "any":
-            return cond, age, cond.sex
-        sw = cond.prevalence.sex
-        p_female = sw.get("female", 0.0) / (sw.get("female", 0.0) + sw.get("male", 0.0))
-        return cond, age, "female" if rng.random() < p_female else "male"
+            if weights:
+                ids = sorted(weights)
+                w = np.array([weights[c] for c in ids])
+                cid = ids[int(rng.choice(len(ids), p=w / w.sum()))]
+                return self.kb.conditions[cid], age, sex
+        raise CaseError(f"presentation '{pres.id}' found no member for 1000 patients in {setting}")
 
     def presented(
         self,
@@ -137,8 +145,7 @@ class PresentationSampler(CaseSampler):
         scale = gen.atypical_factor if atypical else 1.0
 
         def applies(fid: str) -> bool:
-            a = kb.findings[fid].applies
-            return a is None or a.admits(age, sex)
+            return speakable(kb.findings[fid], age, sex)
 
         findings: dict[str, bool] = {pres.complaint: True}
         for link in cond.findings:
@@ -169,6 +176,17 @@ class PresentationSampler(CaseSampler):
             atypical=atypical,
             **self.background(cond, age, rng),
         )
+
+
+def speakable(fd: Finding, age: int, sex: str) -> bool:
+    """Can this patient have, and tell of, `fd`? It must apply to their age and sex; a young
+    child has no social history of their own, and a caregiver can only tell what the KB words
+    for a caregiver (`text_child`)."""
+    if fd.applies is not None and not fd.applies.admits(age, sex):
+        return False
+    if fd.category == "social" and age < ADULT_ONLY_AGE:
+        return False
+    return fd.category == "exam" or age >= CHILD_AGE or fd.text_child is not None
 
 
 def _result(
@@ -211,22 +229,26 @@ def _outside(value: float, ref: tuple[float, float]) -> bool:
 
 def make_sampler(
     kb: KnowledgeBase,
-    weighting: str = "presentation",
+    weighting: str = "auto",
     *,
     settings: Sequence[str] | None = None,
     conditions: Sequence[str] | None = None,
 ) -> CaseSampler:
-    """The sampler a run's `weighting` names: 'presentation' (presentation-first, the default),
-    or the condition-first 'balanced' and 'population' samplers of earlier suite versions."""
+    """The sampler a run's `weighting` names: 'presentation' (presentation-first), the
+    condition-first 'balanced' and 'population' samplers of earlier suite versions, or 'auto'
+    (presentation where the KB has presentations, else balanced)."""
+    if weighting == "auto":
+        weighting = "presentation" if kb.presentations else "balanced"
     if weighting == "presentation":
         return PresentationSampler(kb, settings=settings, conditions=conditions)
     if weighting not in ("balanced", "population"):
         raise CaseError(
-            f"unknown weighting '{weighting}'; use 'presentation', 'balanced' or 'population'"
+            f"unknown weighting '{weighting}'; use 'auto', 'presentation', 'balanced' or "
+            "'population'"
         )
     return CaseSampler(kb, weighting=weighting, settings=settings, conditions=conditions)  # type: ignore[arg-type]
 
 
 def default_sampler(kb: KnowledgeBase) -> CaseSampler:
     """Presentation-first where the KB has presentations, else the balanced sampler."""
-    return PresentationSampler(kb) if kb.presentations else CaseSampler(kb)
+    return make_sampler(kb)

@@ -18,6 +18,7 @@ from clinicgym.patients.case import Case, Lineage
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import (
     AGE_BANDS,
+    POPULATION_AGE_BANDS,
     Condition,
     KnowledgeBase,
     age_band,
@@ -34,7 +35,6 @@ ETHNICITIES = {
     "Mixed or other": 0.05,
 }
 """US Census 2020 shares (rounded); demographic only, it never changes a fact."""
-POPULATION_AGE_BANDS = {"0-4": 0.06, "5-17": 0.16, "18-39": 0.30, "40-64": 0.31, "65+": 0.17}
 Weighting = Literal["balanced", "population"]
 
 

@@ -45,9 +45,10 @@ class RunSpec(BaseModel):
     repeats: int = Field(default=1, ge=1, le=100)
     max_turns: int = Field(default=20, ge=1, le=200)
     end_on_diagnose: bool = True
-    weighting: Literal["presentation", "balanced", "population"] = "presentation"
+    weighting: Literal["auto", "presentation", "balanced", "population"] = "auto"
     """'presentation': presentation-first cases (patients/presentation.py); 'balanced' and
-    'population': the condition-first sampler of earlier suite versions."""
+    'population': the condition-first sampler of earlier suite versions; 'auto': presentation
+    where the KB has presentations, else balanced."""
     settings: list[str] = []
     conditions: list[str] = []
     kb_dir: str | None = None

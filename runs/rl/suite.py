@@ -59,7 +59,7 @@ def pin_suite(
     *,
     seed: int = 0,
     kb: KnowledgeBase | None = None,
-    weighting: str = "presentation",
+    weighting: str = "auto",
     settings: Sequence[str] = (),
     conditions: Sequence[str] = (),
 ) -> SuiteManifest:

@@ -74,4 +74,44 @@ def test_agent_specs_take_no_stray_arguments():
     from clinicgym.agents.errors import AgentSpecError
 
     with pytest.raises(AgentSpecError, match="takes no argument"):
+        make_agent_factory("random:fast", default_kb())
+    with pytest.raises(AgentSpecError, match="takes no argument"):
+        make_agent_factory("opening#budget=2", default_kb())
+    with pytest.raises(AgentSpecError, match="takes options after '#'"):
         make_agent_factory("scripted:fast", default_kb())
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("scripted#budget=four", "budget must be a whole number or 'inf'"),
+        ("scripted#stop=2", "stop must be a probability"),
+        ("scripted#speed=3", "unknown option 'speed'; known: budget, stop"),
+        ("scripted#budget", "needs a value"),
+    ],
+)
+def test_scripted_options_are_checked(spec: str, message: str) -> None:
+    from clinicgym.agents.errors import AgentSpecError
+
+    with pytest.raises(AgentSpecError, match=message):
+        make_agent_factory(spec, default_kb())
+
+
+def test_scripted_budget_caps_its_questions_and_opening_asks_nothing() -> None:
+    from clinicgym.envs.consultation import ConsultationEnv
+
+    kb = default_kb()
+    env = ConsultationEnv(kb=kb, max_turns=20)
+    for spec, most in (("opening", 0), ("scripted#budget=2", 2), ("scripted#budget=inf", 19)):
+        agent = make_agent_factory(spec, kb)()
+        for seed in range(6):
+            obs, info = env.reset(seed=seed)
+            agent.reset(obs, info)
+            done, gathered = False, 0
+            while not done:
+                action = asyncio.run(agent.act(obs, info))
+                gathered += type(action).__name__ in ("Ask", "Examine", "OrderTest")
+                obs, _, term, trunc, info = env.step(action)
+                done = term or trunc
+            assert gathered <= most, (spec, seed)
+            assert info["episode"].outcome.diagnoses, (spec, seed)
