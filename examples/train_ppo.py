@@ -31,11 +31,13 @@ def plot(curve: list[dict], baselines: dict[str, dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     steps = [p["steps"] for p in curve]
     ax.plot(steps, [p["score"] for p in curve], marker="o", label="PPO (greedy)")
-    ax.fill_between(steps, [p["ci95"][0] for p in curve], [p["ci95"][1] for p in curve], alpha=0.2)
+    nan = float("nan")  # an undefined interval (every episode scored alike): no band
+    lo, hi = zip(*[p["ci95"] or (nan, nan) for p in curve], strict=True)
+    ax.fill_between(steps, lo, hi, alpha=0.2)
     for (name, r), colour in zip(baselines.items(), ("tab:red", "tab:green"), strict=False):
-        lo, hi = r["score"]["ci95"]
         ax.axhline(r["score"]["mean"], color=colour, linestyle="--", label=f"{name}")
-        ax.axhspan(lo, hi, color=colour, alpha=0.1)
+        if r["score"]["ci95"] is not None:
+            ax.axhspan(*r["score"]["ci95"], color=colour, alpha=0.1)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("mean terminal score (held-out cases)")
     ax.set_title("PPO on clinicgym/Consultation-Structured-v0")

@@ -9,8 +9,9 @@ manifest.json) and opens an in-memory DuckDB with two relations:
   and `run_path` (run ids need not be unique across folders; paths are).
 
 `compare(a, b)` gives, per agent and metric, both means and the difference B - A with a seeded
-bootstrap 95% interval: paired over (case, repeat) when both runs played the same cases (the
-same suite), else the two runs resampled independently.
+95% interval (`scoring/stats.mean_diff_ci`): a scipy bootstrap over (case, repeat) pairs when
+both runs played the same cases (the same suite), else the two runs taken as independent
+samples (Newcombe's interval for 0/1 metrics, a two-sample bootstrap otherwise).
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from clinicgym.runs.errors import RunError
 from clinicgym.runs.store import RunStore
-from clinicgym.scoring.metrics import METRICS
-from clinicgym.scoring.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from clinicgym.scoring.metrics import MEASUREMENTS, METRICS
+from clinicgym.scoring.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mean_diff_ci
 
 RUN_COLUMNS = (
     "run_id",
@@ -171,7 +171,8 @@ class RunCatalog:
 
 @dataclass(frozen=True)
 class MetricDiff:
-    """One metric of one agent in two runs: means, B - A and its bootstrap interval."""
+    """One metric of one agent in two runs: means, B - A and its 95% interval (None: undefined,
+    when neither run's values vary)."""
 
     agent: str
     metric: str
@@ -182,11 +183,35 @@ class MetricDiff:
     diff: float | None
     ci95: tuple[float, float] | None
     paired: bool
+    method: str = ""
+    """How the interval was computed (`scoring/stats.mean_diff_ci`): 'bca' or 'percentile'
+    (scipy bootstrap; over the pairs when `paired`), 'newcombe' (independent proportions),
+    'undefined'; ', independent' when the runs are paired but every pair differed alike, so
+    the interval is the independent-samples one."""
 
     @property
     def clear(self) -> bool:
         """The interval excludes 0: the runs differ on this metric beyond resampling noise."""
         return self.ci95 is not None and (self.ci95[0] > 0 or self.ci95[1] < 0)
+
+
+def _diff(
+    a: pd.Series,
+    b: pd.Series,
+    *,
+    paired: bool,
+    resamples: int,
+    seed: int,
+    proportion: bool | None = None,
+) -> dict[str, Any] | None:
+    if paired:
+        both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+        xa, xb = both["a"].tolist(), both["b"].tolist()
+    else:
+        xa, xb = a.dropna().tolist(), b.dropna().tolist()
+    return mean_diff_ci(
+        xa, xb, paired=paired, proportion=proportion, resamples=resamples, seed=seed
+    )
 
 
 def diff_ci(
@@ -196,29 +221,15 @@ def diff_ci(
     paired: bool,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-) -> tuple[float, tuple[float, float]] | None:
-    """mean(b) - mean(a) and a percentile-bootstrap 95% interval. Paired: `a` and `b` share an
-    index (case, repeat), pairs are resampled together; else each is resampled on its own."""
-    rng = np.random.default_rng(seed)
-    if paired:
-        both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-        if both.empty:
-            return None
-        d = (both["b"] - both["a"]).to_numpy(dtype=float)
-        diff = float(d.mean())
-        if d.size == 1 or np.all(d == d[0]):
-            return diff, (diff, diff)
-        boots = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
-    else:
-        xa, xb = a.dropna().to_numpy(dtype=float), b.dropna().to_numpy(dtype=float)
-        if xa.size == 0 or xb.size == 0:
-            return None
-        diff = float(xb.mean() - xa.mean())
-        boots = xb[rng.integers(0, xb.size, size=(resamples, xb.size))].mean(axis=1) - xa[
-            rng.integers(0, xa.size, size=(resamples, xa.size))
-        ].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return diff, (float(lo), float(hi))
+) -> tuple[float, tuple[float, float] | None] | None:
+    """mean(b) - mean(a) and its 95% interval (None where undefined); None without values.
+    Paired: `a` and `b` share an index (case, repeat) and pairs are resampled together (a
+    scipy bootstrap); else each side is its own sample. `scoring/stats.mean_diff_ci` says
+    which interval each case gets."""
+    d = _diff(a, b, paired=paired, resamples=resamples, seed=seed)
+    if d is None:
+        return None
+    return d["mean"], (tuple(d["ci95"]) if d["ci95"] is not None else None)
 
 
 def _scores(run_dir: Path) -> pd.DataFrame:
@@ -257,7 +268,17 @@ def compare(
             xa, xb = ra[m].astype(float), rb[m].astype(float)
             if xa.dropna().empty and xb.dropna().empty:
                 continue
-            res = diff_ci(xa, xb, paired=paired)
+            res = _diff(
+                xa,
+                xb,
+                paired=paired,
+                resamples=BOOTSTRAP_RESAMPLES,
+                seed=BOOTSTRAP_SEED,
+                proportion=False if m in MEASUREMENTS else None,  # turns, costs: never 0/1
+            )
+            method = ""
+            if res is not None:
+                method = res["method"] + (", independent" if paired and not res["paired"] else "")
             out.append(
                 MetricDiff(
                     agent=label,
@@ -266,9 +287,10 @@ def compare(
                     mean_b=float(xb.mean()) if xb.notna().any() else None,
                     n_a=int(xa.notna().sum()),
                     n_b=int(xb.notna().sum()),
-                    diff=res[0] if res else None,
-                    ci95=res[1] if res else None,
+                    diff=res["mean"] if res else None,
+                    ci95=tuple(res["ci95"]) if res and res["ci95"] is not None else None,
                     paired=paired,
+                    method=method,
                 )
             )
     return out

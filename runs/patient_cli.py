@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs.console import ci_cell
 
 patients_app = typer.Typer(
     help="Measure the patient simulator: question-bank accuracy and a run's fidelity.",
@@ -21,10 +22,7 @@ console = Console()
 
 def _fmt(m: object) -> str:
     if isinstance(m, dict) and "mean" in m:
-        if m["mean"] is None:
-            return "-"
-        lo, hi = m["ci95"]
-        return f"{m['mean']:.3f} [{lo:.3f}-{hi:.3f}]"
+        return ci_cell(m, spec=".3f")
     return str(m)
 
 

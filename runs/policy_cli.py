@@ -23,8 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
-from clinicgym.runs.console import err_console, fail
-from clinicgym.scoring.stats import format_ci
+from clinicgym.runs.console import ci_cell, err_console, fail
 
 if TYPE_CHECKING:
     from clinicgym.envs.episode import Episode
@@ -195,7 +194,7 @@ def compliance_table(report: Any) -> Table:
     for sev in SEVERITIES[::-1]:
         table.add_column(sev, justify="right")
     for a in report.agents.values():
-        rate = format_ci(a.pass_rate, pct=True)
+        rate = ci_cell(a.pass_rate, pct=True)
         table.add_row(
             a.agent,
             str(a.episodes),

@@ -22,8 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
-from clinicgym.runs.console import fail
-from clinicgym.scoring.stats import format_ci
+from clinicgym.runs.console import ci_cell, fail
 
 if TYPE_CHECKING:
     from clinicgym.runs.policy_cli import StoredRun
@@ -135,9 +134,9 @@ def probe_tables(results: ProbeResults) -> list[Table]:
         first.add_row(
             agent,
             f"{at.get('ok', 0)}/{at.get('errors', 0)}" if at else "-",
-            format_ci(at.get("alignment")) if at else "-",
+            ci_cell(at.get("alignment")) if at else "-",
             f"{se.get('ok', 0)}/{other}" if se else "-",
-            format_ci(se.get("faithfulness"), pct=True) if se else "-",
+            ci_cell(se.get("faithfulness"), pct=True) if se else "-",
         )
         for attr, v in p.summary.get("counterfactual", {}).items():
             flips.add_row(
@@ -145,8 +144,8 @@ def probe_tables(results: ProbeResults) -> list[Table]:
                 attr,
                 str(v.get("pairs", 0)),
                 str(v.get("errors", 0)),
-                format_ci(v.get("flip_rate"), pct=True),
-                format_ci(v.get("risk_delta")),
+                ci_cell(v.get("flip_rate"), pct=True),
+                ci_cell(v.get("risk_delta")),
             )
     tables = [first] if any_first else []  # no empty table when only flips were probed
     return [*tables, flips] if flips.row_count else tables
@@ -301,9 +300,9 @@ def report_table(rep: Any) -> Table:
             str(s.get("episodes", 0)),
             (f"[red]{errors}[/red]" if s.get("errors") else errors)
             + f"/{s.get('judge_errors', 0)}",
-            format_ci(m.get("diagnostic_accuracy"), pct=True),
-            format_ci(m.get("risk_score")),
-            format_ci(s.get("calibration", {}).get("ece")),
+            ci_cell(m.get("diagnostic_accuracy"), pct=True),
+            ci_cell(m.get("risk_score")),
+            ci_cell(s.get("calibration", {}).get("ece")),
         )
     return table
 

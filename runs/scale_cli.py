@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs.console import err_console, fail
+from clinicgym.scoring.stats import format_interval
 
 runs_app = typer.Typer(help="Many run directories at once: list and compare.", no_args_is_help=True)
 suite_app = typer.Typer(help="Named, versioned case suites.", no_args_is_help=True)
@@ -74,8 +76,8 @@ def runs_compare(
         list[str] | None, typer.Option("--metric", "-m", help="Metric(s); default all.")
     ] = None,
 ) -> None:
-    """Per agent and metric: mean in A and B, B - A and its bootstrap 95% interval (paired
-    over case and repeat when both runs played the same cases)."""
+    """Per agent and metric: mean in A and B, B - A and its 95% interval (a bootstrap over
+    case and repeat pairs when both runs played the same cases; docs/scoring.md)."""
     from clinicgym.runs.catalog import compare
 
     try:
@@ -89,8 +91,11 @@ def runs_compare(
     )
     for col in ("agent", "metric", "A", "B", "B - A", "95% CI", "n A/B"):
         table.add_column(col, justify="left" if col in ("agent", "metric") else "right")
+    apart = False  # paired runs where every pair differed alike: the independent interval
     for d in diffs:
-        ci = f"[{_num(d.ci95[0])}, {_num(d.ci95[1])}]" if d.ci95 else "-"
+        ci = escape(format_interval(d.ci95, spec=".3f", sep=", ")) if d.diff is not None else "-"
+        if d.ci95 is not None and d.method.endswith(", independent"):
+            ci, apart = ci + " i", True
         mark = " *" if d.clear else ""
         table.add_row(
             d.agent,
@@ -100,6 +105,11 @@ def runs_compare(
             _num(d.diff) + mark,
             ci,
             f"{d.n_a}/{d.n_b}",
+        )
+    if apart:
+        table.caption = (
+            "i: every pair differed by the same amount, so the pairs show no spread; the "
+            "interval treats the runs as independent samples (wider)"
         )
     console.print(table)
 

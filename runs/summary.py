@@ -10,10 +10,12 @@ import pandas as pd
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
 from clinicgym.scoring.aggregate import agent_aggregates
-from clinicgym.scoring.metrics import METRICS, SUBGROUP_COLUMNS, EpisodeScorer
+from clinicgym.scoring.metrics import MEASUREMENTS, METRICS, SUBGROUP_COLUMNS, EpisodeScorer
 from clinicgym.scoring.stats import mean_ci
 
-SUMMARY_FORMAT_VERSION = 1
+SUMMARY_FORMAT_VERSION = 2
+"""2: intervals are Wilson for 0/1 metrics and scipy BCa otherwise, each metric says which
+(`method`), `ci95` is null where undefined (n equal values); `repeats` is recorded."""
 
 
 def score_table(
@@ -92,14 +94,19 @@ def summarise(
     run_id: str,
     prices: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
-    """The summary.json document: per agent spec, counts and metrics with bootstrap intervals.
+    """The summary.json document: per agent spec, counts and metrics with 95% intervals
+    (`scoring/stats.mean_ci`: Wilson where every value is 0 or 1, except for `MEASUREMENTS`;
+    a scipy bootstrap otherwise), and pass^k over repeats (`scoring/aggregate.pass_k`).
 
     Errored episodes (infrastructure failures) are counted in `errors` and left out of every
-    metric, so a flaky backend never shows up as a wrong diagnosis.
+    metric, so a flaky backend never shows up as a wrong diagnosis. `repeats` is the number of
+    repeats per case in the table (the run's `--repeats` once every episode is stored).
     """
+    repeats = int(table["repeat"].max()) + 1 if len(table) else 1
     out: dict[str, Any] = {
         "format_version": SUMMARY_FORMAT_VERSION,
         "run_id": run_id,
+        "repeats": repeats,
         "metric_descriptions": METRICS,
         "agents": {},
     }
@@ -110,7 +117,7 @@ def summarise(
         metrics = {}
         for name in METRICS:
             values = [None if pd.isna(v) else float(v) for v in ok[name]]
-            metrics[name] = mean_ci(values)
+            metrics[name] = mean_ci(values, proportion=False if name in MEASUREMENTS else None)
         out["agents"][agent] = {
             "episodes": len(rows),
             "completed": len(ok),

@@ -1,6 +1,7 @@
 """Run-level aggregates that are not the mean of one per-episode metric: calibration error over
 episodes, pass^k over repeated seeds, and the episodes kept apart (infrastructure errors,
-checks that could not decide). Each comes with a bootstrap interval."""
+checks that could not decide). Each comes with a 95% interval (`scoring/stats.py`: a scipy
+bootstrap over episodes or cases, Wilson's where the values resampled are all 0 or 1)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def calibration(rows: pd.DataFrame) -> dict[str, Any]:
 
 def pass_k(rows: pd.DataFrame, metric: str = PASS_METRIC) -> dict[str, Any]:
     """pass^k for k = 1 .. the most repeats any case has (tau2-bench's definition; a success
-    is `metric` == 1), over the completed episodes; {} without repeats."""
+    is `metric` == 1), over the completed episodes, each with an interval over cases
+    (`pass_hat_k_ci`); {} without repeats."""
     ok = rows[(rows["status"] == "completed") & rows[metric].notna()]
     if ok.empty:
         return {}

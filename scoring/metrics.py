@@ -119,6 +119,18 @@ METRIC_GROUPS: dict[str, dict[str, str]] = {
 }
 METRICS: dict[str, str] = {k: v for group in METRIC_GROUPS.values() for k, v in group.items()}
 """Every per-episode metric with its one-line description."""
+MEASUREMENTS = (
+    "test_cost_usd",
+    "readability",
+    "jargon_per_100_words",
+    "turns",
+    "tokens",
+    "latency_s",
+)
+"""Metrics measured on a scale where 0 and 1 are two points, not no and yes: their intervals
+are always bootstrapped, never Wilson's, even when every value is 0 or 1 (a run where every
+episode took 1 turn). Every other metric whose values are all 0 or 1 is read as a proportion
+(the share of episodes with the outcome, or with one event of a count); `runs/summary.py`."""
 SUBGROUP_COLUMNS = ("sex", "age_band", "ethnicity", "insurance", "scenario")
 """Per-episode columns the score table carries for breakdowns."""
 

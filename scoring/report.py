@@ -18,6 +18,7 @@ import datetime as dt
 import html
 import io
 import json
+import math
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -267,8 +268,11 @@ def _png(fig: Any) -> str:
 
 
 def _ci(m: dict[str, Any] | None) -> tuple[float, float, float] | None:
+    """(mean, distance down to lo, up to hi); NaN distances (no bar) for an undefined interval."""
     if not m or m.get("mean") is None:
         return None
+    if not m.get("ci95"):
+        return m["mean"], math.nan, math.nan
     lo, hi = m["ci95"]
     return m["mean"], m["mean"] - lo, hi - m["mean"]
 

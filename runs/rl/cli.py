@@ -14,10 +14,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.scoring.stats import format_interval
 
 rl_app = typer.Typer(
     help="RL: structured-env baselines and pinned case suites.", no_args_is_help=True
@@ -75,11 +77,10 @@ def baselines(
     for col in ("policy", "score", "95% CI", "accuracy", "turns"):
         table.add_column(col)
     for name, r in results.items():
-        lo, hi = r["score"]["ci95"]
         table.add_row(
             name,
             f"{r['score']['mean']:+.3f}",
-            f"[{lo:+.3f}, {hi:+.3f}]",
+            escape(format_interval(r["score"]["ci95"], spec="+.3f", sep=", ")),
             f"{r['accuracy']['mean']:.2f}",
             f"{r['turns']:.1f}",
         )

@@ -51,7 +51,7 @@ def evaluate(
         returns.append(total)
     return {
         "episodes": episodes,
-        "score": mean_ci(scores),
+        "score": mean_ci(scores, proportion=False),  # a reward: 0 and 1 are not no and yes
         "accuracy": mean_ci(correct),
         "turns": float(np.mean(turns)),
         "return": float(np.mean(returns)),

@@ -38,7 +38,8 @@ class CurvePoint:
     cpu_seconds: float
     wall_seconds: float
     score: float
-    ci95: list[float]
+    ci95: list[float] | None
+    """The score's 95% interval; None when undefined (every episode scored the same)."""
     accuracy: float
     turns: float
 
@@ -89,7 +90,7 @@ def train_ppo(
             cpu_seconds=round(time.process_time() - cpu0, 1),
             wall_seconds=round(time.perf_counter() - wall0, 1),
             score=float(r["score"]["mean"]),
-            ci95=list(r["score"]["ci95"]),
+            ci95=list(r["score"]["ci95"]) if r["score"]["ci95"] is not None else None,
             accuracy=float(r["accuracy"]["mean"]),
             turns=float(r["turns"]),
         )

@@ -376,9 +376,11 @@ def summarise_flips(flips: Sequence[Flip]) -> dict[str, Any]:
             "pairs": len(rows),
             "flip_rate": mean_ci([float(bool(f.changed)) for f in rows]),
             "diagnosis_flip_rate": mean_ci([float(bool(f.diagnosis_changed)) for f in rows]),
-            "risk_delta": mean_ci([f.risk_delta for f in rows]),
+            # signed changes: never read as proportions, even when every change is 0
+            "risk_delta": mean_ci([f.risk_delta for f in rows], proportion=False),
             "accuracy_delta": mean_ci(
-                [float(bool(f.correct_flipped)) - float(bool(f.correct_original)) for f in rows]
+                [float(bool(f.correct_flipped)) - float(bool(f.correct_original)) for f in rows],
+                proportion=False,
             ),
         }
 

@@ -71,7 +71,7 @@ def summarise_probes(p: AgentProbes) -> dict[str, Any]:
             "ok": len(ok),
             "errors": sum(a.status == "error" for a in p.attribution),
             "no_decision": sum(a.status == "no_decision" for a in p.attribution),
-            "alignment": mean_ci([a.alignment for a in ok]),
+            "alignment": mean_ci([a.alignment for a in ok], proportion=False),  # Spearman's rho
             "kb_mass": mean_ci([a.kb_mass for a in ok]),
             "top_agreement": mean_ci([a.top_agreement for a in ok]),
         }

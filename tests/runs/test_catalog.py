@@ -82,9 +82,11 @@ def test_catalog_lists_runs_with_their_state(runs):
 def test_compare_pairs_by_case_and_gives_intervals(runs):
     a, b, c = runs / "team" / "a", runs / "team" / "b", runs / "c"
     same = {d.metric: d for d in compare(a, b, metrics=["diagnostic_accuracy", "turns"])}
-    # the same seed and cases: random played identically, so B - A is exactly 0, paired
+    # the same seed and cases: random played identically, so B - A is exactly 0 in every
+    # pair; the pairs carry no spread, so the interval is the independent one, never [0, 0]
     d = same["diagnostic_accuracy"]
-    assert d.agent == "random" and d.paired and d.diff == 0 and d.ci95 == (0.0, 0.0)
+    assert d.agent == "random" and d.paired and d.diff == 0
+    assert d.method == "newcombe, independent" and d.ci95[0] < 0 < d.ci95[1]
     # different cases: the two runs are resampled independently
     ab = compare(a, c, agents=["oracle"], metrics=["diagnostic_accuracy"])[0]
     assert not ab.paired and ab.mean_a == 1.0 and ab.mean_b == 1.0

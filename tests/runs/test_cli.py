@@ -54,6 +54,19 @@ def test_run_writes_the_run_directory_and_prints_a_table(tmp_path):
     assert r3.exit_code == 0 and "scripted" in r3.output
 
 
+def test_five_of_five_prints_an_interval_below_100_percent(tmp_path):
+    out = tmp_path / "five"
+    args = ["run", "-a", "oracle", "--cases", "5", "--out", str(out), "--kb", SMALL_KB]
+    r = runner.invoke(app, [*args, "--weighting", "balanced", "--quiet"])
+    assert r.exit_code == 0, r.output
+    acc = json.loads((out / "summary.json").read_text())["agents"]["oracle"]["metrics"]
+    assert acc["diagnostic_accuracy"]["mean"] == 1.0  # the oracle gets 5 of 5
+    lo, hi = acc["diagnostic_accuracy"]["ci95"]
+    assert lo == pytest.approx(0.5655, abs=1e-4) and hi == 1.0  # Wilson, 5 of 5
+    row = next(line for line in r.output.splitlines() if line.startswith("│ oracle"))
+    assert "100% [57-100]" in row and "[100-100]" not in row
+
+
 def test_bad_input_gives_a_clear_error(tmp_path):
     r = runner.invoke(app, ["run", "-a", "nobody", "--out", str(tmp_path / "x"), "--kb", SMALL_KB])
     assert r.exit_code == 2 and "unknown agent spec 'nobody'" in r.output
