@@ -334,6 +334,9 @@ class Generation(_Model):
     weight x prevalence ** temper (1: as prevalent as it is; 0: every member possible at this
     age and sex alike). Below 1 keeps rare-but-dangerous members common enough to be tested,
     and the commonest member for the age from answering the case on its own."""
+    must_ask_lr: float = Field(gt=1)
+    """A fact of a generated case is must-ask when it shifts the odds towards the true
+    condition, against the other members the patient could have, by at least this factor."""
     min_members: int = Field(ge=2)
     """A presentation is drawn in a setting only where at least this many members are seen."""
     distractor_p: float = Field(ge=0, lt=0.5)

@@ -538,3 +538,43 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
         atypical=record.atypical,
         tier=tier,  # type: ignore[arg-type]
     )
+
+
+def discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
+    """The concepts of a record (findings and tests) whose recorded value favours its true
+    condition over the other members the patient could have by `must_ask_lr` or more: the
+    case's must-ask facts."""
+    m = model_for(kb)
+    threshold = kb.generation.must_ask_lr if kb.generation else 3.0
+    belief = Belief.start(m, record.age, record.sex, record.setting, record.chief_complaint)
+    true = m.cond_index[record.condition_id]
+    others = belief.post.copy()
+    others[true] = 0.0
+    if others.sum() <= 0:
+        return set()
+    others /= others.sum()
+    out: set[str] = set()
+    observed = [
+        (fid, present, belief.lik, m.feature_index.get(fid))
+        for fid, present in record.findings.items()
+    ] + [
+        (tid, res.abnormal, m.test_lik, m.test_index.get(tid)) for tid, res in record.tests.items()
+    ]
+    for concept, seen, table, j in observed:
+        if j is None or concept == record.chief_complaint:
+            continue
+        col = table[:, j] if seen else 1 - table[:, j]
+        if col[true] >= threshold * float((others * col).sum()):
+            out.add(concept)
+    return out
+
+
+def look_alikes(kb: KnowledgeBase, record: Any) -> list[str]:
+    """The other conditions this patient could have had, given the opening, likeliest first:
+    a generated case's differential."""
+    m = model_for(kb)
+    post, _ = m.prior(record.age, record.sex, record.setting, record.chief_complaint)
+    order = np.argsort(-post, kind="stable")
+    return [
+        m.conditions[i] for i in order if post[i] > 0 and m.conditions[i] != record.condition_id
+    ]

@@ -30,7 +30,7 @@ from clinicgym.patients.kb import AGE_BANDS, CHILD_AGE, Condition, Finding, Know
 from clinicgym.patients.persona import default_persona_book, persona_draws, sample_persona
 from clinicgym.patients.pgx import PgxGene, PgxResult, default_panel, draw, pgx_fact_rows
 from clinicgym.patients.phi import PHI_DRAWS, draw_phi
-from clinicgym.patients.posterior import difficulty, model_for
+from clinicgym.patients.posterior import difficulty, discriminating, look_alikes, model_for
 from clinicgym.patients.uniforms import Uniforms
 
 NORMAL, ABNORMAL, ABSENT = 1, 2, 0
@@ -291,6 +291,18 @@ class CaseTable(Sequence[Case]):
             f["id"] = f"f{k:02d}"
         facts += pgx_fact_rows(d.pgx, {f["concept"] for f in facts}, start=len(facts))
         presentation, setting = r.presented(i)
+        differential = [_diagnosis(kb.conditions[c]) for c in cond.differential]
+        if presentation is not None:  # must-ask: what tells this case from its look-alikes
+            record = r.record(i)
+            must = discriminating(kb, record)
+            for f in facts:
+                if f["category"] in ("chief_complaint", "phi", "genomics"):
+                    continue
+                if f["concept"] in must:
+                    f["salience"] = "must_ask"
+                elif f.get("salience") == "must_ask":
+                    f["salience"] = "should_ask"
+            differential = [_diagnosis(kb.conditions[c]) for c in look_alikes(kb, record)]
         case = Case.model_validate(
             {
                 "id": self.ids[i],
@@ -298,10 +310,10 @@ class CaseTable(Sequence[Case]):
                 "sex": r.sex[i],
                 "setting": setting or cond.settings[0],
                 "presentation": presentation,
-                "difficulty": difficulty(kb, r.record(i)) if presentation else None,
+                "difficulty": difficulty(kb, record) if presentation else None,
                 "facts": facts,
                 "diagnosis": _diagnosis(cond),
-                "differential": [_diagnosis(kb.conditions[c]) for c in cond.differential],
+                "differential": differential,
                 "required_actions": _required(cond),
                 "persona": d.persona,
                 "closed_world": True,
