@@ -15,7 +15,8 @@ from clinicgym.patients.kb import CHILD_AGE, KnowledgeBase, age_band
 
 ADULT_ONLY_AGE = 10
 """Below this age a child has no social history of their own (smoking, drink, drugs, living
-alone, occupation): such a fact present or denied is implausible."""
+alone, occupation): such a fact present or denied is implausible, unless the KB words it for
+a caregiver (`text_child`, e.g. ill contacts at nursery)."""
 _FIRST_PERSON = re.compile(r"^(I|I'm|I've|I'd|I'll)\b")
 """A child's told fact in the child's own voice ('My ...' is fine: a parent says 'My brother')."""
 _REFERENCE = re.compile(r"\(reference ([-\d.]+)-([-\d.]+)\)")
@@ -50,7 +51,8 @@ def violations(case: Case, kb: KnowledgeBase) -> list[str]:
         fd = kb.findings.get(f.concept)
         if fd is not None and fd.applies is not None and not fd.applies.admits(age, sex):
             out.append(f"finding-demographics: {where} does not apply to a {age}-year-old {sex}")
-        if age < ADULT_ONLY_AGE and f.category == "social":
+        worded_for_child = fd is not None and fd.text_child is not None
+        if age < ADULT_ONLY_AGE and f.category == "social" and not worded_for_child:
             out.append(f"child-social: {where} in a {age}-year-old")
         if age < CHILD_AGE and f.category in _TOLD and f.present and _FIRST_PERSON.match(f.text):
             out.append(f"child-first-person: {where} is worded as the child speaking")

@@ -184,7 +184,7 @@ def speakable(fd: Finding, age: int, sex: str) -> bool:
     for a caregiver (`text_child`)."""
     if fd.applies is not None and not fd.applies.admits(age, sex):
         return False
-    if fd.category == "social" and age < ADULT_ONLY_AGE:
+    if fd.category == "social" and age < ADULT_ONLY_AGE and fd.text_child is None:
         return False
     return fd.category == "exam" or age >= CHILD_AGE or fd.text_child is not None
 
