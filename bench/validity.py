@@ -144,6 +144,8 @@ def _table(title: str, results: dict[str, list[dict[str, Any]]], tier: str | Non
         t.add_column(col, justify="left" if col == "agent" else "right")
     for label, rows in results.items():
         rows = [r for r in rows if tier is None or r["tier"] == tier]
+        if not rows:
+            continue
         s = _summary_row(rows)
         t.add_row(
             label,
@@ -211,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write every figure here as JSON")
     ap.add_argument("--plausibility", type=int, default=0, help="validate this many cases too")
     ap.add_argument("--no-mask", action="store_true", help="skip the masking measure")
+    ap.add_argument("--only", help="comma-separated agent labels to play (default: all)")
     args = ap.parse_args(argv)
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     console = Console(width=120)
@@ -225,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     agents["ceiling"] = ("scripted#budget=inf,stop=1", CEILING_TURNS)
     agents["random"] = ("random", turns)
     agents["oracle"] = ("oracle", turns)
+    if args.only:
+        keep = set(args.only.split(","))
+        agents = {k: v for k, v in agents.items() if k in keep}
     with Progress(console=console, transient=True) as progress:
         results = asyncio.run(_play_all(kb, cases, agents, progress))
         masked = [] if args.no_mask else asyncio.run(_masked(kb, cases, turns, progress))
@@ -243,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tiers": dict(tiers),
         "agents": {k: _summary_row(v) for k, v in results.items()},
     }
-    scripted = [r for r in results["scripted"] if "error" not in r]
+    scripted = [r for r in results.get("scripted", []) if "error" not in r]
     hi_cov = [r for r in scripted if (r["coverage"] or 0) >= 0.5]
     lo_cov = [r for r in scripted if (r["coverage"] or 0) < 0.5]
     k_hi, k_lo = sum(r["top1"] for r in hi_cov), sum(r["top1"] for r in lo_cov)
@@ -255,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "high": [k_hi, len(hi_cov)],
         "low": [k_lo, len(lo_cov)],
     }
-    if masked:
+    if masked and "scripted" in results:
         changed = sum(
             (m or "") != (r.get("dx") or "")
             for m, r in zip(masked, results["scripted"], strict=True)
@@ -272,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(plaus.items()))})" if total else "")
         )
         figures["plausibility"] = {"cases": args.plausibility, "violations": plaus}
-    if args.plot:
+    if args.plot and not args.only:
         _plot(args.plot, budgets, results)
         console.print(f"Plot: {args.plot}")
     if args.json:

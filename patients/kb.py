@@ -144,7 +144,8 @@ class LabTest(_Model):
     ]
     """Settings that can order it at all."""
     delay: dict[Setting, int] = {}
-    """Turns until the result comes back, by setting (missing: at once)."""
+    """Turns until the result comes back, by setting (missing: at once). A turn is one
+    clinician action, about a minute of consultation time."""
     specificity: float = Field(default=1.0, gt=0.5, le=1)
     """P(normal | a condition that does not list the test): below 1, a result can be falsely
     abnormal. A condition's `tests[].p` is the sensitivity."""
@@ -329,6 +330,11 @@ class Generation(_Model):
     """Share of cases that present atypically: each linked finding's chance is scaled by
     `atypical_factor` (the complaint stays)."""
     atypical_factor: float = Field(gt=0, le=1)
+    mimic_share: float = Field(ge=0, le=1)
+    """Share of cases that present like one of their look-alikes: another member of the
+    presentation, chosen at random, whose findings each appear with `mimic_factor` x its
+    probability (over and above `distractor_p`)."""
+    mimic_factor: float = Field(ge=0, le=1)
     prevalence_temper: float = Field(ge=0, le=1)
     """How much a member's prevalence for the patient's age and sex weighs in drawing it:
     weight x prevalence ** temper (1: as prevalent as it is; 0: every member possible at this

@@ -69,6 +69,7 @@ class KBModel:
         gen = kb.generation
         self.atypical = (gen.atypical_share, gen.atypical_factor) if gen else (0.0, 1.0)
         self.distractor = gen.distractor_p if gen else FALLBACK_LEAK
+        self.mimic = (gen.mimic_share, gen.mimic_factor) if gen else (0.0, 0.0)
         self.opening_lr = gen.opening_lr if gen else 3.0
         self.conditions = sorted(kb.conditions)
         self.cond_index = {c: i for i, c in enumerate(self.conditions)}
@@ -81,6 +82,8 @@ class KBModel:
         self.background = {b.id for b in kb.background.findings}
         c_n, f_n = len(self.conditions), len(self.features)
         self.linked = np.zeros((c_n, f_n), dtype=bool)
+        self.p_link = np.zeros((c_n, f_n))
+        """P(finding | condition) as the KB gives it (0 where not linked), before atypia."""
         a, k = self.atypical
         self.lik = np.full((c_n, f_n), FALLBACK_LEAK)
         self.test_lik = np.zeros((c_n, len(self.tests)))
@@ -91,6 +94,7 @@ class KBModel:
             for link in cond.findings:
                 j = self.feature_index[link.id]
                 self.linked[ci, j] = True
+                self.p_link[ci, j] = link.p
                 self.lik[ci, j] = min(max(link.p * (1 - a + a * k), FALLBACK_LEAK), 0.999)
             for t in cond.tests:
                 self.test_lik[ci, self.test_index[t.id]] = min(max(t.p, FALLBACK_LEAK), 0.999)
@@ -315,6 +319,15 @@ def _cluster_lik(m: KBModel, presentation: str, setting: str) -> np.ndarray:
         cols = [m.feature_index[f] for f in distractor_ids(m.kb, pres, setting)]
         sub = lik[:, cols]
         lik[:, cols] = np.where(m.linked[:, cols], sub, m.distractor)
+        rows = m.member_rows(presentation, setting)
+        share, factor = m.mimic
+        if len(rows) > 1 and share > 0:  # a member mimicking another, chosen at random
+            raw = m.p_link[np.ix_(rows, cols)]
+            total = raw.sum(axis=0)
+            for a, r in enumerate(rows):
+                others = (total - raw[a]) / (len(rows) - 1)
+                mimic = 1 - (1 - m.distractor) * (1 - share * factor * others)
+                lik[r, cols] = np.where(m.linked[r, cols], lik[r, cols], mimic)
         # the complaint is present in every case of the presentation: it tells nothing
         lik[:, m.feature_index[pres.complaint]] = 0.999
         _CLUSTER_CACHE[key] = lik
@@ -563,6 +576,8 @@ def discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     for concept, seen, table, j in observed:
         if j is None or concept == record.chief_complaint:
             continue
+        if table is m.test_lik and not belief.orderable[j]:
+            continue  # a test this setting cannot do is nobody's must-ask
         col = table[:, j] if seen else 1 - table[:, j]
         if col[true] >= threshold * float((others * col).sum()):
             out.add(concept)

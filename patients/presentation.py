@@ -151,9 +151,15 @@ class PresentationSampler(CaseSampler):
         for link in cond.findings:
             if link.id != pres.complaint and applies(link.id):
                 findings[link.id] = bool(rng.random() < link.p * scale)
+        siblings = sorted(m.condition for m in pres.members_in(setting) if m.condition != cond.id)
+        mimic: dict[str, float] = {}
+        if rng.random() < gen.mimic_share and siblings:  # presents like a look-alike
+            like = kb.conditions[siblings[int(rng.integers(len(siblings)))]]
+            mimic = {link.id: gen.mimic_factor * link.p for link in like.findings}
+        d = gen.distractor_p
         for fid in distractor_ids(kb, pres, setting):
             if fid not in findings and applies(fid):
-                findings[fid] = bool(rng.random() < gen.distractor_p)
+                findings[fid] = bool(rng.random() < 1 - (1 - d) * (1 - mimic.get(fid, 0.0)))
         band = age_band(age)
         for bf in kb.background.findings:
             if bf.id not in findings and applies(bf.id) and bf.p.get(band, 0.0) > 0:
