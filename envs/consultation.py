@@ -126,6 +126,11 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
     `info["image"]`), zeros on other turns. `"image"` withholds the study's report from the text
     ("Image attached."), so one finding can be tested as text, as an image, or both. Lab results
     and variant reports are text tables in every modality, their rows in `info["table"]`.
+    Generated (presentation-first) cases order tests as in practice: a test the setting cannot
+    do is an error observation naming where it can be done; a slow test answers "Ordered: X.
+    The result will be back in N turns." (status `pending`) and its result is appended to the
+    observation of the turn it comes back ("Result back: ..."), mirrored in
+    `info["result"]["arrived"]`; results still out when the episode ends are never seen.
 
     ## Rewards
     Terminal, by default: `reward_fn(episode, case)` handed in by the caller (the registered id
@@ -144,7 +149,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
     `reset(options={"case": Case})` plays a given case; `{"case_index": i}` picks from a list.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; since 2026-12, tests of generated cases have availability and delays.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 1}

@@ -576,8 +576,8 @@ def discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     for concept, seen, table, j in observed:
         if j is None or concept == record.chief_complaint:
             continue
-        if table is m.test_lik and not belief.orderable[j]:
-            continue  # a test this setting cannot do is nobody's must-ask
+        if table is m.test_lik and not (belief.orderable[j] and belief.delay[j] == 0):
+            continue  # must-ask is what a consultation can elicit: bedside tests, no lab
         col = table[:, j] if seen else 1 - table[:, j]
         if col[true] >= threshold * float((others * col).sum()):
             out.add(concept)

@@ -80,10 +80,21 @@ def test_diagnoses_by_code_or_name_and_outside_the_kb(cases):
     cap, pe, urti, peri = cases
     assert cap.diagnosis.condition_id == "community_acquired_pneumonia"  # ICD-10 J18.9
     assert urti.diagnosis.condition_id == "common_cold"  # 'URTI' is a KB synonym
+    assert peri.diagnosis.condition_id == "acute_pericarditis"  # ICD-10 I30.9 in the KB
+    assert [d.name for d in pe.differential] == [
+        "Acute pericarditis",
+        "Community-acquired pneumonia",
+    ]
+    assert pe.extra["differential"][0] == ["Embolie pulmonaire", 0.61]
+
+
+def test_a_diagnosis_outside_the_kb_keeps_its_release_name_and_code():
+    from clinicgym.patients.kb import load_kb
+
+    small = load_kb(Path(__file__).parents[1] / "data" / "kb_small")  # no pericarditis there
+    peri = read_ddxplus(RELEASE, small)[3]
     assert peri.diagnosis.condition_id is None and peri.diagnosis.name == "Pericarditis"
     assert peri.diagnosis.code == "I30.9"
-    assert [d.name for d in pe.differential] == ["Pericarditis", "Community-acquired pneumonia"]
-    assert pe.extra["differential"][0] == ["Embolie pulmonaire", 0.61]
 
 
 def test_a_zipped_patients_file_and_a_row_limit(kb, tmp_path):
