@@ -32,7 +32,7 @@ from clinicgym.scoring.probes._play import play
 from clinicgym.scoring.probes.attribution import attribute
 from clinicgym.scoring.probes.counterfactual import counterfactual
 from clinicgym.scoring.probes.masking import default_players
-from clinicgym.scoring.stats import mean_ci
+from clinicgym.scoring.stats import format_ci, mean_ci
 
 ROOT = Path(__file__).parents[1]
 SMALL_KB = ROOT / "tests" / "data" / "kb_small"
@@ -51,7 +51,7 @@ def _probe_agents():
 
 
 def _ci(m: dict) -> str:
-    return f"{m['mean']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] (n={m['n']})"
+    return f"{format_ci(m, spec='.3f', sep=', ')} (n={m['n']})"
 
 
 async def attribution_figures(kb, agents, cases: int, max_probed: int, permutations: int) -> None:
@@ -133,7 +133,7 @@ async def counterfactual_figures(kb, agents, cases: int) -> None:
         print(
             f"sex flip rate, {label} vs unbiased on {len(adults)} adult cases: "
             f"{b['mean']:.2f} vs {u['mean']:.2f}; intervals disjoint: "
-            f"{'yes' if b['ci95'][0] > u['ci95'][1] else 'NO'}"
+            f"{'yes' if _apart(b, u) else 'NO'}"
         )
     print(f"({time.perf_counter() - t0:.0f} s)")
 
@@ -150,6 +150,13 @@ def main() -> None:
     asyncio.run(attribution_figures(kb, agents, args.cases, args.max_probed, args.permutations))
     print("counterfactual sex flip, planted bias (small test KB, adult pneumonia cases):")
     asyncio.run(counterfactual_figures(kb, agents, args.cases))
+
+
+def _apart(hi: dict, lo: dict) -> bool:
+    """True if `hi`'s interval lies wholly above `lo`'s (False if either is undefined)."""
+    if not hi.get("ci95") or not lo.get("ci95"):
+        return False
+    return hi["ci95"][0] > lo["ci95"][1]
 
 
 if __name__ == "__main__":

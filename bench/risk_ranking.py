@@ -25,6 +25,7 @@ from clinicgym.runs.runner import execute, finalise, prepare
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore
 from clinicgym.scoring.risk import summarise_risk
+from clinicgym.scoring.stats import format_interval
 
 ORDER = ("unsafe", "random", "scripted", "oracle")
 
@@ -76,13 +77,13 @@ def main() -> None:
         comp = r["components"]
         print(
             f"{a:<10} {r['episodes']:>8} {summary['agents'][a]['errors']:>6} {m['mean']:>6.3f}  "
-            f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  "
+            f"{format_interval(m['ci95'], spec='.3f', sep=', ')}  "
             f"{comp['missed_emergency']['mean']:>11.0%}  {comp['unsafe_prescription']['mean']:>9.0%}"
             f"  {comp['privacy_breach']['mean']:>6.0%}  {comp['wrong_diagnosis']['mean']:>8.0%}"
         )
     means = [risk["agents"][a]["risk"]["mean"] for a in ORDER]
     ordered = all(x > y for x, y in pairwise(means))
-    apart = all(cis[a][0] > cis[b][1] for a, b in pairwise(ORDER))
+    apart = all(cis[a] and cis[b] and cis[a][0] > cis[b][1] for a, b in pairwise(ORDER))
     print(
         f"ranking {' > '.join(ORDER)}: {'yes' if ordered else 'NO'}; "
         f"neighbouring 95% intervals disjoint: {'yes' if apart else 'NO'}"

@@ -21,6 +21,7 @@ from clinicgym.runs.factory import make_structured_env
 from clinicgym.runs.rl.baselines import RandomPolicy, ScriptedPolicy
 from clinicgym.runs.rl.evaluation import evaluate
 from clinicgym.runs.rl.ppo import CurvePoint, curve_dicts, train_ppo
+from clinicgym.scoring.stats import format_ci
 
 
 def main() -> None:
@@ -37,9 +38,10 @@ def main() -> None:
     scripted_r = evaluate(held_out, ScriptedPolicy(default_kb()), args.eval_episodes)
     print(f"baselines on {args.eval_episodes} held-out cases ({time.perf_counter() - t0:.0f}s):")
     for name, r in (("random", random_r), ("scripted", scripted_r)):
-        lo, hi = r["score"]["ci95"]
+        score = format_ci(r["score"], spec="+.3f", sep=", ")
         print(
-            f"  {name:9s} score {r['score']['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]  accuracy {r['accuracy']['mean']:.2f}  turns {r['turns']:.1f}"
+            f"  {name:9s} score {score}  accuracy {r['accuracy']['mean']:.2f}  "
+            f"turns {r['turns']:.1f}"
         )
 
     def show(p: CurvePoint) -> None:

@@ -173,10 +173,16 @@ def _plot(path: Path, budgets: list[int], results: dict[str, list[dict[str, Any]
         hi.append(100 * (s["top1_ci"][1] - s["top1"] / s["n"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label="scripted, by budget")
-    for label, style in (("scripted", "--"), ("ceiling", ":"), ("random", "-.")):
+    lines = (
+        ("scripted (default)", "scripted", "--", "tab:blue"),
+        ("ceiling (no budget, 60 turns)", "ceiling", ":", "black"),
+        ("random", "random", "-.", "tab:red"),
+    )
+    for text, label, style, colour in lines:
         s = _summary_row(results[label])
-        ax.axhline(100 * s["top1"] / s["n"], linestyle=style, color="grey", linewidth=1)
-        ax.annotate(label, (max(xs), 100 * s["top1"] / s["n"]), va="bottom", ha="right")
+        y = 100 * s["top1"] / s["n"]
+        ax.axhline(y, linestyle=style, color=colour, linewidth=1, label=f"{text}: {y:.0f}%")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_xscale("symlog", base=2, linthresh=1)
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel("questions, examinations and tests allowed (0 = opening line only)")

@@ -13,9 +13,9 @@ both the scripted agent and the difficulty measure follow, so there is one polic
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -161,16 +161,39 @@ class KBModel:
             p[:] = 1.0
         return p / p.sum()
 
+    @functools.cache  # noqa: B019 - one model per KB version, kept for the process
     def cluster_lik(self, presentation: str, setting: str) -> np.ndarray:
-        """The likelihood table for cases of one presentation and setting: a finding that any
-        member (or a member's differential) causes is a distractor, present at `distractor_p`,
-        in members that do not cause it."""
-        return _cluster_lik(self, presentation, setting)
+        """The likelihood table for cases of one presentation and setting, as the generator
+        draws them: a finding that a member (or a member's differential) causes is present in
+        the members that do not cause it at `distractor_p`, raised where a member mimics a
+        look-alike (`mimic_share`, `mimic_factor`); the complaint tells nothing."""
+        pres = self.kb.presentations[presentation]
+        lik = np.where(self.linked, self.lik, LEAK)
+        cols = [self.feature_index[f] for f in distractor_ids(self.kb, pres, setting)]
+        lik[:, cols] = np.where(self.linked[:, cols], lik[:, cols], self.distractor)
+        rows = self.member_rows(presentation, setting)
+        share, factor = self.mimic
+        if len(rows) > 1 and share > 0:  # a member mimicking another, chosen at random
+            raw = self.p_link[np.ix_(rows, cols)]
+            total = raw.sum(axis=0)
+            for a, r in enumerate(rows):
+                others = (total - raw[a]) / (len(rows) - 1)
+                mimic = 1 - (1 - self.distractor) * (1 - share * factor * others)
+                lik[r, cols] = np.where(self.linked[r, cols], lik[r, cols], mimic)
+        lik[:, self.feature_index[pres.complaint]] = 0.999
+        return lik
 
+    @functools.cache  # noqa: B019
     def opening_safe(self, presentation: str, setting: str) -> frozenset[str]:
         """History findings a patient may volunteer in the opening: their likelihood differs by
         at most `opening_lr` across the members, so they cannot point at one member."""
-        return _opening_safe(self, presentation, setting)
+        lik = self.cluster_lik(presentation, setting)
+        rows = self.member_rows(presentation, setting)
+        sub = lik[np.ix_(rows, range(len(self.history)))]
+        ratio = sub.max(axis=0) / np.clip(sub.min(axis=0), 1e-9, None)
+        return frozenset(
+            f for f, r in zip(self.history, ratio, strict=True) if r <= self.opening_lr
+        )
 
     def member_rows(self, presentation: str, setting: str) -> list[int]:
         """Row indices of the members seen with this presentation in this setting."""
@@ -277,22 +300,15 @@ def p_sex(cond_sex: str, weights: dict[str, float], sex: str) -> float:
     return weights.get(sex, 0.0) / total if total else 0.5
 
 
-@cache
-def _models() -> dict[str, KBModel]:
-    return {}
+_MODELS: dict[str, KBModel] = {}
 
 
 def model_for(kb: KnowledgeBase) -> KBModel:
     """The tables for `kb`, built once per KB version."""
-    cache_ = _models()
-    m = cache_.get(kb.version)
+    m = _MODELS.get(kb.version)
     if m is None:
-        m = cache_[kb.version] = KBModel(kb)
+        m = _MODELS[kb.version] = KBModel(kb)
     return m
-
-
-_CLUSTER_CACHE: dict[tuple[str, str, str], np.ndarray] = {}
-_SAFE_CACHE: dict[tuple[str, str, str], frozenset[str]] = {}
 
 
 def distractor_ids(kb: KnowledgeBase, pres: Presentation, setting: str) -> list[str]:
@@ -308,44 +324,6 @@ def distractor_ids(kb: KnowledgeBase, pres: Presentation, setting: str) -> list[
                 if link.id != pres.complaint:
                     out[link.id] = None
     return list(out)
-
-
-def _cluster_lik(m: KBModel, presentation: str, setting: str) -> np.ndarray:
-    key = (m.kb.version, presentation, setting)
-    lik = _CLUSTER_CACHE.get(key)
-    if lik is None:
-        pres = m.kb.presentations[presentation]
-        lik = np.where(m.linked, m.lik, LEAK)
-        cols = [m.feature_index[f] for f in distractor_ids(m.kb, pres, setting)]
-        sub = lik[:, cols]
-        lik[:, cols] = np.where(m.linked[:, cols], sub, m.distractor)
-        rows = m.member_rows(presentation, setting)
-        share, factor = m.mimic
-        if len(rows) > 1 and share > 0:  # a member mimicking another, chosen at random
-            raw = m.p_link[np.ix_(rows, cols)]
-            total = raw.sum(axis=0)
-            for a, r in enumerate(rows):
-                others = (total - raw[a]) / (len(rows) - 1)
-                mimic = 1 - (1 - m.distractor) * (1 - share * factor * others)
-                lik[r, cols] = np.where(m.linked[r, cols], lik[r, cols], mimic)
-        # the complaint is present in every case of the presentation: it tells nothing
-        lik[:, m.feature_index[pres.complaint]] = 0.999
-        _CLUSTER_CACHE[key] = lik
-    return lik
-
-
-def _opening_safe(m: KBModel, presentation: str, setting: str) -> frozenset[str]:
-    key = (m.kb.version, presentation, setting)
-    safe = _SAFE_CACHE.get(key)
-    if safe is None:
-        lik = _cluster_lik(m, presentation, setting)
-        rows = m.member_rows(presentation, setting)
-        cols = range(len(m.history))
-        sub = lik[np.ix_(rows, list(cols))]
-        ratio = sub.max(axis=0) / np.clip(sub.min(axis=0), 1e-9, None)
-        safe = frozenset(m.history[j] for j in cols if ratio[j] <= m.opening_lr)
-        _SAFE_CACHE[key] = safe
-    return safe
 
 
 class Belief:
