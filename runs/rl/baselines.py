@@ -158,9 +158,8 @@ class ListingAgent:
         action = await self.inner.act(observation, info)
         if not isinstance(action, Diagnose):
             return action
-        order = np.argsort(-self.inner.post, kind="stable")
         names: list[str] = []
-        for i in order:
-            cond = self.kb.conditions[self.inner.m.conditions[i]]
+        for cid, _p in self.inner.belief.top(len(self.inner.model.conditions)):
+            cond = self.kb.conditions[cid]
             names += [cond.name, *cond.synonyms]
         return Diagnose(diagnoses=[RankedDiagnosis(name=n) for n in names[:LISTING_LENGTH]])
