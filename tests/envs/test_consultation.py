@@ -267,3 +267,75 @@ def test_scenario_lines_reach_the_clinician_and_the_monitors(sampler):
 def test_unknown_severity_in_penalties_is_refused(sampler):
     with pytest.raises(ValueError, match="unknown severities"):
         ConsultationEnv(sampler, violation_penalty={"urgent": 1.0})
+
+
+# ---- generated (presentation-first) cases: the bundled KB's default -------------------------
+
+
+@pytest.fixture(scope="module")
+def gp_case():
+    from clinicgym.patients.kb import default_kb
+    from clinicgym.patients.presentation import PresentationSampler
+
+    sampler = PresentationSampler(default_kb(), settings=["primary_care"])
+    return next(c for i in range(50) if (c := sampler.sample(2, i)).setting == "primary_care")
+
+
+def test_check_env_passes_on_generated_cases():
+    from gymnasium.utils.env_checker import check_env
+
+    from clinicgym.envs.structured import StructuredConsultationEnv
+
+    check_env(ConsultationEnv(max_turns=6), skip_render_check=True)
+    check_env(StructuredConsultationEnv(n_cases=20), skip_render_check=True)
+
+
+def test_a_slow_result_comes_back_on_its_turn_and_never_after_the_end(gp_case):
+    from clinicgym.patients.kb import default_kb
+
+    kb = default_kb()
+    slow = next(
+        f.concept
+        for f in gp_case.facts
+        if f.how_revealed == "order"
+        and f.concept in kb.tests
+        and 0 < kb.tests[f.concept].delay.get("primary_care", 0) < 100
+    )
+    delay = kb.tests[slow].delay["primary_care"]
+    env = ConsultationEnv([gp_case], kb=kb, max_turns=delay + 3)
+    env.reset(seed=0, options={"case": gp_case})
+    obs, _, _, _, info = env.step(f"ORDER: {kb.tests[slow].name}")
+    assert f"back in {delay} turns" in obs["text"]
+    assert info["result"]["answers"] == [{"concept": slow, "status": "pending"}]
+    for turn in range(2, delay + 2):
+        obs, _, _, _, info = env.step("Any other symptoms?")
+        back = [a for a in info["result"].get("arrived", []) if a["concept"] == slow]
+        assert bool(back) == (turn == delay + 1), turn
+    assert "Result back:" in obs["text"]
+    assert any(e.text.startswith("Result back:") and e.revealed for e in env.events)
+    # ordered on the last turn but one: the consultation ends before it is back
+    env.reset(seed=0, options={"case": gp_case})
+    for _ in range(delay + 1):
+        env.step("Any other symptoms?")
+    env.step(f"ORDER: {kb.tests[slow].name}")
+    *_, info = env.step("DIAGNOSIS: something")
+    assert not any(e.text.startswith("Result back:") for e in info["episode"].events)
+
+
+def test_a_test_the_setting_cannot_do_is_an_error_naming_where_it_can(gp_case):
+    from clinicgym.patients.kb import default_kb
+
+    kb = default_kb()
+    hospital = next(
+        f.concept
+        for f in gp_case.facts
+        if f.how_revealed == "order"
+        and f.concept in kb.tests
+        and "primary_care" not in kb.tests[f.concept].settings
+    )
+    env = ConsultationEnv([gp_case], kb=kb)
+    env.reset(seed=0, options={"case": gp_case})
+    obs, _, _, _, _ = env.step(f"ORDER: {kb.tests[hospital].name}")
+    assert obs["error"] == 1
+    assert "cannot be done in this setting (primary care)" in obs["text"]
+    assert "emergency" in obs["text"] or "rare disease" in obs["text"]
