@@ -54,7 +54,9 @@ class PresentationSampler(CaseSampler):
         conditions: Sequence[str] | None = None,
         presentations: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(kb, weighting="balanced", settings=settings, conditions=conditions)
+        # settings narrow the (presentation, setting) pairs, not the conditions: a member is
+        # seen where its presentation says, whatever settings its own KB entry lists
+        super().__init__(kb, weighting="balanced", conditions=conditions)
         kb = self.kb
         if not kb.presentations:
             raise CaseError(
