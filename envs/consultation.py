@@ -460,26 +460,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             )
             if res.ok and res.delay > 0:
                 return self._hold(res, turn)
-            result = {
-                "ok": res.ok,
-                "target": res.target,
-                "answers": res.answers,
-                "revealed": res.revealed,
-            }
-            text = res.text
-            if res.artefacts:
-                result["artefacts"] = list(res.artefacts)
-                text = self._show_artefacts(res.text, res.artefacts)
-            self._record(
-                Event(
-                    turn=turn,
-                    actor="env",
-                    text=text,
-                    result=result,
-                    revealed=res.revealed,
-                    t=time.time(),
-                )
-            )
+            text, result = self._chart_event(res, turn)
             return text, result, not res.ok, None
         if isinstance(action, Diagnose):
             self._outcome.diagnoses = list(action.diagnoses)
@@ -544,30 +525,39 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self._pending = [(t, r) for t, r in self._pending if t > turn]
         parts, answers = [], []
         for res in due:
-            text = res.text
-            result: dict[str, Any] = {
-                "ok": True,
-                "target": res.target,
-                "answers": res.answers,
-                "revealed": res.revealed,
-                "arrived": True,
-            }
-            if res.artefacts:
-                result["artefacts"] = list(res.artefacts)
-                text = self._show_artefacts(res.text, res.artefacts)
-            self._record(
-                Event(
-                    turn=turn,
-                    actor="env",
-                    text=f"Result back: {text}",
-                    result=result,
-                    revealed=res.revealed,
-                    t=time.time(),
-                )
-            )
-            parts.append(f"\nResult back: {text}")
+            text, _ = self._chart_event(res, turn, arrived=True)
+            parts.append(f"\n{text}")
             answers.extend(res.answers)
         return "".join(parts), answers
+
+    def _chart_event(
+        self, res: ChartResult, turn: int, *, arrived: bool = False
+    ) -> tuple[str, dict[str, Any]]:
+        """Record an examination or test result as an env event; its text and result."""
+        result: dict[str, Any] = {
+            "ok": res.ok,
+            "target": res.target,
+            "answers": res.answers,
+            "revealed": res.revealed,
+        }
+        text = res.text
+        if res.artefacts:
+            result["artefacts"] = list(res.artefacts)
+            text = self._show_artefacts(res.text, res.artefacts)
+        if arrived:
+            result["arrived"] = True
+            text = f"Result back: {text}"
+        self._record(
+            Event(
+                turn=turn,
+                actor="env",
+                text=text,
+                result=result,
+                revealed=res.revealed,
+                t=time.time(),
+            )
+        )
+        return text, result
 
     def _show_artefacts(self, report: str, ids: list[str]) -> str:
         """The text of a result with artefacts, by modality; pixels and rows go to `_shown`."""
