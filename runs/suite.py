@@ -54,7 +54,9 @@ class SuiteRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     cases: int = Field(ge=1, le=100_000)
-    weighting: Literal["presentation", "balanced", "population"] = "balanced"
+    weighting: Literal["auto", "presentation", "balanced", "population"] = "auto"
+    """As `RunSpec.weighting`; stored versions name theirs, so the default only shapes new
+    recipes ('auto': presentation-first where the KB has presentations)."""
     settings: list[str] = []
     conditions: list[str] = []
     repeats: int = Field(default=1, ge=1, le=100)
