@@ -195,6 +195,49 @@ class KBModel:
             f for f, r in zip(self.history, ratio, strict=True) if r <= self.opening_lr
         )
 
+    @functools.cache  # noqa: B019
+    def cluster_modes(
+        self, presentation: str, setting: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The generator's cases of one presentation and setting as hypotheses (condition,
+        atypical or not, look-alike mimicked or none), so that a belief can weigh the modes
+        jointly instead of as independent per-finding rates: each hypothesis's condition row,
+        its probability given the condition, and its likelihood over the features."""
+        pres = self.kb.presentations[presentation]
+        rows = self.member_rows(presentation, setting)
+        cols = [self.feature_index[f] for f in distractor_ids(self.kb, pres, setting)]
+        a, k = self.atypical
+        share, factor = self.mimic
+        d = self.distractor
+        base = np.where(self.linked, np.clip(self.p_link, LEAK, 0.999), LEAK)
+        base[:, cols] = np.where(self.linked[:, cols], base[:, cols], d)
+        complaint = self.feature_index[pres.complaint]
+        cond_rows: list[int] = []
+        weights: list[float] = []
+        liks: list[np.ndarray] = []
+        for r in rows:
+            siblings = [s for s in rows if s != r]
+            mimics: list[tuple[int | None, float]] = [(None, 1.0)]
+            if siblings and share > 0:
+                mimics = [(None, 1 - share)] + [(s, share / len(siblings)) for s in siblings]
+            for atypical, p_a in ((False, 1 - a), (True, a)):
+                if p_a <= 0:
+                    continue
+                row = base[r].copy()
+                if atypical:
+                    scaled = np.clip(self.p_link[r] * k, LEAK, 0.999)
+                    row = np.where(self.linked[r], scaled, row)
+                for s, p_m in mimics:
+                    lik = row.copy()
+                    if s is not None:
+                        mimic = 1 - (1 - d) * (1 - factor * self.p_link[s, cols])
+                        lik[cols] = np.where(self.linked[r, cols], lik[cols], mimic)
+                    lik[complaint] = 0.999
+                    cond_rows.append(r)
+                    weights.append(p_a * p_m)
+                    liks.append(lik)
+        return np.array(cond_rows), np.array(weights), np.array(liks)
+
     def member_rows(self, presentation: str, setting: str) -> list[int]:
         """Row indices of the members seen with this presentation in this setting."""
         pres = self.kb.presentations[presentation]
@@ -327,7 +370,11 @@ def distractor_ids(kb: KnowledgeBase, pres: Presentation, setting: str) -> list[
 
 
 class Belief:
-    """One episode's posterior over the KB's conditions, and what has been observed."""
+    """One episode's posterior, and what has been observed.
+
+    It is held over hypotheses: for a presentation-first case, (condition, atypical or not,
+    look-alike mimicked or none), exactly the generator's modes (`KBModel.cluster_modes`);
+    otherwise one hypothesis per KB condition. `posterior()` sums them per condition."""
 
     def __init__(
         self,
@@ -337,8 +384,12 @@ class Belief:
         age: int,
         sex: str,
         setting: str | None,
+        cond_of: np.ndarray | None = None,
     ) -> None:
         self.model, self.post, self.lik = model, post, lik
+        self.cond_of = np.arange(len(model.conditions)) if cond_of is None else cond_of
+        """The condition row of each hypothesis."""
+        self.test_lik = model.test_lik[self.cond_of]
         self.age, self.sex, self.setting = age, sex, setting
         kb = model.kb
         self.open = np.array(
@@ -367,20 +418,35 @@ class Belief:
         sex: str,
         setting: str | None = None,
         complaint: str | None = None,
+        *,
+        modes: bool = True,
     ) -> Belief:
-        """The prior for a patient, before anything but the opening complaint is known."""
+        """The prior for a patient, before anything but the opening complaint is known.
+        `modes=False` keeps one hypothesis per condition with the modes' marginal rates."""
         post, lik = model.prior(age, sex, setting, complaint)
+        cond_of = None
+        slots = model._presentations(complaint, setting, age)
+        if modes and len(slots) == 1:
+            rows, weights, liks = model.cluster_modes(slots[0][0].id, slots[0][1])
+            hyp = post[rows] * weights
+            keep = hyp > 0
+            post, lik, cond_of = hyp[keep] / hyp[keep].sum(), liks[keep], rows[keep]
         band = age_band(age)
         bg = model.kb.background.findings
         if bg:  # background findings occur at their population rate whatever the condition
             lik = lik.copy()
+            rows_linked = model.linked if cond_of is None else model.linked[cond_of]
             for f in bg:
                 j = model.feature_index[f.id]
-                lik[:, j] = np.where(model.linked[:, j], lik[:, j], f.p.get(band, 0.0))
-        b = cls(model, post, lik, age, sex, setting)
+                lik[:, j] = np.where(rows_linked[:, j], lik[:, j], f.p.get(band, 0.0))
+        b = cls(model, post, lik, age, sex, setting, cond_of)
         if complaint is not None:
             b.mark_asked(complaint)
         return b
+
+    def posterior(self) -> np.ndarray:
+        """P(condition | everything observed), over the KB's conditions."""
+        return np.bincount(self.cond_of, weights=self.post, minlength=len(self.model.conditions))
 
     def mark_asked(self, fid: str) -> None:
         """Do not ask about `fid` again (asked, or heard in an answer)."""
@@ -419,7 +485,7 @@ class Belief:
         if j is None:
             return
         self.mark_ordered(tid)
-        col = self.model.test_lik[:, j]
+        col = self.test_lik[:, j]
         self._times(col if abnormal else 1 - col)
 
     def _times(self, factor: np.ndarray) -> None:
@@ -431,8 +497,9 @@ class Belief:
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The `k` most probable conditions with their probabilities."""
-        order = np.argsort(-self.post, kind="stable")[:k]
-        return [(self.model.conditions[i], float(self.post[i])) for i in order]
+        post = self.posterior()
+        order = np.argsort(-post, kind="stable")[:k]
+        return [(self.model.conditions[i], float(post[i])) for i in order]
 
     def best(self, turns_left: int | None = None) -> Choice | None:
         """The most informative next question, examination or test, or None when nothing left
@@ -440,18 +507,24 @@ class Belief:
         patient, and tests whose result would come back after `turns_left` are not candidates
         (a result must come back with a turn to spare for the diagnosis)."""
         m = self.model
-        rows = np.flatnonzero(self.post > 1e-9)
+        rows = np.flatnonzero(self.post > 1e-12)
         p = self.post[rows] / self.post[rows].sum()
+        _, groups = np.unique(self.cond_of[rows], return_inverse=True)
+        onehot = np.zeros((groups.max() + 1, len(rows)))
+        onehot[groups, np.arange(len(rows))] = 1.0
+        """Sums hypotheses into conditions: the gain is information about the condition."""
         best: Choice | None = None
         sub = self.lik[rows]
         hist = np.flatnonzero(self.open)
         if len(hist):
-            g = _gain(p, sub[:, hist])
+            g = _gain(p, sub[:, hist], onehot)
             j = int(g.argmax())
             if g[j] > MIN_GAIN:
                 best = Choice("ask", m.history[hist[j]], float(g[j]))
         by_system = np.bincount(
-            m.exam_system, weights=_gain(p, sub[:, m.exam_cols]), minlength=len(m.system_names)
+            m.exam_system,
+            weights=_gain(p, sub[:, m.exam_cols], onehot),
+            minlength=len(m.system_names),
         )
         for k, system in enumerate(m.system_names):
             g2 = float(by_system[k]) * EXAM_DISCOUNT
@@ -462,21 +535,24 @@ class Belief:
             ok = ok & (self.delay < turns_left - 1)
         tests = np.flatnonzero(ok)
         if len(tests):
-            g = _gain(p, m.test_lik[np.ix_(rows, tests)]) * TEST_DISCOUNT
+            g = _gain(p, self.test_lik[np.ix_(rows, tests)], onehot) * TEST_DISCOUNT
             j = int(g.argmax())
             if g[j] > MIN_GAIN and (best is None or g[j] > best.gain):
                 best = Choice("order", m.tests[tests[j]], float(g[j]))
         return best
 
 
-def _gain(p: np.ndarray, lik: np.ndarray) -> np.ndarray:
-    """Expected entropy reduction of binary observations (one per column of `lik`) under the
-    distribution `p` over its rows."""
-    p = p[:, None]
-    p_yes = (p * lik).sum(axis=0)
-    post_yes = p * lik / np.clip(p_yes, 1e-12, None)
-    post_no = p * (1 - lik) / np.clip(1 - p_yes, 1e-12, None)
-    return _entropy(p)[0] - (p_yes * _entropy(post_yes) + (1 - p_yes) * _entropy(post_no))
+def _gain(p: np.ndarray, lik: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Expected entropy reduction about the condition from binary observations (one per
+    column of `lik`), under the distribution `p` over hypotheses (`lik`'s rows), which
+    `groups` (conditions x hypotheses, 0/1) sums into conditions."""
+    yes = groups @ (p[:, None] * lik)
+    no = groups @ (p[:, None] * (1 - lik))
+    p_yes = yes.sum(axis=0)
+    post_yes = yes / np.clip(p_yes, 1e-12, None)
+    post_no = no / np.clip(1 - p_yes, 1e-12, None)
+    h_now = _entropy((groups @ p)[:, None])[0]
+    return h_now - (p_yes * _entropy(post_yes) + (1 - p_yes) * _entropy(post_no))
 
 
 def _applies(applies: object, age: int, sex: str) -> bool:
@@ -491,11 +567,12 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
     m = model_for(kb)
     belief = Belief.start(m, record.age, record.sex, record.setting, record.chief_complaint)
     true = m.cond_index[record.condition_id]
-    prior = float(belief.post[true])
-    size = int((belief.post > 1e-6).sum())
+    start = belief.posterior()
+    prior = float(start[true])
+    size = int((start > 1e-6).sum())
     steps: int | None = None
     for n in range(MAX_STEPS + 1):
-        if belief.post[true] >= STOP_AT:
+        if belief.posterior()[true] >= STOP_AT:
             steps = n
             break
         choice = belief.best()
@@ -537,7 +614,9 @@ def discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     case's must-ask facts."""
     m = model_for(kb)
     threshold = kb.generation.must_ask_lr if kb.generation else 3.0
-    belief = Belief.start(m, record.age, record.sex, record.setting, record.chief_complaint)
+    belief = Belief.start(
+        m, record.age, record.sex, record.setting, record.chief_complaint, modes=False
+    )
     true = m.cond_index[record.condition_id]
     others = belief.post.copy()
     others[true] = 0.0

@@ -209,7 +209,7 @@ def _result(
         if ref is None:
             return TestOutcome(abnormal=abnormal, text=spec.text if abnormal else t.normal_text)
         if abnormal and spec.value is not None:
-            value = _uniform(rng, spec.value, t.decimals)
+            value = _uniform(rng, _beyond(spec.value, ref, t.decimals), t.decimals)
         else:
             value = _uniform(rng, ref, t.decimals, shrink=0.1)
         return TestOutcome(abnormal=_outside(value, ref), value=value)
@@ -229,6 +229,19 @@ def _result(
         bounds = (hi + step, hi + 0.25 * width)
     value = _uniform(rng, (min(bounds), max(bounds)), t.decimals)
     return TestOutcome(abnormal=_outside(value, ref), value=value)
+
+
+def _beyond(
+    values: tuple[float, float], ref: tuple[float, float], decimals: int
+) -> tuple[float, float]:
+    """The part of a condition's abnormal range that lies outside this patient's reference
+    range (the larger side), so an abnormal result reads abnormal at the KB's sensitivity; the
+    whole range if none of it does (then the result reads normal, as it would)."""
+    step = 10.0**-decimals
+    above = (max(values[0], ref[1] + step), values[1])
+    below = (values[0], min(values[1], ref[0] - step))
+    sides = [b for b in (above, below) if b[1] >= b[0]]
+    return max(sides, key=lambda b: b[1] - b[0]) if sides else values
 
 
 def _outside(value: float, ref: tuple[float, float]) -> bool:

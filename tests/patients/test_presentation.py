@@ -151,7 +151,7 @@ def test_belief_puts_zero_outside_the_presentation(sampler: PresentationSampler)
     m = model_for(sampler.kb)
     pres, setting = sampler.slots[0]
     b = Belief.start(m, 40, "female", setting, pres.complaint)
-    live = {m.conditions[i] for i in np.flatnonzero(b.post > 0)}
+    live = {m.conditions[i] for i in np.flatnonzero(b.posterior() > 0)}
     members = {
         x.condition
         for p, s in sampler.slots
@@ -160,7 +160,7 @@ def test_belief_puts_zero_outside_the_presentation(sampler: PresentationSampler)
         if s == setting
     }
     assert live <= members
-    assert abs(b.post.sum() - 1) < 1e-9
+    assert abs(b.posterior().sum() - 1) < 1e-9
 
 
 def test_unknown_presentation_and_weighting_are_named() -> None:
