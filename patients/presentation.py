@@ -37,7 +37,6 @@ from clinicgym.patients.plausibility import ADULT_ONLY_AGE
 from clinicgym.patients.posterior import (
     demographic_weights,
     distractor_ids,
-    model_for,
     usable_settings,
 )
 from clinicgym.patients.sampler import CaseSampler, PatientRecord, TestOutcome, _uniform
@@ -88,7 +87,6 @@ class PresentationSampler(CaseSampler):
                 f"presentations={presentations}"
             )
         self._allowed = allowed
-        self.model = model_for(kb)
 
     # ---- step 1: what is true -------------------------------------------------------------
 
