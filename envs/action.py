@@ -201,6 +201,12 @@ def _from_mapping(obj: Mapping[str, Any]) -> dict[str, Any]:
     return obj
 
 
+MAX_JSON_CHARS = 65_536
+"""A JSON action longer than this is rejected before decoding."""
+MAX_JSON_DEPTH = 32
+"""...and so is one nested deeper: json.loads recurses, and '[' * 1000 raised RecursionError."""
+
+
 def parse_action(raw: Any) -> Action | ActionError:
     """Parse a model's output into an Action, or explain why it cannot be; never raises."""
     try:
@@ -218,6 +224,15 @@ def parse_action(raw: Any) -> Action | ActionError:
         if not text:
             return ActionError(message="empty action", raw=raw)
         if text.startswith("{") or (text.startswith("[") and text.endswith("]")):
+            if len(text) > MAX_JSON_CHARS:
+                return ActionError(
+                    message=f"JSON action longer than {MAX_JSON_CHARS} characters", raw=text[:300]
+                )
+            if _nesting(text) > MAX_JSON_DEPTH:
+                return ActionError(
+                    message=f"JSON action nested deeper than {MAX_JSON_DEPTH} levels",
+                    raw=text[:300],
+                )
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
@@ -276,5 +291,29 @@ def parse_action(raw: Any) -> Action | ActionError:
         return ActionError(
             message=f"invalid {tool or 'action'}: {where}: {err['msg']}{hint}", raw=str(raw)[:300]
         )
-    except (ValueError, TypeError, json.JSONDecodeError) as e:
-        return ActionError(message=f"could not parse action: {e}", raw=str(raw)[:300])
+    except (ValueError, TypeError, json.JSONDecodeError, OverflowError, RecursionError) as e:
+        # malformed model output is the model's failure: an error observation, never a crash
+        return ActionError(
+            message=f"could not parse action: {type(e).__name__}: {str(e)[:200]}",
+            raw=_safe_repr(raw),
+        )
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting in `text` (strings included: a cheap upper bound)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _safe_repr(raw: Any) -> str:
+    """At most 300 characters of the raw action, even when its str() fails."""
+    try:
+        return str(raw)[:300]
+    except Exception:  # a hostile __str__ must not crash the env
+        return f"<unprintable {type(raw).__name__}>"
