@@ -14,7 +14,7 @@ import numpy as np
 
 from clinicgym.envs.action import Ask, Diagnose, Examine, OrderTest, RankedDiagnosis
 from clinicgym.patients.kb import EXAM_SYSTEMS, KnowledgeBase
-from clinicgym.patients.posterior import model_for
+from clinicgym.patients.posterior import model_for, opening_of
 
 DIAGNOSE_PROBABILITY = 0.15
 """Chance per turn of committing to a diagnosis (so episodes average ~6 turns)."""
@@ -34,18 +34,11 @@ class RandomAgent:
 
     def reset(self, observation: dict[str, Any], info: dict[str, Any]) -> None:
         self.rng = np.random.default_rng([int(info.get("seed", 0)), 1])
-        patient = info.get("patient", {})
-        answers = info.get("result", {}).get("answers", []) or []
-        complaint = next((a["concept"] for a in answers if a.get("status") == "affirmed"), None)
-        post, _ = model_for(self.kb).prior(
-            int(patient.get("age", 40)),
-            str(patient.get("sex", "female")),
-            patient.get("setting"),
-            complaint,
-        )
+        model = model_for(self.kb)
+        post, _ = model.prior(*opening_of(info))
         possible = sorted(
             self.kb.conditions[c].name
-            for c, p in zip(model_for(self.kb).conditions, post.tolist(), strict=True)
+            for c, p in zip(model.conditions, post.tolist(), strict=True)
             if p > 0
         )
         self.choices = possible or self.names

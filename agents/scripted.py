@@ -19,7 +19,7 @@ from typing import Any
 
 from clinicgym.envs.action import Ask, Diagnose, Examine, OrderTest, RankedDiagnosis, Refer
 from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.posterior import STOP_AT, Belief, model_for
+from clinicgym.patients.posterior import STOP_AT, Belief, model_for, opening_of
 
 
 class ScriptedAgent:
@@ -44,17 +44,10 @@ class ScriptedAgent:
         self.referred = False
 
     def reset(self, observation: dict[str, Any], info: dict[str, Any]) -> None:
-        patient = info.get("patient", {})
-        answers = info.get("result", {}).get("answers", []) or []
-        complaint = next((a["concept"] for a in answers if a.get("status") == "affirmed"), None)
-        self.belief = Belief.start(
-            self.model,
-            int(patient.get("age", 40)),
-            str(patient.get("sex", "female")),
-            patient.get("setting"),
-            complaint,
-        )
+        age, sex, setting, complaint = opening_of(info)
+        self.belief = Belief.start(self.model, age, sex, setting, complaint)
         self.taken, self.referred = 0, False
+        answers = info.get("result", {}).get("answers", []) or []
         self._update({"answers": [a for a in answers if a.get("concept") != complaint]})
 
     async def act(self, observation: dict[str, Any], info: dict[str, Any]) -> Any:

@@ -343,6 +343,20 @@ def p_sex(cond_sex: str, weights: dict[str, float], sex: str) -> float:
     return weights.get(sex, 0.0) / total if total else 0.5
 
 
+def opening_of(info: dict[str, Any]) -> tuple[int, str, str | None, str | None]:
+    """What the env's reset `info` tells an agent: the patient's age, sex and setting, and the
+    complaint (the first concept the opening affirmed)."""
+    patient = info.get("patient", {})
+    answers = info.get("result", {}).get("answers", []) or []
+    complaint = next((a["concept"] for a in answers if a.get("status") == "affirmed"), None)
+    return (
+        int(patient.get("age", 40)),
+        str(patient.get("sex", "female")),
+        patient.get("setting"),
+        complaint,
+    )
+
+
 _MODELS: dict[str, KBModel] = {}
 
 

@@ -291,8 +291,9 @@ class CaseTable(Sequence[Case]):
             f["id"] = f"f{k:02d}"
         facts += pgx_fact_rows(d.pgx, {f["concept"] for f in facts}, start=len(facts))
         presentation, setting = r.presented(i)
-        differential = [_diagnosis(kb.conditions[c]) for c in cond.differential]
-        if presentation is not None:  # must-ask: what tells this case from its look-alikes
+        if presentation is None:
+            differential = [_diagnosis(kb.conditions[c]) for c in cond.differential]
+        else:  # must-ask: what tells this case from its look-alikes
             record = r.record(i)
             must = discriminating(kb, record)
             for f in facts:
