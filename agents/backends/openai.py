@@ -23,6 +23,7 @@ import urllib.request
 from typing import Any
 
 import aiohttp
+from pydantic import ValidationError
 
 from clinicgym.agents.backends.base import ChatReply, Message, ToolCall
 from clinicgym.agents.errors import BackendError
@@ -146,7 +147,7 @@ class OpenAIBackend:
         raise BackendError(
             f"{self.name}: no answer after {self.max_retries} retries "
             f"({len(failures)} attempts: {'; '.join(failures[-3:])}); "
-            "the episode is recorded as an agent_error"
+            "the episode is recorded as a backend_error (an infrastructure error)"
         )
 
     async def _attempt(self, session: aiohttp.ClientSession, payload: bytes) -> dict[str, Any]:
@@ -172,7 +173,7 @@ class OpenAIBackend:
             )
         try:
             data = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _Retryable(f"malformed JSON body {content[:60]!r}") from None
         if not isinstance(data, dict):
             raise _Retryable(f"body is not a JSON object: {content[:60]!r}")
@@ -203,35 +204,82 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _parse(data: dict[str, Any], model: str) -> ChatReply:
-    """A ChatReply from a chat-completion body; a body without a message is retried."""
+    """A ChatReply from a chat-completion body. A body of the wrong shape (no choices, a
+    `message`, `usage` or `tool_calls` of the wrong type, a negative token count) is the
+    server's fault: `_Retryable`, so it goes through the retries and then surfaces as a
+    BackendError, never as an AttributeError in the episode."""
     try:
-        choice = data["choices"][0]
-        message = choice["message"]
-    except (KeyError, IndexError, TypeError):
-        raise _Retryable(f"no choices[0].message in {json.dumps(data)[:80]}") from None
+        return _parse_reply(data, model)
+    except _Retryable:
+        raise
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, ValidationError) as e:
+        raise _Retryable(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _malformed(what: str, value: Any) -> _Retryable:
+    return _Retryable(f"malformed reply: {what} is {type(value).__name__}: {str(value)[:60]!r}")
+
+
+def _parse_reply(data: dict[str, Any], model: str) -> ChatReply:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise _Retryable(f"no choices[0].message in {json.dumps(data)[:80]}")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise _malformed("choices[0].message", message)
+    raw_calls = message.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        raise _malformed("message.tool_calls", raw_calls)
     calls = []
-    for i, tc in enumerate(message.get("tool_calls") or []):
-        fn = tc.get("function") or {}
+    for i, tc in enumerate(raw_calls):
+        fn = tc.get("function") if isinstance(tc, dict) else None
+        if not isinstance(fn, dict):
+            raise _malformed(f"tool_calls[{i}].function", fn)
         args = fn.get("arguments") or "{}"
         try:
             parsed = json.loads(args) if isinstance(args, str) else dict(args)
-        except (ValueError, TypeError):
-            parsed = {"_raw": str(args)}  # the env reports it as an unparseable action
+        except (ValueError, TypeError, RecursionError):
+            parsed = {"_raw": str(args)[:2000]}  # the model's output: the env reports it
         if not isinstance(parsed, dict):
-            parsed = {"_raw": str(args)}
+            parsed = {"_raw": str(args)[:2000]}
         calls.append(
             ToolCall(
                 id=str(tc.get("id") or f"call_{i}"), name=str(fn.get("name", "")), arguments=parsed
             )
         )
     usage = data.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise _malformed("usage", usage)
     details = usage.get("prompt_tokens_details") or {}
+    if not isinstance(details, dict):
+        raise _malformed("usage.prompt_tokens_details", details)
     return ChatReply(
-        text=message.get("content") or "",
+        text=_content(message.get("content")),
         tool_calls=calls,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-        finish_reason=choice.get("finish_reason"),
+        prompt_tokens=_tokens(usage, "prompt_tokens"),
+        completion_tokens=_tokens(usage, "completion_tokens"),
+        cached_tokens=_tokens(details, "cached_tokens"),
+        finish_reason=_str_or_none(choice.get("finish_reason")),
         model=str(data.get("model") or model),
     )
+
+
+def _content(content: Any) -> str:
+    """The message text: a string, null, or a list of {'type': 'text', 'text': ...} parts."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        return "".join(str(p.get("text") or "") for p in content if p.get("type") == "text")
+    raise _malformed("message.content", content)
+
+
+def _tokens(usage: dict[str, Any], key: str) -> int:
+    value = usage.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**53:
+        raise _malformed(f"usage.{key}", value)
+    return int(value)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -139,3 +139,70 @@ def test_one_backend_serves_several_event_loops():
         first = asyncio.run(backend.chat(HELLO))  # left open: the next loop gets a new session
         second = _chat(backend, HELLO)
     assert (first.text, second.text) == ("answer 0", "answer 1")
+
+
+MALFORMED_200 = {
+    "message a string": b'{"choices": [{"message": "Any fever?"}]}',
+    "usage a list": b'{"choices": [{"message": {"content": "Any fever?"}}], "usage": [1, 2]}',
+    "tool_calls a string": b'{"choices": [{"message": {"content": null, "tool_calls": "ask"}}]}',
+    "a tool call a string": b'{"choices": [{"message": {"tool_calls": ["ask"]}}]}',
+    "function a list": b'{"choices": [{"message": {"tool_calls": [{"function": []}]}}]}',
+    "missing choices": b'{"id": "x", "object": "chat.completion"}',
+    "choices an object": b'{"choices": {"message": {"content": "hi"}}}',
+    "empty choices": b'{"choices": []}',
+    "choice a number": b'{"choices": [7]}',
+    "content a number": b'{"choices": [{"message": {"content": 42}}]}',
+    "tokens a string": b'{"choices": [{"message": {"content": "hi"}}], '
+    b'"usage": {"prompt_tokens": "many"}}',
+    "negative tokens": b'{"choices": [{"message": {"content": "hi"}}], '
+    b'"usage": {"completion_tokens": -3}}',
+    "details a list": b'{"choices": [{"message": {"content": "hi"}}], '
+    b'"usage": {"prompt_tokens_details": [0]}}',
+    "non-JSON body": b"<html>502 Bad Gateway</html>",
+    "a JSON list": b"[1, 2, 3]",
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+def test_every_malformed_200_is_retried_then_the_next_answer_is_used():
+    """Each malformed 200 goes through the retries (it is the server's fault) and the next
+    good answer is used: never an AttributeError or TypeError inside the episode."""
+    bodies = list(MALFORMED_200.values())
+
+    def script(_body, n):  # two malformed copies of each body, then a good answer
+        return Garbage(bodies[n // 3]) if n % 3 < 2 else Reply(f"answer {n // 3}")
+
+    with FakeOpenAIServer(script) as srv:
+        backend = _backend(srv.url)
+
+        async def each():
+            try:
+                return [await backend.chat(HELLO) for _ in bodies]
+            finally:
+                await backend.aclose()
+
+        replies = asyncio.run(each())
+        assert len(srv.requests) == 3 * len(bodies)
+    assert [r.text for r in replies] == [f"answer {i}" for i in range(len(bodies))]
+    assert all(r.retries == 2 for r in replies)
+
+
+def test_a_server_that_only_sends_malformed_200s_is_a_backend_error():
+    for name in ("message a string", "usage a list", "tool_calls a string"):
+        with FakeOpenAIServer(lambda _body, n, name=name: Garbage(MALFORMED_200[name])) as srv:
+            with pytest.raises(BackendError, match=r"no answer after 2 retries .*malformed"):
+                _chat(_backend(srv.url, max_retries=2), HELLO)
+            assert len(srv.requests) == 3, name
+
+
+def test_content_parts_and_odd_tool_arguments_are_read_not_retried():
+    body = (
+        b'{"choices": [{"message": {"content": [{"type": "text", "text": "Any "}, '
+        b'{"type": "text", "text": "cough?"}], "tool_calls": [{"function": {"name": "ask", '
+        b'"arguments": "[[[not json"}}]}}], "usage": {"prompt_tokens": 3.0}}'
+    )
+    with FakeOpenAIServer(lambda _body, n: Garbage(body)) as srv:
+        reply = _chat(_backend(srv.url), HELLO)
+    assert reply.text == "Any cough?" and reply.retries == 0 and reply.prompt_tokens == 3
+    # arguments that are not a JSON object are the model's output: kept for the env to reject
+    assert reply.tool_calls[0].arguments == {"_raw": "[[[not json"}
