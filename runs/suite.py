@@ -12,8 +12,9 @@ adds the next version; `clinicgym suite export NAME@V DIR` writes the cases to a
 that `--suite DIR` plays on any install.
 
 Hidden suites (`hidden: true`) are for leaderboards: a version's seed is derived from a secret
-the maintainer keeps in `$CLINICGYM_HIDDEN_SEED`, and the registry holds only a commitment to
-it (`seed_sha256`) and the cases' hash; case ids and lineage carry no seed.
+the maintainer keeps outside the repository (`$CLINICGYM_HIDDEN_SEED`, or a file named by
+`$CLINICGYM_HIDDEN_SEED_FILE`), and the registry holds only a commitment to it (`seed_sha256`)
+and the cases' hash; case ids and lineage carry no seed, and bundles carry no cases.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ BUNDLED_REGISTRY = Path(__file__).with_name("suites.yaml")
 REGISTRIES_ENV = "CLINICGYM_SUITES"
 """Extra registry files (os.pathsep-separated); their suites add to or replace bundled ones."""
 HIDDEN_SEED_ENV = "CLINICGYM_HIDDEN_SEED"
-"""The maintainer's secret from which hidden suites' seeds are derived; never written down."""
+"""The maintainer's secret from which hidden suites' seeds are derived; never in the repository."""
+HIDDEN_SEED_FILE_ENV = "CLINICGYM_HIDDEN_SEED_FILE"
+"""A file holding that secret (its first line), kept outside the repository."""
 NAMED_SUITE_FILE = "named_suite.json"
 """In an exported suite directory: which suite version the cases are (beside suite.json)."""
 
@@ -253,13 +256,32 @@ def lookup(ref: str) -> tuple[str, SuiteDef, SuiteVersion]:
 # ---- seeds and generation ------------------------------------------------------------------
 
 
+def hidden_secret(secret: str | None = None) -> str | None:
+    """The maintainer's secret: `secret` if given, else `$CLINICGYM_HIDDEN_SEED`, else the first
+    line of the file `$CLINICGYM_HIDDEN_SEED_FILE` names; None when none is set."""
+    if secret:
+        return secret
+    if os.environ.get(HIDDEN_SEED_ENV):
+        return os.environ[HIDDEN_SEED_ENV]
+    path = os.environ.get(HIDDEN_SEED_FILE_ENV)
+    if not path:
+        return None
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise SuiteError(
+            f"${HIDDEN_SEED_FILE_ENV}={path}: cannot read the hidden-suite secret ({e.strerror})"
+        ) from None
+    return lines[0].strip() if lines and lines[0].strip() else None
+
+
 def hidden_seed(name: str, version: int, secret: str | None = None) -> int:
     """The seed of a hidden suite version, derived from the maintainer's secret."""
-    secret = secret if secret is not None else os.environ.get(HIDDEN_SEED_ENV)
+    secret = hidden_secret(secret)
     if not secret:
         raise SuiteError(
             f"suite '{name}@{version}' is hidden: its seed derives from the maintainer's secret "
-            f"in ${HIDDEN_SEED_ENV}, which is not set here"
+            f"in ${HIDDEN_SEED_ENV} or the file ${HIDDEN_SEED_FILE_ENV}, which is not set here"
         )
     digest = hashlib.sha256(f"{secret}:{name}@{version}".encode()).hexdigest()
     return int(digest[:15], 16)
@@ -291,22 +313,26 @@ def generate(
     return cases
 
 
-def _version_seed(name: str, suite: SuiteDef, v: SuiteVersion) -> int:
+def _version_seed(name: str, suite: SuiteDef, v: SuiteVersion, secret: str | None) -> int:
     if not suite.hidden:
         assert v.seed is not None
         return v.seed
-    seed = hidden_seed(name, v.version)
+    seed = hidden_seed(name, v.version, secret)
     if seed_commitment(name, v.version, seed) != v.seed_sha256:
         raise SuiteError(
-            f"suite '{name}@{v.version}': ${HIDDEN_SEED_ENV} is not the secret this version was "
+            f"suite '{name}@{v.version}': the secret given is not the secret this version was "
             "frozen with (its seed does not match the published commitment)"
         )
     return seed
 
 
-def version_cases(name: str, suite: SuiteDef, v: SuiteVersion, kb: KnowledgeBase) -> list[Case]:
-    """Regenerate a frozen version's cases and check them against its hash."""
-    cases = generate(name, v.version, v.recipe, _version_seed(name, suite, v), kb, suite.hidden)
+def version_cases(
+    name: str, suite: SuiteDef, v: SuiteVersion, kb: KnowledgeBase, secret: str | None = None
+) -> list[Case]:
+    """Regenerate a frozen version's cases and check them against its hash (a hidden suite's
+    from `secret`, default `hidden_secret()`)."""
+    seed = _version_seed(name, suite, v, secret)
+    cases = generate(name, v.version, v.recipe, seed, kb, suite.hidden)
     got = cases_sha256(cases)
     if got != v.cases_sha256:
         why = f" Superseded: {v.superseded}." if v.superseded else ""
@@ -444,7 +470,10 @@ def freeze(
     number = suite.versions[-1].version + 1 if suite.versions else 1
     if suite.hidden:
         if seed is not None:
-            raise SuiteError(f"suite '{name}' is hidden: its seed comes from ${HIDDEN_SEED_ENV}")
+            raise SuiteError(
+                f"suite '{name}' is hidden: its seed comes from ${HIDDEN_SEED_ENV} or "
+                f"${HIDDEN_SEED_FILE_ENV}"
+            )
         run_seed = hidden_seed(name, number)
     else:
         run_seed = seed if seed is not None else secrets.randbelow(2**31)

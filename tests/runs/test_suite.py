@@ -15,6 +15,7 @@ from clinicgym.runs.store import cases_sha256
 from clinicgym.runs.suite import (
     BUNDLED_REGISTRY,
     HIDDEN_SEED_ENV,
+    HIDDEN_SEED_FILE_ENV,
     check,
     export,
     freeze,
@@ -40,6 +41,7 @@ def registry(tmp_path, monkeypatch):
     path.write_text(yaml.safe_dump(REGISTRY))
     monkeypatch.setenv("CLINICGYM_SUITES", str(path))
     monkeypatch.delenv(HIDDEN_SEED_ENV, raising=False)
+    monkeypatch.delenv(HIDDEN_SEED_FILE_ENV, raising=False)
     return path
 
 
@@ -91,15 +93,20 @@ def test_freeze_is_frozen_by_the_hash_and_refuses_changed_cases(registry, small_
 
 
 def test_hidden_suite_keeps_only_a_commitment(registry, small_kb, monkeypatch):
-    with pytest.raises(SuiteError, match=f"{HIDDEN_SEED_ENV}, which is not set"):
+    with pytest.raises(SuiteError, match=f"{HIDDEN_SEED_FILE_ENV}, which is not set here"):
         freeze("secret", kb=small_kb)
-    monkeypatch.setenv(HIDDEN_SEED_ENV, "maintainer-only")
+    secret_file = registry.parent / "outside-the-repo" / "secret"
+    secret_file.parent.mkdir()
+    secret_file.write_text("maintainer-only\n")
+    monkeypatch.setenv(HIDDEN_SEED_FILE_ENV, str(secret_file))
     v = freeze("secret", kb=small_kb)
     assert v is not None and v.seed is None and len(v.seed_sha256 or "") == 64
     text = registry.read_text()
     assert "maintainer-only" not in text and "seed_sha256" in text
     cases = version_cases(*lookup("secret@1"), small_kb)
     assert all(c.lineage.seed is None for c in cases)
+    monkeypatch.delenv(HIDDEN_SEED_FILE_ENV)
+    assert cases == version_cases(*lookup("secret@1"), small_kb, secret="maintainer-only")
     monkeypatch.setenv(HIDDEN_SEED_ENV, "a guess")
     with pytest.raises(SuiteError, match="not the secret this version was frozen with"):
         version_cases(*lookup("secret@1"), small_kb)
