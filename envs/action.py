@@ -214,6 +214,8 @@ def parse_action(raw: Any) -> Action | ActionError:
             raw, Ask | Examine | OrderTest | Diagnose | Prescribe | Disclose | Refer | End
         ):
             return raw
+        if isinstance(raw, ActionError):  # the runner's record of an agent that raised
+            return raw
         if isinstance(raw, Mapping):
             return ActionAdapter.validate_python(_from_mapping(raw))
         if not isinstance(raw, str):

@@ -25,10 +25,16 @@ class TerminationReason(StrEnum):
     """The clinician ended the consultation."""
     TURN_BUDGET = "turn_budget"
     """The turn budget ran out (`truncated`)."""
+    BACKEND_ERROR = "backend_error"
+    """Infrastructure: the model's backend, the transport or the machine failed (after the
+    backend's retries); excluded from the metrics, replayed by `--retry-errored`. What the
+    model's own output causes is never this: it is an error turn, scored."""
     AGENT_ERROR = "agent_error"
-    """The agent or its model backend raised; the episode is excluded from the metrics."""
+    """Older stores only: the agent or its backend raised (read like `BACKEND_ERROR`)."""
     ENV_ERROR = "env_error"
-    """The environment itself failed; excluded from the metrics."""
+    """An exception inside clinicgym's env, patient, monitor or scoring: a bug. The runner
+    stops the run on it (exit status 3) and never stores such an episode; older stores may
+    hold some, excluded from the metrics."""
 
 
 class Violation(BaseModel):
@@ -99,7 +105,8 @@ class Episode(BaseModel):
     outcome: Outcome = Outcome()
     violations: list[Violation] = []
     errors: list[str] = []
-    """Infrastructure errors (agent/backend/env), never the model's clinical failures."""
+    """Infrastructure errors (backend, transport, machine) or a bug, never the model's own
+    failures (those are error turns in `events`)."""
     metrics: dict[str, float | None] = {}
     """Per-episode metrics computed by scoring (None: not applicable)."""
     versions: dict[str, str] = {}

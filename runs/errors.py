@@ -21,3 +21,14 @@ class SuiteError(RunError):
 
 class LeaderboardError(RunError):
     """A submission bundle cannot be packed, or fails verification (the reason says which)."""
+
+
+class EpisodeBug(RunError):
+    """An exception inside clinicgym's own env, patient, monitors or scoring during an episode:
+    a bug. The run stops on it (exit status 3) instead of leaving the episode out."""
+
+    def __init__(self, episode_id: str, message: str, trace: str) -> None:
+        super().__init__(f"clinicgym bug in episode {episode_id}: {message}")
+        self.episode_id = episode_id
+        self.message = message
+        self.trace = trace

@@ -6,10 +6,12 @@ process, appends each episode to the store as its worker finishes it. The schedu
 at most `spec.concurrency` episodes are in flight, at most `spec.agent_concurrency[a]` of agent
 `a`'s (a rate-limited API must not hold every slot), and agents take turns at free slots.
 
-An episode that ends in an infrastructure error (the agent, its backend or the env raised) is
-played again with the same seed, up to `spec.episode_retries` times; the last attempt is stored
-either way, with the failed attempts' errors, and an errored episode is never scored as a
-clinical failure (runs/summary.py counts it apart).
+An episode that ends in an infrastructure error (the model's backend, the transport or the
+machine failed; runs/runner.py `classify_error`) is played again with the same seed, up to
+`spec.episode_retries` times; the last attempt is stored either way, with the failed attempts'
+errors, and an errored episode is never scored as a clinical failure (runs/summary.py counts it
+apart). An episode that ended on a bug inside clinicgym is neither retried nor stored: the run
+stops with `EpisodeBug`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from typing import Any, Protocol
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.patients.matching import matcher_for
 from clinicgym.runs.errors import RunError
-from clinicgym.runs.runner import PlannedEpisode, RunContext, play_planned
+from clinicgym.runs.runner import (
+    PlannedEpisode,
+    RunContext,
+    is_bug,
+    play_planned,
+    raise_if_bug,
+)
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore
 
@@ -64,11 +72,14 @@ def make_executor(spec: RunSpec) -> Executor:
 
 async def play_with_retries(ctx: RunContext, planned: PlannedEpisode, live: Any = None) -> Episode:
     """Play a planned episode; replay it (same seed, fresh env and agent) while it errors, up to
-    `episode_retries` times. Failed attempts are listed in the stored episode's `errors`."""
+    `episode_retries` times. Failed attempts are listed in the stored episode's `errors`; a bug
+    is returned as it is (the caller raises it, `raise_if_bug`), never replayed."""
     attempts = ctx.spec.episode_retries + 1
     failed: list[str] = []
     for n in range(1, attempts + 1):
         episode = await play_planned(ctx, planned, live)
+        if is_bug(episode):
+            return episode
         if episode.status != "error":
             if failed:
                 episode = episode.model_copy(update={"errors": [*failed, *episode.errors]})
@@ -90,7 +101,7 @@ def errored_episode(planned: PlannedEpisode, case_id: str, errors: list[str]) ->
         seed=planned.seed,
         repeat=planned.repeat,
         status="error",
-        termination=TerminationReason.ENV_ERROR,
+        termination=TerminationReason.BACKEND_ERROR,
         turns=0,
         errors=errors,
         finished=time.time(),
@@ -216,6 +227,7 @@ class LocalExecutor:
             live = LiveRecorder(store.root, episode_id=planned.episode_id, agent_id=planned.agent)
             try:
                 episode = await play_with_retries(ctx, planned, live)
+                raise_if_bug(episode)  # never stored: the run stops and says so
                 store.append(episode)
             finally:
                 live.close()  # after the append: a viewer never sees the episode vanish
@@ -378,6 +390,7 @@ class RayExecutor:
                     load[i] -= 1
             else:
                 episode = errored_episode(planned, case_id, failures)
+            raise_if_bug(episode)  # never stored: the run stops and says so
             store.append(episode)
             return episode
 

@@ -2,7 +2,11 @@
 (`play_planned`), `execute` (the spec's executor plays the plan, runs/executors.py) and
 `finalise` (scores and summary from what the store holds).
 
-An episode whose agent or env raises is stored as an error (counted apart, never scored).
+One rule for errors (`classify_error`): an exception the agent raises is the model's failure
+(an error turn, scored: a turn used, no diagnosis from it); a failure of the model's backend,
+the transport or the machine is an infrastructure error (the episode is stored as errored,
+excluded from the metrics, retried); an exception inside clinicgym's env, patient, monitors or
+scoring is a bug (`EpisodeBug`: the run stops and says so, never a silent exclusion).
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from clinicgym.agents.errors import AgentSpecError, BackendError
 from clinicgym.agents.registry import AgentFactory, make_agent_factory
+from clinicgym.envs.action import ActionError
 from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.envs.protocols import CaseReader
@@ -32,7 +38,7 @@ from clinicgym.policies import (
     require_judge,
     validate_specs,
 )
-from clinicgym.runs.errors import RunError
+from clinicgym.runs.errors import EpisodeBug, RunError
 from clinicgym.runs.patient_setup import PatientMaker, make_patient_maker
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore
@@ -156,15 +162,53 @@ def _cohort_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
     return Cohort.open(spec.cohort, kb).cases(spec.cases)  # type: ignore[arg-type]
 
 
+ErrorClass = Literal["agent", "backend", "environment"]
+
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    BackendError,  # a model backend that did not answer after its retries
+    AgentSpecError,  # a backend or prompt that cannot work (a missing extra, a bad template)
+    OSError,  # connections refused or reset, time-outs, a full disk
+    MemoryError,
+)
+"""Exceptions that are the infrastructure's, wherever they are raised."""
+TRANSPORT_MODULES = frozenset(
+    {"aiohttp", "httpx", "httpcore", "requests", "urllib3", "openai", "anthropic", "grpc"}
+)
+"""Packages whose exceptions are transport or HTTP failures (a custom agent's own client)."""
+
+
+def classify_error(exc: BaseException, source: Literal["agent", "env"]) -> ErrorClass:
+    """Which of the three classes an exception raised by the agent or by the env is: 'backend'
+    if it, or an exception it was raised from, is an infrastructure failure; otherwise 'agent'
+    when the agent raised it (the model's failure) and 'environment' when the env did (a bug)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, INFRASTRUCTURE_ERRORS):
+            return "backend"
+        if type(e).__module__.split(".")[0] in TRANSPORT_MODULES:
+            return "backend"
+        e = e.__cause__ or e.__context__
+    return "agent" if source == "agent" else "environment"
+
+
+def agent_failure(exc: BaseException, where: str) -> ActionError:
+    """The error turn an agent's own exception becomes: shown to it like any unusable output,
+    a turn used, recorded in the transcript and scored."""
+    what = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:300]
+    return ActionError(message=f"the agent raised in {where}: {what}", raw="")
+
+
 async def play_episode(
     env: ConsultationEnv,
     agent: Any,
     case: Case,
     planned: PlannedEpisode,
 ) -> Episode:
-    """Play one consultation to its end; agent or env exceptions become an errored episode."""
-    if isinstance(agent, CaseReader):
-        agent.read_case(case)
+    """Play one consultation to its end under the one rule for errors (module docstring): the
+    agent's exceptions are error turns, infrastructure failures an errored episode, and an
+    exception inside the env an errored episode marked as a bug (`raise_if_bug`)."""
     options = {
         "case": case,
         "agent_id": planned.agent,
@@ -174,24 +218,60 @@ async def play_episode(
     try:
         obs, info = env.reset(seed=planned.seed, options=options)
     except Exception as e:
-        return _errored(env, planned, case, TerminationReason.ENV_ERROR, e)
+        return _env_failed(env, planned, case, e, "env.reset")
+    broken: ActionError | None = None  # an agent whose reset raised: every turn is its failure
     try:
+        if isinstance(agent, CaseReader):
+            agent.read_case(case)
         agent.reset(obs, info)
     except Exception as e:
-        return _errored(env, planned, case, TerminationReason.AGENT_ERROR, e)
+        if classify_error(e, "agent") == "backend":
+            return _errored(env, planned, case, TerminationReason.BACKEND_ERROR, e)
+        broken = agent_failure(e, "reset")
     while True:
-        try:
-            action = await agent.act(obs, info)
-        except Exception as e:
-            return _errored(env, planned, case, TerminationReason.AGENT_ERROR, e)
+        action: Any = broken
+        if broken is None:
+            try:
+                action = await agent.act(obs, info)
+            except Exception as e:
+                if classify_error(e, "agent") == "backend":
+                    return _errored(env, planned, case, TerminationReason.BACKEND_ERROR, e)
+                action = agent_failure(e, "act")
         try:
             obs, _reward, terminated, truncated, info = await env.astep(action)
         except Exception as e:
-            return _errored(env, planned, case, TerminationReason.ENV_ERROR, e)
+            return _env_failed(env, planned, case, e, "env.step")
         if terminated or truncated:
             episode: Episode = info["episode"]
-            episode.metrics = episode_metrics(episode, case)
+            try:
+                episode.metrics = episode_metrics(episode, case)
+            except Exception as e:
+                return _env_failed(env, planned, case, e, "scoring.episode_metrics")
             return episode
+
+
+def _env_failed(
+    env: ConsultationEnv, planned: PlannedEpisode, case: Case, exc: BaseException, where: str
+) -> Episode:
+    """An exception from the env side: infrastructure (a patient's or judge's backend, the
+    disk) or a bug, whose episode carries the traceback for `raise_if_bug`."""
+    if classify_error(exc, "env") == "backend":
+        return _errored(env, planned, case, TerminationReason.BACKEND_ERROR, exc)
+    episode = _errored(env, planned, case, TerminationReason.ENV_ERROR, exc)
+    trace = "".join(traceback.format_exception(exc)).strip()
+    return episode.model_copy(update={"errors": [f"bug in {where}: {episode.errors[0]}", trace]})
+
+
+def is_bug(episode: Episode) -> bool:
+    """Whether an episode just played ended on an exception inside clinicgym (a bug)."""
+    return episode.status == "error" and episode.termination == TerminationReason.ENV_ERROR
+
+
+def raise_if_bug(episode: Episode) -> None:
+    """Raise `EpisodeBug` for an episode that ended on a bug: it is never stored."""
+    if is_bug(episode):
+        first, *rest = episode.errors or ["bug: no message recorded"]
+        raise EpisodeBug(episode.episode_id, first, rest[0] if rest else first)
 
 
 def _errored(
@@ -201,6 +281,7 @@ def _errored(
     reason: TerminationReason,
     exc: BaseException,
 ) -> Episode:
+    """The episode so far, marked errored with the exception's one-line message."""
     where = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     message = f"{planned.agent} on {case.id}: {where}"
     try:
@@ -252,7 +333,10 @@ async def play_planned(ctx: RunContext, planned: PlannedEpisode, live: Any = Non
     agent = ctx.factories[planned.agent]()
     episode = await play_episode(env, agent, case, planned)
     if monitor is not None and monitor.ctx is not None and episode.status == "completed":
-        episode = apply_settled(episode, await monitor.settle())  # judge checks
+        try:
+            episode = apply_settled(episode, await monitor.settle())  # judge checks
+        except Exception as e:
+            return _env_failed(env, planned, case, e, "policies.settle")
     return episode
 
 

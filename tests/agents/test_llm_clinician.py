@@ -289,7 +289,7 @@ def test_faults_never_change_results_and_spent_retries_are_errors(tmp_path):
     errored = [e for e in doom_eps.values() if e.status == "error"]
     assert errored and a["errors"] == len(errored) and a["completed"] == 12 - len(errored)
     for e in errored:
-        assert e.termination == "agent_error" and e.metrics == {} and not e.outcome.diagnoses
+        assert e.termination == "backend_error" and e.metrics == {} and not e.outcome.diagnoses
         assert e.turns == 1  # the transcript up to the failure is kept
         assert "BackendError" in e.errors[0] and "no answer after 6 retries" in e.errors[0]
     for k, e in doom_eps.items():
