@@ -243,16 +243,37 @@ def _scores(run_dir: Path) -> pd.DataFrame:
     return table[table["status"] == "completed"]
 
 
+def same_cases(run_a: Path, run_b: Path) -> None:
+    """Raise a RunError unless two runs were planned over the same cases (ids and content)."""
+    sets = []
+    for run in (run_a, run_b):
+        manifest = RunStore(run).manifest()
+        sets.append({(c["id"], c["hash"]) for c in manifest.get("cases", [])})
+    if sets[0] == sets[1]:
+        return
+    common = len(sets[0] & sets[1])
+    raise RunError(
+        f"{run_a} and {run_b} played different cases ({len(sets[0])} and {len(sets[1])} "
+        f"cases, {common} the same): B - A would mix the agents' difference with the cases'. "
+        "Compare runs of the same suite or seed, or pass --allow-different-cases to compare "
+        "them anyway as independent samples."
+    )
+
+
 def compare(
     run_a: Path | str,
     run_b: Path | str,
     *,
     agents: Sequence[str] = (),
     metrics: Sequence[str] = (),
+    allow_different_cases: bool = False,
 ) -> list[MetricDiff]:
     """Per agent and metric: B - A with a 95% interval. Agents: the given ones, else those in
-    both runs, else (one agent each) the two runs' only agents compared with each other."""
+    both runs, else (one agent each) the two runs' only agents compared with each other. Runs
+    over different case sets are refused unless `allow_different_cases` (then independent)."""
     a, b = _scores(Path(run_a)), _scores(Path(run_b))
+    if not allow_different_cases:
+        same_cases(Path(run_a), Path(run_b))
     pairs = _agent_pairs(a, b, agents, Path(run_a), Path(run_b))
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:

@@ -75,13 +75,28 @@ def runs_compare(
     metric: Annotated[
         list[str] | None, typer.Option("--metric", "-m", help="Metric(s); default all.")
     ] = None,
+    allow_different_cases: Annotated[
+        bool,
+        typer.Option(
+            "--allow-different-cases",
+            help="Compare runs over different case sets (as independent samples); refused "
+            "without it.",
+        ),
+    ] = False,
 ) -> None:
     """Per agent and metric: mean in A and B, B - A and its 95% interval (a bootstrap over
-    case and repeat pairs when both runs played the same cases; docs/scoring.md)."""
+    case and repeat pairs when both runs played the same cases; docs/scoring.md). Runs over
+    different case sets are refused unless --allow-different-cases is given."""
     from clinicgym.runs.catalog import compare
 
     try:
-        diffs = compare(run_a, run_b, agents=agent or (), metrics=metric or ())
+        diffs = compare(
+            run_a,
+            run_b,
+            agents=agent or (),
+            metrics=metric or (),
+            allow_different_cases=allow_different_cases,
+        )
     except ClinicGymError as e:
         fail(e)
     paired = diffs[0].paired if diffs else False
@@ -222,12 +237,23 @@ def submit(
     out: Annotated[
         Path | None, typer.Option(help="Bundle file (default ./RUN_ID.submission.zip).")
     ] = None,
+    submitter: Annotated[
+        str | None, typer.Option(help="Who submits (shown on the board as declared).")
+    ] = None,
+    card: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML/JSON card: `submitter` and, per agent spec, `model`, `parameters`, "
+            "`url`, `notes` (shown on the board as declared)."
+        ),
+    ] = None,
 ) -> None:
-    """Pack a finished run (manifest, cases, transcripts, summary, hashes) for a leaderboard."""
-    from clinicgym.runs.leaderboard import pack
+    """Pack a finished run (manifest, cases, transcripts, summary, hashes) for a leaderboard;
+    a hidden suite's cases are left out."""
+    from clinicgym.runs.leaderboard import pack, read_card
 
     try:
-        path = pack(run_dir, out)
+        path = pack(run_dir, out, submitter=submitter, card=read_card(card) if card else None)
     except ClinicGymError as e:
         fail(e)
     console.print(
@@ -236,21 +262,46 @@ def submit(
     )
 
 
+def _secret(secret_file: Path | None) -> str | None:
+    """The hidden-suite secret from --secret-file (its first line); None: read the env later."""
+    if secret_file is None:
+        return None
+    try:
+        line = secret_file.read_text(encoding="utf-8").splitlines()[:1]
+    except OSError as e:
+        fail(ClinicGymError(f"--secret-file {secret_file}: cannot read it ({e.strerror})"))
+    if not line or not line[0].strip():
+        fail(ClinicGymError(f"--secret-file {secret_file}: the first line is empty"))
+    return line[0].strip()
+
+
+KB_HELP = "KB directory to re-score with (default: the bundled one); must be the run's KB."
+SECRET_HELP = (
+    "File holding the hidden-suite secret (default: $CLINICGYM_HIDDEN_SEED or "
+    "$CLINICGYM_HIDDEN_SEED_FILE); maintainers only."
+)
+
+
 @leaderboard_app.command("verify")
 def leaderboard_verify(
     bundle: Annotated[Path, typer.Argument(help="A submission bundle (.zip).")],
     no_rescore: Annotated[
         bool, typer.Option("--no-rescore", help="Skip re-scoring the transcripts.")
     ] = False,
+    kb: Annotated[Path | None, typer.Option(help=KB_HELP)] = None,
+    secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
 ) -> None:
-    """Check a bundle's hashes, that every case of the suite was run, and that re-scoring the
-    transcripts gives the claimed numbers; exit 1 with the reasons if it is rejected."""
+    """Check a bundle against this install's suite registry: hashes, the suite's frozen cases and
+    recipe, every case run, each transcript's actions and outcome re-derived, the monitors re-run
+    and the claimed numbers re-scored; exit 1 with every reason if it is rejected."""
     from clinicgym.runs.leaderboard import verify
 
     try:
-        v = verify(bundle, rescore=not no_rescore)
+        v = verify(bundle, rescore=not no_rescore, kb=kb, secret=_secret(secret_file))
     except ClinicGymError as e:
         fail(e)
+    for note in v.notes:
+        console.print(f"[yellow]note[/yellow] {note}", highlight=False)
     if v.accepted:
         console.print(
             f"[green]accepted[/green] {bundle}: run {v.info['run_id']}, suite {v.info['suite']}, "
@@ -268,12 +319,14 @@ def leaderboard_verify(
 def leaderboard_build(
     bundles: Annotated[list[Path], typer.Argument(help="Submission bundles.")],
     out: Annotated[Path, typer.Option(help="Site directory to write.")] = Path("site"),
+    kb: Annotated[Path | None, typer.Option(help=KB_HELP)] = None,
+    secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
 ) -> None:
     """Verify the bundles and write a static leaderboard (index.html, leaderboard.csv)."""
     from clinicgym.runs.leaderboard import build
 
     try:
-        site, verdicts = build(list(bundles), out)
+        site, verdicts = build(list(bundles), out, kb=kb, secret=_secret(secret_file))
     except ClinicGymError as e:
         fail(e)
     for v in verdicts:

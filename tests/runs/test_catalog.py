@@ -87,11 +87,15 @@ def test_compare_pairs_by_case_and_gives_intervals(runs):
     d = same["diagnostic_accuracy"]
     assert d.agent == "random" and d.paired and d.diff == 0
     assert d.method == "newcombe, independent" and d.ci95[0] < 0 < d.ci95[1]
-    # different cases: the two runs are resampled independently
-    ab = compare(a, c, agents=["oracle"], metrics=["diagnostic_accuracy"])[0]
+    # different cases: refused unless asked for, then resampled independently
+    with pytest.raises(RunError, match=r"played different cases \(5 and 5 cases, 0 the same\)"):
+        compare(a, c, agents=["oracle"])
+    ab = compare(
+        a, c, agents=["oracle"], metrics=["diagnostic_accuracy"], allow_different_cases=True
+    )[0]
     assert not ab.paired and ab.mean_a == 1.0 and ab.mean_b == 1.0
     with pytest.raises(RunError, match="not in"):
-        compare(a, c, agents=["random"])
+        compare(a, c, agents=["random"], allow_different_cases=True)
     with pytest.raises(RunError, match="unknown metrics"):
         compare(a, b, metrics=["charm"])
     with pytest.raises(RunError, match=r"no scores\.parquet"):
@@ -118,6 +122,12 @@ def test_runs_cli_list_and_compare(runs):
         ["runs", "compare", str(runs / "team" / "a"), str(runs / "team" / "b"), "-m", "turns"],
     )
     assert r.exit_code == 0 and "paired by case" in r.output and "random" in r.output, r.output
-    r = CliRunner().invoke(app, ["runs", "compare", str(runs / "c"), str(runs / "team" / "b")])
+    c_b = ["runs", "compare", str(runs / "c"), str(runs / "team" / "b")]
+    r = CliRunner().invoke(app, c_b)
+    assert r.exit_code == 2 and "played different cases" in r.output, r.output
+    assert "--allow-different-cases" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, [*c_b, "--allow-different-cases"])
     assert r.exit_code == 0 and "oracle" in r.output and "random" in r.output  # one agent each
-    assert compare(runs / "c", runs / "team" / "b")[0].agent == "oracle -> random"
+    assert "independent samples" in r.output
+    pair = compare(runs / "c", runs / "team" / "b", allow_different_cases=True)[0]
+    assert pair.agent == "oracle -> random"
