@@ -254,19 +254,42 @@ def run(
             "left for a resume (default 10; 0: never)."
         ),
     ] = None,
+    max_error_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit with status 1 when an agent's share of errored episodes (infrastructure "
+            "errors) is above this (default 0.2)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a benchmark: every agent plays every case; results go to the run directory."""
+    """Run a benchmark: every agent plays every case; results go to the run directory.
+    Exit status: 0 done; 1 done, but an agent was stopped, had every episode errored or more
+    than --max-error-rate of them; 2 the run cannot start or store (bad input, a full disk, a
+    folder it cannot write, a damaged or edited run directory); 3 a bug inside clinicgym."""
     from clinicgym.runs.config import spec_from_cli
+    from clinicgym.runs.errors import EpisodeBug, StoreError
+    from clinicgym.runs.store import os_error_message
+
+    spec = None
+    try:
+        spec = spec_from_cli(click_ctx, config)
+        _run(spec, quiet)
+    except EpisodeBug as bug:
+        _report_bug(bug, spec)
+    except ClinicGymError as e:
+        fail(e)
+    except OSError as e:  # the run directory: a full disk, a read-only folder
+        fail(StoreError(os_error_message(e, spec.out if spec else "the run directory")))
+
+
+def _run(spec: Any, quiet: bool) -> None:
+    """`clinicgym run` once its spec is resolved: play, finalise, print, set the exit status."""
     from clinicgym.runs.progress import RunProgress
     from clinicgym.runs.runner import execute, finalise, prepare
     from clinicgym.runs.store import RunStore
 
-    try:
-        spec = spec_from_cli(click_ctx, config)
-        ctx = prepare(spec)
-        store = RunStore.open(spec, ctx.cases, ctx.kb.version)
-    except ClinicGymError as e:
-        fail(e)
+    ctx = prepare(spec)
+    store = RunStore.open(spec, ctx.cases, ctx.kb.version)
     out = spec.out
     done = store.finished_ids()
     done_before = len(done)
@@ -280,6 +303,13 @@ def run(
         console.print(
             f"--retry-errored: {store.set_aside} errored episodes moved to "
             f"{store.root / 'errored.jsonl'}; they are played again."
+        )
+    if store.unreadable:
+        err_console.print(
+            f"[yellow]--retry-errored:[/yellow] {len(store.unreadable)} unreadable lines of "
+            f"{store.episodes_path} (line {', '.join(map(str, store.unreadable[:5]))}) moved to "
+            f"{store.root / 'unreadable.jsonl'}; their episodes are played again.",
+            soft_wrap=True,
         )
     if done_before:
         console.print(f"Resuming {out}: {done_before} of {total} episodes already stored.")
@@ -303,7 +333,9 @@ def run(
         )
         for cause, n in progress.causes.most_common(3):
             err_console.print(f"  {n} x {cause}", markup=False, highlight=False)
+    incomplete = False
     for agent, left in progress.unplayed.items():
+        incomplete = True
         err_console.print(
             f"[red]stopped {agent}:[/red] its first {spec.stop_after_errors} episodes all "
             f"errored, so its other {left} were not played. Fix the cause above and run the "
@@ -311,6 +343,46 @@ def run(
             "the errored ones too).",
             highlight=False,
         )
+    for agent, s in summary["agents"].items():
+        if agent in progress.unplayed or not s["errors"]:
+            continue
+        share = s["errors"] / max(s["episodes"], 1)
+        if s["errors"] == s["episodes"]:
+            why = "every one of its episodes errored"
+        elif share > spec.max_error_rate:
+            why = f"above --max-error-rate {spec.max_error_rate:.0%}"
+        else:
+            continue
+        incomplete = True
+        err_console.print(
+            f"[red]incomplete {agent}:[/red] {s['errors']} of {s['episodes']} episodes "
+            f"({share:.0%}) ended in infrastructure errors, {why}; its numbers leave them out. "
+            "Fix the cause and run the same command with --retry-errored.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if incomplete:
+        raise typer.Exit(1)
+
+
+def _report_bug(bug: Any, spec: Any) -> None:
+    """One line for a bug inside clinicgym (the traceback goes to RUN_DIR/bug.txt); exit 3."""
+    where = ""
+    if spec is not None:
+        path = Path(spec.out) / "bug.txt"
+        try:
+            path.write_text(f"{bug}\n\n{bug.trace}\n", encoding="utf-8")
+            where = f" The traceback is in {path}."
+        except OSError:
+            where = ""
+    err_console.print(
+        f"[red]bug:[/red] {bug}. The run stopped: this is an exception inside clinicgym, not "
+        f"the model's failure, so no episode is left out to hide it.{where} Please report it; "
+        "the same command resumes the run once it is fixed.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(3)
 
 
 @app.command()

@@ -96,6 +96,7 @@ CLI_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "ray_workers": ("ray_workers", lambda v: v),
     "retries": ("episode_retries", int),
     "stop_after_errors": ("stop_after_errors", int),
+    "max_error_rate": ("max_error_rate", float),
     "retry_errored": ("retry_errored", bool),
 }
 """`clinicgym run` option (parameter name) -> (RunSpec field, how its value converts).

@@ -16,7 +16,7 @@ err_console = Console(stderr=True)
 
 def fail(e: Exception, code: int = 2) -> NoReturn:
     """Print `error: <e>` on stderr and exit with `code` (2: bad input or a failed check)."""
-    err_console.print(f"[red]error:[/red] {e}", highlight=False)
+    err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

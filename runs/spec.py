@@ -103,6 +103,9 @@ class RunSpec(BaseModel):
     """Stop scheduling an agent whose first N stored episodes all errored (a wrong URL, a
     server that is down): its remaining episodes are left unplayed, so the same command resumes
     them once it is fixed. 0: never stop."""
+    max_error_rate: float = Field(default=0.2, ge=0, le=1)
+    """`clinicgym run` exits with status 1 when an agent's share of errored (infrastructure)
+    episodes is above this: its numbers leave too much out to be read as they are."""
     retry_errored: bool = False
     """On resume, set the stored errored episodes aside (to `errored.jsonl`, kept for the
     record) so that they are played again; completed episodes are never replayed."""

@@ -8,6 +8,7 @@ run or stored twice. JSON files other than the episode log are replaced atomical
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -55,6 +56,8 @@ class RunStore:
         """Bytes of a torn last line cut off when the store was opened."""
         self.set_aside = 0
         """Errored episodes moved to errored.jsonl when opened with `retry_errored`."""
+        self.unreadable: list[int] = []
+        """Line numbers of unreadable lines moved to unreadable.jsonl (`retry_errored`)."""
 
     # ---- opening ------------------------------------------------------------------------
 
@@ -65,6 +68,7 @@ class RunStore:
         store.root.mkdir(parents=True, exist_ok=True)
         if store.manifest_path.exists():
             store._check_same_run(spec, cases, kb_version)
+            store._check_unedited()
         else:
             if store.episodes_path.exists() and store.episodes_path.stat().st_size > 0:
                 raise RunError(
@@ -123,6 +127,18 @@ class RunStore:
                 + "\nUse a new --out directory, or delete this one to start over."
             )
 
+    def _check_unedited(self) -> None:
+        """Refuse to resume a sealed run whose data files changed since: finalising would seal
+        the edited bytes as the run's own, so it must stay 'modified' (`clinicgym runs list`)."""
+        changed = self.changed_since_sealed()
+        if changed:
+            sealed = self.manifest().get("sealed", "?")
+            raise StoreError(
+                f"{self.root}: {', '.join(changed)} changed after the run was sealed ({sealed}), "
+                "so it is not resumed: that would seal the edited file as the run's own. Restore "
+                "the file, or play the run again in a new --out directory."
+            )
+
     def _repair_tail(self) -> None:
         """Cut a torn last line (a crash mid-write) so appends start on a line boundary."""
         p = self.episodes_path
@@ -155,10 +171,10 @@ class RunStore:
         if not self.episodes_path.exists():
             return
         seen: set[str] = set()
-        with open(self.episodes_path, encoding="utf-8") as fh:
+        with open(self.episodes_path, "rb") as fh:
             lines = fh.readlines()
         for n, line in enumerate(lines, start=1):
-            if not line.endswith("\n"):
+            if not line.endswith(b"\n"):
                 break  # torn tail of a crashed write
             if not line.strip():
                 continue
@@ -167,7 +183,9 @@ class RunStore:
             except ValidationError as e:
                 raise StoreError(
                     f"{self.episodes_path}, line {n}: not a valid episode ({e.error_count()} "
-                    f"errors, first: {e.errors()[0]['msg']})"
+                    f"errors, first: {e.errors()[0]['msg']}); `clinicgym run` with the same "
+                    "options and --retry-errored moves unreadable lines to "
+                    f"{UNREADABLE_FILE} and plays their episodes again"
                 ) from None
             if ep.episode_id in seen:
                 continue
@@ -203,26 +221,37 @@ class RunStore:
         """Move the errored episodes out of the log so a resume plays them again; returns how
         many. They are appended to `errored.jsonl` (fsynced) before the log is replaced by its
         completed lines (atomically), so a crash in between loses nothing; at worst
-        `errored.jsonl` lists an episode twice."""
+        `errored.jsonl` lists an episode twice. Lines that are not a readable episode (a
+        corrupted disk block, an edit) go byte for byte to `unreadable.jsonl`, their line
+        numbers to `self.unreadable`: their episodes are not in the log, so they are played
+        again too."""
         if not self.episodes_path.exists():
             return 0
         self.close()
-        keep: list[str] = []
-        aside: list[str] = []
-        with open(self.episodes_path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n") or not line.strip():
+        keep: list[bytes] = []
+        aside: list[bytes] = []
+        bad: list[bytes] = []
+        with open(self.episodes_path, "rb") as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.endswith(b"\n") or not line.strip():
                     continue  # a torn tail: _repair_tail cuts it
-                errored = json.loads(line).get("status") == "error"
-                (aside if errored else keep).append(line)
-        if not aside:
+                try:
+                    status = Episode.model_validate_json(line).status
+                except ValidationError:
+                    bad.append(line)
+                    self.unreadable.append(n)
+                    continue
+                (aside if status == "error" else keep).append(line)
+        if not aside and not bad:
             return 0
-        with open(self.root / ERRORED_FILE, "a", encoding="utf-8") as fh:
-            fh.writelines(aside)
-            fh.flush()
-            os.fsync(fh.fileno())
+        for name, lines in ((ERRORED_FILE, aside), (UNREADABLE_FILE, bad)):
+            if lines:
+                with open(self.root / name, "ab") as fh:
+                    fh.writelines(lines)
+                    fh.flush()
+                    os.fsync(fh.fileno())
         tmp = self.episodes_path.with_name(f".{self.episodes_path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(tmp, "wb") as fh:
             fh.writelines(keep)
             fh.flush()
             os.fsync(fh.fileno())
@@ -256,8 +285,29 @@ class RunStore:
 
 ERRORED_FILE = "errored.jsonl"
 """Errored episodes set aside by `--retry-errored` so a resume replays them (an audit trail)."""
+UNREADABLE_FILE = "unreadable.jsonl"
+"""Lines of episodes.jsonl that were no readable episode, set aside by `--retry-errored`."""
 SEALED_FILES = ("cases.jsonl", "episodes.jsonl", "summary.json")
 """The files `seal` hashes: what was played, the transcripts, the claimed numbers."""
+
+
+def os_error_message(e: OSError, where: Path | str) -> str:
+    """One line for a failed read or write of a run directory: what happened, where, and what
+    to do (a full disk, a folder that cannot be written, anything else with its errno)."""
+    path = e.filename or where
+    reason = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{path}: the disk is full ({reason}). Free some space and run the same command "
+            "again: the episodes already stored are kept and the run resumes."
+        )
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"{path}: cannot write there ({reason}). Make the folder writable, or choose "
+            "another --out directory."
+        )
+    code = errno.errorcode.get(e.errno or 0, "unknown errno")
+    return f"{path}: {reason} ({code}) while reading or writing the run directory {where}."
 
 
 def file_digest(path: Path) -> dict[str, Any]:
