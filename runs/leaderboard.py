@@ -240,6 +240,15 @@ def _read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     return index, files
 
 
+def _get(obj: Any, *keys: str) -> Any:
+    """obj[k1][k2]... or None where a level is missing or not a mapping (untrusted JSON)."""
+    for k in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(k)
+    return obj
+
+
 def _json_object(data: bytes, name: str, problems: list[str]) -> dict[str, Any] | None:
     try:
         obj = json.loads(data)
@@ -293,24 +302,24 @@ def verify(
         return verdict
     content = manifest.get("content")
     for n, rec in (content if isinstance(content, dict) else {}).items():
-        if n in files and (rec or {}).get("sha256") != _sha256(files[n]):
+        if n in files and _get(rec, "sha256") != _sha256(files[n]):
             p.append(f"{n} was edited after the run was finalised (manifest sha256 differs)")
     if not content:
         p.append("manifest.json has no content hashes: the run was never finalised")
-    verdict.info.update(_bundle_info(index, manifest))
-    if suite is None or "episodes.jsonl" not in files or "summary.json" not in files:
-        return verdict
-    summary = _json_object(files["summary.json"], "summary.json", p)
-    if summary is None:
-        return verdict
     try:
+        verdict.info.update(_bundle_info(index, manifest))
+        if suite is None or "episodes.jsonl" not in files or "summary.json" not in files:
+            return verdict
+        summary = _json_object(files["summary.json"], "summary.json", p)
+        if summary is None:
+            return verdict
         _check_run(suite, manifest, files, summary, verdict, rescore=rescore, kb=kb, secret=secret)
     except (KeyError, TypeError, ValueError, AttributeError, ValidationError) as e:
         # an old or malformed bundle: a reason, never a traceback
         what = str(e).replace("\n", " ")[:300]
         p.append(
             f"the bundle cannot be read by clinicgym {__version__} ({type(e).__name__}: {what}); "
-            f"it was made by clinicgym {manifest.get('versions', {}).get('clinicgym', '?')} "
+            f"it was made by clinicgym {_get(manifest, 'versions', 'clinicgym') or '?'} "
             f"(manifest format {manifest.get('format_version', '?')})"
         )
     return verdict
@@ -405,10 +414,9 @@ def _check_run(
     p.extend(_recipe_problems(spec, manifest.get("suite") or {}, ver, ref))
     packs = manifest.get("policy_packs") or []
     have_refs = [f"{x.get('id')}@{x.get('version')}" for x in packs]
-    if have_refs != list(ver.recipe.policy_packs):
+    if have_refs != list(spec.get("policy_packs") or []):
         p.append(
-            f"policy packs: suite {ref} watches with {list(ver.recipe.policy_packs)}, the run "
-            f"recorded {have_refs}"
+            f"the manifest records packs {have_refs}, its spec names {spec.get('policy_packs')}"
         )
     p.extend(_pack_problems(packs))
     verdict.info["packs"] = list(ver.recipe.policy_packs)
@@ -449,10 +457,12 @@ def _check_run(
         derived.append(again.episode)
     verdict.info["served"] = _served(episodes.values())
     if cases is None:
-        if sdef.hidden:
+        if sdef.hidden and not _has_secret(secret):
             p.append(_maintainer_only(ref))
         return
     if not rescore or scoring_kb is None:
+        if not rescore:
+            verdict.notes.append("the monitors and the scores were not re-derived (--no-rescore)")
         verdict.info["summary"] = summary
         return
     # 6. monitors re-run, episodes re-scored, the summary re-derived
@@ -669,6 +679,16 @@ def _served(episodes: Any) -> dict[str, dict[str, list[str]]]:
     return {a: {k: sorted(v) for k, v in d.items()} for a, d in out.items()}
 
 
+def _has_secret(secret: str | None) -> bool:
+    from clinicgym.runs.errors import SuiteError
+    from clinicgym.runs.suite import hidden_secret
+
+    try:
+        return hidden_secret(secret) is not None
+    except SuiteError:
+        return False
+
+
 def _maintainer_only(ref: str) -> str:
     from clinicgym.runs.suite import HIDDEN_SEED_ENV, HIDDEN_SEED_FILE_ENV
 
@@ -796,6 +816,7 @@ def _compare_summary(
         b = (fresh.get("compliance") or {}).get("agents")
         diffs += _diff(_stable(a) if old else a, _stable(b) if old else b, "compliance.agents")
     if diffs:
+        diffs.sort(key=lambda d: ".ci95" in d.split(":")[0])  # means and counts quoted first
         why = (
             f" (summary.json is format {fmt}, from before intervals changed; its counts and means "
             "are compared)"
