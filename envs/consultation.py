@@ -119,8 +119,9 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
 
     ## Observation Space
     `Dict`: `text` (what the clinician sees this turn), `turn`, `turns_left`, `error` (1 if the
-    last action was rejected), `age` and `sex` (0 female, 1 male). Structured mirrors of each
-    reply (concepts affirmed or denied, revealed fact ids) travel in `info["result"]`.
+    last action was rejected), `age` and `sex` (0 female, 1 male, 2 unspecified: an imported
+    record that never says). Structured mirrors of each reply (concepts affirmed or denied,
+    revealed fact ids) travel in `info["result"]`.
     With `modality="image"` or `"both"` it also holds `image`, a `Box(0, 255, IMAGE_SHAPE,
     uint8)`: the generated picture of an imaging study on the turn it is ordered (also in
     `info["image"]`), zeros on other turns. `"image"` withholds the study's report from the text
@@ -199,7 +200,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 "turns_left": spaces.Discrete(max_turns + 1),
                 "error": spaces.Discrete(2),
                 "age": spaces.Discrete(121),
-                "sex": spaces.Discrete(2),
+                "sex": spaces.Discrete(3),
                 **(
                     {"image": spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)}
                     if modality != "text"
@@ -412,10 +413,14 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
     def _who(self) -> str:
         case = self.case
         assert case is not None
-        if case.age < 18:
-            noun = "girl" if case.sex == "female" else "boy"
-        else:
-            noun = "woman" if case.sex == "female" else "man"
+        nouns = {"female": ("girl", "woman"), "male": ("boy", "man")}
+        noun = nouns.get(case.sex, ("child", "adult"))[case.age >= 18]
+        detail = case.age_detail
+        if case.age == 0 and detail is not None:  # an imported record's own words for an infant
+            n = f"{detail.value:g}"
+            unit = detail.unit[:-1] if n == "1" else detail.unit
+            age = "newborn" if detail.days() < 1 else f"{n} {unit} old"
+            return f"Patient: {noun}, {age}" if noun != "child" else f"Patient: infant, {age}"
         age = f"{case.age}-year-old" if case.age > 0 else "infant (under 1 year)"
         return f"Patient: {age} {noun}" if case.age > 0 else f"Patient: {noun}, {age}"
 
@@ -608,7 +613,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             "turns_left": self.max_turns - self._turn,
             "error": int(error),
             "age": min(self.case.age, 120),
-            "sex": 0 if self.case.sex == "female" else 1,
+            "sex": {"female": 0, "male": 1}.get(self.case.sex, 2),
         }
         if self.modality != "text":
             image = self._shown.get("image")

@@ -187,13 +187,30 @@ class Difficulty(_Record):
     """easy: steps_to_90 <= 3; medium: <= 8; hard: more, or never."""
 
 
+class AgeDetail(_Record):
+    """A young infant's age as the record gives it, finer than `Case.age` (whole years)."""
+
+    value: float = Field(ge=0)
+    unit: Literal["hours", "days", "weeks", "months"]
+    gestational_weeks: float | None = None
+    """Gestational age at birth, where the record gives it ("born at 31 weeks' gestation")."""
+    text: str = ""
+    """The record's words ("Newborn, six hours post delivery")."""
+
+    def days(self) -> float:
+        """The age in days."""
+        per = {"hours": 1 / 24, "days": 1.0, "weeks": 7.0, "months": 30.44}[self.unit]
+        return self.value * per
+
+
 class Case(_Record):
     """A synthetic patient: demographics, facts, the answer, and where it came from."""
 
     format_version: int = CASE_FORMAT_VERSION
     id: str
     age: int = Field(ge=0, le=120)
-    sex: Literal["female", "male"]
+    sex: Literal["female", "male", "unspecified"]
+    """'unspecified' only for an imported record that never says (no word, no pronoun)."""
     setting: str
     facts: list[Fact]
     diagnosis: Diagnosis
@@ -210,6 +227,8 @@ class Case(_Record):
     presentation: str | None = None
     """The presentation it was generated from (presentation-first cases), e.g. 'chest_pain'."""
     difficulty: Difficulty | None = None
+    age_detail: AgeDetail | None = None
+    """An infant's age in hours, days, weeks or months (imported records), and gestation."""
     extra: dict[str, Any] = {}
     """Room for importer-specific fields; never read by scoring."""
 
@@ -223,5 +242,6 @@ class Case(_Record):
     def content_hash(self) -> str:
         """sha256 of the case's JSON: freezes suites and ties transcripts to their case."""
         # fields added since format 1 are left out while unset, so older cases keep their hash
-        unset = {k for k in ("presentation", "difficulty") if getattr(self, k) is None}
+        added = ("presentation", "difficulty", "age_detail")
+        unset = {k for k in added if getattr(self, k) is None}
         return hashlib.sha256(self.model_dump_json(exclude=unset).encode()).hexdigest()

@@ -336,7 +336,10 @@ def p_age(bands: dict[str, float], cond_age: tuple[int, int], age: int) -> float
 
 
 def p_sex(cond_sex: str, weights: dict[str, float], sex: str) -> float:
-    """P(sex | condition) under the condition's prevalence table."""
+    """P(sex | condition) under the condition's prevalence table; 1 for every condition when
+    the record does not say (an imported case's 'unspecified')."""
+    if sex not in ("female", "male"):
+        return 1.0
     if cond_sex != "any":
         return 1.0 if cond_sex == sex else 0.0
     total = weights.get("female", 0.0) + weights.get("male", 0.0)
