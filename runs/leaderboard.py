@@ -450,11 +450,12 @@ def _check_run(
     planned = _plan(agents, ids, ver)
     _plan_problems(planned, episodes, lines, p)
     # 5. the transcripts: outcomes, turns and endings re-derived
-    derived = []
+    derived, found = [], []
     for ep in episodes.values():
         again = rederive(ep, ver.recipe.max_turns)
-        p.extend(again.problems)
+        found += again.problems
         derived.append(again.episode)
+    p.extend(_capped(found))
     verdict.info["served"] = _served(episodes.values())
     if cases is None:
         if sdef.hidden and not _has_secret(secret):
@@ -679,6 +680,16 @@ def _served(episodes: Any) -> dict[str, dict[str, list[str]]]:
     return {a: {k: sorted(v) for k, v in d.items()} for a, d in out.items()}
 
 
+MAX_EPISODE_REASONS = 20
+"""Episode-level reasons listed per check; the rest are counted."""
+
+
+def _capped(reasons: list[str]) -> list[str]:
+    if len(reasons) <= MAX_EPISODE_REASONS:
+        return reasons
+    return [*reasons[:MAX_EPISODE_REASONS], f"... and {len(reasons) - MAX_EPISODE_REASONS} more"]
+
+
 def _has_secret(secret: str | None) -> bool:
     from clinicgym.runs.errors import SuiteError
     from clinicgym.runs.suite import hidden_secret
@@ -724,6 +735,7 @@ def _rederive_summary(
 
     by_id = {c.id: c for c in cases}
     scorer = EpisodeScorer(kb, ver.recipe.scenarios, monitored=bool(ver.recipe.policy_packs))
+    wrong = []
     for ep in derived:
         case = by_id.get(ep.case_id)
         if case is None:
@@ -731,10 +743,11 @@ def _rederive_summary(
             return None
         played = scorer.played(ep, case).content_hash()
         if ep.status == "completed" and ep.case_hash != played:
-            p.append(
+            wrong.append(
                 f"episode {ep.episode_id}: it records case hash {ep.case_hash[:12] or '(none)'}, "
                 f"the suite's case as played hashes to {played[:12]}"
             )
+    p.extend(_capped(wrong))
     packs = []
     verdicts = []
     if ver.recipe.policy_packs:
@@ -745,17 +758,17 @@ def _rederive_summary(
             p.append(f"cannot re-run the monitors: {e}".replace("\n", " "))
             return None
         verdicts = asyncio.run(rescore(derived, by_id, packs, kb, ver.recipe.scenarios))
-        redone = []
+        redone, found = [], []
         for ep, v in zip(derived, verdicts, strict=True):
             if v.status == "error" and not v.violations and v.errors and ep.status == "completed":
-                p.append(
+                found.append(
                     f"episode {ep.episode_id}: the monitors could not replay it: {v.errors[0]}"
                 )
             if v.status != "skipped":
                 want = sorted((x.turn, x.pack, x.rule_id, x.severity) for x in v.violations)
                 have = sorted((x.turn, x.pack, x.rule_id, x.severity) for x in ep.violations)
                 if want != have:
-                    p.append(
+                    found.append(
                         f"episode {ep.episode_id}: the monitors re-run on its transcript find "
                         f"{_rules(want)}; the episode records {_rules(have)}"
                     )
@@ -764,6 +777,7 @@ def _rederive_summary(
                     update={"violations": v.violations, "errors": keep + list(v.errors)}
                 )
             redone.append(ep)
+        p.extend(_capped(found))
         derived = redone
     table = score_table(derived, by_id, scorer)
     prices = {k: tuple(v) for k, v in (spec.get("prices") or {}).items()}

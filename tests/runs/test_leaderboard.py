@@ -515,6 +515,17 @@ def test_other_tampering_is_rejected_with_the_reason(suite_run, honest, tmp_path
     problems = " | ".join(verify(rebundle(honest, tmp_path / "s.zip", reseed)).problems)
     assert "1 episodes were played with other seeds than the suite's" in problems
 
+    # an episode tied to another patient than the suite's
+    def other_patient(files):
+        eps = _episodes(files)
+        eps[0]["case_hash"] = "0" * 64
+        _put_episodes(files, eps)
+
+    problems = " | ".join(
+        verify(rebundle(honest, tmp_path / "p.zip", other_patient), kb=SMALL_KB).problems
+    )
+    assert "it records case hash 000000000000, the suite's case as played hashes to" in problems
+
 
 # ---- hidden suites -------------------------------------------------------------------------
 
