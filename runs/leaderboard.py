@@ -41,10 +41,15 @@ from clinicgym.runs.store import SEALED_FILES, RunStore
 from clinicgym.scoring.stats import format_ci
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from clinicgym.envs.episode import Episode
     from clinicgym.patients.case import Case
     from clinicgym.patients.kb import KnowledgeBase
     from clinicgym.runs.suite import SuiteDef, SuiteVersion
+
+    KBChoice = KnowledgeBase | Path | str | Sequence[KnowledgeBase | Path | str] | None
+    """The KB verify re-scores with: one, several (picked by version), or None (bundled)."""
 
 BUNDLE_FORMAT_VERSION = 1
 BUNDLE_INDEX = "bundle.json"
@@ -265,7 +270,7 @@ def verify(
     bundle: Path | str,
     *,
     rescore: bool = True,
-    kb: KnowledgeBase | Path | str | None = None,
+    kb: KBChoice = None,
     secret: str | None = None,
 ) -> Verdict:
     """Check a submission bundle (see the module docstring); every reason is collected.
@@ -398,7 +403,7 @@ def _check_run(
     verdict: Verdict,
     *,
     rescore: bool,
-    kb: KnowledgeBase | Path | str | None,
+    kb: KBChoice,
     secret: str | None,
 ) -> None:
     from clinicgym.runs.rederive import rederive
@@ -512,19 +517,24 @@ def _recipe_problems(
     return out
 
 
-def _load_kb(kb: KnowledgeBase | Path | str | None) -> tuple[KnowledgeBase, str]:
-    """The verifier's KB (given, else bundled) and how to name it in a reason."""
+def _load_kb(kb: KBChoice, version: str | None) -> tuple[KnowledgeBase, str]:
+    """The verifier's KB for a run of KB `version`: among those given (one, or several for
+    bundles of different KBs), the one of that version, else the first; none given: the
+    bundled one. Also how to name it in a reason."""
     from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
 
     if kb is None:
         return default_kb(), "this install's bundled KB"
-    if isinstance(kb, KnowledgeBase):
-        return kb, "the KB given"
-    return load_kb(kb), f"the KB given ({kb})"
+    given = kb if isinstance(kb, list | tuple) else [kb]
+    loaded = [x if isinstance(x, KnowledgeBase) else load_kb(x) for x in given]
+    for x in loaded:
+        if x.version == version:
+            return x, "the KB given"
+    return loaded[0], f"the KB given ({', '.join(x.version for x in loaded)})"
 
 
 def _scoring_kb(
-    kb: KnowledgeBase | Path | str | None,
+    kb: KBChoice,
     manifest: dict[str, Any],
     ver: SuiteVersion,
     ref: str,
@@ -533,8 +543,8 @@ def _scoring_kb(
 ) -> KnowledgeBase | None:
     """The KB to re-score with: the one given, else the bundled one; it must be the KB the run
     recorded (checked by its content version), else re-scoring is refused with the reason."""
-    chosen, where = _load_kb(kb)
     used = (manifest.get("versions") or {}).get("kb")
+    chosen, where = _load_kb(kb, used)
     if used != ver.kb_version:
         notes.append(
             f"the run played on KB {used}; suite {ref} was frozen with KB {ver.kb_version} "
@@ -553,7 +563,7 @@ def _hidden_cases(
     name: str,
     sdef: SuiteDef,
     ver: SuiteVersion,
-    kb: KnowledgeBase | Path | str | None,
+    kb: KBChoice,
     secret: str | None,
     problems: list[str],
 ) -> list[Case] | None:
@@ -576,7 +586,7 @@ def _hidden_cases(
             "seed does not match the registry's commitment)"
         )
         return None
-    frozen_kb, where = _load_kb(kb)
+    frozen_kb, where = _load_kb(kb, ver.kb_version)
     if frozen_kb.version != ver.kb_version:
         problems.append(
             f"cannot regenerate hidden suite {ref}'s cases: it was frozen with KB "
@@ -1005,11 +1015,16 @@ def build(
     bundles: list[Path | str],
     out: Path | str,
     *,
-    kb: KnowledgeBase | Path | str | None = None,
+    kb: KBChoice = None,
     secret: str | None = None,
 ) -> tuple[Path, list[Verdict]]:
     """Verify every bundle; write `index.html` and `leaderboard.csv` from the accepted ones
     (rejected ones are listed on the page with their reasons). Returns (out dir, verdicts)."""
+    from clinicgym.patients.kb import KnowledgeBase, load_kb
+
+    if kb is not None:  # loaded once for every bundle
+        given = kb if isinstance(kb, list | tuple) else [kb]
+        kb = [x if isinstance(x, KnowledgeBase) else load_kb(x) for x in given]
     verdicts = [verify(b, kb=kb, secret=secret) for b in bundles]
     return write_site(verdicts, out), verdicts
 

@@ -275,7 +275,10 @@ def _secret(secret_file: Path | None) -> str | None:
     return line[0].strip()
 
 
-KB_HELP = "KB directory to re-score with (default: the bundled one); must be the run's KB."
+KB_HELP = (
+    "KB directory to re-score with (default: the bundled one); repeat it for bundles of "
+    "different KBs: each is re-scored with the one of its run's KB version."
+)
 SECRET_HELP = (
     "File holding the hidden-suite secret (default: $CLINICGYM_HIDDEN_SEED or "
     "$CLINICGYM_HIDDEN_SEED_FILE); maintainers only."
@@ -288,7 +291,7 @@ def leaderboard_verify(
     no_rescore: Annotated[
         bool, typer.Option("--no-rescore", help="Skip re-scoring the transcripts.")
     ] = False,
-    kb: Annotated[Path | None, typer.Option(help=KB_HELP)] = None,
+    kb: Annotated[list[Path] | None, typer.Option(help=KB_HELP)] = None,
     secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
 ) -> None:
     """Check a bundle against this install's suite registry: hashes, the suite's frozen cases and
@@ -297,7 +300,7 @@ def leaderboard_verify(
     from clinicgym.runs.leaderboard import verify
 
     try:
-        v = verify(bundle, rescore=not no_rescore, kb=kb, secret=_secret(secret_file))
+        v = verify(bundle, rescore=not no_rescore, kb=kb or None, secret=_secret(secret_file))
     except ClinicGymError as e:
         fail(e)
     for note in v.notes:
@@ -319,14 +322,14 @@ def leaderboard_verify(
 def leaderboard_build(
     bundles: Annotated[list[Path], typer.Argument(help="Submission bundles.")],
     out: Annotated[Path, typer.Option(help="Site directory to write.")] = Path("site"),
-    kb: Annotated[Path | None, typer.Option(help=KB_HELP)] = None,
+    kb: Annotated[list[Path] | None, typer.Option(help=KB_HELP)] = None,
     secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
 ) -> None:
     """Verify the bundles and write a static leaderboard (index.html, leaderboard.csv)."""
     from clinicgym.runs.leaderboard import build
 
     try:
-        site, verdicts = build(list(bundles), out, kb=kb, secret=_secret(secret_file))
+        site, verdicts = build(list(bundles), out, kb=kb or None, secret=_secret(secret_file))
     except ClinicGymError as e:
         fail(e)
     for v in verdicts:
