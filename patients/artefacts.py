@@ -54,7 +54,8 @@ def build_artefacts(case: Case, kb: KnowledgeBase | None = None) -> list[Artefac
         test = kb.tests.get(f.concept) if kb else None
         title = test.name if test else f.concept.replace("_", " ")
         if f.category == "imaging":
-            art = _image_artefact(case, f, title)
+            local = (case.extra.get("images") or {}).get(f.concept)
+            art = _local_image(f, title, local) if local else _image_artefact(case, f, title)
             if art is not None:
                 out.append(art)
             continue
@@ -196,6 +197,19 @@ def _pgx_drugs(kb: KnowledgeBase | None) -> dict[str, list[str]]:
                 out.setdefault(gene, []).append(d.name)
         hit = _PGX_DRUGS[kb.version] = out
     return hit
+
+
+def _local_image(f: Fact, title: str, path: str) -> Artefact:
+    """An imported case's own picture, from a local file the user pointed to."""
+    return Artefact(
+        id=f"a-{f.concept}",
+        kind="image",
+        concept=f.concept,
+        title=title,
+        report=f.text,
+        image={"generator": "local_file", "path": path, "size": IMAGE_SIZE},
+        fact_ids=[f.id],
+    )
 
 
 def _image_artefact(case: Case, f: Fact, title: str) -> Artefact | None:
@@ -688,9 +702,24 @@ def _head_ct(params: dict[str, Any]) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _local_file(params: dict[str, Any]) -> np.ndarray:
+    """A local image file as a square grey-level picture (an imported case's own image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    size = int(params.get("size", IMAGE_SIZE))
+    path = Path(str(params.get("path", "")))
+    try:
+        with Image.open(path) as im:
+            grey = im.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(grey, dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError) as e:
+        raise CaseError(f"image {path}: cannot be read ({e})") from None
+
+
 GENERATORS: dict[str, Callable[[dict[str, Any]], np.ndarray]] = {
     "chest_radiograph": _chest_radiograph,
     "head_ct": _head_ct,
+    "local_file": _local_file,
 }
 
 

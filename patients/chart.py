@@ -65,6 +65,41 @@ SYSTEM_ALIASES: dict[str, str] = {
     "testes": "genitourinary",
 }
 GENETIC_QUERIES = ("genetic", "gene", "dna", "genome", "exome", "genotype", "pharmacogenomic")
+IDENTITY_WORDS = frozenset(
+    [
+        "stimulation",
+        "suppression",
+        "challenge",
+        "tolerance",
+        "provocation",
+        "antibody",
+        "antibodies",
+        "autoantibodies",
+        "antigen",
+        "culture",
+        "cultures",
+        "biopsy",
+        "aspirate",
+        "aspiration",
+        "stain",
+        "urine",
+        "urinary",
+        "csf",
+        "fluid",
+        "stool",
+        "sputum",
+        "saliva",
+        "free",
+        "ratio",
+        "clearance",
+        "receptor",
+        "index",
+        "electrophoresis",
+        "smear",
+        "swab",
+    ]
+)
+"""Words that make a name another test ('ACTH stimulation test' is not 'ACTH')."""
 
 
 @dataclass
@@ -94,6 +129,11 @@ def _norm(text: str) -> str:
     return _NON_ALNUM.sub(" ", text.lower()).strip()
 
 
+def _loose(name: str) -> str:
+    """A normalised name without the small words that do not change the test."""
+    return " ".join(w for w in name.split() if w not in ("of", "the", "a", "an", "please"))
+
+
 class Chart:
     """Exam and test look-ups over one case."""
 
@@ -110,6 +150,19 @@ class Chart:
             t = kb.tests.get(tid)
             for name in (tid, tid.replace("_", " "), *(([t.name, *t.synonyms]) if t else ())):
                 self._names.setdefault(_norm(name), tid)
+        # an imported record's own test names and their synonyms (importers/record_tests.py)
+        # win over the KB's looser synonyms ('FBC' is the whole count, not the white cells)
+        own: dict[str, str] = {}
+        named = [
+            (t, n) for t, n in (case.extra.get("test_names") or {}).items() if t in self._tests
+        ]
+        for tid, names in named:  # each test's own name first, then the synonyms
+            if names:
+                own.setdefault(_norm(names[0]), tid)
+        for tid, names in named:
+            for name in names:
+                own.setdefault(_norm(name), tid)
+        self._names.update(own)
 
     def resolve_system(self, query: str) -> str | None:
         """An exam system id for 'chest', 'abdomen', 'vitals', 'cardiovascular', ... or None."""
@@ -136,7 +189,8 @@ class Chart:
         if system == "vitals":
             return self._vitals()
         facts = [f for f in self.case.facts if f.category == "exam" and f.system == system]
-        found = [f.text for f in facts if f.present]
+        # an open-world (imported) record's absent findings are its own words ("No crackles.")
+        found = [f.text for f in facts if f.present or not self.case.closed_world]
         label = system.replace("_", " ")
         if found:
             body = " ".join(found)
@@ -176,11 +230,26 @@ class Chart:
         q = re.sub(r"^(order|request|check|a|an|the)\s+", "", q)
         if q in self._names:
             return self._names[q]
+        loose = _loose(q)  # 'X-ray of the neck' is the 'X-ray neck' the record names
+        for name, tid in self._names.items():
+            if loose and _loose(name) == loose:
+                return tid
         for name, tid in sorted(self._names.items(), key=lambda kv: -len(kv[0])):
             if len(name) >= 3 and re.search(rf"\b{re.escape(name)}\b", q):
+                if self._other_test(q, name, tid):
+                    continue  # 'ACTH stimulation test' is not plasma ACTH
                 return tid
         close = difflib.get_close_matches(q, list(self._names), n=1, cutoff=0.85)
         return self._names[close[0]] if close else None
+
+    def _other_test(self, query: str, name: str, tid: str) -> bool:
+        """True if the query's words beyond `name` make it another test: a word that changes
+        what is measured ('stimulation', 'urine', 'antibodies') that no name of `tid` has."""
+        extra = set(query.replace(name, " ").split()) & IDENTITY_WORDS
+        if not extra:
+            return False
+        own = {w for n, t in self._names.items() if t == tid for w in n.split()}
+        return bool(extra - own)
 
     def order(self, query: str) -> ChartResult:
         """A test's result report from the chart; unknown tests are an error, not a guess."""

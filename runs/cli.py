@@ -32,7 +32,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 kb_app = typer.Typer(help="Inspect and validate the clinical knowledge base.", no_args_is_help=True)
-cases_app = typer.Typer(help="Sample and show synthetic cases.", no_args_is_help=True)
+cases_app = typer.Typer(
+    help="Sample and show synthetic cases; audit an imported case file.", no_args_is_help=True
+)
 app.add_typer(kb_app, name="kb")
 app.add_typer(cases_app, name="cases")
 # piped or in CI, rich would wrap the results table at 80 columns and cut every header; a log
@@ -96,7 +98,10 @@ def run(
             help="Agent spec, repeatable: scripted, random, oracle, hf:smollm2, openai:MODEL@URL.",
         ),
     ] = None,
-    cases: Annotated[int, typer.Option(help="Number of cases to sample from the KB.")] = 30,
+    cases: Annotated[
+        int,
+        typer.Option(help="Cases to sample from the KB (with --cases-from: all, unless given)."),
+    ] = 30,
     seed: Annotated[
         int, typer.Option(help="Seed for cases and episodes: same seed, same run.")
     ] = 0,
@@ -143,13 +148,32 @@ def run(
     cases_from: Annotated[
         Path | None,
         typer.Option(
-            help="Play the first --cases cases of this file: AgentClinic JSONL, or a DDXPlus "
-            "release directory or patients CSV/zip (see docs/importers.md)."
+            help="Play the cases of this file (all, or the first --cases): AgentClinic JSONL "
+            "(MedQA- or NEJM-shaped), or a DDXPlus release directory or patients CSV/zip (see "
+            "docs/importers.md). A line that cannot be imported is skipped and reported."
         ),
     ] = None,
     cases_format: Annotated[
         str | None,
-        typer.Option(help="Format of --cases-from: agentclinic or ddxplus (default: detect)."),
+        typer.Option(
+            help="Format of --cases-from: agentclinic, agentclinic_nejm or ddxplus (default: "
+            "detect)."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="With --cases-from: fail if any line of the file cannot be imported (default: "
+            "skip it, say which line and field, and play the rest).",
+        ),
+    ] = False,
+    case_images: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local image file or folder for NEJM-shaped --cases-from cases (matched by the "
+            "image id in image_url, the case id or the line); without it they play text-only."
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar (for CI logs).")
@@ -268,12 +292,16 @@ def run(
     folder it cannot write, a damaged or edited run directory); 3 a bug inside clinicgym."""
     from clinicgym.runs.config import spec_from_cli
     from clinicgym.runs.errors import EpisodeBug, StoreError
+    from clinicgym.runs.imported import cases_given, imported_run_cases
     from clinicgym.runs.store import os_error_message
 
     spec = None
     try:
         spec = spec_from_cli(click_ctx, config)
-        _run(spec, quiet)
+        spec, imported = imported_run_cases(
+            spec, given=cases_given(click_ctx, config), say=_say_import
+        )
+        _run(spec, quiet, imported)
     except EpisodeBug as bug:
         _report_bug(bug, spec)
     except ClinicGymError as e:
@@ -282,13 +310,14 @@ def run(
         fail(StoreError(os_error_message(e, spec.out if spec else "the run directory")))
 
 
-def _run(spec: Any, quiet: bool) -> None:
-    """`clinicgym run` once its spec is resolved: play, finalise, print, set the exit status."""
+def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
+    """`clinicgym run` once its spec is resolved: play, finalise, print, set the exit status
+    (`cases`: the --cases-from file's, already imported)."""
     from clinicgym.runs.progress import RunProgress
     from clinicgym.runs.runner import execute, finalise, prepare
     from clinicgym.runs.store import RunStore
 
-    ctx = prepare(spec)
+    ctx = prepare(spec, cases=cases)
     store = RunStore.open(spec, ctx.cases, ctx.kb.version)
     out = spec.out
     done = store.finished_ids()
@@ -385,6 +414,14 @@ def _report_bug(bug: Any, spec: Any) -> None:
     raise typer.Exit(3)
 
 
+def _say_import(report: Any) -> None:
+    """Once per run: the case file's skipped lines, caveats and notes."""
+    from clinicgym.runs.imported import report_lines
+
+    for line in report_lines(report):
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def summary(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
     """Print a run's summary table (recomputed from its episodes)."""
@@ -474,6 +511,13 @@ def cases_sample(
             )
 
 
+def _cases_audit() -> None:
+    from clinicgym.runs.cases_audit_cli import cases_audit
+
+    cases_app.command("audit")(cases_audit)
+
+
+_cases_audit()
 app.add_typer(policy_app, name="policy")
 app.command("rescore")(rescore)
 app.command("compliance")(compliance)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from clinicgym.runs.errors import ConfigError
 from clinicgym.runs.spec import RunSpec
 
-PATH_FIELDS = ("kb_dir", "cohort", "cases_from", "patient_cache", "out")
+PATH_FIELDS = ("kb_dir", "cohort", "cases_from", "case_images", "patient_cache", "out")
 """Spec fields holding paths: relative ones in a file are taken relative to the file."""
 
 
@@ -79,6 +79,8 @@ CLI_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "cohort": ("cohort", _str_or_none),
     "cases_from": ("cases_from", _str_or_none),
     "cases_format": ("cases_format", _str_or_none),
+    "strict": ("strict_cases", bool),
+    "case_images": ("case_images", _str_or_none),
     "max_tokens": ("max_tokens", lambda v: v),
     "temperature": ("temperature", lambda v: v),
     "model_seed": ("model_seed", lambda v: v),

@@ -56,10 +56,17 @@ class RunSpec(BaseModel):
     cohort: str | None = None
     """A cohort directory (`clinicgym cohort generate`): cases are its first `cases` rows."""
     cases_from: str | None = None
-    """An external case file: AgentClinic JSONL or a DDXPlus release (directory or patients
-    CSV/zip); cases are its first `cases` entries, imported instead of sampled."""
-    cases_format: Literal["agentclinic", "ddxplus"] | None = None
+    """An external case file: AgentClinic JSONL (MedQA- or NEJM-shaped) or a DDXPlus release
+    (directory or patients CSV/zip); cases are its first `cases` entries (all of them when
+    `--cases` is not given), imported instead of sampled."""
+    cases_format: Literal["agentclinic", "agentclinic_nejm", "ddxplus"] | None = None
     """The format of `cases_from`; None detects it."""
+    strict_cases: bool = False
+    """`cases_from`: fail the run if any line cannot be imported (default: the line is skipped
+    and reported by file, line and field, and the rest play)."""
+    case_images: str | None = None
+    """A local image file or folder for NEJM-shaped `cases_from` cases (matched by the image id
+    in `image_url`, the case id or the line number); without it they play text-only."""
     policy_packs: list[str] = []
     """Policy packs monitored at every step: 'hipaa-privacy@2', 'gdpr' (latest) or a file."""
     scenarios: list[str] = []

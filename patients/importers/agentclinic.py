@@ -7,43 +7,51 @@ Past_Medical_History, Social_History, Review_of_Systems, ... in any combination)
 `Test_Results` (nested dicts of panels and single tests, sometimes plain strings) and
 `Correct_Diagnosis`. Each becomes atomic facts:
 
-- the primary symptom is the chief complaint (must ask), secondary symptoms must-ask history,
-  the other Patient_Actor sections history of their kind (unknown sections count as history);
-- exam sections become exam facts of the system their heading names;
-- every test becomes a lab or imaging fact the chart resolves by its name (a KB test id where
-  the name is the KB's, so synonyms work); a panel (a dict of results) is also orderable whole,
-  its rows kept in `case.extra["panels"]` for the lab table;
+- the Patient_Actor's history becomes the patient's facts (importers/record_history.py);
+- exam sections become exam facts of the system their heading names, absent findings ("No
+  crackles") as facts with present=False (importers/exam_text.py);
+- every test keeps its name and is orderable by it and its synonyms, abnormal by reference
+  ranges (importers/record_tests.py, importers/results.py);
 - the diagnosis is the KB's if its name is, else a named diagnosis outside the KB.
+
+A file is never failed for one line: a line that cannot be imported (not JSON, no diagnosis, no
+age) is skipped and reported with its file, line and field (`import_agentclinic` returns an
+`ImportReport`); `strict=True` fails the file instead. Newborns and infants are age 0 with their
+age in hours, days, weeks or months and their gestation kept (`Case.age_detail`); a sex the
+demographics do not give is taken from the pronouns anywhere in the case, else 'unspecified'.
 
 Cases are open-world (`closed_world=False`): the patient says "I don't know" for what the
 record lacks. An examination of a system the record does not mention reports no abnormality,
-as AgentClinic's measurement agent does.
-"""
+as AgentClinic's measurement agent does."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from clinicgym.patients.case import Case
 from clinicgym.patients.errors import ImporterError
-from clinicgym.patients.importers.completion import MAX_LISTED
+from clinicgym.patients.importers.demographics import (
+    age_from_history,
+    parse_age,
+    sex_from_pronouns,
+    sex_in_words,
+    strings,
+)
 from clinicgym.patients.importers.freetext import (
     CaseBuilder,
     KBLinker,
-    abnormal,
-    clauses,
     diagnosis_for,
     humanise,
-    is_imaging,
     is_none,
     lineage,
     linker_for,
     slug,
     vital_facts,
 )
+from clinicgym.patients.importers.problems import ImportProblem, ImportReport, import_jsonl
+from clinicgym.patients.importers.record_tests import add_tests, flat_vitals
 from clinicgym.patients.kb import KnowledgeBase
 
 FORMAT = "agentclinic"
@@ -82,65 +90,31 @@ _HISTORY_SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("history", "hpi", "should_ask"),
 )
 """Heading stem -> (fact category, salience), first match wins; anything else is history."""
-_CATEGORY_KEYS = re.compile(
-    r"^(blood|blood_?tests?|blood_?work|labs?|laborator\w*|tests?|investigations?|imaging|"
-    r"radiolog\w*|other|others|additional|additional_?tests?|results?|bedside|microbiology)$",
-    re.IGNORECASE,
-)
-_DEMOGRAPHICS_AGE = re.compile(
-    r"(\d+(?:\.\d+)?)\s*[- ]?(year|yr|y/o|yo|month|mo|week|wk|day)s?", re.IGNORECASE
-)
-_FEMALE = re.compile(r"\b(female|woman|girl|lady|she|her|mother|pregnant)\b", re.IGNORECASE)
-_MALE = re.compile(r"\b(male|man|boy|gentleman|he|his|father)\b", re.IGNORECASE)
 
 
 def read_agentclinic(
-    path: Path | str, kb: KnowledgeBase, *, limit: int | None = None
+    path: Path | str, kb: KnowledgeBase, *, limit: int | None = None, strict: bool = False
 ) -> list[Case]:
-    """Read an AgentClinic OSCE JSONL file into Cases (the first `limit` lines, or all); every
-    problem in the file is listed in one ImporterError naming the line and field."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ImporterError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise ImporterError(f"{path}: not UTF-8 text ({e})") from None
+    """Read an AgentClinic OSCE JSONL file into Cases (the first `limit`, or all). A line that
+    cannot be imported is skipped and reported as a CaseImportWarning naming the line and field;
+    `strict=True` fails the file instead, listing every problem."""
+    report = import_agentclinic(path, kb, limit=limit)
+    report.check(strict)
+    report.warn()
+    return report.cases
+
+
+def import_agentclinic(
+    path: Path | str, kb: KnowledgeBase, *, limit: int | None = None
+) -> ImportReport:
+    """Every case of an AgentClinic OSCE JSONL file that can be imported, and every problem
+    (file, line, field) with the others; never raises for one line."""
     linker = linker_for(kb)
-    cases: list[Case] = []
-    problems: list[str] = []
-    index = 0
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if limit is not None and index >= limit:
-            break
-        where = f"{path.name} line {lineno}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(f"{where}: not valid JSON ({e.msg} at column {e.colno})")
-            index += 1
-            continue
-        try:
-            cases.append(case_from_osce(raw, kb, linker, where=where, index=index))
-        except ImporterError as e:
-            problems.append(str(e))
-        index += 1
-    if problems:
-        shown = problems[:MAX_LISTED]
-        more = (
-            f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
-        )
-        noun = "problem" if len(problems) == 1 else "problems"
-        raise ImporterError(
-            f"{path}: {len(problems)} {noun} reading AgentClinic cases:\n  "
-            + "\n  ".join(shown)
-            + more
-        )
-    if not cases:
-        raise ImporterError(f"{path}: no cases (the file has no non-empty lines)")
-    return cases
+
+    def make(raw: Any, file: str, line: int, index: int) -> tuple[Case | None, list[ImportProblem]]:
+        return osce_case(raw, kb, linker, file=file, line=line, index=index)
+
+    return import_jsonl(path, FORMAT, make, limit=limit)
 
 
 def _section(key: str) -> tuple[str, str]:
@@ -152,86 +126,121 @@ def _section(key: str) -> tuple[str, str]:
 
 
 def parse_demographics(text: str) -> tuple[int | None, str | None]:
-    """'45-year-old man' -> (45, 'male'); '6-month-old girl' -> (0, 'female')."""
-    age: int | None = None
-    m = _DEMOGRAPHICS_AGE.search(text)
-    if m:
-        n, unit = float(m.group(1)), m.group(2).lower()
-        age = int(n) if unit.startswith(("y", "yr")) else 0
-    else:
-        m2 = re.search(r"\bage\D{0,3}(\d{1,3})\b", text, re.IGNORECASE)
-        if m2:
-            age = int(m2.group(1))
-    female, male = bool(_FEMALE.search(text)), bool(_MALE.search(text))
-    sex = "female" if female and not male else "male" if male and not female else None
-    if female and male:  # "female ... her husband": take the first word that says
-        f, mm = _FEMALE.search(text), _MALE.search(text)
-        sex = "female" if f and mm and f.start() < mm.start() else "male"
-    return age, sex
+    """'45-year-old man' -> (45, 'male'); '6-month-old girl' -> (0, 'female'); 'Newborn,
+    female' -> (0, 'female'); '3-year-old child' -> (3, None)."""
+    age, _ = parse_age(text)
+    return age, sex_in_words(text)
 
 
 def case_from_osce(
     raw: Any, kb: KnowledgeBase, linker: KBLinker, *, where: str, index: int
 ) -> Case:
-    """One AgentClinic OSCE case -> Case; ImporterError names `where` and the field."""
+    """One AgentClinic OSCE case -> Case; ImporterError names `where` and the field of every
+    problem that stops it."""
+    case, problems = osce_case(raw, kb, linker, file=where, line=None, index=index)
+    if case is None:
+        raise ImporterError(f"{where}: " + "; ".join(_what(p) for p in problems if p.skipped))
+    return case
+
+
+def _what(p: ImportProblem) -> str:
+    return (f"field '{p.field}': " if p.field else "") + p.message
+
+
+def osce_case(
+    raw: Any,
+    kb: KnowledgeBase,
+    linker: KBLinker,
+    *,
+    file: str,
+    line: int | None,
+    index: int,
+) -> tuple[Case | None, list[ImportProblem]]:
+    """One AgentClinic OSCE record -> (Case or None, problems). A record without a diagnosis,
+    an age or anything to open with is skipped; a sex the record never gives is 'unspecified'
+    and reported (the case is kept)."""
+
+    def problem(field: str, message: str, skipped: bool = True) -> ImportProblem:
+        return ImportProblem(file, line, field, message, skipped)
+
     osce = raw.get("OSCE_Examination", raw) if isinstance(raw, dict) else None
     if not isinstance(osce, dict):
-        raise ImporterError(f"{where}: expected a JSON object with 'OSCE_Examination'")
-    problems: list[str] = []
+        return None, [problem("", "expected a JSON object with 'OSCE_Examination'")]
+    problems: list[ImportProblem] = []
     actor = osce.get("Patient_Actor")
     if not isinstance(actor, dict):
-        problems.append(
-            f"field 'Patient_Actor': expected an object, got {type(actor).__name__} "
-            f"({str(actor)[:40]!r})"
-        )
+        got = f"{type(actor).__name__} ({str(actor)[:40]!r})"
+        problems.append(problem("Patient_Actor", f"expected an object, got {got}"))
         actor = {}
     dx_raw = osce.get("Correct_Diagnosis")
     if isinstance(dx_raw, list):
         dx_raw = dx_raw[0] if dx_raw else None
     if not isinstance(dx_raw, str) or not dx_raw.strip():
-        problems.append(f"field 'Correct_Diagnosis': expected a diagnosis name, got {dx_raw!r}")
+        problems.append(problem("Correct_Diagnosis", f"expected a diagnosis name, got {dx_raw!r}"))
     demo = " ".join(
         str(v) for k, v in actor.items() if "demograph" in k.lower() or k.lower() in ("age", "sex")
     )
-    age, sex = parse_demographics(demo)
-    if sex is None:  # fall back to the history's pronouns
-        _, sex = parse_demographics(json.dumps(actor.get("History", "")))
+    age, detail = parse_age(demo)
+    if age is None:  # 'The patient was born three days ago' in the history
+        age, detail = age_from_history(" ".join(strings(actor.get("History", ""))))
+    elif detail is not None and detail.value == 0:  # 'Newborn' + 'born three days ago'
+        _, told = age_from_history(" ".join(strings(actor.get("History", ""))))
+        if told is not None:
+            detail = told.model_copy(update={"gestational_weeks": detail.gestational_weeks})
+    sex = sex_in_words(demo) or sex_from_pronouns(strings(osce))
     if age is None:
         problems.append(
-            f"field 'Patient_Actor.Demographics': no age in {demo[:60]!r}; expected e.g. "
-            "'45-year-old woman'"
+            problem(
+                "Patient_Actor.Demographics",
+                f"no age in {demo[:60]!r}; expected e.g. '45-year-old woman', '3-day-old', "
+                "'Newborn'",
+            )
         )
+    if any(p.skipped for p in problems):
+        return None, problems
     if sex is None:
         problems.append(
-            f"field 'Patient_Actor.Demographics': no sex in {demo[:60]!r}; expected e.g. "
-            "'45-year-old woman'"
+            problem(
+                "Patient_Actor.Demographics",
+                f"no sex in {demo[:60]!r} and no pronoun for the patient anywhere in the case; "
+                "imported with sex 'unspecified'",
+                skipped=False,
+            )
         )
-    if problems:
-        raise ImporterError(f"{where}: " + "; ".join(problems))
-    assert age is not None and sex is not None and isinstance(dx_raw, str)
-    b = CaseBuilder(kb, linker, min(age, 120), sex)
+    assert age is not None and isinstance(dx_raw, str)
+    b = CaseBuilder(kb, linker, min(age, 120), sex or "unspecified", age_detail=detail)
     _history(b, actor)
     if not any(f["category"] == "chief_complaint" for f in b.facts):
         first = next((f for f in b.facts if f["category"] == "hpi" and f["present"]), None)
         if first is None:
-            raise ImporterError(
-                f"{where}: field 'Patient_Actor': no symptom to open with (expected "
-                "'Symptoms.Primary_Symptom' or a 'History')"
+            problems.append(
+                problem(
+                    "Patient_Actor",
+                    "no symptom to open with (expected 'Symptoms.Primary_Symptom' or a 'History')",
+                )
             )
+            return None, problems
         first["category"], first["salience"] = "chief_complaint", "must_ask"
     _exam(b, osce.get("Physical_Examination_Findings"))
-    panels = _tests(b, linker, osce.get("Test_Results"))
+    tests = add_tests(b, osce.get("Test_Results"), source=f"{FORMAT}:Test_Results")
     objective = str(osce.get("Objective_for_Doctor", "") or "")
     emergency = re.search(r"emergency|\bED\b|A&E", objective, re.IGNORECASE)
     setting = "emergency" if emergency else "primary_care"
-    return b.build(
+    where = f"{file} line {line}" if line is not None else file
+    case = b.build(
         case_id=f"{FORMAT}-{index:04d}",
         setting=setting,
         diagnosis=diagnosis_for(dx_raw, linker),
         differential=[],
         lineage=lineage(FORMAT, where, index),
-        extra={"objective": objective, "panels": panels, "format": FORMAT},
+        extra={
+            "objective": objective,
+            "panels": tests.panels,
+            "test_names": tests.names,
+            "format": FORMAT,
+        },
     )
+    return case, problems
 
 
 def _history(b: CaseBuilder, actor: dict[str, Any]) -> None:
@@ -333,124 +342,24 @@ def _exam(b: CaseBuilder, exam: Any) -> None:
     for key, value in exam.items():
         src = f"agentclinic:Physical_Examination_Findings.{key}"
         if "vital" in key.lower():
-            for f in vital_facts(value, b.kb, b.linker, b.age, src):
+            for f in vital_facts(flat_vitals(value), b.kb, b.linker, b.age, src):
                 b.add(**f)
             continue
-        system = b.linker.exam_system(key)
-        if isinstance(value, dict):
-            for sub, v in value.items():
-                sub_system = b.linker.exam_system(sub) if system == "general" else system
-                if isinstance(v, dict):
-                    for leaf, lv in v.items():
-                        b.add_exam(
-                            lv,
-                            system=sub_system,
-                            source=f"{src}.{sub}.{leaf}",
-                            label=humanise(leaf),
-                        )
-                else:
-                    b.add_exam(v, system=sub_system, source=f"{src}.{sub}", label=humanise(sub))
-        else:
-            b.add_exam(value, system=system, source=src)
+        _exam_node(b, value, b.linker.exam_system(key), src, [])
 
 
-def _tests(b: CaseBuilder, linker: KBLinker, tests: Any) -> dict[str, list[dict[str, Any]]]:
-    """Add a fact per test and per panel; return the panels' table rows by concept."""
-    panels: dict[str, list[dict[str, Any]]] = {}
-    used: set[str] = set()
-    if tests is None:
-        return panels
-    if not isinstance(tests, dict):
-        tests = _named_results(tests)
-
-    def concept_for(name: str, path: str, kb_ok: bool = True) -> str:
-        kb_id = linker.test(name) if kb_ok else None
-        if kb_id is not None and kb_id not in used:
-            used.add(kb_id)
-            return kb_id
-        c = slug(name)
-        if c in used or c in b.kb.tests:
-            c = slug(f"{path} {name}") if path else f"{c}_2"
-        n = 2
-        base = c
-        while c in used:
-            c, n = f"{base}_{n}", n + 1
-        used.add(c)
-        return c
-
-    def leaf(name: str, value: Any, path: str, src: str) -> None:
-        text_value = _scalar(value)
-        category = "imaging" if is_imaging(f"{path} {name}") else "lab"
-        concept = concept_for(name, path)
-        b.add(
-            category=category,
-            concept=concept,
-            text=f"{humanise(name)}: {text_value}",
-            value=text_value,
-            abnormal=abnormal(text_value),
-            salience="should_ask" if abnormal(text_value) else "incidental",
-            how_revealed="order",
-            modality="text" if category == "imaging" else "table",
-            source=src,
-        )
-
-    def walk(node: dict[str, Any], path: str, src: str) -> None:
-        for key, value in node.items():
-            here = f"{src}.{key}"
-            if isinstance(value, dict):
-                scalar = all(not isinstance(v, dict) for v in value.values())
-                if scalar and not _CATEGORY_KEYS.match(key) and len(value) > 1:
-                    rows = [
-                        {
-                            "test": humanise(k),
-                            "result": _scalar(v),
-                            "unit": "",
-                            "reference": "",
-                            "flag": "ABNORMAL" if abnormal(_scalar(v)) else "",
-                        }
-                        for k, v in value.items()
-                    ]
-                    concept = concept_for(key, path, kb_ok=False)  # KB tests are single analytes
-                    body = "; ".join(f"{r['test']} {r['result']}" for r in rows)
-                    category = "imaging" if is_imaging(f"{path} {key}") else "lab"
-                    b.add(
-                        category=category,
-                        concept=concept,
-                        text=f"{humanise(key)}: {body}",
-                        abnormal=any(r["flag"] for r in rows),
-                        salience="should_ask" if any(r["flag"] for r in rows) else "incidental",
-                        how_revealed="order",
-                        modality="table",
-                        source=here,
-                    )
-                    panels[concept] = rows
-                walk(value, key if not _CATEGORY_KEYS.match(key) else path, here)
-            else:
-                leaf(key, value, path, here)
-
-    walk(tests, "", "agentclinic:Test_Results")
-    return panels
-
-
-def _named_results(text: Any) -> dict[str, str]:
-    """A plain-text Test_Results paragraph -> {test name: result}: 'Lumbar puncture: protein
-    1.8 g/L' and 'Nerve conduction studies show demyelination' each name their test."""
-    out: dict[str, str] = {}
-    for c in clauses(text):
-        name, sep, result = c.text.partition(":")
-        if not sep:
-            m = re.match(
-                r"^(.{3,60}?)\s+(?:shows?|showed|reveals?|revealed|demonstrates?|was|is|are)\s+(.+)$",
-                c.text,
-            )
-            name, result = (m.group(1), m.group(2)) if m else (" ".join(c.text.split()[:3]), c.text)
-        out.setdefault(name.strip() or "Result", result.strip())
-    return out
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return "; ".join(_scalar(v) for v in value)
+def _exam_node(b: CaseBuilder, value: Any, system: str, src: str, path: list[str]) -> None:
+    """An examination section of any depth: each leaf's findings under the system its
+    heading names, labelled by its sub-heading(s)."""
     if isinstance(value, dict):
-        return "; ".join(f"{humanise(k)} {_scalar(v)}" for k, v in value.items())
-    return " ".join(str(value).split())
+        for sub, v in value.items():
+            sub_system = b.linker.exam_system(sub) if system == "general" else system
+            _exam_node(b, v, sub_system, f"{src}.{sub}", [*path, str(sub)])
+        return
+    if not path:
+        label = ""
+    elif len(path) == 1:
+        label = humanise(path[0])
+    else:
+        label = f"{humanise(path[-2])}, {humanise(path[-1]).lower()}"
+    b.add_exam(value, system=system, source=src, label=label)

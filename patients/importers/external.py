@@ -1,6 +1,10 @@
-"""External case files -> Cases: detect the format (AgentClinic JSONL or DDXPlus) and read it.
+"""External case files -> Cases: detect the format (AgentClinic MedQA-shaped or NEJM-shaped
+JSONL, or DDXPlus) and read it.
 
-`clinicgym run --cases-from FILE` plays these cases instead of sampling the KB.
+`clinicgym run --cases-from FILE` plays these cases instead of sampling the KB. A JSONL file is
+never failed for one line: `import_cases` returns every case it could read and every problem by
+file, line and field (`ImportReport`); `read_cases` warns them (`CaseImportWarning`); `strict`
+fails the file if any line cannot be imported.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ from typing import Literal
 
 from clinicgym.patients.case import Case
 from clinicgym.patients.errors import ImporterError
+from clinicgym.patients.importers.problems import ImportReport
 from clinicgym.patients.kb import KnowledgeBase
 
-CaseFormat = Literal["agentclinic", "ddxplus"]
-CASE_FORMATS: tuple[str, ...] = ("agentclinic", "ddxplus")
+CaseFormat = Literal["agentclinic", "agentclinic_nejm", "ddxplus"]
+CASE_FORMATS: tuple[str, ...] = ("agentclinic", "agentclinic_nejm", "ddxplus")
+NEJM_KEYS = frozenset({"question", "patient_info", "answers"})
+"""Keys every NEJM-shaped AgentClinic record has (with `image_url` and `physical_exams`)."""
 
 
 def detect_format(path: Path | str) -> CaseFormat:
-    """'agentclinic' for JSONL whose first object has `OSCE_Examination`; 'ddxplus' for a
+    """'agentclinic' for JSONL whose first object has `OSCE_Examination`; 'agentclinic_nejm'
+    for JSONL whose first object has `question`, `patient_info` and `answers`; 'ddxplus' for a
     directory with `release_evidences.json`, or a patients CSV/zip beside one."""
     from clinicgym.patients.importers.ddxplus import EVIDENCES_FILE
 
@@ -39,17 +47,25 @@ def detect_format(path: Path | str) -> CaseFormat:
             f"{path}: a CSV/zip but no {EVIDENCES_FILE} beside it; DDXPlus patient files need "
             "the release's evidence and condition files in the same directory"
         )
+    head = None
     try:
         with path.open(encoding="utf-8") as fh:
-            first = next((line for line in fh if line.strip()), "")
-        head = json.loads(first) if first else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+            for line in (x for x in fh if x.strip()):  # the first record that parses
+                try:
+                    head = json.loads(line)
+                    break
+                except json.JSONDecodeError:
+                    continue
+    except UnicodeDecodeError:
         head = None
     if isinstance(head, dict) and ("OSCE_Examination" in head or "Patient_Actor" in head):
         return "agentclinic"
+    if isinstance(head, dict) and set(head) >= NEJM_KEYS:
+        return "agentclinic_nejm"
     raise ImporterError(
-        f"{path}: cannot tell the format (not JSONL with 'OSCE_Examination', not a DDXPlus "
-        f"release); pass --cases-format, one of {', '.join(CASE_FORMATS)}"
+        f"{path}: cannot tell the format (not JSONL with 'OSCE_Examination' or with "
+        "'question', 'patient_info' and 'answers', not a DDXPlus release); pass "
+        f"--cases-format, one of {', '.join(CASE_FORMATS)}"
     )
 
 
@@ -59,16 +75,39 @@ def read_cases(
     *,
     fmt: str | None = None,
     limit: int | None = None,
+    strict: bool = False,
+    images: Path | str | None = None,
 ) -> list[Case]:
     """The cases in an external file (the first `limit`, or all), in the given or detected
-    format."""
+    format; each line's problem is a CaseImportWarning, or with `strict` fails the file."""
+    report = import_cases(path, kb, fmt=fmt, limit=limit, images=images)
+    report.check(strict)
+    report.warn()
+    return report.cases
+
+
+def import_cases(
+    path: Path | str,
+    kb: KnowledgeBase,
+    *,
+    fmt: str | None = None,
+    limit: int | None = None,
+    images: Path | str | None = None,
+) -> ImportReport:
+    """The cases of an external file with every problem and note (see `ImportReport`);
+    `images` is a local image file or folder for the NEJM-shaped cases."""
     fmt = fmt or detect_format(path)
     if fmt == "agentclinic":
-        from clinicgym.patients.importers.agentclinic import read_agentclinic
+        from clinicgym.patients.importers.agentclinic import import_agentclinic
 
-        return read_agentclinic(path, kb, limit=limit)
+        return import_agentclinic(path, kb, limit=limit)
+    if fmt == "agentclinic_nejm":
+        from clinicgym.patients.importers.agentclinic_nejm import import_nejm
+
+        return import_nejm(path, kb, limit=limit, images=images)
     if fmt == "ddxplus":
         from clinicgym.patients.importers.ddxplus import read_ddxplus
 
-        return read_ddxplus(path, kb, limit=limit)
+        cases = read_ddxplus(path, kb, limit=limit)
+        return ImportReport(Path(path), fmt, cases=cases, lines=len(cases))
     raise ImporterError(f"unknown case format {fmt!r}; use one of {', '.join(CASE_FORMATS)}")

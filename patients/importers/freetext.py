@@ -21,7 +21,7 @@ from faker import Faker
 
 from clinicgym import __version__
 from clinicgym.patients.artefacts import build_artefacts
-from clinicgym.patients.case import PHI, Case, Diagnosis, Fact, Lineage, Persona
+from clinicgym.patients.case import PHI, AgeDetail, Case, Diagnosis, Fact, Lineage, Persona
 from clinicgym.patients.chart import SYSTEM_ALIASES
 from clinicgym.patients.encoder import SentenceEncoder, default_encoder
 from clinicgym.patients.kb import CHILD_AGE, EXAM_SYSTEMS, Condition, KnowledgeBase, age_band
@@ -48,19 +48,6 @@ _SENTENCES = re.compile(r"(?<!\d)[.;](?!\d)\s*|\n+")
 _COMMAS = re.compile(r"\s*,\s*(?:and\s+|or\s+)?")
 _LAST_AND = re.compile(r"\s+(?:and|or|nor)\s+", re.IGNORECASE)
 MAX_ITEM_WORDS = 5
-_NORMAL = re.compile(
-    r"\b(normal|unremarkable|negative|within normal limits|wnl|no abnormalit\w*|clear|"
-    r"not detected|non-reactive|nonreactive|none)\b",
-    re.IGNORECASE,
-)
-_ABNORMAL = re.compile(
-    r"\b(elevated|raised|high|low|decreased|increased|reduced|positive|abnormal|detected|"
-    r"deficien\w*|enlarged|dilated|mass|lesion|fracture|consolidation|opacit\w*|"
-    r"effusion|infiltrat\w*|thicken\w*|stenosis|occlu\w*|haemorrhage|hemorrhage|infarct\w*|"
-    r"growth|isolated|prolonged|shortened|depress\w*|inverted|blocked|demyelinat\w*|"
-    r"tachycardia|bradycardia|fibrillation|hypo\w+|hyper\w+|absent|tender\w*)\b",
-    re.IGNORECASE,
-)
 _IMAGING = re.compile(
     r"x.?ray|radiograph|\bct\b|computed tomography|\bmri\b|magnetic resonance|ultraso|"
     r"sonogra|\becho|doppler|\bscan\b|angiogra|imaging|radiolog|mammogra|\bpet\b|fluoroscop|"
@@ -225,17 +212,12 @@ def patient_text(statement: str, *, caregiver: bool = False) -> str:
 
 
 def abnormal(text: str) -> bool:
-    """A heuristic flag for a free-text result: abnormal words win over normal ones unless
-    negated ('no consolidation', 'negative for blood'); unknown text counts as abnormal only if
-    it names an abnormality."""
-    t = text.lower()
-    positive = [m for m in _ABNORMAL.finditer(t) if not _negated_at(t, m.start())]
-    return bool(positive)
+    """A free-text result or finding is abnormal if it names an abnormality no negation covers
+    ('no consolidation', 'soft and non-tender' and 'shifting dullness absent' are normal);
+    numeric results are flagged by reference ranges instead (`results.flag_result`)."""
+    from clinicgym.patients.importers.results import text_abnormal
 
-
-def _negated_at(text: str, pos: int) -> bool:
-    window = text[max(0, pos - 30) : pos]
-    return bool(re.search(r"\b(no|not|without|negative for|absent|nil)\b[^.;]*$", window))
+    return text_abnormal(text)
 
 
 def is_imaging(name: str) -> bool:
@@ -472,7 +454,8 @@ def vital_facts(
     band = age_band(age)
     for key, value in parse_vitals(raw).items():
         vid = linker.vital(key)
-        label = humanise(key) if len(key) > 4 or vid is None else _VITAL_LABELS.get(vid, key)
+        shown = humanise(key.replace(".", " "))  # 'Blood_Pressure.Sitting': a nested reading
+        label = shown if len(key) > 4 or vid is None else _VITAL_LABELS.get(vid, key)
         base = {
             "category": "vital",
             "how_revealed": "examine",
@@ -547,6 +530,8 @@ class CaseBuilder:
     sex: str
     facts: list[dict[str, Any]] = field(default_factory=list)
     _text_n: int = 0
+    age_detail: AgeDetail | None = None
+    """An infant's age in hours, days, weeks or months, as the record gives it."""
 
     @property
     def caregiver(self) -> bool:
@@ -618,23 +603,34 @@ class CaseBuilder:
             )
 
     def add_exam(self, passage: Any, *, system: str, source: str, label: str = "") -> None:
-        """Each statement of an examination section as an exam fact of `system`."""
-        for c in clauses(passage):
-            body = c.text[:1].upper() + c.text[1:]
-            if c.negated and not _NEGATION.match(c.text):
-                body = f"No {c.text[:1].lower() + c.text[1:]}"
+        """Each finding of an examination section as an exam fact of `system`. An absent
+        finding ('No crackles', 'shifting dullness absent') is a fact with present=False, linked
+        to the KB finding it denies; a normal statement ('Clear breath sounds') links to no KB
+        finding (KB exam findings are abnormal signs); an abnormal one links where the KB
+        finding means the same (`exam_text.meaning_matches`)."""
+        from clinicgym.patients.importers.exam_text import finding_clauses, said_as_absent
+        from clinicgym.patients.importers.results import without_meta
+
+        for c in finding_clauses(passage):
+            if not c.negated:  # 'Data not provided', '..., details not specified': no finding
+                c = Clause(without_meta(c.text))
+                if not c.text:
+                    continue
+            said = said_as_absent(c) if c.negated else c.text
+            body = said[:1].upper() + said[1:]
             text = f"{label}: {body}" if label else body
+            bad = not c.negated and abnormal(c.text)
             self.add(
                 category="exam",
                 concept="",
                 text=text.rstrip(".") + ".",
-                present=True,
-                abnormal=not c.negated and abnormal(c.text),
+                present=not c.negated,
+                abnormal=bad,
                 salience="should_ask",
                 how_revealed="examine",
                 system=system,
                 source=source,
-                _link=None if c.negated else c.text,
+                _link=c.text if c.negated or bad else None,
                 _kind="exam",
             )
 
@@ -654,6 +650,8 @@ class CaseBuilder:
             it = iter(linked)
             for f in todo:
                 kb_id = next(it) if f["_link"] else None
+                if kb_id is not None and kind == "exam" and not self._means(f["_link"], kb_id):
+                    kb_id = None  # a wrong link is worse than none
                 if kb_id is not None and kb_id not in used:
                     f["concept"] = kb_id
                     used.add(kb_id)
@@ -661,6 +659,12 @@ class CaseBuilder:
             if not f.get("concept"):
                 f["concept"] = f"text.{self._text_n}"
                 self._text_n += 1
+
+    def _means(self, text: str, kb_id: str) -> bool:
+        from clinicgym.patients.importers.exam_text import meaning_matches
+
+        finding = self.kb.findings.get(kb_id)
+        return finding is not None and meaning_matches(text, [finding.name, *finding.synonyms])
 
     def build(
         self,
@@ -692,6 +696,7 @@ class CaseBuilder:
         case = Case(
             id=case_id,
             age=self.age,
+            age_detail=self.age_detail,
             sex=self.sex,  # type: ignore[arg-type]
             setting=setting,
             facts=facts,
@@ -712,7 +717,8 @@ def synthetic_phi(case_id: str, sex: str, age: int) -> PHI:
     seed = int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:4], "big")
     fake = Faker("en_US")
     fake.seed_instance(seed)
-    name = fake.name_female() if sex == "female" else fake.name_male()
+    names = {"female": fake.name_female, "male": fake.name_male}
+    name = names.get(sex, fake.name_nonbinary)()
     year = 2025 - age
     dob = f"{year:04d}-{1 + seed % 12:02d}-{1 + seed % 28:02d}"
     return PHI(

@@ -142,7 +142,7 @@ def test_the_grounded_patient_answers_from_the_imported_record(kb, cases):
     assert unknown.answers[0].status == "unknown"  # open world: not in the record
 
 
-def test_a_bad_file_lists_every_problem_with_line_and_field(kb, tmp_path):
+def test_a_strict_read_of_a_bad_file_lists_every_problem_with_line_and_field(kb, tmp_path):
     good = DATA.read_text(encoding="utf-8").splitlines()[0]
     no_dx = json.loads(good)
     del no_dx["OSCE_Examination"]["Correct_Diagnosis"]
@@ -151,9 +151,9 @@ def test_a_bad_file_lists_every_problem_with_line_and_field(kb, tmp_path):
     bad = tmp_path / "agentclinic_bad.jsonl"
     bad.write_text("\n".join([good, json.dumps(no_dx), "{oops", json.dumps(no_age)]) + "\n")
     with pytest.raises(ImporterError) as e:
-        read_agentclinic(bad, kb)
+        read_agentclinic(bad, kb, strict=True)  # all or nothing; by default the rest import
     msg = str(e.value)
-    assert "3 problems" in msg
+    assert "--strict and 3 of 4 lines" in msg
     assert "line 2: field 'Correct_Diagnosis'" in msg
     assert "line 3: not valid JSON" in msg
     assert "line 4: field 'Patient_Actor.Demographics': no age in 'adult'" in msg
