@@ -569,20 +569,28 @@ def _index(items: Iterable[Any], kind: str, file: str, problems: list[str]) -> d
 
 
 def name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
-    """A regex finding any of these diagnosis names as whole words in a text.
+    """A regex finding any of these diagnosis names as whole words in a text (a name with a
+    parenthesised part is also found by each part alone; names may end in punctuation).
 
     Short all-capital abbreviations ('UTI', 'MI', 'CAP') match case-sensitively, so 'cap' or
     'mi' in ordinary words do not count; longer names match in any case.
     """
+    expanded: list[str] = []
+    for n in names:  # "Croup (laryngotracheobronchitis)": the whole, "Croup" and the inner name
+        expanded.append(n)
+        m = re.fullmatch(r"\s*(.*?)\s*\(([^()]*)\)\s*(.*?)\s*", n)
+        if m:
+            expanded.append(f"{m.group(1)} {m.group(3)}".strip())
+            if len(m.group(2).strip()) >= 4:
+                expanded.append(m.group(2))
     parts = []
-    for n in names:
-        n = n.strip()
+    for n in dict.fromkeys(" ".join(e.split()) for e in expanded):
         if len(n) < 2:
             continue
         if len(n) <= 5 and n.isupper():
-            parts.append(rf"(?-i:\b{re.escape(n)}\b)")
+            parts.append(rf"(?-i:(?<!\w){re.escape(n)}(?!\w))")
         else:
-            parts.append(rf"\b{re.escape(n)}\b")
+            parts.append(rf"(?<!\w){re.escape(n)}(?!\w)")
     return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 

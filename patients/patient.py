@@ -25,6 +25,12 @@ from clinicgym.patients.case import Case, Fact
 from clinicgym.patients.kb import name_pattern
 from clinicgym.patients.matching import QuestionMatcher
 from clinicgym.patients.persona import default_persona_book
+from clinicgym.patients.recall import (
+    FACT_THRESHOLD,
+    RecordIndex,
+    is_diagnosis_question,
+    is_onset_fact,
+)
 from clinicgym.patients.wording import Wording, lower_first
 
 AnswerStatus = Literal["affirmed", "denied", "unknown", "withheld"]
@@ -34,6 +40,15 @@ LOCAL_THRESHOLD = 0.65
 """A question matches one of an imported case's free-text facts above this similarity."""
 LOCAL_FALLBACK = 0.45
 """...or above this one, when the KB finding it matched is not in the (open-world) record."""
+_LISTS = {"medications": "medication", "allergies": "allergy", "pmh": "pmh", "family": "family"}
+_IDENTITY = ("name", "dob", "age", "address", "phone", "greeting", "opening")
+_EXPOSURE = re.compile(
+    r"\b(?:anyone|anybody|contact|exposed|exposure|family|mother|father|brother|sister|parents?|"
+    r"relatives?|friends?|partner|household|school|work)\b",
+    re.IGNORECASE,
+)
+"""A question naming the diagnosis about someone else ('contact with anyone with TB?') is a
+history question, not a request to name one's own diagnosis."""
 _ASKABLE = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication", "allergy")
 
 
@@ -104,6 +119,20 @@ class GroundedPatient:
             and f.concept not in self._categories
             and not f.concept.endswith(".none")
         ]
+        self._record_mode = not case.closed_world and any(
+            f.concept.startswith("text.") for f in self._local
+        )
+        self._record = RecordIndex(
+            [
+                f
+                for f in case.facts
+                if f.how_revealed == "ask" and f.category in _ASKABLE and f.text.strip()
+            ],
+            matcher.encoder,
+            matcher,
+        )
+        """Clinician-written records (free-text facts, open world) are answered from the
+        record's own statements (`_answer_record`), not from the KB's vocabulary."""
         self._local_matrix: np.ndarray | None = None
         """Embeddings of the free-text facts, computed on the first question (lazily, so the
         structured env's `answer_concept` fast path never loads the sentence model)."""
@@ -126,6 +155,8 @@ class GroundedPatient:
                 return self._finish(
                     PatientReply(text=self.words.jargon(word.group(0)), intent="jargon")
                 )
+        if self._record_mode:
+            return self._finish(self._answer_record(question, turn))
         matches = self.matcher.match(question)
         local = self._match_local(question)
         top = matches[0] if matches else None
@@ -172,6 +203,140 @@ class GroundedPatient:
                 revealed=revealed,
                 repeated=repeated,
             )
+        )
+
+    def _answer_record(self, question: str, turn: int) -> PatientReply:
+        """A written record's answer: from its own statements, part by part; intents (lists,
+        onset, identity, the diagnosis) where no statement answers more specifically."""
+        named = self._leak is not None and self._leak.search(question)
+        if is_diagnosis_question(question) or (named and not _EXPOSURE.search(question)):
+            return PatientReply(
+                text=self.words.plain_dont_know_diagnosis(question), intent="diagnosis"
+            )
+        matches = self.matcher.match(question)
+        top = matches[0] if matches else None
+        recalls = self._record.recall(question)
+        best = max((r.score for r in recalls if r.fact is not None), default=0.0)
+        found = best >= FACT_THRESHOLD
+        if top is not None and top.kind == "intent":
+            if top.target == "onset" and top.score >= best:
+                return self._onset(question, turn)
+            if top.target in _LISTS and (not found or top.score >= best + 0.1):
+                return self._record_list(top.target, question, turn)
+            if not found or (top.target in _IDENTITY and top.score >= best):
+                return self._intent(top.target, question, turn)
+        parts: list[str] = []
+        answers: list[ConceptAnswer] = []
+        revealed: list[str] = []
+        guard: list[dict[str, str]] = []
+        repeated = False
+        for r in recalls:
+            if r.fact is None:
+                concept = f"question:{r.part[:60]}"
+                text = self.words.unknown(concept)
+                answers.append(ConceptAnswer(concept=concept, status="unknown"))
+                self.ledger.append(
+                    LedgerEntry(
+                        turn=turn,
+                        question=question,
+                        concept=concept,
+                        status="unknown",
+                        fact_id=None,
+                        text=text,
+                    )
+                )
+                if r.blocked is not None:
+                    guard.append(
+                        {"kind": "contradiction", "sentence": r.part, "concept": r.blocked.id}
+                    )
+                parts.append(text)
+                continue
+            text, ans, was_repeat = self._about_record_fact(r.fact, question, turn, r.status)
+            parts.append(text)
+            answers.append(ans)
+            repeated |= was_repeat
+            if ans.fact_id and ans.status in ("affirmed", "denied"):
+                revealed.append(ans.fact_id)
+        if len(set(parts)) < len(parts):
+            parts = list(dict.fromkeys(parts))
+        return PatientReply(
+            text=" ".join(parts),
+            intent="finding",
+            answers=answers,
+            revealed=revealed,
+            repeated=repeated,
+            guard=guard,
+        )
+
+    def _about_record_fact(
+        self, fact: Fact, question: str, turn: int, status: str | None = None
+    ) -> tuple[str, ConceptAnswer, bool]:
+        """One statement of a written record, in its own words; `status` is how it answers the
+        question (a present statement can answer "no": "an uneventful pregnancy")."""
+        if fact.present:
+            evasive = self._withheld(fact, fact.concept, question, turn)
+            if evasive is not None:
+                return (
+                    evasive,
+                    ConceptAnswer(concept=fact.concept, status="withheld", fact_id=fact.id),
+                    False,
+                )
+        status: AnswerStatus = (
+            "affirmed" if status == "affirmed" or (status is None and fact.present) else "denied"
+        )
+        earlier = any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
+        if earlier:
+            text = self.words.repeat(fact.text, fact.concept)
+        elif status == "affirmed":
+            text = self.words.affirm(fact.text, fact.concept)
+        elif fact.present:  # a present statement that answers no: said as it is, no "yes"
+            text = fact.text
+        else:
+            text = self.words.deny_said(fact.text)
+        self.ledger.append(
+            LedgerEntry(
+                turn=turn,
+                question=question,
+                concept=fact.concept,
+                status=status,
+                fact_id=fact.id,
+                text=text,
+            )
+        )
+        self._told.add(fact.id)
+        return text, ConceptAnswer(concept=fact.concept, status=status, fact_id=fact.id), earlier
+
+    def _record_list(self, intent: str, question: str, turn: int) -> PatientReply:
+        """'What medicines do you take?' of a written record: its statements of that kind, the
+        record's denial if it has only that, else 'I don't know'."""
+        category = _LISTS[intent]
+        facts = [f for f in self.case.facts if f.category == category]
+        present = [f for f in facts if f.present]
+        if present:
+            return self._say_facts(intent, present, turn, question)
+        if facts:
+            text, ans, repeated = self._about_record_fact(facts[0], question, turn)
+            return PatientReply(
+                text=text, intent=intent, answers=[ans], revealed=[facts[0].id], repeated=repeated
+            )
+        return PatientReply(
+            text=self.words.unknown(intent),
+            intent=intent,
+            answers=[ConceptAnswer(concept=f"{category}.list", status="unknown")],
+        )
+
+    def _onset(self, question: str, turn: int) -> PatientReply:
+        """'When did it start?': the record's statement of onset or duration, if it has one."""
+        facts = [f for f in self.case.facts if f.present and is_onset_fact(f)]
+        if not facts:
+            return PatientReply(
+                text=self.words.onset_unknown(question),
+                intent="onset",
+                answers=[ConceptAnswer(concept="onset", status="unknown")],
+            )
+        text, ans, repeated = self._about_record_fact(facts[0], question, turn)
+        return PatientReply(
+            text=text, intent="onset", answers=[ans], revealed=[facts[0].id], repeated=repeated
         )
 
     def answer_concept(self, concept: str, turn: int = 0) -> PatientReply:
@@ -421,7 +586,9 @@ class GroundedPatient:
                 text = f"{she or 'I'}'s under a year old." if she else "I'm under a year old."
             else:
                 text = f"{she}'s {case.age}." if she else f"I'm {case.age}."
-            return PatientReply(text=text, intent=intent)
+            return PatientReply(
+                text=text, intent=intent, answers=[ConceptAnswer(concept="age", status="affirmed")]
+            )
         if intent == "diagnosis":
             return PatientReply(text=w.dont_know_diagnosis(question), intent=intent)
         if intent == "treatment":

@@ -162,6 +162,10 @@ class Wording:
         """A pertinent negative: the record says no (framed for the kind of question)."""
         return self._fill(_DENY_BY_CATEGORY.get(category or "", _DENY), key)
 
+    def deny_said(self, fact_text: str) -> str:
+        """A written record's own negative statement ('No fever.'), said as a denial."""
+        return "No. " + fact_text if not fact_text.lower().startswith("no") else fact_text
+
     def unknown(self, key: str) -> str:
         """The record does not say: the patient does not know."""
         return self._fill(_UNKNOWN, key)

@@ -85,3 +85,59 @@ def fidelity(
     console.print(t)
     if out:
         out.write_text(json.dumps(report, indent=2))
+
+
+@patients_app.command("ask")
+def ask(
+    cases_from: Annotated[
+        Path, typer.Option("--cases-from", help="Case file (AgentClinic JSONL, ...).")
+    ],
+    questions: Annotated[
+        Path,
+        typer.Option(help="Question bank JSONL: 'case' (line index or case id) and 'question'."),
+    ],
+    out: Annotated[Path, typer.Option(help="Where to write one answer per question (JSONL).")],
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="A new patient for every question.")
+    ] = False,
+) -> None:
+    """Ask each case's questions in order and write every answer with its status, so anyone can
+    validate the simulator with their own bank (docs/patients.md#question-banks)."""
+    from rich.progress import track
+
+    from clinicgym.patients.ask import ask as ask_bank
+    from clinicgym.patients.ask import grade, read_questions
+    from clinicgym.patients.importers.external import read_cases
+    from clinicgym.patients.kb import default_kb
+    from clinicgym.patients.matching import matcher_for
+    from clinicgym.patients.patient import GroundedPatient
+
+    try:
+        kb = default_kb()
+        rows = read_questions(questions)
+        cases = read_cases(cases_from, kb)
+        matcher = matcher_for(kb)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        answered = []
+        with out.open("w", encoding="utf-8") as fh:
+            asked = ask_bank(cases, rows, lambda c: GroundedPatient(c, matcher), fresh=fresh)
+            for row in track(asked, total=len(rows), description="asking", console=console):
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                answered.append(row)
+    except (ClinicGymError, OSError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    console.print(f"{len(answered)} answers over {len(cases)} cases -> {out}")
+    g = grade(answered)
+    if g["questions"]:
+        console.print(
+            f"agreement with the bank's 'expect': {g['right']}/{g['questions']} "
+            f"({g['accuracy']:.1%}); facts and denials {g['fact_accuracy']:.1%}; "
+            f"contradictions {g['contradictions']}; diagnosis leaks {g['leaks']}"
+        )
+        for key in ("by_expect", "by_kind", "by_wording"):
+            if key in g:
+                t = Table(key[3:], "right", "of", "share")
+                for k, (r, n) in g[key].items():
+                    t.add_row(k, str(r), str(n), f"{r / n:.0%}")
+                console.print(t)

@@ -51,6 +51,7 @@ from clinicgym.patients.importers.freetext import (
     vital_facts,
 )
 from clinicgym.patients.importers.problems import ImportProblem, ImportReport, import_jsonl
+from clinicgym.patients.importers.record_history import add_history
 from clinicgym.patients.importers.record_tests import add_tests, flat_vitals
 from clinicgym.patients.kb import KnowledgeBase
 
@@ -209,7 +210,7 @@ def osce_case(
         )
     assert age is not None and isinstance(dx_raw, str)
     b = CaseBuilder(kb, linker, min(age, 120), sex or "unspecified", age_detail=detail)
-    _history(b, actor)
+    add_history(b, actor)
     if not any(f["category"] == "chief_complaint" for f in b.facts):
         first = next((f for f in b.facts if f["category"] == "hpi" and f["present"]), None)
         if first is None:

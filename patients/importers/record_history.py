@@ -1,0 +1,613 @@
+"""A clinician-written history -> the patient's facts, each said in the patient's own voice.
+
+Written cases state history in the chart's third person ("The patient reports a 2-day history of
+fever without chills", "Denies nausea, vomiting, or dysuria", "Non-smoker, drinks socially").
+`statements` splits a passage into clauses, each present or negated: a list under one negation
+becomes one negated clause per item, and a negation's scope ends at "but"/"although". Meta-text
+about the record itself ("No mention of smoking", "Information not provided", "Occupation not
+specified") is not a fact at all: the record is silent there, so the patient says it does not
+know, never a denial. `speak` turns a clause into what the patient says: grammatical first person
+("I drink alcohol socially"), or the caregiver's third person for a young child ("She attends
+preschool"), changing the frame only, never the content. `category_of` files a clause by what it
+says (a drug taken is a medication even under past history; a relative's illness is family
+history; work, travel, smoking and drink are social history), so list questions find it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from clinicgym.patients.importers.freetext import slug
+
+META = re.compile(
+    r"\bno (?:mention|information|data|details?|record)\b|\bnot (?:provided|specified|mentioned|"
+    r"documented|available|given|stated|known|recorded|described|discussed)\b|"
+    r"\binformation (?:not|unavailable)\b|^\s*(?:n/?a|unknown|not applicable|none provided)\s*\.?$|"
+    r"\bno (?:additional|further|other) (?:information|details?|history) (?:provided|given|"
+    r"available)\b|\bno (?:additional|further) (?:information|details)\b|"
+    r"\bunknown (?:substance|drug|alcohol|smoking|tobacco|family|social|medical)",
+    re.IGNORECASE,
+)
+"""Text about the record, not the patient: the point is unknown, never denied."""
+
+_NEG_LEAD = re.compile(
+    r"^(?:(?:the\s+)?(?:patient|pt|child|baby|infant|newborn|boy|girl|man|woman|mother|father|"
+    r"parents?)\s+|he\s+|she\s+|they\s+)?(?:also\s+|specifically,?\s+|further\s+)?"
+    r"(?:denies|denied|denying|reports no|reported no|mentions no|notes no|states no|describes no|"
+    r"has no|had no|have no|takes no|uses no|"
+    r"drinks no|on no|no|not|never|"
+    r"without|nil|negative for|absence of|does not (?:report|have|endorse|complain of)|"
+    r"did not (?:report|have)|is not|has not had|hasn't had|there (?:is|are|was|were) no)"
+    r"\b\s*(?:any\s+|a\s+|an\s+|history of\s+|h/o\s+|known\s+|complaints? of\s+|"
+    r"reports? of\s+|recent\s+(?=history))?",
+    re.IGNORECASE,
+)
+_SCOPE_END = re.compile(r"\s*,?\s+\b(?:but|although|though|however|yet|except)\b\s*", re.I)
+_INNER_NEG = re.compile(
+    r"\s+without\s+(?:any\s+)?|\s*,\s*(?:and\s+|but\s+)?(?=(?:denies|denied|no|has no|had no|"
+    r"is not|was not|does not|did not|never)\b)",
+    re.IGNORECASE,
+)
+_VERBAL_NEG = re.compile(
+    r"^(?:(?:the\s+)?(?:patient|pt|child|baby|infant|newborn)\s+|he\s+|she\s+|they\s+)?"
+    r"(?:also\s+)?(?:does not|did not|doesn't|didn't|has not|hasn't|had not|is not|was not|"
+    r"isn't|wasn't|never|cannot|can't)\b",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"(?<=[.;!?])\s+|(?<!\d)[.;](?!\d)\s*$|\n+")
+MAX_ITEM_WORDS = 6
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One clause of a history: its words (chart wording) and whether the record negates it.
+    `verbal` marks a negated verb phrase ("Does not smoke") said whole, not as 'No <item>'."""
+
+    text: str
+    negated: bool = False
+    verbal: bool = False
+
+
+def is_meta(text: str) -> bool:
+    """True for text about the record ('No mention of smoking', 'Not specified')."""
+    return bool(META.search(text))
+
+
+def sentences(passage: Any) -> list[str]:
+    """The sentences of a passage (strings, numbers, lists and dicts of them)."""
+    if passage is None:
+        return []
+    if isinstance(passage, dict):
+        return [s for v in passage.values() for s in sentences(v)]
+    if isinstance(passage, list | tuple):
+        return [s for v in passage for s in sentences(v)]
+    parts = _SENTENCE.split(str(passage))
+    return [p.strip(" ,;:-\t") for p in parts if p and p.strip(" ,;:-\t.")]
+
+
+def statements(sentence: str) -> list[Statement]:
+    """A sentence's clauses, each present or negated; [] for meta-text."""
+    s = sentence.strip().rstrip(".")
+    if not s or is_meta(s):
+        return []
+    out: list[Statement] = []
+    for chunk in _SCOPE_END.split(s):
+        chunk = chunk.strip(" ,")
+        if not chunk:
+            continue
+        pieces = _INNER_NEG.split(chunk)
+        if len(pieces) > 1:  # "fever without chills", "born at term, has no illness, and ..."
+            for j, piece in enumerate(pieces):
+                piece = piece.strip(" ,")
+                if not piece:
+                    continue
+                after_without = j > 0 and bool(
+                    re.search(r"\swithout\s+(?:any\s+)?$", chunk[: chunk.find(piece)])
+                )
+                out.extend(_one(piece, forced_negation=after_without))
+        else:
+            out.extend(_one(chunk))
+    return out
+
+
+_NOTHING = re.compile(
+    r"^(?:(?:the\s+)?(?:patient'?s?\s+)?(?:past\s+)?(?:medical|family|social|surgical)?\s*"
+    r"(?:history\s+)?(?:is\s+)?)?(?:unremarkable|non-?contributory|none|nil|negative|"
+    r"(?:essentially\s+)?normal)\s*$",
+    re.IGNORECASE,
+)
+"""'Unremarkable', 'The patient's past medical history is unremarkable', 'None': nothing to
+report under the heading, a denial for the section as a whole."""
+
+
+def _one(chunk: str, *, forced_negation: bool = False) -> list[Statement]:
+    if is_meta(chunk):
+        return []
+    if _NOTHING.match(chunk):
+        return [Statement("", True)]
+    if forced_negation:
+        return _list_of(chunk, True)
+    if _VERBAL_NEG.match(chunk):
+        return [Statement(chunk, True, verbal=True)]
+    n = _NEG_LEAD.match(chunk)
+    if n and len(chunk) > n.end():
+        return _list_of(chunk[n.end() :], True)
+    chunk = re.sub(r"^(?:and|but)\s+", "", chunk, flags=re.I)
+    verbs = _NEXT_VERB.split(chunk)
+    if len(verbs) > 1:  # "Lives with his wife, smokes 2 packs a day, has recently immigrated"
+        return [st for v in verbs for st in _one(v)]
+    items = [i.strip() for i in chunk.split(",")]
+    if (
+        len(items) > 1
+        and all(0 < len(i.split()) <= MAX_ITEM_WORDS for i in items)
+        and not any(i.lower() in _ADJECTIVES for i in items)
+    ):  # "Type 2 diabetes mellitus, hypercholesterolemia, glaucoma"; "Non-smoker, ..."
+        return [st for i in items for st in _one(re.sub(r"^(?:and|or)\s+", "", i))]
+    if _NON.match(chunk):
+        return [Statement(chunk, True, verbal=True)]
+    return _clause(chunk, False)
+
+
+_NON = re.compile(r"^non-?\s?(?:smoker|drinker|alcoholic)\b", re.IGNORECASE)
+_ADJECTIVES = {"multiple", "small", "large", "painful", "painless", "red", "mild", "severe"}
+
+
+def _clause(text: str, negated: bool) -> list[Statement]:
+    text = text.strip(" ,")
+    return [Statement(text, negated)] if text and not is_meta(text) else []
+
+
+def _list_of(body: str, negated: bool) -> list[Statement]:
+    body = re.sub(r"\s+(?:reported|noted|mentioned|documented)$", "", body, flags=re.I)
+    """Items of a negated list ('fever, cough, or recent travel'); a long clause stays whole.
+    'changes in bladder or bowel habits' is one item: 'or' after a preposition's object joins."""
+    items: list[str] = []
+    for part in re.split(r"\s*,\s*(?:and\s+|or\s+|nor\s+)?", body):
+        part = part.strip()
+        if not part:
+            continue
+        sub = re.split(r"\s+(?:and|or|nor)\s+", part)
+        if len(sub) > 1 and not re.search(r"\b(?:in|of|with|to|on|from)\s+\w+$", sub[0], re.I):
+            items.extend(sub)
+        else:
+            items.append(part)
+    verb = next(
+        (k for k, p in enumerate(items) if k and (_FINITE.search(p) or _BARE_VERB.match(p))),
+        None,
+    )
+    if verb is not None:  # "no illness, and her immunizations are up to date": the list ends
+        head = ", ".join(items[:verb])
+        return _list_of(head, negated) + _one(", ".join(items[verb:]))
+    if len(items) > 1 and all(len(p.split()) <= MAX_ITEM_WORDS for p in items):
+        return [Statement(re.sub(r"^(?:any|a|an)\s+", "", p, flags=re.I), negated) for p in items]
+    return _clause(body, negated)
+
+
+_FINITE = re.compile(r"\b(?:is|are|was|were|has|have|had)\b", re.IGNORECASE)
+
+
+# ---- the patient's voice -------------------------------------------------------------------
+
+_FRAME = re.compile(
+    r"^(?:the\s+)?(?:(?:patient|pt|newborn|infant|baby|child|boy|girl|man|woman)(?:'s)?\s+)?"
+    r"(?:(?:mother|father|parents?|caregiver|husband|wife|partner|son|daughter|family)\s+)?"
+    r"(?:he\s+|she\s+|they\s+)?"
+    r"(?:also\s+|additionally\s+|further\s+|now\s+|currently\s+)?"
+    r"(?:reports?|reported|notes?|noted|states?|stated|mentions?|mentioned|describes?|described|"
+    r"endorses?|endorsed|admits?(?:\s+to)?|admitted(?:\s+to)?|complains?\s+of|complained\s+of|"
+    r"presents?\s+with(?:\s+complaints?\s+of)?|presented\s+with|recalls?|says?|said|cites?|"
+    r"expresses|expressed|indicates?|indicated|confirms?|confirmed|perceives|is\s+concerned"
+    r"(?:\s+about)?)\b\s*(?:that\s+)?"
+    r"(?:experiencing\s+|having\s+|feeling\s+|noticing\s+)?",
+    re.IGNORECASE,
+)
+_SUBJECT = re.compile(
+    r"^(?:the\s+)?(?:patient|pt|newborn|infant|baby|child|boy|girl)\s+|^(?:he|she|they)\s+",
+    re.IGNORECASE,
+)
+_IRREGULAR = {
+    "has": "have",
+    "is": "am",
+    "was": "was",
+    "does": "do",
+    "goes": "go",
+    "doesn't": "don't",
+    "isn't": "am not",
+    "hasn't": "haven't",
+    "wasn't": "wasn't",
+    "had": "had",
+}
+_VERBS = [
+    "drinks",
+    "smokes",
+    "works",
+    "lives",
+    "attends",
+    "uses",
+    "takes",
+    "consumes",
+    "enjoys",
+    "plays",
+    "runs",
+    "walks",
+    "exercises",
+    "eats",
+    "sleeps",
+    "feels",
+    "experiences",
+    "travels",
+    "vapes",
+    "chews",
+    "admits",
+    "mentions",
+    "states",
+    "notes",
+    "reports",
+    "denies",
+    "describes",
+    "complains",
+    "endorses",
+    "needs",
+    "wears",
+    "wakes",
+    "gets",
+    "goes",
+    "keeps",
+    "likes",
+    "loves",
+    "hates",
+    "avoids",
+    "spends",
+    "teaches",
+    "studies",
+    "cares",
+    "volunteers",
+    "owns",
+    "rides",
+    "swims",
+    "hikes",
+    "injects",
+    "snorts",
+    "shares",
+    "breastfeeds",
+    "feeds",
+    "cries",
+    "coughs",
+    "sneezes",
+    "vomits",
+]
+_ADVERB = r"(?:(?:also|occasionally|regularly|rarely|often|sometimes|currently|now|still|"
+_ADVERB += r"usually|socially|previously|recently|only|never|always|frequently|heavily)\s+)?"
+_BARE_VERB = re.compile(
+    rf"^({_ADVERB})({'|'.join(_VERBS)}|has|is|was|had|does|did)\b", re.IGNORECASE
+)
+_NEXT_VERB = re.compile(
+    rf"(?:,\s*(?:and\s+|but\s+)?|\s+(?:and|but)\s+)"
+    rf"(?=(?:{_ADVERB})(?:{'|'.join(_VERBS)}|has|is|was|does|did)\b)",
+    re.IGNORECASE,
+)
+_PRONOUN_VERB = re.compile(
+    r"\b(he|she)\s+((?:also|often|still|now|never|always|occasionally)\s+)?(\w+(?:n't)?)\b",
+    re.IGNORECASE,
+)
+_NOUNISH_AFTER_HER = re.compile(
+    r"\bher\b(?=\s+(?!to\b|that\b|and\b|or\b|in\b|on\b|at\b|for\b|with\b|about\b|of\b|as\b|"
+    r"from\b|by\b|if\b|when\b|because\b)[a-z0-9])",
+    re.IGNORECASE,
+)
+
+
+def _first_person_verb(verb: str) -> str:
+    v = verb.lower()
+    if v in _IRREGULAR:
+        return _IRREGULAR[v]
+    if v.endswith("ies") and len(v) > 4:
+        return v[:-3] + "y"
+    if v.endswith(("ches", "shes", "sses", "xes", "zes", "oes")):
+        return v[:-2]
+    if v.endswith("s") and not v.endswith("ss"):
+        return v[:-1]
+    return v
+
+
+def _to_first_person(s: str) -> str:
+    """Third-person chart wording -> first person (subject, verbs after it, possessives)."""
+
+    def pv(m: re.Match[str]) -> str:
+        return f"I {m.group(2) or ''}{_first_person_verb(m.group(3))}"
+
+    s = _PRONOUN_VERB.sub(pv, s)
+    s = _NOUNISH_AFTER_HER.sub("my", s)
+    s = re.sub(r"\bhis\b", "my", s, flags=re.I)
+    s = re.sub(r"\b(him|her)\b", "me", s, flags=re.I)
+    s = re.sub(r"\b(himself|herself)\b", "myself", s, flags=re.I)
+    s = re.sub(r"\bI am\b", "I'm", s)
+    return s
+
+
+def _subject_to_i(s: str) -> str:
+    """'He also experiences dizziness' -> 'I also experience dizziness' (leading subject only)."""
+    sub = _SUBJECT.match(s)
+    if sub:
+        rest = s[sub.end() :]
+    else:
+        b = _BARE_VERB.match(s)
+        if not b:
+            return s
+        rest = s
+    m = re.match(rf"({_ADVERB})(\w+(?:n't)?)\b", rest, re.IGNORECASE)
+    if not m:
+        return s
+    adverb, verb = m.group(1).lower(), m.group(2)
+    if verb.lower() in ("does", "did", "has", "is", "was") and re.match(
+        r"\s+not\b", rest[m.end() :]
+    ):
+        contracted = {"does": "don't", "did": "didn't", "has": "haven't", "is": "'m not"}
+        if verb.lower() == "is":
+            return "I'm not" + rest[m.end() + 4 :]
+        if verb.lower() == "was":
+            return f"I {adverb}wasn't" + rest[m.end() + 4 :]
+        return f"I {adverb}{contracted[verb.lower()]}" + rest[m.end() + 4 :]
+    return f"I {adverb}{_first_person_verb(verb)}{rest[m.end() :]}"
+
+
+def _coordinated(s: str) -> str:
+    """'I ... and mentions poor sleep' -> '... and mention poor sleep' (verbs after 'and')."""
+    return re.sub(
+        rf"\b(and|but|or)\s+({'|'.join(_VERBS)}|has|is|was)\b",
+        lambda m: f"{m.group(1)} {_first_person_verb(m.group(2))}",
+        s,
+    )
+
+
+def speak(
+    text: str,
+    *,
+    negated: bool = False,
+    verbal: bool = False,
+    caregiver: bool = False,
+    sex: str = "",
+) -> str:
+    """What the patient (or a young child's caregiver) says for one clause of the record."""
+    s = " ".join(text.split()).strip(" .,;")
+    if not s:
+        return s
+    he = "She" if sex == "female" else "He" if sex == "male" else "They"
+    if negated and not verbal:
+        s = re.sub(r"^(?:any|a|an)\s+", "", s, flags=re.I)
+        return f"No {s[:1].lower() + s[1:]}."
+    if _NON.match(s):
+        return f"{he} is a {s.lower()}." if caregiver else f"I'm a {s.lower()}."
+    m = _FRAME.match(s)
+    if m and m.end() > 0 and len(s) > m.end() and " as " not in s[m.end() :]:
+        s = s[m.end() :]
+    if caregiver:
+        s = re.sub(r"^(?:the\s+)?(?:patient|pt|newborn|infant|baby|child)\b", he, s, flags=re.I)
+        if _BARE_VERB.match(s) or (_VERBAL_NEG.match(s) and not _SUBJECT.match(s)):
+            s = f"{he} {s[:1].lower() + s[1:]}"
+        s = re.sub(r"\b(?:her|his|their)\s+(?:child|son|daughter|baby)\b", he.lower(), s)
+    else:
+        s = _subject_to_i(s)
+        if s.startswith("I "):
+            s = _coordinated(s)
+        s = _to_first_person(s)
+        s = re.sub(r"^I am\b", "I'm", s)
+        s = re.sub(r"^I have been\b", "I've been", s)
+        s = re.sub(r"^I have had\b", "I've had", s)
+    s = s[:1].upper() + s[1:]
+    return s if s.endswith(("?", "!", ".")) else s + "."
+
+
+# ---- what a clause is about ----------------------------------------------------------------
+
+_FAMILY = re.compile(
+    r"\b(?:family|familial|mother|father|sister|brother|sibling|parent|grandmother|grandfather|"
+    r"aunt|uncle|cousin|maternal|paternal)s?\b",
+    re.IGNORECASE,
+)
+_MEDICATION = re.compile(
+    r"\b(?:takes?|taking|took|on\s+(?:\w+\s+){0,2}(?:therapy|treatment|medications?|tablets?|"
+    r"pills?)|prescribed|medications?|inhaler|insulin|contraceptive|the pill|supplements?|"
+    r"vitamins?|treated with|treatment with|started on|mg\b)",
+    re.IGNORECASE,
+)
+_SOCIAL = re.compile(
+    r"\b(?:smok\w*|cigarettes?|tobacco|vap\w*|alcohol\w*|drinks?|drinking|beers?|wine|"
+    r"illicit|cocaine|heroin|cannabis|marijuana|intravenous drug|iv drug|substance|works?|"
+    r"worked|working|job|employ\w*|occupation|retired|student|school|preschool|daycare|"
+    r"travel\w*|trip|returned from|visited|immigrated|lives?|living|married|divorced|widowed|"
+    r"partner|sexual\w*|sexually|condoms?|exercise\w*|diet|hobb\w*|hiking|camping|farm)\b",
+    re.IGNORECASE,
+)
+
+
+def category_of(text: str, section: str, *, drug: bool = False) -> str:
+    """The fact category for a clause found under a history section of the given category."""
+    if section in ("chief_complaint", "allergy"):
+        return section
+    if (
+        _FAMILY.search(text)
+        and re.search(r"\bfamil|history|died|diagnosed|had\b", text, re.I)
+        and not re.search(r"\b(?:lives|living|married)\b", text, re.I)
+    ):
+        return "family"
+    medication = section in ("pmh", "hpi", "social") and bool(_MEDICATION.search(text))
+    if drug or (medication and re.search(r"\btak|on\b|prescri|treat", text, re.I)):
+        return "medication"
+    if (
+        section in ("pmh", "hpi", "ros")
+        and _SOCIAL.search(text)
+        and not re.search(r"\bpain|ache|swelling|rash|fever|cough|bleed", text, re.I)
+    ):
+        return "social"
+    return section
+
+
+# ---- into the case -------------------------------------------------------------------------
+
+SECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("primary", "chief_complaint", "must_ask"),
+    ("chief", "chief_complaint", "must_ask"),
+    ("presenting", "chief_complaint", "must_ask"),
+    ("secondary", "hpi", "must_ask"),
+    ("associated", "hpi", "must_ask"),
+    ("review", "ros", "should_ask"),
+    ("ros", "ros", "should_ask"),
+    ("family", "family", "should_ask"),
+    ("social", "social", "should_ask"),
+    ("lifestyle", "social", "should_ask"),
+    ("habit", "social", "should_ask"),
+    ("substance", "social", "should_ask"),
+    ("sexual", "social", "should_ask"),
+    ("occupation", "social", "should_ask"),
+    ("travel", "social", "should_ask"),
+    ("interest", "social", "should_ask"),
+    ("medication", "medication", "should_ask"),
+    ("drug", "medication", "should_ask"),
+    ("allerg", "allergy", "must_ask"),
+    ("past", "pmh", "should_ask"),
+    ("medical", "pmh", "should_ask"),
+    ("surgical", "pmh", "should_ask"),
+    ("obstetric", "pmh", "should_ask"),
+    ("birth", "pmh", "should_ask"),
+    ("immuni", "pmh", "should_ask"),
+    ("vaccin", "pmh", "should_ask"),
+    ("developmental", "pmh", "should_ask"),
+    ("history", "hpi", "should_ask"),
+    ("symptom", "hpi", "must_ask"),
+)
+"""Heading stem -> (fact category, salience); the first stem a heading contains wins."""
+_SKIP = ("demograph", "age", "sex", "gender", "name")
+
+
+def section_of(heading: str) -> tuple[str, str]:
+    """The category and salience of a Patient_Actor heading ('Past_Medical_History' -> pmh)."""
+    k = heading.lower()
+    for stem, category, salience in SECTIONS:
+        if stem in k:
+            return category, salience
+    return "hpi", "should_ask"
+
+
+_NOTHING_SAID = {
+    "pmh": "No significant past medical history.",
+    "family": "No illnesses that run in the family.",
+    "social": "Nothing much to say about my home life or habits.",
+    "medication": "No regular medicines.",
+    "allergy": "No known allergies.",
+    "ros": "No other symptoms.",
+}
+
+
+def add_history(b: Any, actor: dict[str, Any], *, source: str = "agentclinic") -> int:
+    """Every history sentence of a Patient_Actor object as facts on the CaseBuilder `b`; returns
+    the number of source sentences (meta-text included, which gives no fact)."""
+    n = 0
+    for key, value in actor.items():
+        if any(key.lower() == s or key.lower().startswith(s) for s in _SKIP):
+            continue
+        parts = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, v in parts:
+            heading = sub if sub and section_of(sub) != ("hpi", "should_ask") else key
+            where = f"{source}:Patient_Actor.{key}" + (f".{sub}" if sub else "")
+            n += add_passage(b, v, heading=heading, source=where)
+    return n
+
+
+def history_from_text(b: Any, text: str, *, source: str, heading: str = "history") -> int:
+    """A narrative history (NEJM `patient_info`, 'you are a 55-year-old woman who ...') as
+    facts on `b`; returns the number of sentences."""
+    text = re.sub(r"^for your role as a patient,?\s*", "", text.strip(), flags=re.I)
+    text = re.sub(r"\byou(?:'ve| have)\b", "the patient has", text, flags=re.I)
+    text = re.sub(r"\byou(?:'re| are)\b", "the patient is", text, flags=re.I)
+    text = re.sub(r"\byou were\b", "the patient was", text, flags=re.I)
+    text = re.sub(r"\byour\b", "his", text, flags=re.I)
+    text = re.sub(r"\byourself\b", "himself", text, flags=re.I)
+    text = re.sub(r"\byou\b", "the patient", text, flags=re.I)
+    return add_passage(b, text, heading=heading, source=source)
+
+
+def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
+    """One section's sentences as facts; the first statement of a chief complaint section is
+    the reason for the visit (said whole), later ones history of the present illness."""
+    section, salience = section_of(heading)
+    caregiver = bool(b.caregiver)
+    n = 0
+    for sentence in sentences(value):
+        n += 1
+        if section == "chief_complaint":
+            has_cc = any(f["category"] == "chief_complaint" for f in b.facts)
+            if not is_meta(sentence):
+                b.add(
+                    category="hpi" if has_cc else "chief_complaint",
+                    concept="",
+                    text=speak(sentence, caregiver=caregiver, sex=b.sex),
+                    present=True,
+                    salience="must_ask",
+                    how_revealed="ask",
+                    source=source,
+                    _link=sentence,
+                    _kind="history",
+                )
+            continue
+        for st in statements(sentence):
+            if not st.text:  # 'Unremarkable' under a heading: the section as a whole is denied
+                b.add(
+                    category=section,
+                    concept=f"{section}.none",
+                    text=_NOTHING_SAID.get(section, "Nothing else."),
+                    present=False,
+                    salience=salience,
+                    how_revealed="ask",
+                    source=source,
+                    _link=None,
+                    _kind="history",
+                )
+                continue
+            drug = (
+                None if st.negated else b.linker.drug(st.text) if section == "medication" else None
+            )
+            category = category_of(st.text, section, drug=bool(drug))
+            said = speak(
+                st.text, negated=st.negated, verbal=st.verbal, caregiver=caregiver, sex=b.sex
+            )
+            if section == "medication" and not st.negated and not said.startswith(("I ", "He ")):
+                said = speak(f"takes {st.text}", caregiver=caregiver, sex=b.sex)
+            concept = ""
+            value = None
+            if (
+                st.negated
+                and category in ("allergy", "medication", "pmh")
+                and not any(f["concept"] == f"{category}.none" for f in b.facts)
+            ):
+                concept = f"{category}.none"  # "NKDA", "takes no medicines": the list is empty
+            elif category == "allergy":
+                value = b.linker.allergy_group(st.text)
+                concept = f"allergy.{value or slug(st.text)[:40]}"
+                if not said.lower().startswith(("i'm allergic", "he's allergic", "she's allergic")):
+                    who = "I'm" if not caregiver else ("She's" if b.sex == "female" else "He's")
+                    said = f"{who} allergic to {st.text[:1].lower() + st.text[1:]}."
+            elif category == "medication" and drug:
+                concept = drug
+            elif category == "pmh" and not st.negated:
+                cid = b.linker.comorbidity(st.text)
+                if cid is not None and all(f["concept"] != cid for f in b.facts):
+                    concept = cid
+            fact = {
+                "category": category,
+                "concept": concept,
+                "text": said,
+                "present": not st.negated,
+                "salience": salience if category == section else "should_ask",
+                "how_revealed": "ask",
+                "source": source,
+                "value": value,
+                "_link": None if st.verbal or concept else st.text,
+                "_kind": "history",
+            }
+            b.add(**fact)
+            if category == "medication" and section in ("pmh", "hpi", "ros"):
+                b.add(**{**fact, "category": section, "concept": "", "_link": None})
+    return n

@@ -1,0 +1,335 @@
+"""Which statement of a written record a question asks about, or none.
+
+A clinician-written record (an imported case) holds the patient's history as its own sentences,
+not as KB findings, so the patient answers from them: each part of the question (two questions
+in one, or a list such as "any palpitations or shortness of breath?") is embedded and compared
+with every history statement; the best statement above `FACT_THRESHOLD` answers it, with the
+record's polarity (a "No palpitations" statement denies). A question the record does not answer
+gets "I don't know", never a guess. Before anything is said the answer is checked against the
+record: when a statement of the opposite polarity matches almost as well (`CONFLICT_MARGIN`),
+saying either could contradict the record, so the patient says it does not know and the blocked
+contradiction is counted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from clinicgym.patients.case import Fact
+from clinicgym.patients.encoder import SentenceEncoder
+from clinicgym.patients.errors import KBError
+
+LAY_WORDS_FILE = Path(__file__).parent / "lexicon" / "lay_words.yaml"
+"""Not part of the KB (its version, and so frozen suites, do not depend on how the patient
+reads questions)."""
+
+FACT_THRESHOLD = 0.5
+"""MiniLM cosine at or above which a statement answers a question part."""
+CONFLICT_MARGIN = 0.04
+"""A statement of the other polarity within this of the best makes the answer unsafe."""
+KB_EXPAND = 0.65
+"""A question part that matches a KB finding this well is also compared via its phrasings."""
+LEXICAL_BONUS = 0.08
+"""Added when a question part and a statement share a content word (stemmed)."""
+
+_PART_SPLIT = re.compile(
+    r"\?\s*|;\s*|,?\s+(?:and|or|also)\s+(?=(?:do|does|did|have|has|are|is|was|were|any|how|what|"
+    r"when|where)\b)",
+    re.IGNORECASE,
+)
+_LIST_SPLIT = re.compile(r"\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+", re.IGNORECASE)
+_DIAGNOSIS_Q = re.compile(
+    r"\b(?:could it be|might it be|could this be|can it be|would it be|"
+    r"(?:is|was) (?:it|this) (?:a |an )?(?:\w+ )?(?:disease|syndrome|infection|cancer|tumou?r|"
+    r"disorder|deficiency|fever|virus)\b|"
+    r"do you think (?:it'?s|it is|it could be|you have|you've got)|isn'?t it\b|"
+    r"(?:already )?know (?:the|your) diagnosis|what(?:'s| is) (?:wrong|the diagnosis|your "
+    r"diagnosis)|you have (?:got )?(?:a |an )?\w+,? (?:right|yes|correct)\b)",
+    re.IGNORECASE,
+)
+_ONSET = re.compile(
+    r"\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|several|few|couple)[- ]"
+    r"(?:hours?|days?|weeks?|months?|years?)\b|\bsince\b|\bago\b|\byesterday\b|\blast night\b|"
+    r"\bthis morning\b|\bstarted\b|\bbegan\b|\bonset\b|\bfor the past\b|\bover the (?:past|last)\b",
+    re.IGNORECASE,
+)
+_STOP = set(
+    [
+        "the",
+        "a",
+        "an",
+        "any",
+        "you",
+        "your",
+        "yours",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "are",
+        "is",
+        "was",
+        "were",
+        "been",
+        "be",
+        "being",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "with",
+        "and",
+        "or",
+        "any",
+        "anything",
+        "ever",
+        "recently",
+        "now",
+        "currently",
+        "there",
+        "that",
+        "this",
+        "it",
+        "its",
+        "how",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "may",
+        "might",
+        "been",
+        "get",
+        "got",
+        "feel",
+        "feeling",
+        "felt",
+        "notice",
+        "noticed",
+        "experienced",
+        "experiencing",
+        "having",
+        "some",
+        "much",
+        "many",
+        "my",
+        "me",
+        "i",
+        "lately",
+        "been",
+        "past",
+        "last",
+    ]
+)
+
+
+class LayWords(BaseModel):
+    """The lay-word file: word -> the record's words for it, with sources."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int
+    sources: list[str]
+    words: dict[str, str]
+
+
+@cache
+def lay_words() -> dict[str, str]:
+    """The lay-word table, validated; a KBError names the file and field of a problem."""
+    try:
+        raw = yaml.safe_load(LAY_WORDS_FILE.read_text(encoding="utf-8"))
+        table = LayWords.model_validate(raw)
+    except (OSError, yaml.YAMLError) as e:
+        raise KBError(f"{LAY_WORDS_FILE}: cannot read ({e})") from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise KBError(f"{LAY_WORDS_FILE}: field '{where}': {first['msg']}") from None
+    return {k.lower(): v for k, v in table.words.items()}
+
+
+def plain(question: str) -> str:
+    """The question with each lay word followed by the record's words for it."""
+    table = lay_words()
+
+    def sub(m: re.Match[str]) -> str:
+        w = m.group(0)
+        extra = table.get(w.lower())
+        return f"{w} ({extra})" if extra else w
+
+    return _lay_pattern().sub(sub, question)
+
+
+@cache
+def _lay_pattern() -> re.Pattern[str]:
+    """Lay phrases first (longest first), then any word."""
+    phrases = sorted((k for k in lay_words() if " " in k), key=len, reverse=True)
+    alts = [r"(?<!\w)" + re.escape(p) + r"(?!\w)" for p in phrases]
+    return re.compile("|".join([*alts, r"[A-Za-z0-9']+"]), re.IGNORECASE)
+
+
+def content_stems(text: str) -> set[str]:
+    """Lower-case content words cut to five letters ('vomiting' and 'vomited' share 'vomit')."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return {w[:5] for w in words if w not in _STOP and len(w) > 2}
+
+
+def is_diagnosis_question(question: str) -> bool:
+    """'Is it X?', 'do you think you have X', 'as your doctor I know the diagnosis...'."""
+    return bool(_DIAGNOSIS_Q.search(question))
+
+
+def is_onset_fact(fact: Fact) -> bool:
+    """A history statement that says when or for how long ('a 2-day history of fever')."""
+    return fact.category in ("chief_complaint", "hpi") and bool(_ONSET.search(fact.text))
+
+
+def question_parts(question: str) -> list[str]:
+    """The parts a question asks about: separate questions, then the items of a list."""
+    q = " ".join(question.split())[:500]
+    parts = [p.strip(" ,.") for p in _PART_SPLIT.split(q) if p and len(p.strip(" ,.")) > 1]
+    out: list[str] = []
+    for p in parts or [q]:
+        items = [i.strip() for i in _LIST_SPLIT.split(p) if i and content_stems(i)]
+        out.extend(items if len(items) > 1 else [p])
+    return out or [q]
+
+
+_STATE_NEGATING = re.compile(
+    r"\b(?:uneventful|uncomplicated|unremarkable|unintentional(?:ly)?|unprotected|"
+    r"inconsistent(?:ly)?|normal(?:ly)?|resolved|healed|former(?:ly)?|quit|stopped|ceased|"
+    r"non-?\w+|spar(?:ed|ing)|free of|healthy|negative)\b",
+    re.IGNORECASE,
+)
+"""Words by which a statement answers "no" to a question about the problem it names: "an
+uneventful pregnancy" to "any complications?", "a resolved rash" to "is it still there?",
+"unprotected sex" to "do you use condoms?". A question using the same word asks about that
+state itself ("have you had unprotected sex?"), and gets a yes."""
+_OTHERS = re.compile(
+    r"\b(?:anyone|anybody|someone|somebody|family|familial|mother|father|mum|mom|dad|brother|"
+    r"sister|siblings?|parents?|relatives?|friends?|partner|contacts?|classmates?|household|wife|"
+    r"husband|others?|ward|school|daycare|grandmother|grandfather|aunt|uncle|cousin|son|daughter)"
+    r"\b",
+    re.IGNORECASE,
+)
+"""A question about someone else ("anyone at school with a rash?") is answered only by a
+statement that is about someone else too, never by the patient's own symptom."""
+
+
+def polarity(fact: Fact, question: str) -> str:
+    """'affirmed' or 'denied': how the statement answers the question."""
+    if not fact.present:
+        return "denied"
+    said = {w.lower() for w in _STATE_NEGATING.findall(fact.text)}
+    asked = {w.lower() for w in _STATE_NEGATING.findall(question)}
+    if said - asked:
+        return "denied"
+    return "affirmed"
+
+
+@dataclass(frozen=True)
+class Recall:
+    """The statement that answers one part of a question (None: the record does not say)."""
+
+    part: str
+    fact: Fact | None
+    score: float
+    blocked: Fact | None = None
+    """A statement of the other polarity that matched almost as well: not said, counted."""
+    status: str = "unknown"
+    """How the statement answers the part: 'affirmed', 'denied' (or 'unknown' without one)."""
+
+
+class RecordIndex:
+    """A record's history statements, embedded once, looked up by question parts.
+
+    With a `QuestionMatcher`, a part that clearly names a KB finding ("is your heart racing?" ->
+    palpitations) is also compared through that finding's own phrasings, so lay words reach the
+    record's clinical ones ("Denies palpitations") without a word list for every symptom.
+    """
+
+    def __init__(self, facts: list[Fact], encoder: SentenceEncoder, matcher: Any = None) -> None:
+        self.facts = facts
+        self.encoder = encoder
+        self.matcher = matcher
+        self._matrix: np.ndarray | None = None
+        self._stems = [content_stems(f.text) for f in facts]
+
+    def _via_kb(self, emb: np.ndarray) -> np.ndarray:
+        """Per text, the best similarity of each statement to the phrasings of the KB finding
+        the text clearly asks about (0 where it names none)."""
+        m = self.matcher
+        assert self._matrix is not None
+        out = np.zeros((emb.shape[0], len(self.facts)))
+        rows = emb @ m._matrix.T
+        per_target = np.maximum.reduceat(rows, m._starts, axis=1)
+        ends = [*m._starts[1:], m._matrix.shape[0]]
+        for i, row in enumerate(per_target):
+            t = int(row.argmax())
+            if row[t] < KB_EXPAND or m.kinds[t] != "finding":
+                continue
+            phr = m._matrix[m._starts[t] : ends[t]]
+            out[i] = (phr @ self._matrix.T).max(axis=0) * float(row[t])
+        return out
+
+    def recall(self, question: str) -> list[Recall]:
+        """One Recall per part of the question (distinct statements only)."""
+        if not self.facts:
+            return []
+        if self._matrix is None:
+            self._matrix = self.encoder.encode([f.text for f in self.facts])
+        parts = question_parts(question)
+        texts = [plain(t) for t in ([question, *parts] if len(parts) > 1 else [question])]
+        emb = self.encoder.encode(texts)
+        sims = emb @ self._matrix.T
+        if self.matcher is not None:
+            sims = np.maximum(sims, self._via_kb(emb))
+        rows = sims[1:] if len(parts) > 1 else sims
+        out: list[Recall] = []
+        for part, row in zip(parts, rows, strict=True):
+            stems = content_stems(plain(part))
+            bonus = np.array([LEXICAL_BONUS if stems & s else 0.0 for s in self._stems])
+            score = row + bonus
+            if _OTHERS.search(part):
+                score = score * np.array([bool(_OTHERS.search(f.text)) for f in self.facts])
+            j = int(score.argmax())
+            best = float(score[j])
+            if best < FACT_THRESHOLD:
+                out.append(Recall(part, None, best))
+                continue
+            fact = self.facts[j]
+            status = polarity(fact, plain(part))
+            rival = max(
+                (
+                    (float(score[k]), f)
+                    for k, f in enumerate(self.facts)
+                    if k != j and polarity(f, plain(part)) != status
+                ),
+                default=(-1.0, None),
+                key=lambda t: t[0],
+            )
+            if rival[1] is not None and rival[0] >= best - CONFLICT_MARGIN:
+                out.append(Recall(part, None, best, blocked=rival[1]))
+                continue
+            if any(r.fact is not None and r.fact.id == fact.id for r in out):
+                continue
+            out.append(Recall(part, fact, best, status=status))
+        return out or [Recall(question, None, 0.0)]
