@@ -24,6 +24,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from clinicgym.patients.importers.freetext import (
     lineage,
     linker_for,
 )
+from clinicgym.patients.importers.problems import ImportProblem, ImportReport
 from clinicgym.patients.kb import KnowledgeBase
 
 FORMAT = "ddxplus"
@@ -114,7 +116,8 @@ def _check_metadata(
                     problems.append(f"{where}, field '{key}': unknown evidence '{code}'")
 
 
-def _patient_rows(path: Path, limit: int | None) -> list[dict[str, str]]:
+def _patient_rows(path: Path) -> Iterator[dict[str, str]]:
+    """The patient rows of a CSV or zipped CSV, read as they are needed."""
     try:
         if path.suffix.lower() == ".zip":
             with zipfile.ZipFile(path) as zf:
@@ -136,17 +139,28 @@ def _patient_rows(path: Path, limit: int | None) -> list[dict[str, str]]:
             f"{', '.join(PATIENT_COLUMNS)} and DIFFERENTIAL_DIAGNOSIS; found "
             f"{', '.join(reader.fieldnames or [])}"
         )
-    rows = []
-    for row in reader:
-        if limit is not None and len(rows) >= limit:
-            break
-        rows.append(row)
-    return rows
+    return iter(reader)
 
 
-def read_ddxplus(path: Path | str, kb: KnowledgeBase, *, limit: int | None = None) -> list[Case]:
-    """Read DDXPlus patients (the first `limit` rows, or all) into Cases; every problem in the
-    release is listed in one ImporterError naming file, row and field."""
+def read_ddxplus(
+    path: Path | str, kb: KnowledgeBase, *, limit: int | None = None, strict: bool = False
+) -> list[Case]:
+    """Read DDXPlus patients (the first `limit` that import, or all) into Cases. A problem with
+    the release's evidence or condition files fails it; a patient row that cannot be imported
+    is skipped and reported as a CaseImportWarning naming the row and field (`strict=True`:
+    every problem raised at once)."""
+    report = import_ddxplus(path, kb, limit=limit)
+    if strict and report.problems:
+        raise _error(report.path, [str(p) for p in report.problems])
+    report.check(False)
+    report.warn()
+    return report.cases
+
+
+def import_ddxplus(
+    path: Path | str, kb: KnowledgeBase, *, limit: int | None = None
+) -> ImportReport:
+    """Every patient row of a DDXPlus release that can be imported, and every row's problem."""
     root, patients = locate(path)
     problems: list[str] = []
     evidences = _load_json(root / EVIDENCES_FILE, problems)
@@ -155,20 +169,22 @@ def read_ddxplus(path: Path | str, kb: KnowledgeBase, *, limit: int | None = Non
         _check_metadata(evidences, conditions, root, problems)
     if problems:
         raise _error(root, problems)
-    rows = _patient_rows(patients, limit)
+    rows = _patient_rows(patients)
     linker = linker_for(kb)
-    cases: list[Case] = []
+    report = ImportReport(patients, "ddxplus")
     for i, row in enumerate(rows):
+        if limit is not None and len(report.cases) >= limit:
+            break
+        report.lines += 1
         where = f"{patients.name} row {i + 2}"  # the header is row 1
         try:
-            cases.append(case_from_row(row, evidences, conditions, kb, linker, where, i))
+            report.cases.append(case_from_row(row, evidences, conditions, kb, linker, where, i))
         except ImporterError as e:
-            problems.append(str(e))
-    if problems:
-        raise _error(patients, problems)
-    if not cases:
+            message = str(e).removeprefix(f"{where}: ")
+            report.problems.append(ImportProblem(patients.name, i + 2, "", message, unit="row"))
+    if not report.lines:
         raise ImporterError(f"{patients}: no patient rows")
-    return cases
+    return report
 
 
 def _error(where: Path, problems: list[str]) -> ImporterError:

@@ -106,8 +106,7 @@ def import_cases(
 
         return import_nejm(path, kb, limit=limit, images=images)
     if fmt == "ddxplus":
-        from clinicgym.patients.importers.ddxplus import read_ddxplus
+        from clinicgym.patients.importers.ddxplus import import_ddxplus
 
-        cases = read_ddxplus(path, kb, limit=limit)
-        return ImportReport(Path(path), fmt, cases=cases, lines=len(cases))
+        return import_ddxplus(path, kb, limit=limit)
     raise ImporterError(f"unknown case format {fmt!r}; use one of {', '.join(CASE_FORMATS)}")

@@ -36,11 +36,13 @@ class ImportProblem:
     field: str
     message: str
     skipped: bool = True
+    unit: str = "line"
+    """What `line` counts: a JSONL 'line' or a CSV 'row' (the header is row 1)."""
 
     def __str__(self) -> str:
-        where = self.file + (f" line {self.line}" if self.line is not None else "")
+        where = self.file + (f" {self.unit} {self.line}" if self.line is not None else "")
         what = f"field '{self.field}': " if self.field else ""
-        tail = " (line skipped)" if self.skipped else " (imported)"
+        tail = f" ({self.unit} skipped)" if self.skipped else " (imported)"
         return f"{where}: {what}{self.message}{tail}"
 
 

@@ -15,6 +15,7 @@ import pytest
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.ddxplus import answer, read_ddxplus, statement
 from clinicgym.patients.importers.external import detect_format, read_cases
+from clinicgym.patients.importers.problems import CaseImportWarning
 from clinicgym.patients.kb import default_kb
 
 DATA = Path(__file__).parent / "data"
@@ -110,7 +111,7 @@ def test_a_zipped_patients_file_and_a_row_limit(kb, tmp_path):
     assert [c.diagnosis.name for c in got] == ["Community-acquired pneumonia", "Pulmonary embolism"]
 
 
-def test_every_bad_row_is_listed_with_its_row_and_field(kb, tmp_path):
+def test_a_bad_row_is_skipped_and_reported_with_its_row_and_field(kb, tmp_path):
     for name in ("release_evidences.json", "release_conditions.json"):
         shutil.copy(RELEASE / name, tmp_path / name)
     with open(RELEASE / "release_test_patients.csv", encoding="utf-8") as fh:
@@ -122,8 +123,10 @@ def test_every_bad_row_is_listed_with_its_row_and_field(kb, tmp_path):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    with pytest.warns(CaseImportWarning, match="row 2: field 'SEX'"):
+        assert len(read_ddxplus(tmp_path, kb)) == len(rows) - 3  # the other rows import
     with pytest.raises(ImporterError) as e:
-        read_ddxplus(tmp_path, kb)
+        read_ddxplus(tmp_path, kb, strict=True)
     msg = str(e.value)
     assert "3 problems" in msg
     assert "row 2: field 'SEX': 'X' is not M or F" in msg
