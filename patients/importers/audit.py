@@ -35,8 +35,10 @@ META = re.compile(
     r"\bno (?:mention|information|data|details?|record)\b|\bnot (?:provided|specified|mentioned|"
     r"documented|available|given|stated|known|recorded|described|discussed|applicable|"
     r"indicated|noted by)\b|\binformation (?:not|unavailable)\b|^\s*(?:n/?a|na|unknown|none "
-    r"provided)\s*\.?$|\bno (?:additional|further|other) (?:information|details?|history|"
-    r"symptoms?)\b|\bunknown (?:substance|drug|alcohol|smoking|tobacco|family|social|medical)\b|"
+    r"provided)\s*\.?$|\bno (?:additional|further|other) (?:information|details?|history)\b|"
+    r"\bno (?:additional|further|other) symptoms? (?:(?:were|was|are|is) )?(?:provided|given|"
+    r"available|specified|mentioned|documented|listed)\b|"
+    r"\bunknown (?:substance|drug|alcohol|smoking|tobacco|family|social|medical)\b|"
     r"\bnot applicable\b|\bnot relevant\b",
     re.IGNORECASE,
 )

@@ -419,3 +419,52 @@ def test_the_import_audit_accounts_for_the_sentences_and_test_names(kb, tmp_path
     assert totals["cases"] == 3 and totals["lost_test_names"] == 0
     assert totals["placed_share"] >= 0.95 and totals["tests"] >= 20
     assert totals["facts_by_category"]["lab"] >= 15
+
+
+def test_the_audit_tells_a_denial_from_text_about_the_record():
+    from clinicgym.patients.importers.audit import _is_meta_fact
+
+    assert _is_meta_fact("No mention of smoking.")
+    assert _is_meta_fact("No additional symptoms provided.")
+    assert _is_meta_fact("Blood Pressure Not applicable for age")
+    assert not _is_meta_fact("No other symptoms reported by the caregiver.")  # a denial
+    assert not _is_meta_fact(
+        "Basic Audiometry: Bilateral decreased hearing, details not specified."
+    )
+
+
+def test_clinicgym_cases_audit_prints_a_total_and_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from clinicgym.runs.cli import app
+
+    f = tmp_path / "nejm.jsonl"
+    f.write_text(json.dumps(_NEJM) + "\n")
+    result = CliRunner().invoke(app, ["cases", "audit", str(f)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 cases imported" in result.output and "0 lost test names" in result.output
+    as_json = CliRunner().invoke(app, ["cases", "audit", str(f), "--json"])
+    totals = json.loads(as_json.stdout)["totals"]
+    assert totals["cases"] == 1 and totals["tests"] == 2 and totals["sentences"] >= 8
+
+
+def test_run_cases_from_plays_every_case_and_strict_stops_on_a_broken_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from clinicgym.runs.cli import app
+
+    f = tmp_path / "nejm.jsonl"
+    other = {**_NEJM, "question": _NEJM["question"].replace("61-year-old", "47-year-old")}
+    f.write_text(json.dumps(_NEJM) + "\n{broken\n" + json.dumps(other) + "\n")
+    out = tmp_path / "run"
+    args = ["run", "--cases-from", str(f), "--agent", "oracle", "--out", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 of 3 cases imported, 1 line skipped" in result.output
+    assert "line 2: not valid JSON" in result.output and "text-only" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["spec"]["cases"] == 2  # every case, not the default 30 (or 3 lines)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["agents"]["oracle"]["metrics"]["diagnostic_accuracy"]["mean"] == 1.0
+    strict = CliRunner().invoke(app, [*args[:-3], "--out", str(tmp_path / "r2"), "--strict"])
+    assert strict.exit_code == 2 and "--strict and 1 of 3 lines" in strict.output
