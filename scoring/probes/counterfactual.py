@@ -119,7 +119,10 @@ class Counterfactual(BaseModel):
 
 
 def sex_irrelevant(case: Case, kb: KnowledgeBase) -> bool:
-    """True if flipping the patient's sex should not change a sound decision (see above)."""
+    """True if flipping the patient's sex should not change a sound decision (see above); never
+    for a record that does not give the sex ('unspecified': there is nothing to flip)."""
+    if case.sex not in ("female", "male"):
+        return False
     cond = kb.conditions.get(case.diagnosis.condition_id or "")
     if cond is None or cond.sex != "any" or case.age < CHILD_AGE:
         return False

@@ -90,8 +90,9 @@ def test_a_broken_line_never_stops_the_file(kb, tmp_path):
         (3, "Correct_Diagnosis", True),
     ]
     assert "mixed.jsonl line 3: field 'Correct_Diagnosis'" in str(report.problems[1])
-    with pytest.warns(CaseImportWarning, match="line 2: not valid JSON"):
+    with pytest.warns(CaseImportWarning) as caught:
         assert len(read_cases(f, kb)) == 2
+    assert ["line 2: not valid JSON" in str(w.message) for w in caught] == [True, False]
     with pytest.raises(ImporterError, match=r"--strict and 2 of 4 lines") as e:
         read_cases(f, kb, strict=True)
     assert "line 2" in str(e.value) and "line 3" in str(e.value)
@@ -146,6 +147,9 @@ def test_a_record_that_never_says_the_sex_plays_as_unspecified(kb):
     obs, _ = env.reset(seed=0, options={"case": case})
     assert obs["sex"] == 2 and env.observation_space.contains(obs)
     assert "Patient: infant, 3 days old" in obs["text"]
+    from clinicgym.scoring.probes.counterfactual import sex_irrelevant
+
+    assert not sex_irrelevant(case, kb)  # nothing to flip
     same = case.model_copy(update={"age_detail": None})
     assert '"age_detail"' not in same.model_dump_json(exclude={"age_detail"})
     assert same.content_hash() != case.content_hash()  # set: part of the hash; unset: left out
