@@ -177,7 +177,8 @@ def _from_mapping(obj: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(obj.get(key), str):
                 obj["tool"] = obj.pop(key)
                 break
-    tool = str(obj.get("tool", "")).strip().lower()
+    tool = obj.get("tool", "")
+    tool = tool.strip().lower() if isinstance(tool, str) else ""  # not a name: no known tool
     tool = _TOOL_ALIASES.get(tool, tool)
     obj["tool"] = tool
     if tool in _ARG_ALIASES:
@@ -220,7 +221,7 @@ def parse_action(raw: Any) -> Action | ActionError:
             return ActionAdapter.validate_python(_from_mapping(raw))
         if not isinstance(raw, str):
             return ActionError(
-                message=f"unsupported action type {type(raw).__name__}", raw=repr(raw)[:300]
+                message=f"unsupported action type {type(raw).__name__}", raw=_safe_repr(raw)
             )
         text = raw.strip()
         if not text:
@@ -289,9 +290,10 @@ def parse_action(raw: Any) -> Action | ActionError:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "action"
         tool = raw.get("tool") if isinstance(raw, Mapping) else None
+        tool = tool if isinstance(tool, str) else None
         hint = f"; known tools: {', '.join(TOOL_NAMES)}"
         return ActionError(
-            message=f"invalid {tool or 'action'}: {where}: {err['msg']}{hint}", raw=str(raw)[:300]
+            message=f"invalid {tool or 'action'}: {where}: {err['msg']}{hint}", raw=_safe_repr(raw)
         )
     except (ValueError, TypeError, json.JSONDecodeError, OverflowError, RecursionError) as e:
         # malformed model output is the model's failure: an error observation, never a crash

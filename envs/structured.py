@@ -306,6 +306,39 @@ def compile_case(case: Case, cat: Catalogue) -> CompiledCase:
 # ---- the environment ------------------------------------------------------------------------
 
 
+def action_id(action: Any, n: int) -> int | str:
+    """The action id `action` names (an integer in 0..n-1: see the env's Action Space), or why
+    it names none, as one line for the error observation; never raises."""
+    if isinstance(action, bool | np.bool_):
+        return f"action {action!r} is a bool, not an action id (an integer 0..{n - 1})"
+    if isinstance(action, np.ndarray):
+        if action.shape != () or action.dtype.kind not in "iu":
+            return (
+                f"action is an array of shape {action.shape} and dtype {action.dtype}, not an "
+                f"action id (an integer 0..{n - 1}, or a 0-d integer array)"
+            )
+        action = action[()]
+    if isinstance(action, int) or (isinstance(action, np.integer) and action.dtype.kind in "iu"):
+        a = int(action)
+        if 0 <= a < n:
+            return a
+        shown = str(a) if a.bit_length() <= 64 else f"an integer of {a.bit_length()} bits"
+        return f"action {shown} is outside 0..{n - 1}"
+    return (
+        f"action {_shown(action)} ({type(action).__name__}) is not an action id: an action is "
+        f"an integer 0..{n - 1}"
+    )
+
+
+def _shown(value: Any) -> str:
+    """At most 60 characters of a value's repr, even when its repr fails."""
+    try:
+        text = repr(value)
+    except Exception:  # a hostile or huge value must not crash the env
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
     """
     ## Description
@@ -318,6 +351,12 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
     system j (vital signs first), order test k (the last is genetic testing), refer to an
     escalation target, diagnose condition c (ends the episode). `action_masks()` marks actions
     that can still tell something new (for maskable policies); masked actions stay legal.
+    An action is an integer in 0..n-1: a Python `int`, a NumPy integer scalar (`np.int64(3)`)
+    or a 0-d NumPy integer array (`np.array(3)`, what Stable-Baselines3's `predict` returns for
+    one observation), as `Discrete.contains` has it, except bools. Anything else (floats, even
+    3.0, NaN and infinities; strings, bytes, bools, None; other arrays; out-of-range or huge
+    integers) never raises: the step is an error observation (`info["error"]` says why, the
+    observation is unchanged) and uses a turn, like an unusable action in the text env.
 
     ## Observation Space
     `Box(-1, 1, (n,), float32)`, in blocks (see `feature_names()`): per askable finding +1
@@ -462,17 +501,16 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
         self._turn += 1
         turn = self._turn
         info: dict[str, Any] = {"case_id": c.case.id, "turn": turn}
-        try:
-            a = int(action)
-        except (TypeError, ValueError):
-            a = -1
+        a = action_id(action, cat.n_actions)
         answers: list[tuple[str, str]] = []
         result: dict[str, Any]
         guess: str | None = None
-        if not 0 <= a < cat.n_actions:
-            info["error"] = f"action {action!r} is outside 0..{cat.n_actions - 1}"
-            result = {"error": info["error"]}
+        if isinstance(a, str):
+            info["error"] = a
+            result = {"error": a}
             info["action"] = None
+            if self.record:
+                self._add(Event(turn=turn, actor="clinician", text="", error=a, t=time.time()))
         else:
             self._actions.append(a)
             info["action"] = cat.names[a]

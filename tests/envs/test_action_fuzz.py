@@ -1,22 +1,18 @@
 """Property-based fuzzing of the action parser and the text env: a model's output, however
 malformed, is an error observation and a used turn, never an exception (issue 19's first step).
 
-The CI profile runs a few hundred examples per property; `HYPOTHESIS_PROFILE=deep` runs more."""
+The CI profile runs 200 examples per property; `HYPOTHESIS_PROFILE=deep` runs 100,000 (the
+profiles are in tests/envs/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clinicgym.envs.action import MAX_JSON_DEPTH, ActionError, parse_action
 from clinicgym.envs.consultation import ConsultationEnv
-
-settings.register_profile("ci", max_examples=300, deadline=None)
-settings.register_profile("deep", max_examples=20_000, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 JSON = st.recursive(
     st.none()
