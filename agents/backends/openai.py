@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -245,7 +246,9 @@ def _parse_reply(data: dict[str, Any], model: str) -> ChatReply:
             parsed = {"_raw": str(args)[:2000]}
         calls.append(
             ToolCall(
-                id=str(tc.get("id") or f"call_{i}"), name=str(fn.get("name", "")), arguments=parsed
+                id=_utf8(str(tc.get("id") or f"call_{i}")),
+                name=_utf8(str(fn.get("name", ""))),
+                arguments=_utf8(parsed),
             )
         )
     usage = data.get("usage") or {}
@@ -260,18 +263,34 @@ def _parse_reply(data: dict[str, Any], model: str) -> ChatReply:
         prompt_tokens=_tokens(usage, "prompt_tokens"),
         completion_tokens=_tokens(usage, "completion_tokens"),
         cached_tokens=_tokens(details, "cached_tokens"),
-        finish_reason=_str_or_none(choice.get("finish_reason")),
-        model=str(data.get("model") or model),
+        finish_reason=_utf8(_str_or_none(choice.get("finish_reason"))),
+        model=_utf8(str(data.get("model") or model)),
     )
 
 
 def _content(content: Any) -> str:
     """The message text: a string, null, or a list of {'type': 'text', 'text': ...} parts."""
     if content is None or isinstance(content, str):
-        return content or ""
+        return _utf8(content or "")
     if isinstance(content, list) and all(isinstance(p, dict) for p in content):
-        return "".join(str(p.get("text") or "") for p in content if p.get("type") == "text")
+        return _utf8("".join(str(p.get("text") or "") for p in content if p.get("type") == "text"))
     raise _malformed("message.content", content)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (JSON may escape half a pair,
+    '\\ud83d', and json.loads keeps it) replaced by U+FFFD: otherwise the episode holding the
+    model's reply could not be written as UTF-8, and the run store would fail on it."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_utf8(k): _utf8(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8(v) for v in value]
+    return value
 
 
 def _tokens(usage: dict[str, Any], key: str) -> int:

@@ -206,3 +206,27 @@ def test_content_parts_and_odd_tool_arguments_are_read_not_retried():
     assert reply.text == "Any cough?" and reply.retries == 0 and reply.prompt_tokens == 3
     # arguments that are not a JSON object are the model's output: kept for the env to reject
     assert reply.tool_calls[0].arguments == {"_raw": "[[[not json"}
+
+
+def test_half_a_surrogate_pair_in_a_reply_cannot_break_the_run_store():
+    """JSON may escape half of an emoji's surrogate pair; json.loads keeps the lone half, which
+    no UTF-8 file holds. The reply carries U+FFFD instead, so its episode can be stored."""
+    from clinicgym.envs.episode import Event
+
+    body = (
+        b'{"model": "m\\ud83d", "choices": [{"finish_reason": "stop\\udc00", "message": '
+        b'{"content": "Any chest pain? \\ud83d", "tool_calls": [{"id": "c\\ud800", '
+        b'"function": {"name": "ask\\udfff", "arguments": "{\\"question\\": '
+        b'\\"pain \\\\ud83d?\\"}"}}]}}]}'
+    )
+    with FakeOpenAIServer(lambda _body, n: Garbage(body)) as srv:
+        reply = _chat(_backend(srv.url), HELLO)
+    assert reply.text == "Any chest pain? \ufffd" and reply.model == "m\ufffd"
+    call = reply.tool_calls[0]
+    assert (call.id, call.name, call.arguments) == (
+        "c\ufffd",
+        "ask\ufffd",
+        {"question": "pain \ufffd?"},
+    )
+    event = Event(turn=1, actor="clinician", text=reply.text, meta={"reply": reply.model_dump()})
+    assert "Any chest pain? \ufffd" in event.model_dump_json()  # it serialises
