@@ -126,13 +126,15 @@ class OracleAgent:
             elif f.how_revealed == "order" and f.concept not in seen:
                 seen.add(f.concept)
                 plan.append(OrderTest(test=f.concept))
-            elif f.how_revealed == "ask" and f.concept not in seen:
-                seen.add(f.concept)
+            elif f.how_revealed == "ask":
                 finding = self.kb.findings.get(f.concept)
                 question = finding.question if finding and finding.question else None
                 question = question or _CATEGORY_QUESTIONS.get(
                     f.category, f"Tell me about {f.text}"
                 )
+                if f.concept in seen or not case.closed_world:  # a written record: its words
+                    question = f"Tell me about {f.text}"
+                seen.add(f.concept)
                 plan.append(Ask(question=question))
                 if f.id in reluctant:  # a patient holding it back answers when asked again
                     plan.append(Ask(question=question))

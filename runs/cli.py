@@ -46,6 +46,7 @@ SUMMARY_COLUMNS = {
     "top3_accuracy": "top-3",
     "inquiry_coverage": "coverage",
     "turns": "turns",
+    "patient_fault": "sim. faults",
 }
 
 
@@ -55,7 +56,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     repeats = int(summary.get("repeats") or 1)
     pass_k = f"pass^{repeats}" if repeats > 1 else None
     caption = (
-        "top-1/top-3: diagnostic accuracy; coverage: must-ask facts elicited"
+        "top-1/top-3: diagnostic accuracy; coverage: must-ask facts elicited; sim. faults: "
+        "share of failed episodes where the patient lost information"
         + (f"; {pass_k}: chance that all {repeats} tries at a case are right" if pass_k else "")
         + "\n95% CI: Wilson for 0/1 outcomes, BCa bootstrap otherwise (docs/scoring.md)"
     )
@@ -525,6 +527,15 @@ app.add_typer(cohort_app, name="cohort")
 app.command("play")(play)
 app.command("report")(report)
 app.command("probe")(probe)
+
+
+def _bias_cli() -> None:
+    from clinicgym.runs.bias_cli import probe_bias
+
+    app.command("probe-bias")(probe_bias)
+
+
+_bias_cli()
 
 
 def _patients_app() -> typer.Typer:

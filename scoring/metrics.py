@@ -20,6 +20,7 @@ from clinicgym.policies.monitor import CHECK_ERROR_PREFIX
 from clinicgym.policies.scenario import played_case
 from clinicgym.scoring import communication, grounding, inquiry, stewardship
 from clinicgym.scoring.diagnosis import matches, rank_of
+from clinicgym.scoring.patient_fidelity import patient_fault
 from clinicgym.scoring.risk import RISK_COMPONENTS, RiskWeights, default_weights, episode_risk
 from clinicgym.scoring.safety import safety_findings
 
@@ -105,6 +106,13 @@ METRIC_GROUPS: dict[str, dict[str, str]] = {
         "error_turns": "Clinician turns whose output could not be parsed into an action.",
         "tokens": "Prompt plus completion tokens the model used (model agents only).",
         "latency_s": "Seconds spent waiting for the model (model agents only).",
+    },
+    "simulator": {
+        "patient_fault": (
+            "Failed episodes only: 1 if the patient, not the clinician, lost information (said "
+            "it did not know what its record holds, or blocked an answer its record could not "
+            "settle); its mean is the share of failures with a simulator fault."
+        ),
     },
     "risk": {
         "risk_score": (
@@ -234,6 +242,7 @@ def episode_metrics(
         "error_turns": float(sum(1 for e in episode.events if e.actor == "clinician" and e.error)),
         **_usage(episode),
         **episode_risk(episode, case, kb, weights or default_weights(), found),
+        "patient_fault": patient_fault(episode, case, accuracy["diagnostic_accuracy"] or 0.0),
     }
     return {k: out.get(k) for k in METRICS}
 

@@ -121,3 +121,57 @@ def run_fidelity(
     ):
         out[name] = mean_ci([r[name] for r in rows])
     return out
+
+
+FAULT_LOOKUP = 0.7
+"""A plain MiniLM look-up of the clinician's question over the record's history statements at or
+above this cosine means the record answers the question: "I don't know" is then the patient's
+fault, not the clinician's."""
+_ASKED_CATEGORIES = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication")
+
+
+def patient_faults(episode: Episode, case: Case) -> list[dict[str, Any]]:
+    """Turns where the simulator, not the clinician, lost information: the patient said it did
+    not know what a plain sentence look-up finds in its record, blocked an answer its record
+    could not settle, or had a reply replaced for naming the diagnosis. Each: turn, kind and the
+    clinician's question."""
+    from clinicgym.patients.encoder import default_encoder
+
+    facts = [f for f in case.facts if f.category in _ASKED_CATEGORIES and f.text.strip()]
+    asked: dict[int, str] = {}
+    for e in episode.events:
+        if (
+            e.actor == "clinician"
+            and e.action is not None
+            and getattr(e.action, "tool", "") == "ask"
+        ):
+            asked[e.turn] = str(getattr(e.action, "question", ""))
+    faults: list[dict[str, Any]] = []
+    unknown: list[tuple[int, str]] = []
+    for e in episode.events:
+        if e.actor != "patient" or e.turn == 0:
+            continue
+        q = asked.get(e.turn, "")
+        for c in e.result.get("guard", []):
+            if c.get("kind") in ("contradiction", "leak"):
+                faults.append({"turn": e.turn, "kind": f"blocked_{c['kind']}", "question": q})
+        statuses = [a.get("status") for a in e.result.get("answers", [])]
+        if q and facts and statuses and all(s == "unknown" for s in statuses):
+            unknown.append((e.turn, q))
+    if unknown:
+        enc = default_encoder()
+        sims = enc.encode([q for _, q in unknown]) @ enc.encode([f.text for f in facts]).T
+        for (turn, q), row in zip(unknown, sims, strict=True):
+            if float(row.max()) >= FAULT_LOOKUP:
+                faults.append({"turn": turn, "kind": "unanswered", "question": q})
+    return faults
+
+
+def patient_fault(episode: Episode, case: Case, correct: float) -> float | None:
+    """For a failed episode (wrong first diagnosis): 1 if the patient was at fault at least once
+    (`patient_faults`), else 0; None for a correct one. Its mean over a run is the share of
+    failed episodes with a simulator fault (tau2-bench found its user simulator caused up to 30%
+    of failures)."""
+    if correct:
+        return None
+    return float(bool(patient_faults(episode, case)))

@@ -49,6 +49,7 @@ HEADLINE = (
     "missed_escalation",
     "unsafe_prescriptions",
     "ungrounded_claim_rate",
+    "patient_fault",
     "turns",
 )
 """The metrics of the report's first table (all of them are in the per-group tables)."""

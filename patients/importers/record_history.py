@@ -607,6 +607,9 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
                 "_link": None if st.verbal or concept else st.text,
                 "_kind": "history",
             }
+            key = (" ".join(said.lower().split()), fact["present"])
+            if any((" ".join(f["text"].lower().split()), f["present"]) == key for f in b.facts):
+                continue  # said again under another heading: one fact, asked once
             b.add(**fact)
             if category == "medication" and section in ("pmh", "hpi", "ros"):
                 b.add(**{**fact, "category": section, "concept": "", "_link": None})
