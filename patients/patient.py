@@ -26,7 +26,6 @@ from clinicgym.patients.kb import name_pattern
 from clinicgym.patients.matching import QuestionMatcher
 from clinicgym.patients.persona import default_persona_book
 from clinicgym.patients.recall import (
-    FACT_THRESHOLD,
     RecordIndex,
     is_diagnosis_question,
     is_onset_fact,
@@ -217,7 +216,7 @@ class GroundedPatient:
         top = matches[0] if matches else None
         recalls = self._record.recall(question)
         best = max((r.score for r in recalls if r.fact is not None), default=0.0)
-        found = best >= FACT_THRESHOLD
+        found = any(r.fact is not None for r in recalls)
         if top is not None and top.kind == "intent":
             if top.target == "onset" and top.score >= best:
                 return self._onset(question, turn)

@@ -32,7 +32,9 @@ LAY_WORDS_FILE = Path(__file__).parent / "lexicon" / "lay_words.yaml"
 reads questions)."""
 
 FACT_THRESHOLD = 0.5
-"""MiniLM cosine at or above which a statement answers a question part."""
+"""MiniLM cosine at or above which a statement answers a question part..."""
+LEXICAL_THRESHOLD = 0.4
+"""...or this, when the two also share a content word."""
 CONFLICT_MARGIN = 0.04
 """A statement of the other polarity within this of the best makes the answer unsafe."""
 KB_EXPAND = 0.65
@@ -173,9 +175,19 @@ def plain(question: str) -> str:
     def sub(m: re.Match[str]) -> str:
         w = m.group(0)
         extra = table.get(w.lower())
+        if extra is None and _DROPPED_G.match(w):
+            extra = table.get(w.lower() + "g", w.lower() + "g")  # "hurtin" -> "hurting"
         return f"{w} ({extra})" if extra else w
 
     return _lay_pattern().sub(sub, question)
+
+
+_DROPPED_G = re.compile(
+    r"^(?!.*(?:ain|ein|oin|eyin|rgin|xin|lin|tin|min|rin|skin|chin|within|begin|again|cabin|"
+    r"origin|resin|basin|cousin|raisin|robin|muslin|coffin|goblin)$)[a-z]{3,}[^aeiou]in$",
+    re.IGNORECASE,
+)
+"""Spoken '-in' for '-ing' ("stressin", "botherin"), but not 'pain', 'skin', 'insulin'."""
 
 
 @cache
@@ -306,13 +318,14 @@ class RecordIndex:
         out: list[Recall] = []
         for part, row in zip(parts, rows, strict=True):
             stems = content_stems(plain(part))
-            bonus = np.array([LEXICAL_BONUS if stems & s else 0.0 for s in self._stems])
-            score = row + bonus
+            shared = np.array([bool(stems & s) for s in self._stems])
+            score = row + LEXICAL_BONUS * shared
             if _OTHERS.search(part):
                 score = score * np.array([bool(_OTHERS.search(f.text)) for f in self.facts])
+            ok = (row >= FACT_THRESHOLD) | (shared & (row >= LEXICAL_THRESHOLD))
             j = int(score.argmax())
             best = float(score[j])
-            if best < FACT_THRESHOLD:
+            if not ok[j] or best <= 0:
                 out.append(Recall(part, None, best))
                 continue
             fact = self.facts[j]
@@ -321,7 +334,10 @@ class RecordIndex:
                 (
                     (float(score[k]), f)
                     for k, f in enumerate(self.facts)
-                    if k != j and polarity(f, plain(part)) != status
+                    if k != j
+                    and ok[k]
+                    and shared[k] == shared[j]
+                    and polarity(f, plain(part)) != status
                 ),
                 default=(-1.0, None),
                 key=lambda t: t[0],
