@@ -50,7 +50,23 @@ def make_agent_factory(
             f"unknown agent spec '{spec}'; known: {', '.join(known_agents())} "
             "(backends take an argument, e.g. 'openai:MODEL@http://127.0.0.1:8000/v1')"
         )
+    if name not in MODEL_BACKENDS and _has_bias(rest):
+        raise AgentSpecError(
+            f"agent '{spec}': '{name}' is a baseline, not a language model; a bias is a sentence "
+            "in a model's instructions, so only model backends take '#bias=' "
+            f"({', '.join(sorted(MODEL_BACKENDS))}), e.g. 'hf:smollm2#bias=recency'"
+        )
     return builder(rest, kb, dict(options or {}))
+
+
+MODEL_BACKENDS = frozenset({"openai", "hf", "vllm", "langchain"})
+"""Spec prefixes whose agent is the LLM clinician over a chat backend (it takes a bias)."""
+
+
+def _has_bias(rest: str) -> bool:
+    """A baseline's options ('#bias=recency,budget=4') name a bias."""
+    _, _, opts = rest.partition("#")
+    return any(o.split("=")[0].strip() in ("bias", "bias_file") for o in opts.split(","))
 
 
 def _no_argument(name: str, rest: str) -> None:

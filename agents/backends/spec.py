@@ -8,12 +8,14 @@ a server, so '#' cannot clash with a base URL. Settings in the spec win over run
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 from collections.abc import Callable
 from typing import Any
 
 from clinicgym.agents.backends.base import ChatBackend
+from clinicgym.agents.biases import NO_BIAS, BiasedClinician, load_biases
 from clinicgym.agents.errors import AgentSpecError
 from clinicgym.agents.llm_clinician import LLMClinician, PromptTemplate
 
@@ -36,8 +38,11 @@ CLINICIAN_OPTIONS: dict[str, Callable[[str], Any]] = {
     "temperature": float,
     "top_p": float,
     "seed": int,
+    "bias": str,
+    "bias_file": str,
 }
-"""Settings every backend takes: how the clinician talks, and sampling."""
+"""Settings every backend takes: how the clinician talks, sampling, and a bias probe (`bias`:
+an id from `bias_file`, default agents/prompts/clinician_biases.yaml; `none` for no bias)."""
 BACKEND_OPTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
     "openai": {
         "concurrency": int,
@@ -78,6 +83,13 @@ def split_options(kind: str, rest: str, run_options: dict[str, Any]) -> tuple[st
             raise AgentSpecError(f"agent '{kind}:{rest}': setting '{key}': {e}") from None
     if not target.strip():
         raise AgentSpecError(f"agent '{kind}:{rest}': names no model (e.g. '{_EXAMPLES[kind]}')")
+    if "bias" in opts and opts["bias"].strip().lower() != NO_BIAS:  # before a model loads
+        try:
+            load_biases(opts.get("bias_file")).get(opts["bias"])
+        except AgentSpecError as e:
+            raise AgentSpecError(f"agent '{kind}:{rest}': {e}") from None
+    elif "bias_file" in opts and "bias" not in opts:
+        raise AgentSpecError(f"agent '{kind}:{rest}': 'bias_file' needs 'bias' (e.g. bias=recency)")
     return target.strip(), opts
 
 
@@ -102,17 +114,41 @@ class ClinicianFactory:
         self.params = {
             k: opts[k] for k in ("max_tokens", "temperature", "top_p", "seed") if k in opts
         }
+        self.biases = load_biases(opts.get("bias_file")) if "bias" in opts else None
+        self.bias = None
+        if self.biases is not None and opts["bias"].strip().lower() != NO_BIAS:
+            try:
+                self.bias = self.biases.get(opts["bias"])
+            except AgentSpecError as e:
+                raise AgentSpecError(f"agent '{spec}': {e}") from None
 
     def __call__(self) -> LLMClinician:
-        return LLMClinician(
-            self.backend,
-            agent_id=self.spec,
-            template=self.template,
-            use_tools=self.use_tools,
-            params=self.params,
-            history_turns=self.history,
-            one_line=self.one_line,
-        )
+        kw: dict[str, Any] = {
+            "agent_id": self.spec,
+            "template": self.template,
+            "use_tools": self.use_tools,
+            "params": self.params,
+            "history_turns": self.history,
+            "one_line": self.one_line,
+        }
+        if self.bias is not None and self.biases is not None:
+            return BiasedClinician(self.backend, bias=self.bias, library=self.biases, **kw)
+        return LLMClinician(self.backend, **kw)
+
+    def with_bias(self, bias: str, bias_file: str | None = None) -> ClinicianFactory:
+        """The same model and settings with `bias` (or `none`), sharing this factory's backend:
+        a bias probe loads the model once. Close only the original factory."""
+        if self.bias is not None:
+            raise AgentSpecError(
+                f"agent '{self.spec}' already has a bias; a bias probe adds them itself "
+                "(give the spec without '#bias=')"
+            )
+        clone = copy.copy(self)
+        clone.biases = load_biases(bias_file)
+        clone.bias = None if bias.strip().lower() == NO_BIAS else clone.biases.get(bias)
+        if clone.bias is not None:
+            clone.spec = self.spec + ("," if "#" in self.spec else "#") + f"bias={clone.bias.id}"
+        return clone
 
     async def aclose(self) -> None:
         await self.backend.aclose()
