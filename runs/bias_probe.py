@@ -1,0 +1,197 @@
+"""The clinician-side bias probe: one model on the same cases and seeds, without a bias and with
+each bias sentence in its instructions (agents/prompts/clinician_biases.yaml).
+
+Every arm plays every case with the episode seed a run would give it (`episode_seed(seed, i,
+0)`), so arms differ only by the sentence. Per arm: top-1 accuracy with a Wilson interval, its
+difference from the unbiased arm with Newcombe's hybrid score interval (which treats the arms
+as independent samples, so with paired cases it is conservative), the paired changes (cases
+right without the bias and wrong with it, and the reverse), and for a cognitive bias the share
+of episodes whose first diagnosis is the planted look-alike (beside the same share without the
+bias). Infrastructure errors (a backend that failed) are counted apart and left out of n.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from clinicgym.agents.backends.spec import ClinicianFactory
+from clinicgym.agents.biases import NO_BIAS, BiasLibrary, load_biases
+from clinicgym.envs.episode import TerminationReason
+from clinicgym.patients.case import Case, Diagnosis
+from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.runs.runner import episode_seed
+from clinicgym.scoring.diagnosis import matches, rank_of
+from clinicgym.scoring.probes._play import play
+from clinicgym.scoring.stats import newcombe_diff_ci, wilson_ci
+
+BIAS_PROBE_FORMAT_VERSION = 1
+
+
+class BiasEpisode(BaseModel):
+    """One consultation of the probe."""
+
+    case_id: str
+    bias: str
+    seed: int
+    top1: str | None = None
+    correct: bool | None = None
+    lure: str | None = None
+    """The look-alike planted (cognitive biases), or the one that would be (unbiased arm)."""
+    lured: bool | None = None
+    turns: int = 0
+    error: str | None = None
+
+
+class BiasArm(BaseModel):
+    """One bias's figures (or the unbiased arm's, `bias == "none"`)."""
+
+    bias: str
+    kind: str
+    n: int
+    correct: int
+    errors: int
+    accuracy: dict[str, Any] | None = None
+    """{"mean", "ci95"}: top-1 accuracy, Wilson 95% interval."""
+    diff: dict[str, Any] | None = None
+    """{"mean", "ci95"}: accuracy minus the unbiased arm's, Newcombe 95% interval."""
+    lost: int = 0
+    """Cases right without the bias and wrong with it (both arms finished)."""
+    gained: int = 0
+    """Cases wrong without the bias and right with it."""
+    lured: dict[str, Any] | None = None
+    """Cognitive: {"mean", "ci95", "k"}: first diagnosis is the planted look-alike."""
+
+
+class BiasProbe(BaseModel):
+    """The probe's record: settings, per-arm figures and every episode."""
+
+    format_version: int = BIAS_PROBE_FORMAT_VERSION
+    created: str = ""
+    agent: str
+    bias_file: str
+    seed: int
+    max_turns: int
+    cases: list[str]
+    arms: list[BiasArm]
+    episodes: list[BiasEpisode]
+    settings: dict[str, Any] = {}
+
+    def write(self, path: Path) -> None:
+        """Write the record as JSON."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=1) + "\n", "utf-8")
+
+    def arm(self, bias: str) -> BiasArm:
+        """The arm of `bias`."""
+        return next(a for a in self.arms if a.bias == bias)
+
+
+def _proportion(k: int, n: int) -> dict[str, Any] | None:
+    return {"mean": k / n, "ci95": list(wilson_ci(k, n)), "k": k, "n": n} if n else None
+
+
+def _lure_diagnosis(lure: str, case: Case) -> Diagnosis:
+    for d in case.differential:
+        if d.name == lure:
+            return d
+    return Diagnosis(code="-", name=lure)
+
+
+def summarise_arms(
+    episodes: Sequence[BiasEpisode], biases: Sequence[str], library: BiasLibrary
+) -> list[BiasArm]:
+    """Per-arm figures from the probe's episodes; the first arm is the unbiased one."""
+    by: dict[str, dict[str, BiasEpisode]] = {b: {} for b in biases}
+    for e in episodes:
+        by[e.bias][e.case_id] = e
+    ref = {c: e for c, e in by[NO_BIAS].items() if e.error is None}
+    ref_k = sum(bool(e.correct) for e in ref.values())
+    out = []
+    for b in biases:
+        done = [e for e in by[b].values() if e.error is None]
+        k = sum(bool(e.correct) for e in done)
+        n = len(done)
+        kind = NO_BIAS if b == NO_BIAS else library.get(b).kind
+        arm = BiasArm(
+            bias=b,
+            kind=kind,
+            n=n,
+            correct=k,
+            errors=len(by[b]) - n,
+            accuracy=_proportion(k, n),
+        )
+        if b != NO_BIAS and n and ref:
+            arm.diff = {
+                "mean": k / n - ref_k / len(ref),
+                "ci95": list(newcombe_diff_ci(ref_k, len(ref), k, n)),
+            }
+            pairs = [(ref[e.case_id], e) for e in done if e.case_id in ref]
+            arm.lost = sum(bool(r.correct) and not e.correct for r, e in pairs)
+            arm.gained = sum(not r.correct and bool(e.correct) for r, e in pairs)
+        if kind in (NO_BIAS, "cognitive"):
+            arm.lured = _proportion(sum(bool(e.lured) for e in done), n)
+        out.append(arm)
+    return out
+
+
+async def probe_biases(
+    factory: ClinicianFactory,
+    cases: Sequence[Case],
+    kb: KnowledgeBase,
+    *,
+    biases: Sequence[str] | None = None,
+    bias_file: str | Path | None = None,
+    seed: int = 0,
+    max_turns: int = 20,
+    concurrency: int = 16,
+    on_episode: Callable[[BiasEpisode], None] | None = None,
+) -> BiasProbe:
+    """Play every case without a bias and with each of `biases` (default: all in the file),
+    `concurrency` consultations in flight over the factory's one backend."""
+    library = load_biases(bias_file)
+    wanted = [library.get(b).id for b in (biases or library.ids()) if b != NO_BIAS]
+    arms = [NO_BIAS, *dict.fromkeys(wanted)]
+    factories = {b: factory.with_bias(b, str(bias_file) if bias_file else None) for b in arms}
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(i: int, case: Case, bias: str) -> BiasEpisode:
+        s = episode_seed(seed, i, 0)
+        async with gate:
+            played = await play(factories[bias], case, kb, seed=s, max_turns=max_turns)
+        ep = played.episode
+        lure = getattr(played.agent, "lure", None)
+        if bias == NO_BIAS:
+            lure = library.lookalike(case)
+        rec = BiasEpisode(case_id=case.id, bias=bias, seed=s, lure=lure, error=played.error)
+        if ep is not None and ep.termination == TerminationReason.BACKEND_ERROR:
+            rec.error = f"backend error: {(ep.errors or ['?'])[-1]}"
+        elif ep is not None:
+            guesses = [d.name for d in ep.outcome.diagnoses]
+            rec.top1 = guesses[0] if guesses else None
+            rec.correct = rank_of(guesses, case.diagnosis) == 1
+            rec.turns = ep.turns
+            if lure is not None:
+                rec.lured = rec.top1 is not None and matches(rec.top1, _lure_diagnosis(lure, case))
+        if on_episode is not None:
+            on_episode(rec)
+        return rec
+
+    jobs = [one(i, c, b) for i, c in enumerate(cases) for b in arms]
+    episodes = list(await asyncio.gather(*jobs))
+    return BiasProbe(
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        agent=factory.spec,
+        bias_file=library.path,
+        seed=seed,
+        max_turns=max_turns,
+        cases=[c.id for c in cases],
+        arms=summarise_arms(episodes, arms, library),
+        episodes=episodes,
+    )
