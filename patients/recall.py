@@ -160,11 +160,12 @@ def lay_words() -> dict[str, str]:
         raw = yaml.safe_load(LAY_WORDS_FILE.read_text(encoding="utf-8"))
         table = LayWords.model_validate(raw)
     except (OSError, yaml.YAMLError) as e:
-        raise KBError(f"{LAY_WORDS_FILE}: cannot read ({e})") from None
+        raise KBError(LAY_WORDS_FILE, [f"cannot read ({e})"]) from None
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise KBError(f"{LAY_WORDS_FILE}: field '{where}': {first['msg']}") from None
+        raise KBError(
+            LAY_WORDS_FILE,
+            [f"field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()],
+        ) from None
     return {k.lower(): v for k, v in table.words.items()}
 
 

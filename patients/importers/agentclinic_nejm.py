@@ -38,6 +38,7 @@ from clinicgym.patients.importers.freetext import (
     norm,
 )
 from clinicgym.patients.importers.problems import ImportProblem, ImportReport, import_jsonl
+from clinicgym.patients.importers.record_history import add_passage
 from clinicgym.patients.importers.record_tests import TestsOutcome, add_tests
 from clinicgym.patients.importers.results import test_names
 from clinicgym.patients.kb import KnowledgeBase
@@ -92,9 +93,9 @@ def import_nejm(
 
 
 def history_from_text(b: CaseBuilder, text: str, *, source: str) -> int:
-    """Placeholder until importers/record_history.py provides it: the patient actor's brief
-    ('You are a 55-year-old woman who has noticed ...') as history statements on `b`, the
-    brief's instructions to the actor left out; returns the number of sentences."""
+    """The patient actor's brief ('You are a 55-year-old woman who has noticed ...') as history
+    statements on `b` (record_history.add_passage: lists, negations), the brief's instructions
+    to the actor left out; returns the number of sentences."""
     body = re.sub(r"\*\*[^*]+\*\*:?", " ", text)  # markdown headings of the brief
     body = re.sub(
         r"^\s*(?:for (?:your|the) role as (?:a )?patient(?: actor)?|as a patient actor|for the "
@@ -115,8 +116,8 @@ def history_from_text(b: CaseBuilder, text: str, *, source: str) -> int:
         s = re.sub(r"^(?:you\s+(?:are|'re)\s+an?\s+\d+[- ]year[- ]old\s+\w+)\s*(?:who\s+)?", "", s,
                    flags=re.I)  # fmt: skip
         s = _first_person(s)
-        if len(s.split()) >= 2:
-            b.add_statement(s, category="hpi", salience="must_ask", source=source)
+        if len(s.split()) >= 2:  # split into statements, negations kept, said as it is
+            add_passage(b, s, heading="symptoms", source=source)
     return n
 
 

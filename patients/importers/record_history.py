@@ -27,7 +27,8 @@ META = re.compile(
     r"\binformation (?:not|unavailable)\b|^\s*(?:n/?a|unknown|not applicable|none provided)\s*\.?$|"
     r"\bno (?:additional|further|other) (?:information|details?|history) (?:provided|given|"
     r"available)\b|\bno (?:additional|further) (?:information|details)\b|"
-    r"\bunknown (?:substance|drug|alcohol|smoking|tobacco|family|social|medical)",
+    r"\bunknown (?:substance|drug|alcohol|smoking|tobacco|family|social|medical)|"
+    r"^no\b.*\b(?:provided|given|available)\s*\.?$",
     re.IGNORECASE,
 )
 """Text about the record, not the patient: the point is unknown, never denied."""
@@ -51,9 +52,9 @@ _INNER_NEG = re.compile(
     re.IGNORECASE,
 )
 _VERBAL_NEG = re.compile(
-    r"^(?:(?:the\s+)?(?:patient|pt|child|baby|infant|newborn)\s+|he\s+|she\s+|they\s+)?"
+    r"^(?:(?:the\s+)?(?:patient|pt|child|baby|infant|newborn)\s+|he\s+|she\s+|they\s+|i\s+)?"
     r"(?:also\s+)?(?:does not|did not|doesn't|didn't|has not|hasn't|had not|is not|was not|"
-    r"isn't|wasn't|never|cannot|can't)\b",
+    r"isn't|wasn't|never|cannot|can't|do not|don't|have not|haven't|am not|'m not)\b",
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"(?<=[.;!?])\s+|(?<!\d)[.;](?!\d)\s*$|\n+")
@@ -374,7 +375,7 @@ def speak(
     s = " ".join(text.split()).strip(" .,;")
     if not s:
         return s
-    he = "She" if sex == "female" else "He" if sex == "male" else "They"
+    he = "She" if sex == "female" else "He" if sex == "male" else "My child"
     if negated and not verbal:
         s = re.sub(r"^(?:any|a|an)\s+", "", s, flags=re.I)
         return f"No {s[:1].lower() + s[1:]}."
@@ -514,19 +515,6 @@ def add_history(b: Any, actor: dict[str, Any], *, source: str = "agentclinic") -
             where = f"{source}:Patient_Actor.{key}" + (f".{sub}" if sub else "")
             n += add_passage(b, v, heading=heading, source=where)
     return n
-
-
-def history_from_text(b: Any, text: str, *, source: str, heading: str = "history") -> int:
-    """A narrative history (NEJM `patient_info`, 'you are a 55-year-old woman who ...') as
-    facts on `b`; returns the number of sentences."""
-    text = re.sub(r"^for your role as a patient,?\s*", "", text.strip(), flags=re.I)
-    text = re.sub(r"\byou(?:'ve| have)\b", "the patient has", text, flags=re.I)
-    text = re.sub(r"\byou(?:'re| are)\b", "the patient is", text, flags=re.I)
-    text = re.sub(r"\byou were\b", "the patient was", text, flags=re.I)
-    text = re.sub(r"\byour\b", "his", text, flags=re.I)
-    text = re.sub(r"\byourself\b", "himself", text, flags=re.I)
-    text = re.sub(r"\byou\b", "the patient", text, flags=re.I)
-    return add_passage(b, text, heading=heading, source=source)
 
 
 def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
