@@ -307,13 +307,16 @@ class RayExecutor:
     """Episodes on Ray actors, stored by the driver as they finish (a crash of the driver loses
     only the episodes in flight; a resume skips every stored one). `address=None` starts a
     private Ray on 127.0.0.1 (no dashboard, usage stats off, a small object store) and stops
-    it afterwards; 'auto' or 'ray://HOST:10001' joins a running cluster."""
+    it afterwards (and a reaper stops it if this process is killed: runs/ray_reaper.py);
+    'auto' or 'ray://HOST:10001' joins a running cluster."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         self.address = address
         self.workers = workers
+        self._reaper: int | None = None
+        """The pipe end a private Ray's reaper watches (runs/ray_reaper.py)."""
 
     def _init(self, ray: Any) -> bool:
         """Connect to Ray; True if this call started it (and so must shut it down)."""
@@ -330,6 +333,9 @@ class RayExecutor:
         os.environ.setdefault(RAY_CLUSTER_SWITCH, "0")
         with contextlib.suppress(AttributeError):
             ray._private.ray_constants.ENABLE_RAY_CLUSTER = os.environ[RAY_CLUSTER_SWITCH] != "0"
+        from clinicgym.runs.ray_reaper import start_reaper
+
+        self._reaper = start_reaper()  # if this process is killed, Ray's processes follow it
         ray.init(
             _node_ip_address="127.0.0.1",
             include_dashboard=False,
@@ -349,6 +355,9 @@ class RayExecutor:
             await close_context(ctx)  # the driver's own backends (none were used)
             if started:
                 ray.shutdown()
+            if self._reaper is not None:  # a clean shutdown: the reaper leaves
+                os.close(self._reaper)
+                self._reaper = None
 
     async def _run(
         self, ray: Any, ctx: RunContext, store: RunStore, on_episode: OnEpisode | None
