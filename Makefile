@@ -7,7 +7,7 @@ DEMO_AGENTS ?= --agent hf:smollm2 --agent scripted --agent random --agent oracle
 # 16 episodes in flight: all 12 SmolLM2 episodes share each batched generate call
 DEMO_ARGS ?= --cases 12 --seed 7 --out runs/demo --concurrency 16
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast fuzz-deep bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: setup
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not integration"
+
+fuzz-deep: setup
+	HYPOTHESIS_PROFILE=deep $(BIN)/pytest -q -s tests/envs/test_action_fuzz.py tests/envs/test_env_fuzz.py
 
 bench: setup
 	$(BIN)/python bench/env_step.py
