@@ -292,8 +292,9 @@ SEALED_FILES = ("cases.jsonl", "episodes.jsonl", "summary.json")
 
 
 def os_error_message(e: OSError, where: Path | str) -> str:
-    """One line for a failed read or write of a run directory: what happened, where, and what
-    to do (a full disk, a folder that cannot be written, anything else with its errno)."""
+    """One line for a failed read or write during a run (`where`: the run directory, named when
+    the error names no file): what happened, where, and what to do (a full disk, a folder that
+    cannot be written, anything else with its errno)."""
     path = e.filename or where
     reason = e.strerror or str(e)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -307,7 +308,7 @@ def os_error_message(e: OSError, where: Path | str) -> str:
             "another --out directory."
         )
     code = errno.errorcode.get(e.errno or 0, "unknown errno")
-    return f"{path}: {reason} ({code}) while reading or writing the run directory {where}."
+    return f"{path}: {reason} ({code})."
 
 
 def file_digest(path: Path) -> dict[str, Any]:
