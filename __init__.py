@@ -1,8 +1,8 @@
 """clinicgym: Gymnasium environments in which a model under test plays the clinician.
 
-The folders of the repository are the architecture (see DESIGN.md): `patients` <- `envs` <-
-{`policies`, `agents`} <- `scoring` <- `runs`. Importing `clinicgym` registers the Gymnasium
-ids, e.g. `gymnasium.make("clinicgym/Consultation-v0")`.
+The folders of the repository are the architecture (docs/architecture.md): `patients` <-
+`envs` <- {`policies`, `agents`} <- `scoring` <- `runs`. Importing `clinicgym` registers the
+Gymnasium ids, e.g. `gymnasium.make("clinicgym/Consultation-v0")`.
 """
 
 __version__ = "0.1.0"

@@ -6,7 +6,7 @@ The server (tests/agents/fake_openai.py: stdlib, threaded, TCP_NODELAY, keep-ali
 own process and answers every request after a fixed latency with a fixed script (questions,
 then a diagnosis), so the model is deterministic and its questions repeat across episodes (the
 patient's question matcher hits its cache). Each runner runs in its own child process, so its
-peak memory is its own. Figures (DESIGN.md, "Measuring throughput honestly"):
+peak memory is its own. Figures (docs/architecture.md, "Throughput targets"):
 
 * share of ideal: ideal = requests x latency / concurrency, against the server's busy time
   (first request received to last answer sent);

@@ -1,7 +1,7 @@
 """The roles the env talks to, as Protocols: the model under test, the patient, the monitors.
 
 The env never imports an implementation of these: `runs` composes agents, monitors and scorers
-and hands them over, so imports point down the layers (DESIGN.md).
+and hands them over, so imports point down the layers (docs/architecture.md).
 """
 
 from __future__ import annotations
