@@ -165,13 +165,17 @@ def _diagnose_at_once(body, n):
 def test_the_bias_reaches_the_system_prompt_only(small_kb, sampler, bias):
     lib = load_biases()
     case = sampler.sample(4, 1)
+
+    async def go(spec):
+        factory = make_agent_factory(spec, small_kb)
+        try:
+            return await play(factory, case, small_kb, seed=7, max_turns=3)
+        finally:
+            await factory.aclose()
+
     with FakeOpenAIServer(_diagnose_at_once) as srv:
-        factory = make_agent_factory(f"openai:m@{srv.url}#bias={bias}", small_kb)
-        played = asyncio.run(play(factory, case, small_kb, seed=7, max_turns=3))
-        asyncio.run(factory.aclose())
-        plain = make_agent_factory(f"openai:m@{srv.url}", small_kb)
-        asyncio.run(play(plain, case, small_kb, seed=7, max_turns=3))
-        asyncio.run(plain.aclose())
+        played = asyncio.run(go(f"openai:m@{srv.url}#bias={bias}"))
+        asyncio.run(go(f"openai:m@{srv.url}"))
     assert played.error is None
     biased, unbiased = (r["messages"] for r in srv.requests)
     b = lib.get(bias)
