@@ -199,6 +199,24 @@ def _lay_pattern() -> re.Pattern[str]:
     return re.compile("|".join([*alts, r"[A-Za-z0-9']+"]), re.IGNORECASE)
 
 
+_WEAK = {"pain", "probl", "issue", "sympt", "histo", "troub", "medic", "condi", "thing", "other"}
+"""Stems too general to tie a question to a statement on their own ('any pain?' and 'pain in
+the left knee' share only 'pain')."""
+_SITES = re.compile(
+    r"\b(head|neck|chest|back|arms?|legs?|hips?|knees?|ankles?|feet|foot|hands?|wrists?|"
+    r"shoulders?|elbows?|abdomen|abdominal|belly|tummy|stomach|eyes?|ears?|throat|mouth|face|"
+    r"facial|jaw|teeth|tooth|gums?|nose|scalp|breasts?|groin|penis|vagina\w*|testic\w*|"
+    r"rectum|rectal|anus|anal|fingers?|toes?|thighs?|calf|calves|shin|heel|flank|pelvi\w*|"
+    r"spine|skin|lungs?|heart|kidneys?|bladder|bowel)\b",
+    re.IGNORECASE,
+)
+"""Body sites: a question about one site is not answered by a statement about another."""
+
+
+def _site(text: str) -> set[str]:
+    return {m.lower().rstrip("s")[:4] for m in _SITES.findall(text)}
+
+
 def content_stems(text: str) -> set[str]:
     """Lower-case content words cut to five letters ('vomiting' and 'vomited' share 'vomit')."""
     words = re.findall(r"[a-z]+", text.lower())
@@ -318,8 +336,13 @@ class RecordIndex:
         rows = sims[1:] if len(parts) > 1 else sims
         out: list[Recall] = []
         for part, row in zip(parts, rows, strict=True):
-            stems = content_stems(plain(part))
+            stems = content_stems(plain(part)) - _WEAK
             shared = np.array([bool(stems & s) for s in self._stems])
+            sites = _site(part)
+            if sites:  # "hip pain?" is not answered by "pain in the left knee"
+                row = row * np.array(
+                    [not (fs := _site(f.text)) or bool(fs & sites) for f in self.facts]
+                )
             score = row + LEXICAL_BONUS * shared
             if _OTHERS.search(part):
                 score = score * np.array([bool(_OTHERS.search(f.text)) for f in self.facts])

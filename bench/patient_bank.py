@@ -1,0 +1,77 @@
+"""The patient against the question banks (bench/data/patient_bank): how often it answers as its
+record requires, how often it contradicts it, and whether it ever names its diagnosis.
+
+    python bench/patient_bank.py [--json out.json]
+
+Asks every bank with `clinicgym.patients.ask` (one patient per case, questions in order, as
+`clinicgym patients ask` does) over AgentClinic's public cases, read from the shared data folder
+beside the repository (never copied into it). `dev.jsonl` is the half the patient may be tuned
+on; `heldout.jsonl` (MedQA) and `nejm.jsonl` (NEJM) are held out: report both, tune on neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+BANKS = Path(__file__).parent / "data" / "patient_bank"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentclinic"
+RUNS = (
+    ("dev (tuned on)", "dev.jsonl", "agentclinic_medqa.jsonl"),
+    ("held-out MedQA", "heldout.jsonl", "agentclinic_medqa.jsonl"),
+    ("held-out NEJM", "nejm.jsonl", "agentclinic_nejm.jsonl"),
+)
+
+
+def main() -> int:
+    """Print one row per bank; write the grades as JSON with --json."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", type=Path, help="Write the grades here.")
+    args = p.parse_args()
+    if not SHARED.exists():
+        print(f"AgentClinic cases not found at {SHARED}: nothing to measure", file=sys.stderr)
+        return 2
+    import warnings
+
+    from clinicgym.patients.ask import ask, grade, read_questions
+    from clinicgym.patients.importers.external import read_cases
+    from clinicgym.patients.kb import default_kb
+    from clinicgym.patients.matching import matcher_for
+    from clinicgym.patients.patient import GroundedPatient
+
+    kb = default_kb()
+    matcher = matcher_for(kb)
+    cases: dict[str, list] = {}
+    out = {}
+    print(
+        f"{'bank':16} {'questions':>9} {'right':>7} {'facts+denials':>13} "
+        f"{'unknown':>8} {'deflected':>9} {'contradictions':>14} {'leaks':>5} {'ms/answer':>9}"
+    )
+    for label, bank, source in RUNS:
+        if source not in cases:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cases[source] = read_cases(SHARED / source, kb)
+        rows = read_questions(BANKS / bank)
+        t = time.perf_counter()
+        answered = list(ask(cases[source], rows, lambda c: GroundedPatient(c, matcher)))
+        ms = (time.perf_counter() - t) * 1000 / max(1, len(answered))
+        g = grade(answered)
+        by = g["by_expect"]
+        share = {k: f"{v[0] / v[1]:.0%}" for k, v in by.items()}
+        print(
+            f"{label:16} {g['questions']:>9} {g['accuracy']:>7.1%} {g['fact_accuracy']:>13.1%} "
+            f"{share.get('unknown', '-'):>8} {share.get('deflected', '-'):>9} "
+            f"{g['contradictions']:>14} {g['leaks']:>5} {ms:>9.1f}"
+        )
+        out[label] = {**g, "ms_per_answer": ms}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
