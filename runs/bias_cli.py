@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
-from clinicgym.runs.bias_probe import BiasProbe
 from clinicgym.runs.console import ci_cell, fail
+
+if TYPE_CHECKING:
+    from clinicgym.runs.bias_probe import BiasProbe
 
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
 
@@ -29,10 +29,12 @@ def bias_table(result: BiasProbe) -> Table:
         caption=(
             "top-1: Wilson 95%; difference from 'none': Newcombe 95% (arms taken as independent: "
             "conservative for paired cases); lost/gained: cases right without the bias and wrong "
-            "with it / the reverse; look-alike first: the planted wrong answer ranked first"
+            "with it / the reverse; changed: first diagnosis differs from no bias's; look-alike: "
+            "the planted wrong answer ranked first"
         ),
     )
-    for col in ("bias", "kind", "n", "errors", "top-1", "difference", "lost/gained", "look-alike"):
+    cols = ("bias", "kind", "n", "errors", "top-1", "difference", "lost/gained", "changed")
+    for col in (*cols, "look-alike"):
         table.add_column(col, justify="left" if col in ("bias", "kind") else "right")
     for a in result.arms:
         table.add_row(
@@ -43,91 +45,10 @@ def bias_table(result: BiasProbe) -> Table:
             ci_cell(a.accuracy, pct=True),
             ci_cell(a.diff, pct=True, sep=", ") if a.diff else "-",
             f"{a.lost}/{a.gained}" if a.bias != "none" else "-",
+            f"{a.changed}/{a.n}" if a.bias != "none" else "-",
             ci_cell(a.lured, pct=True) if a.lured else "-",
         )
     return table
-
-
-def load_probe_cases(
-    kb: Any, cases: int | None, seed: int, cases_from: Path | None, strict: bool = False
-) -> list[Any]:
-    """Sampled cases as `clinicgym run --cases N --seed S` samples them, or a file's."""
-    if cases_from is not None:
-        from clinicgym.patients.importers.external import read_cases
-
-        return read_cases(cases_from, kb, limit=cases, strict=strict)
-    from clinicgym.patients.presentation import make_sampler
-
-    return make_sampler(kb).sample_many(cases or 10, seed)
-
-
-def run_bias_probe(
-    agent: str,
-    *,
-    biases: list[str] | None = None,
-    cases: int | None = None,
-    seed: int = 0,
-    cases_from: Path | None = None,
-    kb_dir: Path | None = None,
-    bias_file: Path | None = None,
-    max_turns: int = 20,
-    concurrency: int = 16,
-    quiet: bool = True,
-) -> BiasProbe:
-    """Build the agent once, play the probe, close the backend; errors are ClinicGymErrors."""
-    from clinicgym.agents.backends.spec import ClinicianFactory
-    from clinicgym.agents.biases import NO_BIAS, load_biases
-    from clinicgym.agents.errors import AgentSpecError
-    from clinicgym.agents.registry import make_agent_factory
-    from clinicgym.patients.kb import default_kb, load_kb
-    from clinicgym.runs.bias_probe import probe_biases
-
-    kb = load_kb(kb_dir) if kb_dir else default_kb()
-    library = load_biases(bias_file)  # a broken file or an unknown id fails before a model loads
-    wanted = [library.get(b).id for b in biases if b != NO_BIAS] if biases else library.ids()
-    arms = 1 + len(dict.fromkeys(wanted))
-    played = load_probe_cases(kb, cases, seed, cases_from)
-    if not played:
-        raise AgentSpecError("no cases to probe")
-    factory = make_agent_factory(agent, kb)
-    if not isinstance(factory, ClinicianFactory):
-        raise AgentSpecError(
-            f"agent '{agent}' is a baseline; a bias probe puts a sentence in a language model's "
-            "instructions, so it needs a model backend, e.g. 'hf:smollm2' or 'openai:MODEL@URL'"
-        )
-
-    async def go() -> BiasProbe:
-        try:
-            with Progress(
-                "{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                disable=quiet,
-            ) as bar:
-                task = bar.add_task("consultations", total=len(played) * arms)
-                return await probe_biases(
-                    factory,
-                    played,
-                    kb,
-                    biases=biases,
-                    bias_file=bias_file,
-                    seed=seed,
-                    max_turns=max_turns,
-                    concurrency=concurrency,
-                    on_episode=lambda _e: bar.advance(task),
-                )
-        finally:
-            await factory.aclose()
-
-    result = asyncio.run(go())
-    result.settings = {
-        "cases_from": str(cases_from) if cases_from else None,
-        "kb_dir": str(kb_dir) if kb_dir else None,
-        "concurrency": concurrency,
-    }
-    return result
 
 
 def probe_bias(
@@ -161,6 +82,8 @@ def probe_bias(
     """Play a model on the same cases and seeds without a bias and with each clinician-side bias
     (AgentClinic's cognitive and implicit biases, in its instructions); print top-1 accuracy per
     bias with intervals and write the record to --out."""
+    from clinicgym.runs.bias_probe import run_bias_probe
+
     t0 = time.perf_counter()
     try:
         result = run_bias_probe(
@@ -174,6 +97,7 @@ def probe_bias(
             max_turns=max_turns,
             concurrency=concurrency,
             quiet=quiet,
+            progress_console=console,
         )
     except ClinicGymError as e:
         fail(e)

@@ -5,7 +5,8 @@ Every arm plays every case with the episode seed a run would give it (`episode_s
 0)`), so arms differ only by the sentence. Per arm: top-1 accuracy with a Wilson interval, its
 difference from the unbiased arm with Newcombe's hybrid score interval (which treats the arms
 as independent samples, so with paired cases it is conservative), the paired changes (cases
-right without the bias and wrong with it, and the reverse), and for a cognitive bias the share
+right without the bias and wrong with it, and the reverse; cases whose first diagnosis changed at
+all), and for a cognitive bias the share
 of episodes whose first diagnosis is the planted look-alike (beside the same share without the
 bias). Infrastructure errors (a backend that failed) are counted apart and left out of n.
 """
@@ -20,14 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from clinicgym.agents.backends.spec import ClinicianFactory
 from clinicgym.agents.biases import NO_BIAS, BiasLibrary, load_biases
+from clinicgym.agents.errors import AgentSpecError
+from clinicgym.agents.registry import make_agent_factory
 from clinicgym.envs.episode import TerminationReason
 from clinicgym.patients.case import Case, Diagnosis
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
 from clinicgym.runs.runner import episode_seed
-from clinicgym.scoring.diagnosis import matches, rank_of
+from clinicgym.scoring.diagnosis import matches, normalise, rank_of
 from clinicgym.scoring.probes._play import play
 from clinicgym.scoring.stats import newcombe_diff_ci, wilson_ci
 
@@ -65,6 +69,9 @@ class BiasArm(BaseModel):
     """Cases right without the bias and wrong with it (both arms finished)."""
     gained: int = 0
     """Cases wrong without the bias and right with it."""
+    changed: int = 0
+    """Cases whose first diagnosis (spelling normalised) differs from the unbiased arm's: the
+    sentence moved the model, right or wrong (informative where accuracy is at its floor)."""
     lured: dict[str, Any] | None = None
     """Cognitive: {"mean", "ci95", "k"}: first diagnosis is the planted look-alike."""
 
@@ -135,6 +142,7 @@ def summarise_arms(
             pairs = [(ref[e.case_id], e) for e in done if e.case_id in ref]
             arm.lost = sum(bool(r.correct) and not e.correct for r, e in pairs)
             arm.gained = sum(not r.correct and bool(e.correct) for r, e in pairs)
+            arm.changed = sum(normalise(r.top1 or "") != normalise(e.top1 or "") for r, e in pairs)
         if kind in (NO_BIAS, "cognitive"):
             arm.lured = _proportion(sum(bool(e.lured) for e in done), n)
         out.append(arm)
@@ -195,3 +203,80 @@ async def probe_biases(
         arms=summarise_arms(episodes, arms, library),
         episodes=episodes,
     )
+
+
+def load_probe_cases(
+    kb: KnowledgeBase, cases: int | None, seed: int, cases_from: Path | None, strict: bool = False
+) -> list[Case]:
+    """Sampled cases as `clinicgym run --cases N --seed S` samples them, or a file's."""
+    if cases_from is not None:
+        from clinicgym.patients.importers.external import read_cases
+
+        return read_cases(cases_from, kb, limit=cases, strict=strict)
+    from clinicgym.patients.presentation import make_sampler
+
+    return make_sampler(kb).sample_many(cases or 10, seed)
+
+
+def run_bias_probe(
+    agent: str,
+    *,
+    biases: list[str] | None = None,
+    cases: int | None = None,
+    seed: int = 0,
+    cases_from: Path | None = None,
+    kb_dir: Path | None = None,
+    bias_file: Path | None = None,
+    max_turns: int = 20,
+    concurrency: int = 16,
+    quiet: bool = True,
+    progress_console: Any = None,
+) -> BiasProbe:
+    """Build the agent once, play the probe, close the backend; errors are ClinicGymErrors."""
+
+    kb = load_kb(kb_dir) if kb_dir else default_kb()
+    library = load_biases(bias_file)  # a broken file or an unknown id fails before a model loads
+    wanted = [library.get(b).id for b in biases if b != NO_BIAS] if biases else library.ids()
+    arms = 1 + len(dict.fromkeys(wanted))
+    played = load_probe_cases(kb, cases, seed, cases_from)
+    if not played:
+        raise AgentSpecError("no cases to probe")
+    factory = make_agent_factory(agent, kb)
+    if not isinstance(factory, ClinicianFactory):
+        raise AgentSpecError(
+            f"agent '{agent}' is a baseline; a bias probe puts a sentence in a language model's "
+            "instructions, so it needs a model backend, e.g. 'hf:smollm2' or 'openai:MODEL@URL'"
+        )
+
+    async def go() -> BiasProbe:
+        try:
+            with Progress(
+                "{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=progress_console,
+                disable=quiet,
+            ) as bar:
+                task = bar.add_task("consultations", total=len(played) * arms)
+                return await probe_biases(
+                    factory,
+                    played,
+                    kb,
+                    biases=biases,
+                    bias_file=bias_file,
+                    seed=seed,
+                    max_turns=max_turns,
+                    concurrency=concurrency,
+                    on_episode=lambda _e: bar.advance(task),
+                )
+        finally:
+            await factory.aclose()
+
+    result = asyncio.run(go())
+    result.settings = {
+        "cases_from": str(cases_from) if cases_from else None,
+        "kb_dir": str(kb_dir) if kb_dir else None,
+        "concurrency": concurrency,
+    }
+    return result

@@ -37,9 +37,17 @@ def _helper(name: str):
     return sys.modules[name]
 
 
-def _ep(case, bias, correct=None, lured=None, error=None):
+def _ep(case, bias, correct=None, lured=None, error=None, top1=None):
+    top1 = top1 or ("Right answer" if correct else "wrong answer")
     return BiasEpisode(
-        case_id=case, bias=bias, seed=1, correct=correct, lured=lured, error=error, lure="X"
+        case_id=case,
+        bias=bias,
+        seed=1,
+        correct=correct,
+        lured=lured,
+        error=error,
+        lure="X",
+        top1=top1,
     )
 
 
@@ -52,7 +60,10 @@ def test_arm_figures_are_wilson_newcombe_and_paired_changes():
         _ep(f"c{i}", "recency", ok, lured=(ok is False), error="boom" if ok is None else None)
         for i, ok in enumerate(biased)
     ]
+    # gender: the same right and wrong cases, one wrong answer worded alike, one changed
     episodes += [_ep(f"c{i}", "gender", ok) for i, ok in enumerate(ref)]
+    episodes[-4] = _ep("c6", "gender", False, top1="Wrong  answer!")
+    episodes[-3] = _ep("c7", "gender", False, top1="another wrong answer")
     none, recency, gender = summarise_arms(episodes, ["none", "recency", "gender"], lib)
     assert (none.n, none.correct, none.errors) == (10, 6, 0)
     assert (recency.n, recency.correct, recency.errors) == (9, 4, 1)
@@ -60,10 +71,10 @@ def test_arm_figures_are_wilson_newcombe_and_paired_changes():
     assert recency.diff["mean"] == pytest.approx(4 / 9 - 6 / 10)
     assert recency.diff["ci95"] == list(newcombe_diff_ci(6, 10, 4, 9))
     # right without the bias, wrong with it: cases 3, 4, 5; wrong then right: case 8
-    assert (recency.lost, recency.gained) == (3, 1)
+    assert (recency.lost, recency.gained, recency.changed) == (3, 1, 4)
     assert recency.lured["k"] == 5 and none.lured["k"] == 0
     assert gender.kind == "implicit" and gender.lured is None
-    assert gender.diff["mean"] == 0 and (gender.lost, gender.gained) == (0, 0)
+    assert gender.diff["mean"] == 0 and (gender.lost, gender.gained, gender.changed) == (0, 0, 1)
 
 
 def test_a_model_that_takes_the_bait_is_measured_as_such(small_kb, sampler):
