@@ -28,21 +28,10 @@ from clinicgym.patients.chart import Chart
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.external import detect_format, import_cases
 from clinicgym.patients.importers.problems import ImportProblem
+from clinicgym.patients.importers.record_history import META
 from clinicgym.patients.importers.results import is_no_result
 from clinicgym.patients.kb import KnowledgeBase
 
-META = re.compile(
-    r"\bno (?:mention|information|data|details?|record)\b|\bnot (?:provided|specified|mentioned|"
-    r"documented|available|given|stated|known|recorded|described|discussed|applicable|"
-    r"indicated|noted by)\b|\binformation (?:not|unavailable)\b|^\s*(?:n/?a|na|unknown|none "
-    r"provided)\s*\.?$|\bno (?:additional|further|other) (?:information|details?|history)\b|"
-    r"\bno (?:additional|further|other) symptoms? (?:(?:were|was|are|is) )?(?:provided|given|"
-    r"available|specified|mentioned|documented|listed)\b|"
-    r"\bunknown (?:substance|drug|alcohol|smoking|tobacco|family|social|medical)\b|"
-    r"\bnot applicable\b|\bnot relevant\b",
-    re.IGNORECASE,
-)
-"""Text about the record, not the patient: no fact, and never a denial."""
 ACTOR = re.compile(
     r"\b(?:for (?:your|the) role|patient actor|as a patient|remember,|you are not aware|"
     r"you(?:'re| are) not aware|you haven't (?:seen|been told)|don't know the details|"

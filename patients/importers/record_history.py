@@ -23,12 +23,13 @@ from clinicgym.patients.importers.freetext import slug
 
 META = re.compile(
     r"\bno (?:mention|information|data|details?|record)\b|\bnot (?:provided|specified|mentioned|"
-    r"documented|available|given|stated|known|recorded|described|discussed)\b|"
-    r"\binformation (?:not|unavailable)\b|^\s*(?:n/?a|unknown|not applicable|none provided)\s*\.?$|"
-    r"\bno (?:additional|further|other) (?:information|details?|history) (?:provided|given|"
-    r"available)\b|\bno (?:additional|further) (?:information|details)\b|"
-    r"\bunknown (?:substance|drug|alcohol|smoking|tobacco|family|social|medical)|"
-    r"^no\b.*\b(?:provided|given|available)\s*\.?$",
+    r"documented|available|given|stated|known|recorded|described|discussed|applicable|"
+    r"indicated|noted by)\b|\binformation (?:not|unavailable)\b|^\s*(?:n/?a|na|unknown|none "
+    r"provided|not applicable)\s*\.?$|\bno (?:additional|further|other) (?:information|"
+    r"details?|history)\b|\bno (?:additional|further|other) symptoms? (?:(?:were|was|are|is) )?"
+    r"(?:provided|given|available|specified|mentioned|documented|listed)\b|"
+    r"\bunknown (?:substance|drug|alcohol|smoking|tobacco|family|social|medical)\b|"
+    r"\bnot applicable\b|\bnot relevant\b|^no\b.*\b(?:provided|given|available)\s*\.?$",
     re.IGNORECASE,
 )
 """Text about the record, not the patient: the point is unknown, never denied."""
