@@ -609,9 +609,12 @@ class CaseBuilder:
         finding (KB exam findings are abnormal signs); an abnormal one links where the KB
         finding means the same (`exam_text.meaning_matches`)."""
         from clinicgym.patients.importers.exam_text import finding_clauses, said_as_absent
+        from clinicgym.patients.importers.record_history import is_meta
         from clinicgym.patients.importers.results import without_meta
 
         for c in finding_clauses(passage):
+            if is_meta(f"No {c.text}" if c.negated else c.text):  # 'No details provided'
+                continue
             if not c.negated:  # 'Data not provided', '..., details not specified': no finding
                 c = Clause(without_meta(c.text))
                 if not c.text:
