@@ -44,10 +44,8 @@ from clinicgym.patients.importers.freetext import (
     KBLinker,
     diagnosis_for,
     humanise,
-    is_none,
     lineage,
     linker_for,
-    slug,
     vital_facts,
 )
 from clinicgym.patients.importers.problems import ImportProblem, ImportReport, import_jsonl
@@ -56,41 +54,6 @@ from clinicgym.patients.importers.record_tests import add_tests, flat_vitals
 from clinicgym.patients.kb import KnowledgeBase
 
 FORMAT = "agentclinic"
-_HISTORY_SECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("present_illness", "hpi", "should_ask"),
-    ("presenting_illness", "hpi", "should_ask"),
-    ("hpi", "hpi", "should_ask"),
-    ("secondary", "hpi", "must_ask"),
-    ("associated", "hpi", "must_ask"),
-    ("primary", "chief_complaint", "must_ask"),
-    ("chief", "chief_complaint", "must_ask"),
-    ("presenting", "chief_complaint", "must_ask"),
-    ("review", "ros", "should_ask"),
-    ("ros", "ros", "should_ask"),
-    ("family", "family", "should_ask"),
-    ("social", "social", "should_ask"),
-    ("lifestyle", "social", "should_ask"),
-    ("habit", "social", "should_ask"),
-    ("sexual", "social", "should_ask"),
-    ("occupation", "social", "should_ask"),
-    ("travel", "social", "should_ask"),
-    ("medication", "medication", "should_ask"),
-    ("drug", "medication", "should_ask"),
-    ("allerg", "allergy", "must_ask"),
-    ("past", "pmh", "should_ask"),
-    ("medical", "pmh", "should_ask"),
-    ("surgical", "pmh", "should_ask"),
-    ("obstetric", "pmh", "should_ask"),
-    ("gyn", "pmh", "should_ask"),
-    ("menstrual", "pmh", "should_ask"),
-    ("immuni", "pmh", "should_ask"),
-    ("vaccin", "pmh", "should_ask"),
-    ("developmental", "pmh", "should_ask"),
-    ("birth", "pmh", "should_ask"),
-    ("symptom", "hpi", "must_ask"),
-    ("history", "hpi", "should_ask"),
-)
-"""Heading stem -> (fact category, salience), first match wins; anything else is history."""
 
 
 def read_agentclinic(
@@ -116,14 +79,6 @@ def import_agentclinic(
         return osce_case(raw, kb, linker, file=file, line=line, index=index)
 
     return import_jsonl(path, FORMAT, make, limit=limit)
-
-
-def _section(key: str) -> tuple[str, str]:
-    k = key.lower()
-    for stem, category, salience in _HISTORY_SECTIONS:
-        if stem in k:
-            return category, salience
-    return "hpi", "should_ask"
 
 
 def parse_demographics(text: str) -> tuple[int | None, str | None]:
@@ -242,96 +197,6 @@ def osce_case(
         },
     )
     return case, problems
-
-
-def _history(b: CaseBuilder, actor: dict[str, Any]) -> None:
-    for key, value in actor.items():
-        k = key.lower()
-        if "demograph" in k or k in ("age", "sex", "gender", "name"):
-            continue
-        category, salience = _section(key)
-        if isinstance(value, dict):
-            for sub, v in value.items():
-                known = any(stem in sub.lower() for stem, _, _ in _HISTORY_SECTIONS)
-                sub_cat, sub_sal = _section(sub) if known else (category, salience)
-                label = "" if known and sub_cat in ("chief_complaint", "hpi") else humanise(sub)
-                src = f"agentclinic:Patient_Actor.{key}.{sub}"
-                _add_history(b, v, sub_cat, sub_sal, src, label)
-            continue
-        label = "" if _GENERIC.search(key) else humanise(key)
-        _add_history(b, value, category, salience, f"agentclinic:Patient_Actor.{key}", label)
-
-
-_GENERIC = re.compile(
-    r"history|symptom|complaint|review|ros|medical|medication|drug|allerg|social|family",
-    re.IGNORECASE,
-)
-"""Headings whose statements stand alone; other headings ('Occupation', 'Immunisations')
-prefix their values, which are often bare ('Teacher', 'Up to date')."""
-
-
-def _add_history(
-    b: CaseBuilder, value: Any, category: str, salience: str, source: str, label: str = ""
-) -> None:
-    if category == "chief_complaint":
-        texts = [str(t).strip() for t in (value if isinstance(value, list) else [value])]
-        texts = [t for t in texts if t]
-        has_cc = any(f["category"] == "chief_complaint" for f in b.facts)
-        for t in texts:  # the first primary symptom, said whole, is the reason for the visit
-            cat = "hpi" if has_cc else "chief_complaint"
-            b.add_statement(t, category=cat, salience="must_ask", source=source)
-            has_cc = True
-        return
-    who = ("She" if b.sex == "female" else "He") if b.caregiver else "I"
-    if category == "medication":
-        for c in _items(value):
-            none = is_none(c)
-            drug = None if none else b.linker.drug(c)
-            takes = f"{who} takes" if b.caregiver else "I take"
-            b.add(
-                category="medication",
-                concept=drug or ("medication.none" if none else f"medication.{slug(c)[:40]}"),
-                text="No regular medicines." if none else f"{takes} {c}.",
-                present=not none,
-                salience=salience,
-                source=source,
-            )
-        return
-    if category == "allergy":
-        for c in _items(value):
-            none = is_none(c) or bool(re.match(r"^no (known )?(drug )?allerg", c, re.I))
-            group = None if none else b.linker.allergy_group(c)
-            b.add(
-                category="allergy",
-                concept="allergy.none" if none else f"allergy.{group or slug(c)[:40]}",
-                text="No known drug allergies."
-                if none
-                else f"{who}'m allergic to {c}.".replace("He'm", "He's").replace("She'm", "She's"),
-                value=group,
-                present=not none,
-                salience="must_ask",
-                source=source,
-            )
-        return
-    if category == "pmh" and is_none(value):
-        b.add(
-            category="pmh",
-            concept="pmh.none",
-            text="No long-term conditions.",
-            present=False,
-            salience=salience,
-            source=source,
-        )
-        return
-    b.add_statements(value, category=category, salience=salience, source=source, label=label)
-
-
-def _items(value: Any) -> list[str]:
-    if isinstance(value, list | tuple):
-        return [str(v).strip() for v in value if str(v).strip()]
-    if isinstance(value, dict):
-        return [f"{humanise(k)} {v}".strip() for k, v in value.items()]
-    return [p.strip(" .") for p in re.split(r"[;,\n]+", str(value or "")) if p.strip(" .")]
 
 
 def _exam(b: CaseBuilder, exam: Any) -> None:
