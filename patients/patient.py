@@ -121,14 +121,18 @@ class GroundedPatient:
         self._record_mode = not case.closed_world and any(
             f.concept.startswith("text.") for f in self._local
         )
-        self._record = RecordIndex(
-            [
-                f
-                for f in case.facts
-                if f.how_revealed == "ask" and f.category in _ASKABLE and f.text.strip()
-            ],
-            matcher.encoder,
-            matcher,
+        self._record = (
+            RecordIndex(
+                [
+                    f
+                    for f in case.facts
+                    if f.how_revealed == "ask" and f.category in _ASKABLE and f.text.strip()
+                ],
+                matcher.encoder,
+                matcher,
+            )
+            if self._record_mode
+            else None
         )
         """Clinician-written records (free-text facts, open world) are answered from the
         record's own statements (`_answer_record`), not from the KB's vocabulary."""
@@ -214,6 +218,7 @@ class GroundedPatient:
             )
         matches = self.matcher.match(question)
         top = matches[0] if matches else None
+        assert self._record is not None
         recalls = self._record.recall(question)
         best = max((r.score for r in recalls if r.fact is not None), default=0.0)
         found = any(r.fact is not None for r in recalls)
@@ -280,13 +285,13 @@ class GroundedPatient:
                     ConceptAnswer(concept=fact.concept, status="withheld", fact_id=fact.id),
                     False,
                 )
-        status: AnswerStatus = (
+        said: AnswerStatus = (
             "affirmed" if status == "affirmed" or (status is None and fact.present) else "denied"
         )
         earlier = any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
         if earlier:
             text = self.words.repeat(fact.text, fact.concept)
-        elif status == "affirmed":
+        elif said == "affirmed":
             text = self.words.affirm(fact.text, fact.concept)
         elif fact.present:  # a present statement that answers no: said as it is, no "yes"
             text = fact.text
@@ -297,13 +302,13 @@ class GroundedPatient:
                 turn=turn,
                 question=question,
                 concept=fact.concept,
-                status=status,
+                status=said,
                 fact_id=fact.id,
                 text=text,
             )
         )
         self._told.add(fact.id)
-        return text, ConceptAnswer(concept=fact.concept, status=status, fact_id=fact.id), earlier
+        return text, ConceptAnswer(concept=fact.concept, status=said, fact_id=fact.id), earlier
 
     def _record_list(self, intent: str, question: str, turn: int) -> PatientReply:
         """'What medicines do you take?' of a written record: its statements of that kind, the
