@@ -303,6 +303,10 @@ class RecordIndex:
         self.matcher = matcher
         self._matrix: np.ndarray | None = None
         self._stems = [content_stems(f.text) for f in facts]
+        self._sites = [_site(f.text) for f in facts]
+        self._others = np.array([bool(_OTHERS.search(f.text)) for f in facts])
+        """Per statement, computed once: its content stems, body sites, whether it is about
+        someone else."""
 
     def _via_kb(self, emb: np.ndarray) -> np.ndarray:
         """Per text, the best similarity of each statement to the phrasings of the KB finding
@@ -336,16 +340,15 @@ class RecordIndex:
         rows = sims[1:] if len(parts) > 1 else sims
         out: list[Recall] = []
         for part, row in zip(parts, rows, strict=True):
-            stems = content_stems(plain(part)) - _WEAK
+            read = plain(part)
+            stems = content_stems(read) - _WEAK
             shared = np.array([bool(stems & s) for s in self._stems])
             sites = _site(part)
             if sites:  # "hip pain?" is not answered by "pain in the left knee"
-                row = row * np.array(
-                    [not (fs := _site(f.text)) or bool(fs & sites) for f in self.facts]
-                )
+                row = row * np.array([not fs or bool(fs & sites) for fs in self._sites])
             score = row + LEXICAL_BONUS * shared
             if _OTHERS.search(part):
-                score = score * np.array([bool(_OTHERS.search(f.text)) for f in self.facts])
+                score = score * self._others
             ok = (row >= FACT_THRESHOLD) | (shared & (row >= LEXICAL_THRESHOLD))
             j = int(score.argmax())
             best = float(score[j])
@@ -353,15 +356,12 @@ class RecordIndex:
                 out.append(Recall(part, None, best))
                 continue
             fact = self.facts[j]
-            status = polarity(fact, plain(part))
+            status = polarity(fact, read)
             rival = max(
                 (
                     (float(score[k]), f)
                     for k, f in enumerate(self.facts)
-                    if k != j
-                    and ok[k]
-                    and shared[k] == shared[j]
-                    and polarity(f, plain(part)) != status
+                    if k != j and ok[k] and shared[k] == shared[j] and polarity(f, read) != status
                 ),
                 default=(-1.0, None),
                 key=lambda t: t[0],
