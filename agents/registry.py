@@ -1,4 +1,6 @@
-"""Agent spec strings -> agent factories: `random`, `scripted`, `oracle`, and backends by prefix.
+"""Agent spec strings -> agent factories: the baselines (`random`, `scripted`, `oracle`, ...)
+registered here, and every model spec of the backend registry (`openai/gpt-4o`, `hf:smollm2`,
+...; agents/backends/registry.py), played by the LLM clinician.
 
 Like inspect_ai's providers, each entry is registered under its name and builds its agents
 lazily, so optional backends import their extra only when used.
@@ -38,29 +40,30 @@ def known_agents() -> list[str]:
 def make_agent_factory(
     spec: str, kb: KnowledgeBase, options: dict[str, Any] | None = None
 ) -> AgentFactory:
-    """The factory for an agent spec such as 'scripted' or 'openai:MODEL@URL'."""
+    """The factory for an agent spec such as 'scripted', 'openai/gpt-4o' or 'openai:MODEL@URL'."""
+    from clinicgym.agents.backends.registry import is_model_spec, unknown_model_message
+
     spec = spec.strip()
+    if is_model_spec(spec):
+        from clinicgym.agents.backends.spec import clinician_factory
+
+        return clinician_factory(spec, dict(options or {}))
     name, _, rest = spec.partition(":")
     if "#" in name:  # baseline options: 'scripted#budget=4'
         name, _, opts = name.partition("#")
         rest = f"#{opts}" + (f":{rest}" if rest else "")
     builder = _BUILDERS.get(name)
     if builder is None:
-        raise AgentSpecError(
-            f"unknown agent spec '{spec}'; known: {', '.join(known_agents())} "
-            "(backends take an argument, e.g. 'openai:MODEL@http://127.0.0.1:8000/v1')"
-        )
-    if name not in MODEL_BACKENDS and _has_bias(rest):
+        raise AgentSpecError(unknown_model_message(spec, known_agents()))
+    if _has_bias(rest):
+        from clinicgym.agents.backends.registry import backend_names
+
         raise AgentSpecError(
             f"agent '{spec}': '{name}' is a baseline, not a language model; a bias is a sentence "
             "in a model's instructions, so only model backends take '#bias=' "
-            f"({', '.join(sorted(MODEL_BACKENDS))}), e.g. 'hf:smollm2#bias=recency'"
+            f"({', '.join(backend_names())}), e.g. 'hf:smollm2#bias=recency'"
         )
     return builder(rest, kb, dict(options or {}))
-
-
-MODEL_BACKENDS = frozenset({"openai", "hf", "vllm", "langchain"})
-"""Spec prefixes whose agent is the LLM clinician over a chat backend (it takes a bias)."""
 
 
 def _has_bias(rest: str) -> bool:
@@ -120,37 +123,6 @@ def _unsafe(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFacto
 
     _no_argument("unsafe", rest)
     return lambda: UnsafeAgent(kb)
-
-
-# ---- models under test: chat backends behind the LLM clinician --------------------------------
-
-
-@agent_builder("openai")
-def _openai(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
-    from clinicgym.agents.backends.spec import openai_factory
-
-    return openai_factory(rest, options)
-
-
-@agent_builder("hf")
-def _hf(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
-    from clinicgym.agents.backends.spec import hf_factory
-
-    return hf_factory(rest, options)
-
-
-@agent_builder("vllm")
-def _vllm(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
-    from clinicgym.agents.backends.spec import vllm_factory
-
-    return vllm_factory(rest, options)
-
-
-@agent_builder("langchain")
-def _langchain(rest: str, kb: KnowledgeBase, options: dict[str, Any]) -> AgentFactory:
-    from clinicgym.agents.backends.spec import langchain_factory
-
-    return langchain_factory(rest, options)
 
 
 @agent_builder("human")

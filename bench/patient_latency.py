@@ -68,10 +68,10 @@ def main() -> None:
         print(f"embedded patient, {label:4s}:         {_stats(ms)}")
     if args.no_llm:
         return
-    from clinicgym.agents.backends.spec import hf_factory
+    from clinicgym.agents.backends.registry import make_backend
 
     t0 = time.perf_counter()
-    backend = hf_factory("smollm2", {}).backend
+    backend = make_backend("hf:smollm2")
     print(f"SmolLM2 load: {time.perf_counter() - t0:.1f} s")
 
     async def chat(messages: list[dict[str, str]]) -> str:

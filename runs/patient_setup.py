@@ -54,20 +54,18 @@ def make_patient_maker(
     """None for the grounded patient; else a maker over the named model backend."""
     if spec == "grounded":
         return None
-    from clinicgym.agents.backends import spec as backends
+    from clinicgym.agents.backends.registry import (
+        is_model_spec,
+        make_backend,
+        unknown_model_message,
+    )
+    from clinicgym.agents.errors import AgentSpecError
 
-    kind, _, rest = spec.partition(":")
-    builders = {
-        "hf": backends.hf_factory,
-        "openai": backends.openai_factory,
-        "vllm": backends.vllm_factory,
-        "langchain": backends.langchain_factory,
-    }
-    if kind not in builders or not rest:
-        raise RunError(
-            f"--patient '{spec}': use 'grounded' or a model spec such as 'hf:smollm2' or "
-            "'openai:MODEL@http://127.0.0.1:8000/v1'"
-        )
-    backend = builders[kind](rest, {}).backend
+    if not is_model_spec(spec):
+        raise RunError("--patient: " + unknown_model_message(spec, ["grounded"], what="patient"))
+    try:
+        backend = make_backend(spec)
+    except AgentSpecError as e:
+        raise RunError(f"--patient '{spec}': {e}") from None
     cache = ReplayCache(Path(cache_path) if cache_path else out / "patient_cache.sqlite", mode)  # type: ignore[arg-type]
     return PatientMaker(kb, spec, backend, cache)

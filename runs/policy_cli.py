@@ -134,27 +134,24 @@ def rescore_run(
 
 
 def judge_from_spec(spec: str | None) -> Any:
-    """An LLM judge (chat messages -> text) over any chat backend spec the agents take:
-    'openai:MODEL@URL', 'hf:smollm2', 'vllm:PATH', 'langchain:module:factory'; None if none."""
+    """An LLM judge (chat messages -> text) over any model spec the agents take
+    ('openai/gpt-4o', 'openai:MODEL@URL', 'hf:smollm2', ...); None if none."""
     if not spec:
         return None
+    from clinicgym.agents.backends.registry import (
+        is_model_spec,
+        make_backend,
+        unknown_model_message,
+    )
+    from clinicgym.agents.errors import AgentSpecError
     from clinicgym.policies.errors import PolicyError
 
-    kind, _, rest = spec.partition(":")
-    from clinicgym.agents.backends import spec as specs
-
-    builders = {
-        "openai": specs.openai_factory,
-        "hf": specs.hf_factory,
-        "vllm": specs.vllm_factory,
-        "langchain": specs.langchain_factory,
-    }
-    if kind not in builders:
-        raise PolicyError(
-            f"judge {spec!r}: use a chat backend spec: {', '.join(f'{k}:...' for k in builders)} "
-            "(e.g. 'openai:MODEL@http://127.0.0.1:8000/v1')"
-        )
-    backend = builders[kind](rest, {}).backend
+    if not is_model_spec(spec):
+        raise PolicyError("--judge: " + unknown_model_message(spec, what="judge"))
+    try:
+        backend = make_backend(spec)
+    except AgentSpecError as e:
+        raise PolicyError(f"judge {spec!r}: {e}") from None
 
     async def judge(messages: list[dict[str, str]]) -> str:
         reply = await backend.chat(messages, temperature=0.0, max_tokens=300)

@@ -44,7 +44,12 @@ class _Retryable(Exception):
 
 
 class OpenAIBackend:
-    """Chat completions from an OpenAI-compatible server; safe to share across episodes."""
+    """Chat completions from an OpenAI-compatible server; safe to share across episodes.
+    Providers with their own JSON API subclass it and override `endpoint`, `auth_headers`,
+    `body` and `parse`, keeping its pooling, time-outs and retries."""
+
+    endpoint = "/chat/completions"
+    """The path after the base URL that answers a chat request."""
 
     def __init__(
         self,
@@ -92,12 +97,8 @@ class OpenAIBackend:
         own; a session cannot outlive its loop)."""
         loop = asyncio.get_running_loop()
         if self._session_ is None or self._loop is not loop or self._sem is None:
-            headers = {"Content-Type": "application/json"}
-            key = os.environ.get(self.api_key_env)
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
             self._session_ = aiohttp.ClientSession(
-                headers=headers,
+                headers={"Content-Type": "application/json", **self.auth_headers()},
                 timeout=self.timeout,
                 # one connection per request in flight; aiohttp sets TCP_NODELAY itself
                 connector=aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0),
@@ -106,6 +107,15 @@ class OpenAIBackend:
             self._sem = asyncio.Semaphore(self.concurrency)
             self._loop = loop
         return self._session_, self._sem
+
+    def auth_headers(self) -> dict[str, str]:
+        """The key header, read from `api_key_env` when a session opens (never stored)."""
+        key = os.environ.get(self.api_key_env)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def parse(self, data: dict[str, Any]) -> ChatReply:
+        """A ChatReply from one answer's JSON body (providers with their own API override it)."""
+        return _parse(data, self.model)
 
     def body(
         self, messages: list[Message], tools: list[dict[str, Any]] | None, params: dict[str, Any]
@@ -133,7 +143,7 @@ class OpenAIBackend:
             for attempt in range(self.max_retries + 1):
                 try:
                     data = await self._attempt(session, payload)
-                    reply = _parse(data, self.model)
+                    reply = self.parse(data)
                 except _Retryable as e:
                     failures.append(str(e))
                     if attempt == self.max_retries:
@@ -152,7 +162,7 @@ class OpenAIBackend:
         )
 
     async def _attempt(self, session: aiohttp.ClientSession, payload: bytes) -> dict[str, Any]:
-        url = f"{self.base_url}/chat/completions"
+        url = f"{self.base_url}{self.endpoint}"
         try:
             async with session.post(url, data=payload) as resp:
                 status = resp.status
@@ -169,7 +179,7 @@ class OpenAIBackend:
         if status >= 400:
             text = content[:300].decode("utf-8", "replace")
             raise BackendError(
-                f"{self.name}: HTTP {status} from /chat/completions: {text!r}; "
+                f"{self.name}: HTTP {status} from {self.endpoint}: {text!r}; "
                 "not retried (only 408, 409, 429 and 5xx are)"
             )
         try:

@@ -1,6 +1,7 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks (stdlib only).
 
-`FakeOpenAIServer(script)` serves POST /v1/chat/completions from a thread pool (HTTP/1.1
+`FakeOpenAIServer(script)` serves POST /v1/chat/completions (and, in their own JSON shapes,
+Anthropic's POST /v1/messages and Gemini's POST .../models/M:generateContent) from a thread pool (HTTP/1.1
 keep-alive, TCP_NODELAY). `script(body, n)` decides each answer from the request body and the
 request's sequence number: a `Reply` (text or tool call), or a fault: `Status(429)`,
 `Status(500)`, `Slow(seconds, reply)`, `Garbage()` (a 200 with a malformed JSON body) or
@@ -70,6 +71,8 @@ class FakeOpenAIServer:
         self.requests: list[dict[str, Any]] = []
         self.answers: list[str] = []
         self.auth: list[str | None] = []
+        self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.first: float | None = None
@@ -98,14 +101,16 @@ class FakeOpenAIServer:
                 now = time.perf_counter()
                 with outer._lock:
                     n = len(outer.requests)
-                    body = json.loads(raw) if self.path.endswith("/chat/completions") else {}
+                    body = json.loads(raw) if _shape(self.path) else {}
                     outer.requests.append(body)
                     outer.auth.append(self.headers.get("Authorization"))
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    outer.paths.append(self.path)
                     outer.first = now if outer.first is None else outer.first
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
                 try:
-                    if not self.path.endswith("/chat/completions"):
+                    if not _shape(self.path):
                         self._send(404, b'{"error": "not found"}')
                     else:
                         self._answer(outer.script(body, n), body)
@@ -132,7 +137,8 @@ class FakeOpenAIServer:
                 else:
                     if answer.delay:
                         time.sleep(answer.delay)
-                    self._send(200, json.dumps(completion(body, answer)).encode())
+                    shaped = SHAPES[_shape(self.path)](body, answer)
+                    self._send(200, json.dumps(shaped).encode())
 
             def _send(self, code: int, data: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(code)
@@ -195,6 +201,58 @@ def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
             "total_tokens": prompt_words + max(len(reply.text.split()), 1),
         },
     }
+
+
+def anthropic_message(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """A Messages API answer as Anthropic's API returns it; tokens counted as words."""
+    words = sum(len(json.dumps(m.get("content")).split()) for m in body.get("messages", []))
+    content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
+    if reply.tool is not None:
+        name, args = reply.tool
+        content.append({"type": "tool_use", "id": f"toolu_{name}", "name": name, "input": args})
+    return {
+        "id": "msg_test",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", ""),
+        "content": content,
+        "stop_reason": "tool_use" if reply.tool else "end_turn",
+        "usage": {"input_tokens": words, "output_tokens": max(len(reply.text.split()), 1)},
+    }
+
+
+def gemini_content(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """A generateContent answer as the Gemini API returns it; tokens counted as words."""
+    words = sum(len(json.dumps(c.get("parts")).split()) for c in body.get("contents", []))
+    parts: list[dict[str, Any]] = [{"text": reply.text}] if reply.text else []
+    if reply.tool is not None:
+        name, args = reply.tool
+        parts.append({"functionCall": {"name": name, "args": args}})
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": words,
+            "candidatesTokenCount": max(len(reply.text.split()), 1),
+        },
+        "modelVersion": "gemini-test",
+    }
+
+
+SHAPES = {"openai": completion, "anthropic": anthropic_message, "gemini": gemini_content}
+"""Answer shape by API: the request path decides which (`_shape`)."""
+
+
+def _shape(path: str) -> str:
+    """Which API a request path is for ('' for none this server answers)."""
+    if path.endswith("/chat/completions"):
+        return "openai"
+    if path.endswith("/v1/messages"):
+        return "anthropic"
+    if path.endswith(":generateContent"):
+        return "gemini"
+    return ""
 
 
 QUESTIONS = (
