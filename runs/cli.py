@@ -50,9 +50,11 @@ SUMMARY_COLUMNS = {
 }
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
-    """A rich table of a summary.json: one row per agent, metrics with 95% intervals, and
-    pass^k for the run's k repeats per case when it has more than one."""
+def summary_table(summary: dict[str, Any], names: dict[str, str] | None = None) -> Table:
+    """A rich table of a summary.json: one row per agent (by its display name in `names`),
+    metrics with 95% intervals, and pass^k for the run's k repeats per case when it has more
+    than one."""
+    names = names or {}
     repeats = int(summary.get("repeats") or 1)
     pass_k = f"pass^{repeats}" if repeats > 1 else None
     caption = (
@@ -85,7 +87,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
             cells.append(
                 f"{u['prompt_tokens']}/{u['completion_tokens']}{cost}" if u.get("requests") else "-"
             )
-        table.add_row(agent, str(s["episodes"]), errors, *cells)
+        table.add_row(names.get(agent, agent), str(s["episodes"]), errors, *cells)
     return table
 
 
@@ -97,8 +99,22 @@ def run(
         typer.Option(
             "--agent",
             "-a",
-            help="Agent spec, repeatable: scripted, random, oracle, hf:smollm2, openai:MODEL@URL.",
+            help="Agent spec, repeatable: a baseline (scripted, random, oracle, opening, unsafe, "
+            "human) or a model: openai/gpt-4o, anthropic/MODEL, google/MODEL, vllm/MODEL, "
+            "ollama/MODEL, hf/smollm2, openai:MODEL@URL (keys and base URLs from each "
+            "provider's usual variables or ./.env; docs/agents.md).",
         ),
+    ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="Display name of an agent in tables, reports and boards, repeatable: one per "
+            "--agent, in the same order (default: the spec without its base URL).",
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", hidden=True, help="Not an option: --agent.")
     ] = None,
     cases: Annotated[
         int,
@@ -293,10 +309,18 @@ def run(
     than --max-error-rate of them; 2 the run cannot start or store (bad input, a full disk, a
     folder it cannot write, a damaged or edited run directory); 3 a bug inside clinicgym."""
     from clinicgym.runs.config import spec_from_cli
-    from clinicgym.runs.errors import EpisodeBug, StoreError
+    from clinicgym.runs.errors import ConfigError, EpisodeBug, StoreError
     from clinicgym.runs.imported import cases_given, imported_run_cases
     from clinicgym.runs.store import os_error_message
 
+    if model:
+        fail(
+            ConfigError(
+                f"no such option: --model. The model under test is an agent: "
+                f"--agent {model[0]} (e.g. --agent openai/gpt-4o --name gpt-4o; see "
+                "`clinicgym run --help`)"
+            )
+        )
     spec = None
     try:
         spec = spec_from_cli(click_ctx, config)
@@ -344,13 +368,16 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
         )
     if done_before:
         console.print(f"Resuming {out}: {done_before} of {total} episodes already stored.")
-    with RunProgress(ctx.plan, done, console, quiet=quiet, log=err_console) as progress:
+    with RunProgress(
+        ctx.plan, done, console, quiet=quiet, log=err_console, names=spec.display_names()
+    ) as progress:
         try:
             ran = asyncio.run(execute(ctx, store, progress.on_episode))
         finally:
             store.close()
     summary = finalise(ctx, store)
-    console.print(summary_table(summary))
+    names = spec.display_names()
+    console.print(summary_table(summary, names))
     print_run_compliance(summary)
     console.print(
         f"{ran} episodes run now, {summary['stored_episodes']} of {total} stored in {out}/ "
@@ -368,7 +395,7 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
     for agent, left in progress.unplayed.items():
         incomplete = True
         err_console.print(
-            f"[red]stopped {agent}:[/red] its first {spec.stop_after_errors} episodes all "
+            f"[red]stopped {names[agent]}:[/red] its first {spec.stop_after_errors} episodes all "
             f"errored, so its other {left} were not played. Fix the cause above and run the "
             "same command again: the unplayed episodes resume (add --retry-errored to replay "
             "the errored ones too).",
@@ -386,7 +413,7 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
             continue
         incomplete = True
         err_console.print(
-            f"[red]incomplete {agent}:[/red] {s['errors']} of {s['episodes']} episodes "
+            f"[red]incomplete {names[agent]}:[/red] {s['errors']} of {s['episodes']} episodes "
             f"({share:.0%}) ended in infrastructure errors, {why}; its numbers leave them out. "
             "Fix the cause and run the same command with --retry-errored.",
             highlight=False,
@@ -439,8 +466,21 @@ def summary(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -
         fail(e)
     prices = {k: tuple(v) for k, v in manifest["spec"].get("prices", {}).items()}
     console.print(
-        summary_table(summarise(table, manifest["spec"]["agents"], store.root.name, prices))
+        summary_table(
+            summarise(table, manifest["spec"]["agents"], store.root.name, prices),
+            shown_names(manifest["spec"]),
+        )
     )
+
+
+def shown_names(spec: dict[str, Any]) -> dict[str, str]:
+    """Agent spec -> display name from a manifest's spec (older runs have no `names`)."""
+    from clinicgym.runs.spec import RunSpec
+
+    try:
+        return RunSpec.model_validate(spec).display_names()
+    except ValueError:  # a spec this version cannot read: show the specs
+        return {}
 
 
 @kb_app.command("validate")

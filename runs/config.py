@@ -65,6 +65,7 @@ def _str_or_none(v: Any) -> Any:
 
 CLI_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "agent": ("agents", list),
+    "name": ("names", list),
     "cases": ("cases", int),
     "seed": ("seed", int),
     "out": ("out", Path),
@@ -102,7 +103,8 @@ CLI_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "retry_errored": ("retry_errored", bool),
 }
 """`clinicgym run` option (parameter name) -> (RunSpec field, how its value converts).
-Only `--config` and `--quiet` are not spec fields."""
+Only `--config`, `--quiet` and the hidden `--model` (an error that points to `--agent`) are not
+spec fields."""
 
 
 def read_config(path: Path | str) -> dict[str, Any]:

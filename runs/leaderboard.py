@@ -95,10 +95,9 @@ def agent_kind(spec: str) -> str:
 def agent_label(spec: str) -> str:
     """An agent spec as the board shows it: without a server URL ('openai:m@http://h/v1' ->
     'openai:m'), which names the submitter's machines, not the model."""
-    kind, sep, rest = spec.partition(":")
-    if kind in ("openai", "vllm") and "@" in rest:
-        rest = rest.split("@")[0]
-    return f"{kind}{sep}{rest}"
+    from clinicgym.agents.backends.registry import display_name
+
+    return display_name(spec)
 
 
 def is_reference(spec: str) -> bool:
@@ -389,6 +388,7 @@ def _bundle_info(index: dict[str, Any], manifest: dict[str, Any]) -> dict[str, A
         "submitted": str(index.get("packed", ""))[:10],
         "submitter": sub.get("submitter") or "",
         "cards": models,
+        "names": spec.get("names") if isinstance(spec.get("names"), dict) else {},
         "sampling": sampling,
         "kb_version": (manifest.get("versions") or {}).get("kb", ""),
         "clinicgym": (manifest.get("versions") or {}).get("clinicgym", ""),
@@ -964,7 +964,7 @@ def board_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
                 "suite": info.get("suite", ""),
                 "rank": "",
                 "agent": agent,
-                "label": agent_label(agent),
+                "label": str(info.get("names", {}).get(agent) or agent_label(agent)),
                 "reference": is_reference(agent),
                 **meta,
                 "sampling": " ".join(f"{k}={x}" for k, x in (info.get("sampling") or {}).items()),

@@ -42,7 +42,10 @@ class RunProgress:
         *,
         quiet: bool = False,
         log: Console | None = None,
+        names: dict[str, str] | None = None,
     ) -> None:
+        self.names = names or {}
+        """Agent spec -> the display name its bar shows."""
         self.totals: dict[str, int] = {}
         self.done: dict[str, int] = {}
         for p in plan:
@@ -88,7 +91,11 @@ class RunProgress:
         self._progress.__enter__()
         for agent, total in self.totals.items():
             self._tasks[agent] = self._progress.add_task(
-                agent[:16], total=total, completed=self.done[agent], errors=0, tps="-"
+                self.names.get(agent, agent)[:16],
+                total=total,
+                completed=self.done[agent],
+                errors=0,
+                tps="-",
             )
         self._start = time.monotonic()
         return self

@@ -39,7 +39,11 @@ class RunSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     agents: list[str] = Field(min_length=1)
-    """Agent spec strings, e.g. 'scripted', 'hf:smollm2', 'openai:MODEL@URL'."""
+    """Agent spec strings, e.g. 'scripted', 'hf:smollm2', 'openai/gpt-4o', 'openai:MODEL@URL'."""
+    names: dict[str, str] = {}
+    """Display names by agent spec (`--name`, given in the order of `--agent`); an agent
+    without one shows as its spec without a base URL. Not part of the run's identity, so a
+    resumed run may rename its agents."""
     cases: int = Field(default=30, ge=1, le=1_000_000)
     seed: int = 0
     repeats: int = Field(default=1, ge=1, le=100)
@@ -133,6 +137,51 @@ class RunSpec(BaseModel):
         if dupes:
             raise ValueError(f"agent specs must be unique; repeated: {dupes}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_in_order(cls, data: object) -> object:
+        """`names` given as a list (one `--name` per `--agent`, in order) -> by spec."""
+        if isinstance(data, dict) and isinstance(data.get("names"), list | tuple):
+            names, agents = list(data["names"]), list(data.get("agents") or [])
+            if len(names) != len(agents):
+                raise ValueError(
+                    f"--name given {len(names)} times for {len(agents)} agents: give one "
+                    "--name per --agent, in the same order"
+                )
+            data = {**data, "names": dict(zip(agents, names, strict=True))}
+        return data
+
+    @model_validator(mode="after")
+    def _names_known(self) -> RunSpec:
+        unknown = sorted(set(self.names) - set(self.agents))
+        if unknown:
+            raise ValueError(f"names: {unknown} are not agents of this run ({self.agents})")
+        given = [n.strip() for n in self.names.values()]
+        empty = sorted(a for a, n in self.names.items() if not n.strip())
+        dupes = sorted({n for n in given if n and given.count(n) > 1})
+        if empty or dupes:
+            raise ValueError(
+                f"names: {f'empty for {empty}' if empty else ''}"
+                f"{'; ' if empty and dupes else ''}{f'shown twice: {dupes}' if dupes else ''}"
+                "; give each agent its own --name"
+            )
+        return self
+
+    def display_names(self) -> dict[str, str]:
+        """Agent spec -> the name tables and boards show: its --name, else the spec without
+        a base URL (`agents.backends.registry.display_name`)."""
+        from clinicgym.agents.backends.registry import display_name
+
+        out: dict[str, str] = {}
+        for a in self.agents:
+            name = self.names.get(a, "").strip() or display_name(a)
+            n = 2
+            while name in out.values():  # two servers of one model: 'openai:m', 'openai:m [2]'
+                name = f"{display_name(a)} [{n}]"
+                n += 1
+            out[a] = name
+        return out
 
     @model_validator(mode="after")
     def _agent_limits(self) -> RunSpec:

@@ -61,7 +61,7 @@ def test_every_cli_flag_of_run_maps_to_a_spec_field():
     import typer.main
 
     command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
-    params = {p.name for p in command.params} - {"config", "quiet", "click_ctx"}
+    params = {p.name for p in command.params} - {"config", "quiet", "click_ctx", "model"}
     assert params == set(CLI_FIELDS)
     assert {f for f, _ in CLI_FIELDS.values()} <= set(RunSpec.model_fields)
 
