@@ -353,6 +353,19 @@ def key_env(provider: str, spec: ModelSpec) -> str:
     return next((n for n in names if os.environ.get(n)), names[0])
 
 
+def _require_key(provider: str, spec: ModelSpec, url: str, key: str) -> None:
+    """A hosted API (its default URL) answers nothing without a key: say so now, before any
+    episode is played, rather than once per episode as an HTTP 401."""
+    env = PROVIDER_ENV[provider]
+    hosted = env.default_url.startswith("https://")
+    if hosted and url.rstrip("/") == env.default_url.rstrip("/") and not os.environ.get(key):
+        raise AgentSpecError(
+            f"agent '{spec.spec}': no API key: set {' or '.join(env.key)} (in the "
+            f"environment or a .env file here), or point {env.url[0]} at a server that "
+            "needs none"
+        )
+
+
 def _http(spec: ModelSpec) -> dict[str, Any]:
     """Connection settings every HTTP backend takes from the spec."""
     o = spec.options
@@ -371,12 +384,9 @@ def _openai_compatible(provider: str) -> Builder:
     def build(spec: ModelSpec) -> ChatBackend:
         from clinicgym.agents.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(
-            spec.target,
-            base_url(provider, spec.url),
-            api_key_env=key_env(provider, spec),
-            **_http(spec),
-        )
+        url, key = base_url(provider, spec.url), key_env(provider, spec)
+        _require_key(provider, spec, url, key)
+        return OpenAIBackend(spec.target, url, api_key_env=key, **_http(spec))
 
     build.__doc__ = f"An OpenAI-compatible client for `{provider}/MODEL` over aiohttp."
     return build
@@ -398,12 +408,9 @@ def _anthropic(spec: ModelSpec) -> ChatBackend:
     """Anthropic's Messages API over the same aiohttp client."""
     from clinicgym.agents.backends.anthropic import AnthropicBackend
 
-    return AnthropicBackend(
-        spec.target,
-        base_url("anthropic", spec.url),
-        api_key_env=key_env("anthropic", spec),
-        **_http(spec),
-    )
+    url, key = base_url("anthropic", spec.url), key_env("anthropic", spec)
+    _require_key("anthropic", spec, url, key)
+    return AnthropicBackend(spec.target, url, api_key_env=key, **_http(spec))
 
 
 @register_backend("google", example="google/gemini-2.5-flash", options=HTTP_OPTIONS)
@@ -411,12 +418,9 @@ def _google(spec: ModelSpec) -> ChatBackend:
     """Google's Gemini API (generateContent) over the same aiohttp client."""
     from clinicgym.agents.backends.gemini import GeminiBackend
 
-    return GeminiBackend(
-        spec.target,
-        base_url("google", spec.url),
-        api_key_env=key_env("google", spec),
-        **_http(spec),
-    )
+    url, key = base_url("google", spec.url), key_env("google", spec)
+    _require_key("google", spec, url, key)
+    return GeminiBackend(spec.target, url, api_key_env=key, **_http(spec))
 
 
 SMOLLM2_DEFAULTS = {"max_tokens": 32, "one_line": True}

@@ -45,7 +45,9 @@ def _chat(backend, messages, tools=None, **params):
     return asyncio.run(go())
 
 
-def test_every_provider_spec_resolves_to_its_backend_and_default_url():
+def test_every_provider_spec_resolves_to_its_backend_and_default_url(monkeypatch):
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.setenv(key, "k")
     want = {
         "openai/gpt-4o": (OpenAIBackend, "https://api.openai.com/v1"),
         "ollama/llama3.2": (OpenAIBackend, "http://localhost:11434/v1"),
@@ -62,9 +64,10 @@ def test_every_provider_spec_resolves_to_its_backend_and_default_url():
     )
 
 
-def test_the_earlier_forms_are_unchanged():
+def test_the_earlier_forms_are_unchanged(monkeypatch):
     b = make_backend("openai:m@http://127.0.0.1:9/v1")
     assert b.name == "openai:m@http://127.0.0.1:9/v1" and b.api_key_env == "OPENAI_API_KEY"
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
     assert make_backend("openai:gpt-4o").base_url == "https://api.openai.com/v1"
     p = parse_spec("hf:smollm2#batch=4")
     assert p.kind.name == "hf" and p.target == "smollm2"
@@ -140,6 +143,21 @@ def test_near_misses_get_a_did_you_mean_and_the_known_forms():
         parse_spec("openai/gpt-4o#temprature=0.2")
     with pytest.raises(AgentSpecError, match="names no model"):
         parse_spec("anthropic/")
+
+
+def test_a_hosted_api_without_a_key_is_refused_before_any_episode(monkeypatch):
+    for spec, names in (
+        ("openai/gpt-4o", "OPENAI_API_KEY"),
+        ("anthropic/claude-x", "ANTHROPIC_API_KEY"),
+        ("google/gemini-x", "GOOGLE_API_KEY or GEMINI_API_KEY"),
+    ):
+        with pytest.raises(AgentSpecError, match=f"no API key: set {names}"):
+            make_backend(spec)
+    # a local server needs no key, and neither does a hosted API's address given elsewhere
+    assert make_backend("ollama/llama3.2").api_key_env == "OLLAMA_API_KEY"
+    assert make_backend("openai/m@http://127.0.0.1:9/v1").base_url == "http://127.0.0.1:9/v1"
+    monkeypatch.setenv("GEMINI_API_KEY", "g")
+    assert make_backend("google/gemini-x").api_key_env == "GEMINI_API_KEY"
 
 
 def test_display_names_never_show_a_base_url():
