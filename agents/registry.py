@@ -66,6 +66,18 @@ def make_agent_factory(
     return builder(rest, kb, dict(options or {}))
 
 
+def check_agent_spec(spec: str) -> None:
+    """Raise AgentSpecError if `spec` names no agent, or a model spec is malformed; loads
+    nothing and connects nowhere, so a typo fails before cases are made or models load."""
+    from clinicgym.agents.backends.registry import is_model_spec, parse_spec, unknown_model_message
+
+    spec = spec.strip()
+    if is_model_spec(spec):
+        parse_spec(spec)
+    elif spec.partition(":")[0].partition("#")[0] not in _BUILDERS:
+        raise AgentSpecError(unknown_model_message(spec, known_agents()))
+
+
 def _has_bias(rest: str) -> bool:
     """A baseline's options ('#bias=recency,budget=4') name a bias."""
     _, _, opts = rest.partition("#")

@@ -308,6 +308,7 @@ def run(
     Exit status: 0 done; 1 done, but an agent was stopped, had every episode errored or more
     than --max-error-rate of them; 2 the run cannot start or store (bad input, a full disk, a
     folder it cannot write, a damaged or edited run directory); 3 a bug inside clinicgym."""
+    from clinicgym.agents.registry import check_agent_spec
     from clinicgym.runs.config import spec_from_cli
     from clinicgym.runs.errors import ConfigError, EpisodeBug, StoreError
     from clinicgym.runs.imported import cases_given, imported_run_cases
@@ -324,6 +325,8 @@ def run(
     spec = None
     try:
         spec = spec_from_cli(click_ctx, config)
+        for a in spec.agents:  # a typo fails here, before cases are made or a model loads
+            check_agent_spec(a)
         spec, imported = imported_run_cases(
             spec, given=cases_given(click_ctx, config), say=_say_import
         )

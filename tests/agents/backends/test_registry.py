@@ -287,3 +287,13 @@ def test_the_judge_and_the_patient_are_built_by_the_same_registry(monkeypatch, t
         judge_from_spec("opneai/gpt-4o")
     with pytest.raises(RunError, match=r"--patient: unknown patient spec 'grounde'.*'grounded'"):
         make_patient_maker("grounde", default_kb(), tmp_path, None, "off")
+
+
+def test_agent_specs_are_checked_without_building_anything():
+    from clinicgym.agents.registry import check_agent_spec
+
+    for ok in ("scripted#budget=4", "human", "openai/gpt-4o", "hf/not-on-this-machine"):
+        check_agent_spec(ok)  # no key, no model file: nothing is loaded or contacted
+    for bad, why in (("scriptd", "did you mean 'scripted'"), ("hf/x#bach=2", "'batch'")):
+        with pytest.raises(AgentSpecError, match=why):
+            check_agent_spec(bad)
