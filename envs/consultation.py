@@ -223,6 +223,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self._ids: dict[str, Any] = {}
         self._seed = 0
         self._started = 0.0
+        self._case_hash: str | None = None
 
     def _grounded_patient(self, case: Case) -> Patient:
         return GroundedPatient(case, matcher_for(self.kb))
@@ -235,7 +236,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         super().reset(seed=seed)
         options = options or {}
         self._seed = int(seed) if seed is not None else int(self.np_random.integers(2**31))
-        self.case = self._pick_case(options)
+        self.case = picked = self._pick_case(options)
         for sc in self.scenarios:
             self.case = sc.reset(self.case, self.np_random)
         if self.scenarios:  # a scenario may change facts: rebuild the artefacts they show
@@ -252,6 +253,10 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self._done = False
         self._started = time.time()
         self._ids = {k: options[k] for k in ("agent_id", "episode_id", "repeat") if k in options}
+        # the caller's hash of the case it handed in (a run hashes each case once), unless a
+        # scenario changed the case; else computed once, when the episode is first recorded
+        given = options.get("case_hash") if "case" in options else None
+        self._case_hash = given if self.case is picked else None
         case = self.case
         reply = self.patient.opening()
         who = self._who()
@@ -621,13 +626,20 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self._shown = {}
         return obs
 
+    def _played_hash(self) -> str:
+        """The content hash of the case as played, computed at most once per episode."""
+        assert self.case is not None
+        if self._case_hash is None:
+            self._case_hash = self.case.content_hash()
+        return self._case_hash
+
     def episode(self, reason: TerminationReason) -> Episode:
         """The episode so far, as the record the run store keeps."""
         assert self.case is not None
         return Episode(
             episode_id=str(self._ids.get("episode_id", f"{self.case.id}:{self._seed}")),
             case_id=self.case.id,
-            case_hash=self.case.content_hash(),
+            case_hash=self._played_hash(),
             agent_id=str(self._ids.get("agent_id", "unknown")),
             seed=self._seed,
             repeat=int(self._ids.get("repeat", 0)),
