@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.patients.matching import matcher_for
+from clinicgym.runs.casefile import GeneratedCases
 from clinicgym.runs.errors import RunError
 from clinicgym.runs.runner import (
     PlannedEpisode,
@@ -228,7 +229,7 @@ class LocalExecutor:
             try:
                 episode = await play_with_retries(ctx, planned, live)
                 raise_if_bug(episode)  # never stored: the run stops and says so
-                store.append(episode)
+                await store.commit(episode)  # off the loop; back once fsynced (group commit)
             finally:
                 live.close()  # after the append: a viewer never sees the episode vanish
             await asyncio.sleep(0)
@@ -278,9 +279,10 @@ def worker_spec(spec: RunSpec) -> RunSpec:
 
 class EpisodeWorker:
     """A Ray actor: rebuilds the run's context once (KB, packs, agents, patient) from the spec
-    and the driver's cases, then plays planned episodes concurrently on its event loop."""
+    and the driver's cases (none for generated cases: the worker realises each from the spec's
+    seed when its episode starts), then plays planned episodes concurrently on its loop."""
 
-    def __init__(self, spec_json: str, cases_json: list[str]) -> None:
+    def __init__(self, spec_json: str, cases_json: list[str] | None) -> None:
         from threadpoolctl import threadpool_limits
 
         from clinicgym.patients.case import Case
@@ -289,7 +291,7 @@ class EpisodeWorker:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         threadpool_limits(limits=1, user_api="blas")  # see single_threaded_blas
         spec = RunSpec.model_validate_json(spec_json)
-        cases = [Case.model_validate_json(c) for c in cases_json]
+        cases = None if cases_json is None else [Case.model_validate_json(c) for c in cases_json]
         self.ctx = prepare(spec, cases=cases)
         matcher_for(self.ctx.kb)
         gc.freeze()  # the context lives as long as the actor (see frozen_heap)
@@ -372,13 +374,15 @@ class RayExecutor:
             max_concurrency=per_actor + 1
         )
         spec_json = worker_spec(ctx.spec).model_dump_json()
-        cases_ref = ray.put([c.model_dump_json() for c in ctx.cases])
+        # generated cases travel as the spec (each worker realises its own); others whole
+        lazy = isinstance(ctx.cases, GeneratedCases) and ctx.cases.storable
+        cases_ref = ray.put(None if lazy else [c.model_dump_json() for c in ctx.cases])
         actors = [actor_cls.remote(spec_json, cases_ref) for _ in range(n)]
         load = [0] * n
         replaced: list[Any] = []  # dead actors, killed at the end so Ray frees their slots
 
         async def run_one(planned: PlannedEpisode) -> Episode:
-            case_id = ctx.cases[planned.case_index].id
+            case_id = ctx.cases.ids[planned.case_index]
             failures: list[str] = []
             for attempt in range(ctx.spec.episode_retries + 1):
                 i = min(range(n), key=load.__getitem__)
@@ -400,7 +404,7 @@ class RayExecutor:
             else:
                 episode = errored_episode(planned, case_id, failures)
             raise_if_bug(episode)  # never stored: the run stops and says so
-            store.append(episode)
+            await store.commit(episode)
             return episode
 
         try:

@@ -441,7 +441,7 @@ def _check_run(
     if sdef.hidden:
         cases = _hidden_cases(name, sdef, ver, kb, secret, p)
     else:
-        cases = _bundle_cases(files, p)
+        cases = _bundle_cases(files, p, scoring_kb)
     if cases is not None and [(c.id, c.content_hash()) for c in cases] != list(
         zip(ids, hashes, strict=False)
     ):
@@ -600,9 +600,13 @@ def _hidden_cases(
         return None
 
 
-def _bundle_cases(files: dict[str, bytes], problems: list[str]) -> list[Case] | None:
-    """A public suite's cases as the bundle carries them."""
+def _bundle_cases(
+    files: dict[str, bytes], problems: list[str], kb: KnowledgeBase | None = None
+) -> list[Case] | None:
+    """A public suite's cases as the bundle carries them (whole, or as recipes regenerated
+    with `kb`)."""
     from clinicgym.patients.case import Case
+    from clinicgym.runs.casefile import is_recipe_line, read_case_lines
 
     if "cases.jsonl" not in files:
         return None
@@ -611,9 +615,15 @@ def _bundle_cases(files: dict[str, bytes], problems: list[str]) -> list[Case] | 
         if not line.strip():
             continue
         try:
-            cases.append(Case.model_validate_json(line))
+            if is_recipe_line(line):  # a generated case: regenerated (and its hash checked)
+                cases.extend(read_case_lines([line], kb))
+            else:
+                cases.append(Case.model_validate_json(line))
         except ValidationError as e:
             problems.append(f"cases.jsonl line {i}: not a case ({e.errors()[0]['msg']})")
+            return None
+        except ClinicGymError as e:
+            problems.append(f"cases.jsonl line {i}: {e}")
             return None
     return cases
 

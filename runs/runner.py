@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +38,14 @@ from clinicgym.policies import (
     make_scenarios,
     require_judge,
     validate_specs,
+)
+from clinicgym.runs.casefile import (
+    CaseList,
+    CaseLookup,
+    GeneratedCases,
+    RunCases,
+    as_run_cases,
+    sampler_recipe,
 )
 from clinicgym.runs.errors import EpisodeBug, RunError
 from clinicgym.runs.patient_setup import PatientMaker, make_patient_maker
@@ -63,17 +72,19 @@ def episode_seed(run_seed: int, case_index: int, repeat: int) -> int:
     return int(np.random.SeedSequence([run_seed, case_index, repeat]).generate_state(1)[0])
 
 
-def plan_episodes(spec: RunSpec, cases: list[Case]) -> list[PlannedEpisode]:
-    """Every episode of the run, interleaved across agents so their progress moves together."""
+def plan_episodes(spec: RunSpec, cases: Sequence[Case]) -> list[PlannedEpisode]:
+    """Every episode of the run, interleaved across agents so their progress moves together
+    (from the cases' ids: no generated case is realised to plan it)."""
+    ids = as_run_cases(cases).ids
     return [
         PlannedEpisode(
-            episode_id=f"{agent}|{case.id}|r{r}",
+            episode_id=f"{agent}|{case_id}|r{r}",
             agent=agent,
             case_index=i,
             repeat=r,
             seed=episode_seed(spec.seed, i, r),
         )
-        for i, case in enumerate(cases)
+        for i, case_id in enumerate(ids)
         for r in range(spec.repeats)
         for agent in spec.agents
     ]
@@ -85,7 +96,8 @@ class RunContext:
 
     spec: RunSpec
     kb: KnowledgeBase
-    cases: list[Case]
+    cases: RunCases
+    """Generated cases realised when their episode starts (runs/casefile.py), or a file's."""
     factories: dict[str, AgentFactory]
     plan: list[PlannedEpisode]
     packs: list[PolicyPack] = field(default_factory=list)
@@ -99,12 +111,13 @@ def prepare(
     spec: RunSpec,
     agent_options: dict[str, Any] | None = None,
     judge: Judge | None = None,
-    cases: list[Case] | None = None,
+    cases: Sequence[Case] | None = None,
 ) -> RunContext:
-    """Load the KB and policy packs, generate the cases and build agent factories (errors
+    """Load the KB and policy packs, set up the cases and build agent factories (errors
     surface here: a run never starts with a half-loaded pack or an unknown scenario).
-    `cases` given (a Ray worker gets the driver's) are used as they are; `judge` defaults to
-    the one `spec.judge` names."""
+    Generated cases are not realised here but when their episode starts. `cases` given (a Ray
+    worker gets the driver's written ones) are used as they are; `judge` defaults to the one
+    `spec.judge` names."""
     kb = load_kb(spec.kb_dir) if spec.kb_dir else default_kb()
     packs = load_packs(spec.policy_packs)
     validate_specs(spec.scenarios, kb)
@@ -113,29 +126,39 @@ def prepare(
 
         judge = judge_from_spec(spec.judge)
     require_judge(packs, judge)
-    cases = _run_cases(spec, kb) if cases is None else cases
+    run_cases = _run_cases(spec, kb) if cases is None else as_run_cases(cases)
     options = {**spec.agent_options(), **(agent_options or {})}
     factories = {a: make_agent_factory(a, kb, options) for a in spec.agents}
     patient = make_patient_maker(
         spec.patient, kb, spec.out, spec.patient_cache, spec.patient_cache_mode
     )
-    return RunContext(spec, kb, cases, factories, plan_episodes(spec, cases), packs, judge, patient)
+    plan = plan_episodes(spec, run_cases)
+    return RunContext(spec, kb, run_cases, factories, plan, packs, judge, patient)
 
 
-def _run_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
-    """The run's cases: a suite's frozen ones, an external file's, a cohort's, or sampled."""
+def _run_cases(spec: RunSpec, kb: KnowledgeBase) -> RunCases:
+    """The run's cases: a suite's frozen ones, an external file's, a cohort's, or sampled (the
+    sampled ones lazily: each realised from the seed and its index when its episode starts)."""
     if spec.suite:
         from clinicgym.runs.suite import suite_cases
 
-        return suite_cases(spec, kb)
+        return as_run_cases(suite_cases(spec, kb))
     if spec.cases_from:
-        return _imported_cases(spec, kb)
+        return CaseList(_imported_cases(spec, kb))
     if spec.cohort:
-        return _cohort_cases(spec, kb)
-    sampler = make_sampler(
+        return CaseList(_cohort_cases(spec, kb))
+    make_sampler(  # fails now on unknown settings or conditions, before anything is written
         kb, spec.weighting, settings=spec.settings or None, conditions=spec.conditions or None
     )
-    return sampler.sample_many(spec.cases, spec.seed)
+    recipe = sampler_recipe(
+        kb,
+        spec.seed,
+        weighting=spec.weighting,
+        settings=spec.settings,
+        conditions=spec.conditions,
+        kb_dir=str(Path(spec.kb_dir).resolve()) if spec.kb_dir else None,
+    )
+    return GeneratedCases(kb, recipe, spec.cases)
 
 
 def _imported_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
@@ -205,16 +228,21 @@ async def play_episode(
     agent: Any,
     case: Case,
     planned: PlannedEpisode,
+    case_hash: str | None = None,
 ) -> Episode:
     """Play one consultation to its end under the one rule for errors (module docstring): the
     agent's exceptions are error turns, infrastructure failures an errored episode, and an
-    exception inside the env an errored episode marked as a bug (`raise_if_bug`)."""
-    options = {
+    exception inside the env an errored episode marked as a bug (`raise_if_bug`). `case_hash`:
+    the case's content hash when the caller knows it (computed once per case, not per episode).
+    """
+    options: dict[str, Any] = {
         "case": case,
         "agent_id": planned.agent,
         "episode_id": planned.episode_id,
         "repeat": planned.repeat,
     }
+    if case_hash is not None:
+        options["case_hash"] = case_hash
     try:
         obs, info = env.reset(seed=planned.seed, options=options)
     except Exception as e:
@@ -331,7 +359,8 @@ async def play_planned(ctx: RunContext, planned: PlannedEpisode, live: Any = Non
         modality=ctx.spec.modality,
     )
     agent = ctx.factories[planned.agent]()
-    episode = await play_episode(env, agent, case, planned)
+    case_hash = ctx.cases.case_hash(planned.case_index)
+    episode = await play_episode(env, agent, case, planned, case_hash)
     if monitor is not None and monitor.ctx is not None and episode.status == "completed":
         try:
             episode = apply_settled(episode, await monitor.settle())  # judge checks
@@ -353,8 +382,10 @@ async def execute(
 
 
 def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
-    """Write scores.parquet and summary.json from what the store holds; return the summary."""
-    cases = {c.id: c for c in ctx.cases}
+    """Write scores.parquet and summary.json from what the store holds; return the summary.
+    Cases are realised again one at a time as their episodes are scored, and the hashes of
+    generated cases, known now, are written into cases.jsonl and the manifest before sealing."""
+    cases = CaseLookup(ctx.cases)
     scorer = EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.packs))
     table = score_table(store.iter_episodes(), cases, scorer)
     table.to_parquet(store.scores_path, index=False)
@@ -364,7 +395,7 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
     if ctx.packs:  # compliance.json/.md/.html from the violations recorded live
         summary["compliance"] = live_compliance(
             store.iter_episodes(),
-            {c.id: c for c in ctx.cases},
+            cases,
             ctx.packs,
             ctx.kb,
             ctx.spec.scenarios,
@@ -373,5 +404,6 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
             out_dir=store.root,
         )
     store.write_summary(summary)
+    store.record_case_hashes(ctx.cases)
     store.seal()  # the data files' sha256 into the manifest: a later edit shows
     return summary

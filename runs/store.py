@@ -8,14 +8,18 @@ run or stored twice. JSON files other than the episode log are replaced atomical
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import platform
+import queue
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,8 @@ from pydantic import ValidationError
 from clinicgym import __version__
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
+from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.runs.casefile import GeneratedCases, RunCases, as_run_cases, read_case_lines
 from clinicgym.runs.errors import RunError, StoreError
 from clinicgym.runs.spec import RunSpec
 
@@ -52,6 +58,11 @@ class RunStore:
         self.summary_path = self.root / "summary.json"
         self.scores_path = self.root / "scores.parquet"
         self._fh: Any = None
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self.commits = 0
+        """fsyncs of grouped episodes by the writer thread (`commit`): fewer than episodes."""
         self.recovered_bytes = 0
         """Bytes of a torn last line cut off when the store was opened."""
         self.set_aside = 0
@@ -62,12 +73,15 @@ class RunStore:
     # ---- opening ------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, spec: RunSpec, cases: list[Case], kb_version: str) -> RunStore:
-        """Create the run directory, or reopen it to resume if it holds the same run."""
+    def open(cls, spec: RunSpec, cases: Sequence[Case], kb_version: str) -> RunStore:
+        """Create the run directory, or reopen it to resume if it holds the same run. Cases are
+        written one line each as they come (a generated case as its recipe, runs/casefile.py),
+        so a run of any size writes them without holding them."""
+        run_cases = as_run_cases(cases)
         store = cls(spec.out)
         store.root.mkdir(parents=True, exist_ok=True)
         if store.manifest_path.exists():
-            store._check_same_run(spec, cases, kb_version)
+            store._check_same_run(spec, run_cases, kb_version)
             store._check_unedited()
         else:
             if store.episodes_path.exists() and store.episodes_path.stat().st_size > 0:
@@ -76,15 +90,18 @@ class RunStore:
                     "runs. Use a new --out directory."
                 )
             with open(store.cases_path, "w", encoding="utf-8") as fh:
-                for c in cases:
-                    fh.write(c.model_dump_json() + "\n")
-            write_json_atomic(store.manifest_path, store._manifest(spec, cases, kb_version))
+                for i in range(len(run_cases)):
+                    fh.write(run_cases.line(i) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            write_json_atomic(store.manifest_path, store._manifest(spec, run_cases, kb_version))
         store._repair_tail()
         if spec.retry_errored:
             store.set_aside = store.set_aside_errored()
         return store
 
-    def _manifest(self, spec: RunSpec, cases: list[Case], kb_version: str) -> dict[str, Any]:
+    def _manifest(self, spec: RunSpec, cases: RunCases, kb_version: str) -> dict[str, Any]:
+        hashes = [cases.known_hash(i) for i in range(len(cases))]
         return {
             "format_version": MANIFEST_FORMAT_VERSION,
             "run_id": self.root.name,
@@ -97,14 +114,15 @@ class RunStore:
                 "python": sys.version.split()[0],
                 "platform": platform.platform(),
             },
-            "cases": [{"id": c.id, "hash": c.content_hash()} for c in cases],
-            "cases_sha256": cases_sha256(cases),
+            # a generated case's hash is known once it is realised: filled in at finalise
+            "cases": [{"id": cid, "hash": h} for cid, h in zip(cases.ids, hashes, strict=True)],
+            "cases_sha256": _sha_of(hashes),
             "suite": _suite_record(spec, cases),
             "policy_packs": _pack_records(spec),
             "command": sys.argv,
         }
 
-    def _check_same_run(self, spec: RunSpec, cases: list[Case], kb_version: str) -> None:
+    def _check_same_run(self, spec: RunSpec, cases: RunCases, kb_version: str) -> None:
         manifest = self.manifest()
         old = manifest.get("identity", {})
         new = spec.identity()
@@ -117,8 +135,14 @@ class RunStore:
         new_packs = [(p["ref"], p["sha256"]) for p in _pack_records(spec)]
         if old_packs != new_packs:
             diffs.append(f"policy packs (ref, sha256): {old_packs} -> {new_packs}")
-        old_cases = [(c["id"], c["hash"]) for c in manifest.get("cases", [])]
-        if not diffs and old_cases != [(c.id, c.content_hash()) for c in cases]:
+        old_cases = [(c["id"], c.get("hash")) for c in manifest.get("cases", [])]
+        # hashes are compared where both are known: a generated case not realised yet has none,
+        # and the same spec and KB version generate the same cases
+        same = len(old_cases) == len(cases) and all(
+            cid == cases.ids[i] and (h is None or cases.known_hash(i) in (None, h))
+            for i, (cid, h) in enumerate(old_cases)
+        )
+        if not diffs and not same:
             diffs.append("the cases differ (same spec, different generated cases)")
         if diffs:
             raise RunError(
@@ -171,9 +195,11 @@ class RunStore:
         if not self.episodes_path.exists():
             return
         seen: set[str] = set()
-        with open(self.episodes_path, "rb") as fh:
-            lines = fh.readlines()
-        for n, line in enumerate(lines, start=1):
+        with open(self.episodes_path, "rb") as fh:  # line by line: flat in the run's size
+            yield from self._episodes_of(fh, seen)
+
+    def _episodes_of(self, fh: Any, seen: set[str]) -> Iterator[Episode]:
+        for n, line in enumerate(fh, start=1):
             if not line.endswith(b"\n"):
                 break  # torn tail of a crashed write
             if not line.strip():
@@ -195,27 +221,118 @@ class RunStore:
     def finished_ids(self) -> set[str]:
         return {ep.episode_id for ep in self.iter_episodes()}
 
-    def cases(self) -> list[Case]:
-        """The run's cases, as generated when the run started."""
+    def cases(self, kb: KnowledgeBase | None = None) -> list[Case]:
+        """The run's cases, as generated when the run started: whole lines parsed, recipe
+        lines regenerated (with `kb` if it is their KB version, else the one they name)."""
+        return list(self.iter_cases(kb))
+
+    def iter_cases(self, kb: KnowledgeBase | None = None) -> Iterator[Case]:
+        """The run's cases one at a time (runs/casefile.py `read_case_lines`)."""
         if not self.cases_path.exists():
             raise RunError(f"{self.root}: no cases.jsonl")
         with open(self.cases_path, encoding="utf-8") as fh:
-            return [Case.model_validate_json(line) for line in fh if line.strip()]
+            yield from read_case_lines(fh, kb, where=str(self.cases_path))
+
+    def record_case_hashes(self, cases: Sequence[Case]) -> bool:
+        """Write the hashes of generated cases realised since the run began into cases.jsonl
+        and the manifest (at finalise, before `seal`); True if anything changed. Both files are
+        replaced atomically, cases.jsonl first: a crash between leaves hashes only there."""
+        if not isinstance(cases, GeneratedCases) or not cases.storable:
+            return False
+        manifest = self.manifest()
+        listed = manifest.get("cases", [])
+        if len(listed) != len(cases):
+            return False
+        hashes = [c.get("hash") or cases.known_hash(i) for i, c in enumerate(listed)]
+        if hashes == [c.get("hash") for c in listed]:
+            return False
+        tmp = self.cases_path.with_name(f".{self.cases_path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for i in range(len(cases)):
+                cases.set_hash(i, hashes[i])
+                fh.write(cases.line(i) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.cases_path)
+        manifest["cases"] = [
+            {"id": c["id"], "hash": h} for c, h in zip(listed, hashes, strict=True)
+        ]
+        manifest["cases_sha256"] = _sha_of(hashes)
+        write_json_atomic(self.manifest_path, manifest)
+        return True
 
     # ---- writing ------------------------------------------------------------------------
 
     def append(self, episode: Episode) -> None:
         """Append one finished episode as one whole line, flushed and fsynced."""
-        if self._fh is None:
-            self._fh = open(self.episodes_path, "a", encoding="utf-8")  # noqa: SIM115
-        self._fh.write(episode.model_dump_json() + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._write([episode])
+
+    def _write(self, episodes: list[Episode]) -> None:
+        """Serialise episodes, write them as whole lines and fsync once (under the store's lock:
+        the writer thread and a direct `append` never interleave)."""
+        data = "".join(ep.model_dump_json() + "\n" for ep in episodes)
+        with self._lock:
+            if self._fh is None:
+                self._fh = open(self.episodes_path, "a", encoding="utf-8")  # noqa: SIM115
+            self._fh.write(data)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    async def commit(self, episode: Episode) -> None:
+        """Store one finished episode without blocking the event loop: the store's writer
+        thread serialises it and writes it with every episode queued meanwhile, one fsync for
+        the group (group commit). Returns once its line is fsynced, so a caller counts an
+        episode stored exactly when `append` would have: a crash loses only episodes in flight.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(
+                target=self._write_groups, name=f"runstore-{self.root.name}", daemon=True
+            )
+            self._writer.start()
+        self._queue.put((episode, loop, done))
+        await done
+
+    def _write_groups(self) -> None:
+        """The writer thread: take every queued episode (up to `GROUP_MAX`), write them with
+        one fsync, wake their committers; a failed write fails its whole group."""
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            group = [item]
+            stop = False
+            while len(group) < GROUP_MAX:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+            error: BaseException | None = None
+            try:
+                self._write([ep for ep, _, _ in group])
+                self.commits += 1
+            except BaseException as e:  # the committers raise it (a full disk, say)
+                error = e
+            for _, loop, done in group:
+                with contextlib.suppress(RuntimeError):  # a loop already closed
+                    loop.call_soon_threadsafe(_settle, done, error)
+            if stop:
+                return
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._writer is not None and self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
+        self._writer = None
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
     def set_aside_errored(self) -> int:
         """Move the errored episodes out of the log so a resume plays them again; returns how
@@ -291,6 +408,20 @@ SEALED_FILES = ("cases.jsonl", "episodes.jsonl", "summary.json")
 """The files `seal` hashes: what was played, the transcripts, the claimed numbers."""
 
 
+GROUP_MAX = 256
+"""Most episodes written with one fsync by the writer thread."""
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    """Wake a committer (on its loop): its episode is on disk, or the write failed."""
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
 def os_error_message(e: OSError, where: Path | str) -> str:
     """One line for a failed read or write during a run (`where`: the run directory, named when
     the error names no file): what happened, where, and what to do (a full disk, a folder that
@@ -323,12 +454,24 @@ def file_digest(path: Path) -> dict[str, Any]:
     return {"sha256": h.hexdigest(), "bytes": size, "lines": lines}
 
 
-def cases_sha256(cases: list[Case]) -> str:
+def cases_sha256(cases: Sequence[Case]) -> str:
     """sha256 over the cases' content hashes in order: one id for a set of cases (the same
-    value `clinicgym rl pin-suite` and the named suites freeze)."""
+    value `clinicgym rl pin-suite` and the named suites freeze). Run cases (runs/casefile.py)
+    give hashes they know without realising a case again."""
+    run = as_run_cases(cases)
     h = hashlib.sha256()
-    for c in cases:
-        h.update(c.content_hash().encode())
+    for i in range(len(run)):
+        h.update(run.case_hash(i).encode())
+    return h.hexdigest()
+
+
+def _sha_of(hashes: Sequence[str | None]) -> str | None:
+    """`cases_sha256` from hashes already computed; None while any is unknown."""
+    if any(h is None for h in hashes):
+        return None
+    h = hashlib.sha256()
+    for x in hashes:
+        h.update(str(x).encode())
     return h.hexdigest()
 
 
@@ -337,7 +480,7 @@ def _field_default(name: str) -> Any:
     return field.get_default(call_default_factory=True) if field is not None else None
 
 
-def _suite_record(spec: RunSpec, cases: list[Case]) -> dict[str, Any] | None:
+def _suite_record(spec: RunSpec, cases: Sequence[Case]) -> dict[str, Any] | None:
     """Which suite version the run played (None: cases not from a suite)."""
     if not spec.suite:
         return None

@@ -18,6 +18,7 @@ from typing import Any
 from clinicgym.envs.episode import Episode, Event
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import age_band
+from clinicgym.runs.casefile import read_case_lines
 from clinicgym.runs.review.annotation import AnnotationContext, AutoVerdicts, FactRef, event_hash
 from clinicgym.runs.review.errors import ReviewError
 from clinicgym.runs.review.live import LIVE_DIR, episode_key
@@ -80,12 +81,10 @@ class RunView:
         self.episodes_path = self.root / "episodes.jsonl"
         self.cases: dict[str, Case] = {}
         cases_path = self.root / "cases.jsonl"
-        if cases_path.exists():
+        if cases_path.exists():  # whole cases, or generated ones' recipes (runs/casefile.py)
             with open(cases_path, encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        c = Case.model_validate_json(line)
-                        self.cases[c.id] = c
+                for c in read_case_lines(fh, where=str(cases_path)):
+                    self.cases[c.id] = c
         self._rows: dict[str, EpisodeRow] = {}
         self._order: list[str] = []
         self._read_to = 0

@@ -86,16 +86,16 @@ def test_exit_1_when_errors_pass_max_error_rate_and_0_below_it(tmp_path):
 
 def test_exit_2_and_one_line_for_a_full_disk_then_the_run_resumes(tmp_path, monkeypatch):
     out = tmp_path / "r"
-    append = RunStore.append
+    write = RunStore._write  # where every episode line is written (append and group commit)
     appended = []
 
-    def full_after_two(self, episode):
+    def full_after_two(self, episodes):
         if len(appended) == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.episodes_path))
-        append(self, episode)
-        appended.append(episode.episode_id)
+        write(self, episodes)
+        appended.extend(e.episode_id for e in episodes)
 
-    monkeypatch.setattr(RunStore, "append", full_after_two)
+    monkeypatch.setattr(RunStore, "_write", full_after_two)
     r, text = _invoke("--concurrency", "1", out=out)
     assert r.exit_code == 2, text
     assert _error_lines(text) == [
