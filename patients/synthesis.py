@@ -35,7 +35,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sdv.cag import FixedCombinations, SingleTableProgrammableConstraint
+
+from clinicgym.errors import require_extra
+
+try:
+    from sdv.cag import FixedCombinations, SingleTableProgrammableConstraint
+except ImportError:  # the light core: cohorts need the 'cohorts' extra
+    require_extra("cohorts", "SDV cohorts (clinicgym cohort ...)", "sdv")
+    raise
 
 from clinicgym.patients.cohort import ID_COLUMN, TABLE, CohortSchema, row_ids
 from clinicgym.patients.errors import SynthesisError

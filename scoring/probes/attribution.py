@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from clinicgym.errors import require_extra
 from clinicgym.patients.case import Case, Diagnosis, Fact
 from clinicgym.patients.kb import KnowledgeBase
 from clinicgym.patients.matching import matcher_for
@@ -131,6 +132,7 @@ def _import_shap() -> Any:
     kernels compile for ~15 s per process and buy nothing at a few dozen players."""
     if "numba" not in sys.modules:
         os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+    require_extra("probes", "the fact-attribution probe", "shap")
     import shap
 
     return shap
