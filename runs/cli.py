@@ -339,6 +339,23 @@ def run(
         fail(StoreError(os_error_message(e, spec.out if spec else "the run directory")))
 
 
+def _load_matcher(kb: Any, quiet: bool) -> None:
+    """Load the patient's question matcher before the progress bars, saying so and what it cost
+    (the MiniLM encoder in NumPy and its cached row embeddings: well under a second when warm)."""
+    import time
+
+    from clinicgym.patients.matching import matcher_for
+
+    if quiet:
+        matcher_for(kb)
+        return
+    t = time.perf_counter()
+    with err_console.status("loading the patient's question matcher (MiniLM) ..."):
+        matcher_for(kb)
+    took = time.perf_counter() - t
+    err_console.print(f"[dim]patient: question matcher (MiniLM) ready in {took:.1f} s[/dim]")
+
+
 def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
     """`clinicgym run` once its spec is resolved: play, finalise, print, set the exit status
     (`cases`: the --cases-from file's, already imported)."""
@@ -371,6 +388,7 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
         )
     if done_before:
         console.print(f"Resuming {out}: {done_before} of {total} episodes already stored.")
+    _load_matcher(ctx.kb, quiet)
     with RunProgress(
         ctx.plan, done, console, quiet=quiet, log=err_console, names=spec.display_names()
     ) as progress:
