@@ -24,8 +24,15 @@ concurrency model.
 its RSS is the whole process tree's (driver, raylet, GCS, workers) and its CPU counts only the
 Ray processes reaped at shutdown, so read it as a lower bound.
 
+`--whole N` (repeatable) measures what a user sees instead: the whole `clinicgym run --agent
+scripted --cases N` process, start-up, case preparation, play, finalise and all, one episode per
+case (the case count is what made memory grow). Figures: peak RSS (the child's ru_maxrss), wall
+and CPU seconds, bytes per case of cases.jsonl and per episode of episodes.jsonl. `--code DIR`
+runs another checkout of clinicgym (a `git worktree` of an earlier commit: the "before").
+
     .venv/bin/python bench/run_scale.py [--episodes 2000] [--latency 0.05 --latency 0.5]
     .venv/bin/python bench/run_scale.py --runner async --runner threads --runner ray
+    .venv/bin/python bench/run_scale.py --whole 1000 --whole 10000 [--code /tmp/before]
 """
 
 from __future__ import annotations
@@ -273,6 +280,76 @@ def measure(
     return result
 
 
+def whole_run(
+    cases: int, code: Path | None, max_turns: int = 4, keep: Path | None = None
+) -> dict[str, Any]:
+    """`clinicgym run --agent scripted --cases N` as a user runs it, in a child process: its
+    peak RSS (ru_maxrss from wait4), wall and CPU seconds, and the run directory's sizes."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        if code is not None:  # import `clinicgym` from that checkout, not the installed one
+            (Path(tmp) / "clinicgym").symlink_to(Path(code).resolve())
+            env["PYTHONPATH"] = tmp
+        out = keep or Path(tmp) / "run"
+        args = [sys.executable, "-m", "clinicgym", "run", "--agent", "scripted"]
+        args += ["--cases", str(cases), "--max-turns", str(max_turns), "--seed", "1"]
+        args += ["--out", str(out), "--quiet"]
+        wall = time.perf_counter()
+        proc = subprocess.Popen(
+            args, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - wall
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"clinicgym run failed ({proc.returncode}):\n{stderr[-3000:]}")
+        sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+        episodes = (out / "episodes.jsonl").read_bytes().count(b"\n")
+    return {
+        "cases": cases,
+        "episodes": episodes,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "cases_bytes_per_case": round(sizes.get("cases.jsonl", 0) / max(cases, 1)),
+        "episodes_bytes_per_episode": round(sizes.get("episodes.jsonl", 0) / max(episodes, 1)),
+        "code": str(code) if code else "installed",
+    }
+
+
+def main_whole(counts: list[int], code: Path | None, max_turns: int, out: Path | None) -> None:
+    """Print (and optionally write) `whole_run` for each case count, with the targets."""
+    print(
+        f"clinicgym run --agent scripted --cases N --max-turns {max_turns}, whole process "
+        f"({code or 'installed code'})"
+    )
+    print(
+        f"{'cases':>6} {'episodes':>8} {'peak MiB':>9} {'wall s':>7} {'cpu s':>7} "
+        f"{'B/case':>7} {'B/episode':>9}"
+    )
+    rows = []
+    for n in counts:
+        r = whole_run(n, code, max_turns)
+        rows.append(r)
+        print(
+            f"{n:>6} {r['episodes']:>8} {r['peak_rss_mb']:>9.0f} {r['wall_s']:>7.1f} "
+            f"{r['cpu_s']:>7.1f} {r['cases_bytes_per_case']:>7} "
+            f"{r['episodes_bytes_per_episode']:>9}",
+            flush=True,
+        )
+    if len(rows) > 1:
+        small, big = rows[0], rows[-1]
+        growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1
+        print(
+            f"peak at {big['cases']} vs {small['cases']}: {growth * 100:+.1f}% (target: within "
+            f"10%, under 1024 MiB); cases.jsonl {big['cases_bytes_per_case']} B/case "
+            "(target: at most 5,000)"
+        )
+    if out:
+        out.write_text(json.dumps(rows, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--episodes", type=int, default=2000)
@@ -281,11 +358,19 @@ def main() -> None:
     ap.add_argument("--runner", action="append", choices=["async", "threads", "ray"])
     ap.add_argument("--rewrite", action="store_true", help="threads: rewrite results each time")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument(
+        "--whole", type=int, action="append", help="whole `clinicgym run` of N cases; repeatable"
+    )
+    ap.add_argument("--code", type=Path, help="--whole: the clinicgym checkout to run")
+    ap.add_argument("--max-turns", type=int, default=4, help="--whole: turn budget")
     ap.add_argument("--child", choices=["async", "threads", "ray"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.whole:
+        main_whole(args.whole, args.code, args.max_turns, args.json)
+        return
     if args.child:
         if args.child in ("async", "ray"):
             executor = "ray" if args.child == "ray" else "local"
