@@ -416,7 +416,7 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
     for agent, left in progress.unplayed.items():
         incomplete = True
         err_console.print(
-            f"[red]stopped {names[agent]}:[/red] its first {spec.stop_after_errors} episodes all "
+            f"[red]stopped {agent}:[/red] its first {spec.stop_after_errors} episodes all "
             f"errored, so its other {left} were not played. Fix the cause above and run the "
             "same command again: the unplayed episodes resume (add --retry-errored to replay "
             "the errored ones too).",
@@ -434,7 +434,7 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
             continue
         incomplete = True
         err_console.print(
-            f"[red]incomplete {names[agent]}:[/red] {s['errors']} of {s['episodes']} episodes "
+            f"[red]incomplete {agent}:[/red] {s['errors']} of {s['episodes']} episodes "
             f"({share:.0%}) ended in infrastructure errors, {why}; its numbers leave them out. "
             "Fix the cause and run the same command with --retry-errored.",
             highlight=False,

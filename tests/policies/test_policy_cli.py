@@ -151,5 +151,5 @@ def test_judge_specs_name_a_chat_backend() -> None:
     from clinicgym.runs.policy_cli import judge_from_spec
 
     assert judge_from_spec(None) is None
-    with pytest.raises(PolicyError, match=r"use a chat backend spec: openai:\.\.\., hf:"):
+    with pytest.raises(PolicyError, match=r"judge spec 'gpt4'; did you mean 'openai/gpt4'\?.*hf/"):
         judge_from_spec("gpt4")
