@@ -359,10 +359,12 @@ def _load_matcher(kb: Any, quiet: bool) -> None:
 def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
     """`clinicgym run` once its spec is resolved: play, finalise, print, set the exit status
     (`cases`: the --cases-from file's, already imported)."""
+    from clinicgym.patients.encoder import minilm_path
     from clinicgym.runs.progress import RunProgress
     from clinicgym.runs.runner import execute, finalise, prepare
     from clinicgym.runs.store import RunStore
 
+    minilm_path()  # the patient's weights: a light install without them fails before any work
     ctx = prepare(spec, cases=cases)
     store = RunStore.open(spec, ctx.cases, ctx.kb.version)
     out = spec.out

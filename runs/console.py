@@ -16,7 +16,8 @@ err_console = Console(stderr=True)
 
 def fail(e: Exception, code: int = 2) -> NoReturn:
     """Print `error: <e>` on stderr and exit with `code` (2: bad input or a failed check)."""
-    err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    # escaped: a message may hold brackets rich would take for markup ("clinicgym[local]")
+    err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

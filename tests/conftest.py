@@ -1,7 +1,9 @@
-"""Shared fixtures: the small test KB, its sampler and the (session-wide) question matcher."""
+"""Shared fixtures: the small test KB, its sampler and the (session-wide) question matcher;
+and the light core's rule: a test module that needs an extra skips, naming it, when it is absent."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +15,39 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 DATA = Path(__file__).parent / "data"
 SMALL_KB = DATA / "kb_small"
+
+NEEDS_EXTRA = {
+    "test_hf.py": ("local", "torch"),
+    "test_cohort_report.py": ("cohorts", "sdv"),
+    "test_cohort_synthesis.py": ("cohorts", "sdv"),
+    "test_cohort_targeting.py": ("cohorts", "sdv"),
+}
+"""Test modules that import an extra's library at the top, with the extra and that library."""
+
+
+def missing_extra(extra: str, module: str) -> pytest.MarkDecorator:
+    """Skip a test when `module` (from the pyproject extra `extra`) is not installed."""
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None,
+        reason=f"needs the '{extra}' extra ({module} is not installed: the light core)",
+    )
+
+
+class _NeedsExtra(pytest.Module):
+    reason = ""
+
+    def collect(self):  # type: ignore[override]
+        pytest.skip(self.reason)
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector):
+    """A module listed in NEEDS_EXTRA is reported as skipped, not as a collection error."""
+    need = NEEDS_EXTRA.get(module_path.name)
+    if need is None or importlib.util.find_spec(need[1]) is not None:
+        return None
+    module = _NeedsExtra.from_parent(parent, path=module_path)
+    module.reason = f"needs the '{need[0]}' extra ({need[1]} is not installed: the light core)"
+    return module
 
 
 @pytest.fixture(scope="session")
