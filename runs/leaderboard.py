@@ -927,20 +927,24 @@ def _model_meta(agent: str, info: dict[str, Any]) -> dict[str, str]:
     its transcripts record, then what its spec string says."""
     card = (info.get("cards") or {}).get(agent) or {}
     served = (info.get("served") or {}).get(agent) or {}
-    kind, _, rest = agent.partition(":")
-    kind = kind.partition("#")[0]
-    from_spec = rest.partition("#")[0].split("@")[0] if rest else ""
+    from clinicgym.agents.backends.registry import display_name
+
+    head = agent.partition("#")[0]
+    sep = min((i for i in (head.find(":"), head.find("/")) if i > 0), default=len(head))
+    kind, rest = head[:sep], head[sep + 1 :]  # 'openai:m@URL' and 'openai/m' alike
+    from_spec = rest.split("@")[0]
     if kind == "vllm" and from_spec:
         from_spec = Path(from_spec).name
     if is_reference(agent):
         backend = "clinicgym baseline"
-    else:
-        backend = ", ".join(served.get("backend") or []) or kind
+    else:  # a backend's name may hold its server's URL: the board never shows one
+        backend = ", ".join(display_name(b) for b in served.get("backend") or []) or kind
     return {
         "model": card.get("model") or ", ".join(served.get("model") or []) or from_spec or agent,
         "served_as": ", ".join(served.get("model") or []),
         "backend": backend,
-        "parameters": card.get("parameters") or KNOWN_PARAMETERS.get(agent.partition("#")[0], ""),
+        "parameters": card.get("parameters")
+        or KNOWN_PARAMETERS.get(head.replace(f"{kind}/", f"{kind}:", 1), ""),
         "url": card.get("url", ""),
     }
 

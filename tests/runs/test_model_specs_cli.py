@@ -83,3 +83,17 @@ def test_the_board_labels_an_agent_with_its_name():
         {}, {"spec": {"agents": ["openai/gpt-4o"], "names": {"openai/gpt-4o": "G"}}}
     )
     assert info["names"] == {"openai/gpt-4o": "G"}
+
+
+def test_the_board_shows_no_server_url_and_reads_slash_specs():
+    from clinicgym.runs.leaderboard import _model_meta
+
+    served = {"backend": ["openai:m@http://10.0.0.5:8000/v1"], "model": ["m-served"]}
+    meta = _model_meta(
+        "openai:m@http://10.0.0.5:8000/v1", {"served": {"openai:m@http://10.0.0.5:8000/v1": served}}
+    )
+    assert meta["backend"] == "openai:m" and "10.0.0.5" not in str(meta)
+    meta = _model_meta("anthropic/claude-x#tools=1", {})
+    assert meta["backend"] == "anthropic" and meta["model"] == "claude-x"
+    assert _model_meta("hf/smollm2", {})["parameters"] == "135M"
+    assert _model_meta("hf:smollm2", {})["parameters"] == "135M"
