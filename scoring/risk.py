@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +26,9 @@ from clinicgym.scoring.diagnosis import rank_of
 from clinicgym.scoring.errors import RiskWeightsError
 from clinicgym.scoring.safety import SafetyFindings, safety_findings
 from clinicgym.scoring.stats import gap_ci, mean_ci
+
+if TYPE_CHECKING:  # pandas is imported by the summaries that use it, not at start-up
+    import pandas as pd
 
 RISK_WEIGHTS_PATH = Path(__file__).parent / "risk_weights.yaml"
 RISK_COMPONENTS = (
@@ -163,6 +165,8 @@ def episode_risk(
 
 
 def _values(rows: pd.DataFrame, column: str) -> list[float | None]:
+    import pandas as pd
+
     return [None if pd.isna(v) else float(v) for v in rows[column]]
 
 
