@@ -22,15 +22,8 @@ NEEDS_EXTRA = {
     "test_cohort_synthesis.py": ("cohorts", "sdv"),
     "test_cohort_targeting.py": ("cohorts", "sdv"),
 }
-"""Test modules that import an extra's library at the top, with the extra and that library."""
-
-
-def missing_extra(extra: str, module: str) -> pytest.MarkDecorator:
-    """Skip a test when `module` (from the pyproject extra `extra`) is not installed."""
-    return pytest.mark.skipif(
-        importlib.util.find_spec(module) is None,
-        reason=f"needs the '{extra}' extra ({module} is not installed: the light core)",
-    )
+"""Test modules that import an extra's library at the top, with the extra and that library
+(a single test that needs one is marked with `tests.extras.needs`)."""
 
 
 class _NeedsExtra(pytest.Module):

@@ -17,6 +17,7 @@ from clinicgym.patients.cohort import (
     write_cohort,
 )
 from clinicgym.patients.errors import CohortError
+from tests.extras import needs
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,7 @@ def table(schema, records):
     return schema.table(records)
 
 
+@needs("cohorts", "sdv")
 def test_metadata_is_declared_and_valid(schema):
     md = schema.metadata_dict()["tables"]["patients"]["columns"]
     assert md["condition_id"]["range_values"] == sorted(schema.kb.conditions)

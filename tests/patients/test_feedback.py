@@ -32,6 +32,7 @@ from clinicgym.patients.feedback import (
 from clinicgym.patients.kb import age_band
 from clinicgym.patients.patient import GroundedPatient
 from clinicgym.patients.sampler import CaseSampler
+from tests.extras import needs
 
 SMALL_KB = Path(__file__).parents[1] / "data" / "kb_small"
 
@@ -276,6 +277,7 @@ def test_a_bad_feedback_file_names_the_field(parent, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
+@needs("cohorts", "sdv")
 def test_added_rows_lean_to_where_clinicians_disagreed(small_kb, tmp_path):
     """A parent with a fitted GaussianCopula: the rows a round adds are drawn with the
     disagreement-weighted mix, so the disputed condition gets far more than its parent share."""

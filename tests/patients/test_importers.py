@@ -16,6 +16,7 @@ from clinicgym.patients.importers.completion import ImportedRow, complete, resol
 from clinicgym.patients.importers.fhir import export_bundles, read_bundles, record_bundle
 from clinicgym.patients.importers.plain_csv import parse_mapping, read_csv
 from clinicgym.patients.importers.synthea import read_synthea
+from tests.extras import needs
 
 DATA = Path(__file__).parent / "data"
 MAPPING = ["age=AGE_YEARS", "sex=GENDER", "condition=DX", "finding.fever=fever_flag"]
@@ -144,6 +145,7 @@ def test_synthea_missing_column_is_named(small_kb, tmp_path):
         read_synthea(d, small_kb)
 
 
+@needs("cohorts", "fhir")
 def test_fhir_bundle_import(small_kb):
     rows, stats = read_bundles([DATA / "fhir"], small_kb)
     assert len(rows) == 1 and stats["unmapped_conditions"] == {"73211009": 1}
@@ -154,6 +156,7 @@ def test_fhir_bundle_import(small_kb):
     assert r.tests == {"wbc": 15.1} and r.allergies == ["penicillin"]
 
 
+@needs("cohorts", "fhir")
 def test_fhir_invalid_bundle_names_file_and_field(small_kb, tmp_path):
     bad = tmp_path / "bad.json"
     patient = {"resourceType": "Patient", "id": "x", "birthDate": "yesterday"}
@@ -166,6 +169,7 @@ def test_fhir_invalid_bundle_names_file_and_field(small_kb, tmp_path):
         read_bundles([bad], small_kb)
 
 
+@needs("cohorts", "fhir")
 def test_fhir_export_then_import_gives_back_the_record(sampler, small_kb, tmp_path):
     records = [sampler.sample_record(np.random.default_rng([4, i])) for i in range(6)]
     n = export_bundles(((f"p{i}", r) for i, r in enumerate(records)), small_kb, tmp_path / "fhir")
@@ -177,6 +181,7 @@ def test_fhir_export_then_import_gives_back_the_record(sampler, small_kb, tmp_pa
         assert a.model_dump() == b.model_dump()
 
 
+@needs("cohorts", "fhir")
 def test_fhir_bundle_carries_codes(sampler, small_kb):
     import datetime as dt
 
