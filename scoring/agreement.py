@@ -18,6 +18,7 @@ annotation database, so scoring never reads annotations itself.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -67,21 +68,35 @@ def auto_acceptable(metrics: Mapping[str, float | None], severities: Sequence[st
 # ---- the statistics ---------------------------------------------------------------------------
 
 
+def _library(module: str) -> Any:
+    """Import a statistics library of the `review` extra when first used (startup stays light),
+    or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ScoringError(
+            f"agreement statistics need {module.split('.')[0]}: run "
+            "`pip install 'clinicgym[review]'`"
+        ) from None
+
+
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
-    """Cohen's kappa of two raters over the same items (nominal categories).
+    """Cohen's kappa of two raters over the same items (nominal categories), by
+    `sklearn.metrics.cohen_kappa_score`.
 
     None when chance agreement is total (both raters gave one and the same category to every
-    item): kappa is undefined there, not 1."""
+    item): kappa is undefined there, not 1 (sklearn would return NaN with a warning)."""
+    cohen_kappa_score = _library("sklearn.metrics").cohen_kappa_score
+
     if len(a) != len(b):
         raise ScoringError(f"cohen_kappa: {len(a)} ratings against {len(b)}; they must pair up")
     if not a:
         return None
-    cats = sorted(set(a) | set(b), key=repr)
-    index = {c: i for i, c in enumerate(cats)}
-    table = np.zeros((len(cats), len(cats)))
-    for x, y in zip(a, b, strict=True):
-        table[index[x], index[y]] += 1
-    return _kappa_from_table(table)
+    index = {c: i for i, c in enumerate(sorted(set(a) | set(b), key=repr))}
+    x, y = [index[v] for v in a], [index[v] for v in b]
+    if len(set(x) | set(y)) < 2:
+        return None
+    return float(cohen_kappa_score(x, y))
 
 
 def _kappa_from_table(table: np.ndarray) -> float | None:
@@ -129,19 +144,45 @@ def _alpha_from_coincidences(o: np.ndarray) -> float | None:
 
 def krippendorff_alpha(units: Sequence[Sequence[Hashable | None]]) -> float | None:
     """Krippendorff's alpha (nominal) of a units x raters table; None marks a missing rating.
+    Computed by the `krippendorff` package (`krippendorff.alpha`, nominal level).
 
     Units with fewer than two ratings are not pairable and drop out. None when there is no
-    variation at all (every value the same), where alpha is undefined."""
-    per_unit, _ = _unit_coincidences(units)
-    if not len(per_unit):
+    variation at all (every value the same) or nothing is pairable, where alpha is undefined."""
+    krippendorff = _library("krippendorff")
+
+    cats = sorted({v for u in units for v in u if v is not None}, key=repr)
+    index = {c: float(i) for i, c in enumerate(cats)}
+    pairable = [u for u in units if sum(v is not None for v in u) >= 2]
+    if not pairable:
         return None
-    return _alpha_from_coincidences(per_unit.sum(axis=0))
+    width = max(len(u) for u in pairable)
+    data = np.full((width, len(pairable)), np.nan)  # raters x units, as the package reads it
+    for j, u in enumerate(pairable):
+        for i, v in enumerate(u):
+            if v is not None:
+                data[i, j] = index[v]
+    values = {v for u in pairable for v in u if v is not None}
+    if len(values) < 2:  # no variation among the pairable ratings
+        return None
+    return float(
+        krippendorff.alpha(
+            reliability_data=data,
+            level_of_measurement="nominal",
+            value_domain=sorted({index[v] for v in values}),
+        )
+    )
 
 
 def _bootstrap(
     per_unit: np.ndarray, stat: Any, resamples: int, seed: int
 ) -> tuple[float, float] | None:
-    """Percentile interval of `stat(summed matrix)` over units resampled with replacement."""
+    """Percentile interval of `stat(summed matrix)` over units resampled with replacement.
+
+    Hand-written, not `scipy.stats.bootstrap` over sklearn's or krippendorff's functions: a
+    resample here is one weighted sum of per-unit tables (one matrix product for all 2000),
+    where a library statistic would re-tabulate the ratings 2000 times. The point estimate
+    beside it comes from the libraries; `_kappa_from_table` and `_alpha_from_coincidences`
+    give the same values (tests/scoring/test_agreement.py checks both)."""
     u = len(per_unit)
     if u < 2:
         return None
@@ -227,7 +268,7 @@ def _pair(
         other=other,
         items=len(a),
         agreement=float(np.trace(table) / len(a)),
-        kappa=_kappa_from_table(table),
+        kappa=cohen_kappa(a, b),
         ci95=_bootstrap(per_item, _kappa_from_table, resamples, seed),
         table=counts,
     )
@@ -277,7 +318,7 @@ def verdict_agreement(
     else:
         units = wide[[AUTO, *clinicians]].values.tolist()
         per_unit, _ = _unit_coincidences(units)
-        value = _alpha_from_coincidences(per_unit.sum(axis=0)) if len(per_unit) else None
+        value = krippendorff_alpha(units)
         ci = _bootstrap(per_unit, _alpha_from_coincidences, resamples, seed)
         statistic = "krippendorff_alpha"
         clin_alpha = krippendorff_alpha(wide[clinicians].values.tolist())

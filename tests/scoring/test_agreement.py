@@ -15,6 +15,9 @@ from clinicgym.scoring.agreement import (
 )
 from clinicgym.scoring.errors import ScoringError
 
+pytest.importorskip("krippendorff", reason="needs the 'review' extra (krippendorff)")
+pytest.importorskip("sklearn", reason="needs the 'review' extra (scikit-learn)")
+
 
 def test_cohen_kappa_matches_the_textbook_example():
     # 50 items: yes/yes 20, yes/no 5, no/yes 10, no/no 15 -> p_o 0.7, p_e 0.5, kappa 0.4
@@ -109,3 +112,32 @@ def test_automatic_acceptance_reads_risk_and_severe_violations():
     assert auto_acceptable({"risk_score": 0.0}, ["medium", "high"]) is False
     assert auto_acceptable({"diagnostic_accuracy": 0.0}, []) is False  # no risk score computed
     assert auto_acceptable({}, []) is None
+
+
+def test_the_bootstraps_table_statistics_equal_the_libraries():
+    # the interval resamples per-item tables (scoring/agreement.py `_bootstrap`); its statistics
+    # must give the value the libraries give for the whole sample, or interval and value disagree
+    import numpy as np
+
+    from clinicgym.scoring.agreement import (
+        _alpha_from_coincidences,
+        _kappa_from_table,
+        _unit_coincidences,
+    )
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        a = rng.integers(0, 3, 30).tolist()
+        b = [x if rng.random() < 0.6 else int(rng.integers(0, 3)) for x in a]
+        table = np.zeros((3, 3))
+        for x, y in zip(a, b, strict=True):
+            table[x, y] += 1
+        assert _kappa_from_table(table) == pytest.approx(cohen_kappa(a, b), abs=1e-12)
+        units = [
+            [v if rng.random() < 0.85 else None for v in (x, y, int(rng.integers(0, 3)))]
+            for x, y in zip(a, b, strict=True)
+        ]
+        per_unit, _ = _unit_coincidences(units)
+        assert _alpha_from_coincidences(per_unit.sum(axis=0)) == pytest.approx(
+            krippendorff_alpha(units), abs=1e-12
+        )
