@@ -174,23 +174,14 @@ def kb_weight(fact: Fact, condition_id: str | None, kb: KnowledgeBase) -> float:
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rho by `scipy.stats.spearmanr` (ties share their mean rank); None with fewer
+    than three pairs or a constant side, where rho is undefined."""
+    from scipy.stats import spearmanr  # here: importing scipy.stats costs every command startup
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    rx = _ranks(x)
-    ry = _ranks(y)
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean rank)."""
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty_like(x)
-    ranks[order] = np.arange(x.size, dtype=float)
-    for v in np.unique(x):
-        sel = x == v
-        ranks[sel] = ranks[sel].mean()
-    return ranks
+    return float(spearmanr(x, y).statistic)
 
 
 # ---- LIME-style surrogate ------------------------------------------------------------------
@@ -198,7 +189,13 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 def lime_weights(z: np.ndarray, y: np.ndarray, alpha: float = RIDGE_ALPHA) -> np.ndarray:
     """Weighted ridge coefficients of y on binary coalitions z (rows), LIME's exponential
-    kernel on the Euclidean distance from the full coalition (width 0.75 x sqrt(n))."""
+    kernel on the Euclidean distance from the full coalition (width 0.75 x sqrt(n)).
+
+    Hand-written, not the lime package or captum's Lime: LimeTabularExplainer draws its own
+    perturbations from training statistics and calls a synchronous predict function, where
+    here each coalition is a cached, concurrently played consultation; lime's `LimeBase` would
+    fit these same rows with sklearn's Ridge, but brings lime (unreleased since 2020) and
+    scikit-image into the probes extra for these eight lines; captum's Lime needs torch."""
     n = z.shape[1]
     width = 0.75 * math.sqrt(n)
     d2 = ((1.0 - z) ** 2).sum(axis=1)

@@ -93,3 +93,16 @@ def test_lime_weights_recover_a_linear_value():
     y = 0.1 + 0.5 * z[:, 1] + 0.3 * z[:, 4]
     w = lime_weights(z, y, alpha=1e-6)
     assert w == pytest.approx([0, 0.5, 0, 0, 0.3, 0], abs=1e-6)
+
+
+def test_spearman_matches_the_textbook_example_and_is_undefined_without_spread():
+    from clinicgym.scoring.probes.attribution import _spearman
+
+    # IQ against hours of television (the Wikipedia worked example): rho = -29/165
+    iq = [106, 86, 100, 101, 99, 103, 97, 113, 112, 110]
+    tv = [7, 0, 27, 50, 28, 29, 20, 12, 6, 17]
+    assert _spearman(iq, tv) == pytest.approx(-29 / 165, abs=1e-12)
+    # ties share their mean rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
+    assert _spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486832980505138)
+    assert _spearman([1, 1, 1], [1, 2, 3]) is None
+    assert _spearman([1, 2], [2, 1]) is None
