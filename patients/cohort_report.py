@@ -142,23 +142,27 @@ def encode(df: pd.DataFrame, ref: pd.DataFrame, schema: CohortSchema) -> np.ndar
     return np.hstack(parts).astype(np.float32)
 
 
-def nearest(a: np.ndarray, b: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """Euclidean distance from each row of a to its nearest row of b."""
-    bb = (b**2).sum(1)
-    out = np.empty(len(a), dtype=np.float32)
-    for i in range(0, len(a), chunk):
-        x = a[i : i + chunk]
-        d2 = (x**2).sum(1)[:, None] + bb[None, :] - 2 * x @ b.T
-        out[i : i + chunk] = np.sqrt(np.maximum(d2.min(1), 0))
-    return out
+def nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each row of a to its nearest row of b (distance to closest
+    record), by `sklearn.neighbors.NearestNeighbors` (brute force, chunked by sklearn).
+
+    Not sdmetrics' DCR metrics: they encode the tables their own way and report only summary
+    scores, where the report needs each row's distance in this module's encoding (`encode`)."""
+    from sklearn.neighbors import NearestNeighbors  # here: sklearn comes with the cohorts extra
+
+    if not len(a):
+        return np.empty(0, dtype=np.float32)
+    index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(b)
+    return index.kneighbors(a, return_distance=True)[0][:, 0].astype(np.float32)
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """ROC AUC of scores (higher = member) by the Mann-Whitney rank statistic."""
-    scores = np.concatenate([pos, neg])
-    ranks = pd.Series(scores).rank().to_numpy()
-    r_pos = ranks[: len(pos)].sum()
-    return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    """ROC AUC of scores (higher = member) by `sklearn.metrics.roc_auc_score` (ties count a
+    half, as in the Mann-Whitney statistic)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    return float(roc_auc_score(labels, np.concatenate([pos, neg])))
 
 
 def privacy(

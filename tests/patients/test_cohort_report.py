@@ -30,6 +30,24 @@ def test_auc_and_nearest():
     assert np.allclose(nearest(a, b), [1.0, 4.0])
 
 
+def test_auc_counts_pairs_and_ties_as_mann_whitney_does():
+    # 9 member/non-member pairs: 0.9 and 0.8 beat all three, 0.4 beats two -> 8/9
+    assert auc(np.array([0.9, 0.8, 0.4]), np.array([0.5, 0.3, 0.2])) == pytest.approx(8 / 9)
+    # 0.7 beats both, the tie 0.5 = 0.5 counts a half, 0.5 < 0.6: (1 + 1 + 0.5 + 0) / 4
+    assert auc(np.array([0.7, 0.5]), np.array([0.5, 0.6])) == pytest.approx(0.625)
+
+
+def test_nearest_puts_an_exact_copy_at_distance_zero():
+    # the float32 expansion |x|^2 + |y|^2 - 2xy used before put copies up to ~1e-3 away
+    rng = np.random.default_rng(0)
+    b = rng.random((500, 40)).astype(np.float32) * 3
+    d = nearest(b[:50], b)
+    assert d.shape == (50,) and float(d.max()) < 1e-6
+    rest = np.delete(b, np.arange(50, 60), 0)  # ten rows against the others, copies left out
+    brute = np.sqrt(((b[50:60, None, :] - rest[None, :, :]) ** 2).sum(-1)).min(1)
+    assert np.allclose(nearest(b[50:60], rest), brute)
+
+
 @pytest.fixture(scope="module")
 def schema(small_kb):
     return CohortSchema.for_kb(small_kb)
