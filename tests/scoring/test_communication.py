@@ -36,3 +36,12 @@ def test_empathy_share_counts_turns_with_a_marker():
     ]
     assert empathy_share(turns) == pytest.approx(0.75)
     assert empathy_share([]) is None
+
+
+def test_flesch_matches_the_formula_on_a_worked_sentence():
+    # 6 words, 1 sentence, 6 syllables: 206.835 - 1.015 * 6 - 84.6 * 1 = 116.145
+    assert flesch_reading_ease(["The cat sat on the mat."]) == pytest.approx(116.145)
+    # "Medication" has 4 vowel groups (e, i, a, io): 2 words, 5 syllables, 1 sentence
+    assert flesch_reading_ease(["Medication helps."]) == pytest.approx(
+        206.835 - 1.015 * 2 - 84.6 * 5 / 2
+    )
