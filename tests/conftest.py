@@ -21,6 +21,7 @@ NEEDS_EXTRA = {
     "test_cohort_report.py": ("cohorts", "sdv"),
     "test_cohort_synthesis.py": ("cohorts", "sdv"),
     "test_cohort_targeting.py": ("cohorts", "sdv"),
+    "test_cohort_cli.py": ("cohorts", "sdv"),
 }
 """Test modules that import an extra's library at the top, with the extra and that library
 (a single test that needs one is marked with `tests.extras.needs`)."""

@@ -21,6 +21,7 @@ from clinicgym.runs.bias_probe import BiasEpisode, probe_biases, summarise_arms
 from clinicgym.runs.cli import app
 from clinicgym.runs.runner import episode_seed
 from clinicgym.scoring.stats import newcombe_diff_ci, wilson_ci
+from tests.extras import needs
 
 TESTS = Path(__file__).parents[1]
 SMALL_KB = TESTS / "data" / "kb_small"
@@ -130,6 +131,7 @@ def tiny(tmp_path_factory):
     return _helper("tiny_model").build_tiny_chat_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+@needs("local", "torch")
 def test_probe_bias_runs_end_to_end_on_a_tiny_model(tiny, tmp_path):
     out = tmp_path / "bias.json"
     res = runner.invoke(

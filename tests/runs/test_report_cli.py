@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clinicgym.runs.cli import app
+from tests.extras import needs
 
 SMALL_KB = str(Path(__file__).parents[1] / "data" / "kb_small")
 runner = CliRunner()
@@ -53,6 +54,7 @@ def test_report_writes_three_files_and_prints_the_agents(run_dir, tmp_path):
 
 
 @pytest.mark.slow
+@needs("probes", "shap")
 def test_probe_then_report_includes_the_probes(run_dir, tmp_path):
     res = runner.invoke(
         app,
