@@ -28,6 +28,7 @@ from clinicgym.envs.action import (
 )
 from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, Violation
 from clinicgym.envs.protocols import AgentOutput, Monitor, Patient, Scenario
+from clinicgym.envs.severity import SEVERITIES
 from clinicgym.patients.artefacts import IMAGE_SHAPE, render, text_table, with_artefacts
 from clinicgym.patients.case import Case
 from clinicgym.patients.chart import Chart, ChartResult
@@ -50,7 +51,6 @@ HELP = (
     "diagnose(diagnoses), prescribe(drug, dose), disclose(recipient, text), refer(to, urgency), "
     "end(). Plain text is a question; 'DIAGNOSIS: X; Y' commits to a ranked diagnosis."
 )
-SEVERITIES = ("low", "medium", "high", "critical")
 Modality = Literal["text", "image", "both"]
 MODALITIES = ("text", "image", "both")
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicgym.envs.action import Action, RankedDiagnosis
+from clinicgym.envs.severity import Severity
 
 EPISODE_FORMAT_VERSION = 1
 
@@ -44,7 +45,7 @@ class Violation(BaseModel):
     rule_id: str
     pack: str
     """'pack-id@version'."""
-    severity: Literal["low", "medium", "high", "critical"]
+    severity: Severity
     turn: int
     quote: str
     message: str = ""

@@ -36,6 +36,7 @@ from clinicgym.envs.action import (
 from clinicgym.envs.consultation import render_action
 from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, Violation
 from clinicgym.envs.protocols import Monitor, Patient
+from clinicgym.patients.bands import ENCODED_AGE_BANDS, SETTINGS
 from clinicgym.patients.case import Case
 from clinicgym.patients.chart import SYSTEM_ALIASES, Chart
 from clinicgym.patients.kb import EXAM_SYSTEMS, KnowledgeBase, default_kb
@@ -43,8 +44,6 @@ from clinicgym.patients.presentation import default_sampler
 from clinicgym.patients.sampler import CaseSampler
 
 GENETIC_TEST = "genetic_testing"
-SETTINGS = ("primary_care", "emergency", "mental_health", "paediatrics", "rare_disease")
-AGE_BANDS = ((0, 4), (5, 17), (18, 39), (40, 64), (65, 200))
 DEFAULT_SUITE_SIZE = 2000
 """Cases in the default training suite (KB sampler, `suite_seed`): drawn lazily, then cached."""
 CACHE_SIZE = 8192
@@ -122,7 +121,7 @@ class Catalogue:
         self.o_tests = slice(o, o := o + len(self.tests))
         self.o_genes = slice(o, o := o + len(self.genes) + 1)  # + genetic testing done
         self.o_refer = slice(o, o := o + len(self.refer))
-        self.o_demo = slice(o, o := o + 2 + len(AGE_BANDS) + len(SETTINGS))
+        self.o_demo = slice(o, o := o + 2 + len(ENCODED_AGE_BANDS) + len(SETTINGS))
         self.o_turn = o
         self.n_obs = o + 1
         self.names = self._action_names()
@@ -142,7 +141,7 @@ class Catalogue:
         out += [f"vital:{v}" for v in self.vitals] + [f"test:{t}" for t in self.tests]
         out += [f"gene:{g}" for g in self.genes] + [f"ordered:{GENETIC_TEST}"]
         out += [f"referred:{to} ({level})" for to, level in self.refer]
-        out += ["age/100", "male"] + [f"age:{lo}-{hi}" for lo, hi in AGE_BANDS]
+        out += ["age/100", "male"] + [f"age:{lo}-{hi}" for lo, hi in ENCODED_AGE_BANDS]
         out += [f"setting:{s}" for s in SETTINGS] + ["turn/max_turns"]
         return out
 
@@ -279,13 +278,13 @@ def compile_case(case: Case, cat: Catalogue) -> CompiledCase:
     volunteered = set(case.persona.volunteer)
     said += [f for f in case.facts if f.id in volunteered]
     opening = sorted({cat.ask_index[f.concept] for f in said if f.concept in cat.ask_index})
-    demo = np.zeros(2 + len(AGE_BANDS) + len(SETTINGS), dtype=np.float32)
+    demo = np.zeros(2 + len(ENCODED_AGE_BANDS) + len(SETTINGS), dtype=np.float32)
     demo[0] = min(case.age, 120) / 100.0
     demo[1] = 1.0 if case.sex == "male" else 0.0
-    band = next(i for i, (lo, hi) in enumerate(AGE_BANDS) if lo <= case.age <= hi)
+    band = next(i for i, (lo, hi) in enumerate(ENCODED_AGE_BANDS) if lo <= case.age <= hi)
     demo[2 + band] = 1.0
     if case.setting in SETTINGS:
-        demo[2 + len(AGE_BANDS) + SETTINGS.index(case.setting)] = 1.0
+        demo[2 + len(ENCODED_AGE_BANDS) + SETTINGS.index(case.setting)] = 1.0
     return CompiledCase(
         case=case,
         hist=hist,

@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from clinicgym.patients.bands import AGE_BANDS, age_band
 from clinicgym.patients.case import Case, Lineage
 from clinicgym.patients.errors import CohortError
-from clinicgym.patients.kb import AGE_BANDS, Condition, KnowledgeBase, age_band
+from clinicgym.patients.kb import Condition, KnowledgeBase
 from clinicgym.patients.realise import (
     ABNORMAL,
     NORMAL,

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinicgym.patients.bands import AGE_BANDS
 from clinicgym.patients.cohort import ID_COLUMN, Cohort, CohortSchema
 from clinicgym.patients.errors import CohortError
-from clinicgym.patients.kb import AGE_BANDS
 from clinicgym.patients.synthesis import BALANCE_ATTRIBUTES, row_hashes
 
 REPORT_FORMAT_VERSION = 1

@@ -17,6 +17,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clinicgym.patients.bands import AGE_BANDS, AgeBand, Setting
+
+# re-exported (redundant aliases) for patients/posterior.py until it imports patients.bands
+from clinicgym.patients.bands import POPULATION_AGE_BANDS as POPULATION_AGE_BANDS
+from clinicgym.patients.bands import age_band as age_band
 from clinicgym.patients.errors import KBError
 
 SCHEMA_VERSION = 1
@@ -24,19 +29,7 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader when available: the KB parses ~10x faster than with pure Python."""
 KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
 
-AgeBand = Literal["0-4", "5-17", "18-39", "40-64", "65+"]
-AGE_BANDS: dict[str, tuple[int, int]] = {
-    "0-4": (0, 4),
-    "5-17": (5, 17),
-    "18-39": (18, 39),
-    "40-64": (40, 64),
-    "65+": (65, 95),
-}
-POPULATION_AGE_BANDS = {"0-4": 0.06, "5-17": 0.16, "18-39": 0.30, "40-64": 0.31, "65+": 0.17}
-"""Shares of the population by age band (US Census 2020, rounded): how patients' ages are drawn
-when the case does not start from a condition."""
 Sex = Literal["female", "male"]
-Setting = Literal["primary_care", "emergency", "mental_health", "paediatrics", "rare_disease"]
 FindingCategory = Literal["hpi", "ros", "pmh", "social", "family", "exam"]
 Salience = Literal["must_ask", "should_ask", "incidental"]
 ExamSystem = Literal[
@@ -451,14 +444,6 @@ class KnowledgeBase(_Model):
             for c in self.conditions.values()
             if c.age[0] <= age <= c.age[1] and c.sex in ("any", sex)
         ]
-
-
-def age_band(age: int) -> str:
-    """The KB age band an age in years falls into."""
-    for band, (lo, hi) in AGE_BANDS.items():
-        if lo <= age <= hi:
-            return band
-    return "65+"
 
 
 # --------------------------------------------------------------------------------------------

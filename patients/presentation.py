@@ -21,17 +21,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from clinicgym.patients.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import (
-    AGE_BANDS,
     CHILD_AGE,
-    POPULATION_AGE_BANDS,
     Condition,
     Finding,
     KnowledgeBase,
     LabTest,
     Presentation,
-    age_band,
 )
 from clinicgym.patients.plausibility import ADULT_ONLY_AGE
 from clinicgym.patients.posterior import (

@@ -24,9 +24,10 @@ import numpy as np
 
 from clinicgym import __version__
 from clinicgym.patients.artefacts import build_artefacts
+from clinicgym.patients.bands import AGE_BANDS, age_band
 from clinicgym.patients.case import PHI, Case, Lineage, Persona
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import AGE_BANDS, CHILD_AGE, Condition, Finding, KnowledgeBase, age_band
+from clinicgym.patients.kb import CHILD_AGE, Condition, Finding, KnowledgeBase
 from clinicgym.patients.persona import default_persona_book, persona_draws, sample_persona
 from clinicgym.patients.pgx import PgxGene, PgxResult, default_panel, draw, pgx_fact_rows
 from clinicgym.patients.phi import PHI_DRAWS, draw_phi

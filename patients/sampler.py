@@ -14,17 +14,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from clinicgym.patients.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
 from clinicgym.patients.case import Case, Lineage
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import (
-    AGE_BANDS,
-    POPULATION_AGE_BANDS,
-    Condition,
-    KnowledgeBase,
-    age_band,
-    default_kb,
-    name_pattern,
-)
+from clinicgym.patients.kb import Condition, KnowledgeBase, default_kb, name_pattern
 from clinicgym.patients.realise import Records, realise, realise_draws
 
 ETHNICITIES = {

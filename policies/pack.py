@@ -14,12 +14,13 @@ import datetime as dt
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from clinicgym.envs.episode import Event
+from clinicgym.envs.severity import Severity
 from clinicgym.patients.case import PHI, Case, Diagnosis
 from clinicgym.policies.check import BaseCheck, CheckArgs, get_check, registered_checks
 from clinicgym.policies.context import EpisodeContext
@@ -27,8 +28,6 @@ from clinicgym.policies.errors import PackError
 from clinicgym.policies.events import ACTION_EVENTS, KNOWN_EVENTS
 
 PACK_SCHEMA_VERSION = 1
-Severity = Literal["low", "medium", "high", "critical"]
-SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 _SLUG = r"^[a-z][a-z0-9-]*[a-z0-9]$"
 CASE_VIEWS = ("allergies", "medications", "comorbidities", "genes", "renal_impairment")
 """Derived views of the case a rule may cite as evidence, besides the Case's own fields."""

@@ -180,7 +180,7 @@ def print_run_compliance(summary: dict[str, Any]) -> None:
 
 def compliance_table(report: Any) -> Table:
     """A rich table: one row per agent, pass rate and violations by severity."""
-    from clinicgym.policies.pack import SEVERITIES
+    from clinicgym.envs.severity import SEVERITIES
 
     title = f"compliance of {report.run_id} ({report.mode}): " + ", ".join(
         p["ref"] for p in report.packs

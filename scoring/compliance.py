@@ -21,9 +21,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
 from clinicgym.envs.episode import Episode
+from clinicgym.envs.severity import SEVERITIES
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.policies.pack import SEVERITIES, PolicyPack
+from clinicgym.policies.pack import PolicyPack
 from clinicgym.policies.rescore import EpisodeVerdict, live_verdicts
 from clinicgym.scoring.stats import format_ci, mean_ci
 

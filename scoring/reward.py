@@ -30,11 +30,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clinicgym.envs.episode import Episode
+from clinicgym.envs.severity import SEVERITIES
+from clinicgym.patients.bands import AGE_BANDS, age_band
 from clinicgym.patients.case import Case
-from clinicgym.patients.kb import AGE_BANDS, KnowledgeBase, age_band
+from clinicgym.patients.kb import KnowledgeBase
 from clinicgym.scoring.diagnosis import rank_of
 
-SEVERITIES = ("low", "medium", "high", "critical")
 LEAK = 0.01
 """P(finding | a condition that does not list it): the belief model's floor, as in the scripted
 baseline."""

@@ -21,10 +21,11 @@ from faker import Faker
 
 from clinicgym import __version__
 from clinicgym.patients.artefacts import build_artefacts
+from clinicgym.patients.bands import age_band
 from clinicgym.patients.case import PHI, AgeDetail, Case, Diagnosis, Fact, Lineage, Persona
 from clinicgym.patients.chart import SYSTEM_ALIASES
 from clinicgym.patients.encoder import SentenceEncoder, default_encoder
-from clinicgym.patients.kb import CHILD_AGE, EXAM_SYSTEMS, Condition, KnowledgeBase, age_band
+from clinicgym.patients.kb import CHILD_AGE, EXAM_SYSTEMS, Condition, KnowledgeBase
 from clinicgym.patients.matching import cached_embeddings
 
 FINDING_THRESHOLD = 0.72

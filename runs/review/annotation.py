@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clinicgym.envs.severity import Severity
 from clinicgym.patients.case import Diagnosis, Persona
 from clinicgym.runs.review.errors import AnnotationError
 
@@ -33,7 +34,6 @@ MAX_TEXT = 2000
 PatientVerdict = Literal["realistic", "unrealistic", "inconsistent", "wrong_for_persona"]
 Harm = Literal["none", "mild", "moderate", "severe", "death"]
 """AHRQ Common Formats Harm Scale v1.2: no harm, mild, moderate, severe harm, death."""
-Severity = Literal["low", "medium", "high", "critical"]
 PERSONA_FIELDS: dict[str, tuple[str, ...]] = {
     name: get_args(Persona.model_fields[name].annotation)
     for name in ("style", "health_literacy", "language_register", "adherence")
