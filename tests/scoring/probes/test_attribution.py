@@ -15,11 +15,13 @@ from clinicgym.scoring.probes.attribution import (
     lime_weights,
 )
 from clinicgym.scoring.probes.masking import default_players
+from tests.extras import needs
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:shap.*")
 
 
 @pytest.mark.slow
+@needs("probes", "shap")
 def test_planted_two_fact_dependency_gets_the_attribution_mass(sampler):
     """An agent that decides on exactly two facts: >= 90% of |Shapley| lands on them."""
     kb = sampler.kb
@@ -45,6 +47,7 @@ def test_planted_two_fact_dependency_gets_the_attribution_mass(sampler):
 
 
 @pytest.mark.slow
+@needs("probes", "shap")
 def test_frequency_value_recovers_the_planted_facts_from_sampling(sampler):
     """No stated confidence: the value is how often the decision comes first over seeds."""
     kb = sampler.kb
