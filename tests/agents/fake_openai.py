@@ -187,6 +187,7 @@ def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
+        "created": int(time.time()),  # required by the openai SDK's ChatCompletion model
         "model": body.get("model", ""),
         "choices": [
             {
