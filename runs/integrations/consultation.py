@@ -16,6 +16,7 @@ from typing import Any
 from clinicgym.agents.llm_clinician import PromptTemplate
 from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.envs.episode import Episode, TerminationReason
+from clinicgym.envs.severity import SEVERITIES
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb
 from clinicgym.scoring.metrics import episode_metrics, episode_reward
@@ -29,7 +30,6 @@ DEFAULT_PACKS = (
     "prescribing-safety@2",
 )
 """The packs the core suite watches with (runs/suites.yaml), watched by default here too."""
-SEVERITIES = ("low", "medium", "high", "critical")
 
 
 def case_list(
