@@ -48,6 +48,8 @@ _EXPOSURE = re.compile(
 )
 """A question naming the diagnosis about someone else ('contact with anyone with TB?') is a
 history question, not a request to name one's own diagnosis."""
+_OPEN_QUESTION = re.compile(r"(?:what|wat|wot|who|whom|whose|where|when|why|how|which)\b", re.I)
+"""A question that asks for a thing, not a yes or no: its answer is the statement alone."""
 _ASKABLE = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication", "allergy")
 
 
@@ -291,10 +293,10 @@ class GroundedPatient:
         earlier = any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
         if earlier:
             text = self.words.repeat(fact.text, fact.concept)
-        elif said == "affirmed":
+        elif said == "affirmed" and not _OPEN_QUESTION.match(question.strip()):
             text = self.words.affirm(fact.text, fact.concept)
-        elif fact.present:  # a present statement that answers no: said as it is, no "yes"
-            text = fact.text
+        elif fact.present:  # answers no, or an open question ("what was your job?"): no "yes"
+            text = fact.text[:1].upper() + fact.text[1:]
         else:
             text = self.words.deny_said(fact.text)
         self.ledger.append(

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from clinicgym.patients.case import Fact
 from clinicgym.patients.encoder import SentenceEncoder
@@ -144,21 +144,40 @@ _STOP = set(
 )
 
 
+class Topic(BaseModel):
+    """A kind of thing a question can ask about without naming it, and how statements of that
+    kind read (both regular expressions)."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str
+    statement: str
+
+    @field_validator("question", "statement")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a regular expression ({e})") from None
+        return v
+
+
 class LayWords(BaseModel):
-    """The lay-word file: word -> the record's words for it, with sources."""
+    """The lay-word file: word -> the record's words for it, topics, with sources."""
 
     model_config = ConfigDict(extra="forbid")
     schema_version: int
     sources: list[str]
     words: dict[str, str]
+    topics: dict[str, Topic] = {}
 
 
 @cache
-def lay_words() -> dict[str, str]:
-    """The lay-word table, validated; a KBError names the file and field of a problem."""
+def _lexicon() -> LayWords:
+    """The lay-word file, validated; a KBError names the file and field of a problem."""
     try:
         raw = yaml.safe_load(LAY_WORDS_FILE.read_text(encoding="utf-8"))
-        table = LayWords.model_validate(raw)
+        return LayWords.model_validate(raw)
     except (OSError, yaml.YAMLError) as e:
         raise KBError(LAY_WORDS_FILE, [f"cannot read ({e})"]) from None
     except ValidationError as e:
@@ -166,7 +185,21 @@ def lay_words() -> dict[str, str]:
             LAY_WORDS_FILE,
             [f"field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()],
         ) from None
-    return {k.lower(): v for k, v in table.words.items()}
+
+
+@cache
+def lay_words() -> dict[str, str]:
+    """The lay-word table: lower-case word -> the record's words for it."""
+    return {k.lower(): v for k, v in _lexicon().words.items()}
+
+
+@cache
+def topics() -> list[tuple[re.Pattern[str], re.Pattern[str]]]:
+    """(question pattern, statement pattern) per topic of the lay-word file."""
+    return [
+        (re.compile(t.question, re.IGNORECASE), re.compile(t.statement, re.IGNORECASE))
+        for t in _lexicon().topics.values()
+    ]
 
 
 def plain(question: str) -> str:
@@ -240,8 +273,19 @@ def question_parts(question: str) -> list[str]:
     out: list[str] = []
     for p in parts or [q]:
         items = [i.strip() for i in _LIST_SPLIT.split(p) if i and content_stems(i)]
+        if len(items) > 1 and _CONTEXT.match(items[0]):
+            items = items[1:]  # "When you came round, were you confused?": context, not a part
         out.extend(items if len(items) > 1 else [p])
     return out or [q]
+
+
+_CONTEXT = re.compile(
+    r"(?:when|while|after|before|since|once|if|as|apart from|other than|besides|except|aside "
+    r"from|during)\b",
+    re.IGNORECASE,
+)
+"""A leading clause that sets the scene for a question rather than asking one."""
+_CLAUSE_SPLIT = re.compile(r"[,;()]|\bbut\b", re.IGNORECASE)
 
 
 _STATE_NEGATING = re.compile(
@@ -269,7 +313,12 @@ def polarity(fact: Fact, question: str) -> str:
     """'affirmed' or 'denied': how the statement answers the question."""
     if not fact.present:
         return "denied"
-    said = {w.lower() for w in _STATE_NEGATING.findall(fact.text)}
+    stems = content_stems(question) - _WEAK
+    clauses = [c for c in _CLAUSE_SPLIT.split(fact.text) if stems & content_stems(c)]
+    # only the clauses about what was asked: 'Current smoker, past cocaine use (ceased 1 year
+    # ago)' answers 'do you smoke?' with a yes
+    scope = " ".join(clauses) if clauses else fact.text
+    said = {w.lower() for w in _STATE_NEGATING.findall(scope)}
     asked = {w.lower() for w in _STATE_NEGATING.findall(question)}
     if said - asked:
         return "denied"
@@ -325,6 +374,14 @@ class RecordIndex:
             out[i] = (phr @ self._matrix.T).max(axis=0) * float(row[t])
         return out
 
+    def _topical(self, part: str) -> np.ndarray:
+        """Per statement, whether it is of a topic the part asks about without naming it."""
+        out = np.zeros(len(self.facts), dtype=bool)
+        for asks, says in topics():
+            if asks.search(part):
+                out |= np.array([bool(says.search(f.text)) for f in self.facts])
+        return out
+
     def recall(self, question: str) -> list[Recall]:
         """One Recall per part of the question (distinct statements only)."""
         if not self.facts:
@@ -350,6 +407,9 @@ class RecordIndex:
             if _OTHERS.search(part):
                 score = score * self._others
             ok = (row >= FACT_THRESHOLD) | (shared & (row >= LEXICAL_THRESHOLD))
+            if not ok.any():  # "what do you do for a living?" -> "Retired teacher."
+                ok = self._topical(read) & (score > 0)
+                score = np.where(ok, score, 0.0)
             j = int(score.argmax())
             best = float(score[j])
             if not ok[j] or best <= 0:

@@ -15,7 +15,7 @@ import pytest
 from clinicgym.patients.ask import ask, grade, read_questions
 from clinicgym.patients.errors import ImporterError, KBError
 from clinicgym.patients.importers.record_history import is_meta, speak, statements
-from clinicgym.patients.kb import name_pattern
+from clinicgym.patients.kb import default_kb, name_pattern
 from clinicgym.patients.recall import plain, polarity, question_parts
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "agentclinic"
@@ -112,12 +112,72 @@ def test_lay_word_file_errors_name_the_field(tmp_path: Path, monkeypatch) -> Non
     bad = tmp_path / "lay_words.yaml"
     bad.write_text("schema_version: 1\nsources: []\nwords: [not, a, mapping]\n")
     monkeypatch.setattr(recall, "LAY_WORDS_FILE", bad)
+    recall._lexicon.cache_clear()
     recall.lay_words.cache_clear()
     try:
         with pytest.raises(KBError, match="field 'words'"):
             recall.lay_words()
+        bad.write_text(
+            "schema_version: 1\nsources: []\nwords: {}\n"
+            "topics: {work: {question: '(job', statement: 'works?'}}\n"
+        )
+        recall._lexicon.cache_clear()
+        with pytest.raises(KBError, match=r"field 'topics\.work\.question'.*regular expression"):
+            recall.topics()
     finally:
+        recall._lexicon.cache_clear()
         recall.lay_words.cache_clear()
+
+
+def _written_case(tmp_path: Path, social: str, history: str):
+    """A small clinician-written case in AgentClinic's shape, imported as a user would."""
+    from clinicgym.patients.importers.external import read_cases
+
+    line = {
+        "OSCE_Examination": {
+            "Objective_for_Doctor": "Assess the patient.",
+            "Patient_Actor": {
+                "Demographics": "67-year-old male",
+                "History": history,
+                "Symptoms": {"Primary_Symptom": "Knee pain", "Secondary_Symptoms": []},
+                "Past_Medical_History": "Hypertension.",
+                "Social_History": social,
+                "Review_of_Systems": "Denies fever.",
+            },
+            "Physical_Examination_Findings": {"Vital_Signs": {"Heart_Rate": "80 bpm"}},
+            "Test_Results": {},
+            "Correct_Diagnosis": "Knee osteoarthritis",
+        }
+    }
+    f = tmp_path / "case.jsonl"
+    f.write_text(json.dumps(line) + "\n")
+    return read_cases(f, default_kb())[0]
+
+
+def test_a_question_about_a_kind_of_thing_finds_a_statement_of_that_kind(tmp_path: Path) -> None:
+    """'What was your job?' names no word of 'Retired school teacher.'; its topic does. An
+    open question is answered with the statement, not a 'yes'; a topic never answers a
+    question about something else."""
+    from clinicgym.patients.matching import matcher_for
+    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.recall import topics
+
+    assert topics(), "the bundled lexicon has topics"
+    assert question_parts("When you came round, were you confused or dizzy?") == [
+        "were you confused",
+        "dizzy",
+    ]
+    case = _written_case(
+        tmp_path,
+        "Retired school teacher. Lives alone.",
+        "A 3-month history of right knee pain, worse with walking.",
+    )
+    patient = GroundedPatient(case, matcher_for(default_kb()))
+    job = patient.answer("What did you do for a living?")
+    assert job.text == "Retired school teacher."
+    assert patient.answer("who's at home with you?").answers[0].status == "affirmed"
+    assert "walking" in patient.answer("wat makes it worse?").text
+    assert patient.answer("Have you ever been to Brazil?").answers[0].status == "unknown"
 
 
 def test_leak_pattern_finds_names_with_parentheses() -> None:
