@@ -6,11 +6,14 @@ model can do, and prints, for all cases and for each difficulty tier:
 * `opening`: diagnoses from the opening line alone with the KB posterior (the floor of inquiry);
 * `scripted#budget=B`: the KB-aware Bayesian history taker limited to B questions, exams and
   tests, for each budget; `scripted` at its default (the turn budget); and `ceiling`, scripted
-  with no budget, never stopping early, and 60 turns: what the record allows at best;
+  with no budget, never stopping early, and 60 turns; and `record`, what each case's whole
+  record points to with every result in, whatever its delay (no episode: the ceiling of what
+  the records allow);
 * `random`, and `oracle` (reads the answer: scoring's maximum);
 
 with top-1 accuracy (Wilson 95% interval), mean turns and must-ask coverage; then whether
-inquiry matters (scripted's accuracy with must-ask coverage >= 50% against below 50%, and the
+inquiry matters (scripted's accuracy with must-ask coverage >= 50% against below 50%, in each
+scripted run and pooled over the budgets, and the
 share of cases whose scripted diagnosis changes when the must-ask facts are masked); and,
 with `--plausibility N`, the plausibility validator's count over N generated cases. A plot of
 accuracy against budget goes to `--plot`.
@@ -31,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -41,6 +45,7 @@ from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
 from clinicgym.patients.matching import matcher_for
 from clinicgym.patients.plausibility import violations
+from clinicgym.patients.posterior import record_verdict
 from clinicgym.patients.presentation import PresentationSampler
 from clinicgym.scoring.diagnosis import matches
 from clinicgym.scoring.inquiry import coverage
@@ -124,16 +129,51 @@ async def _masked(
     return out
 
 
+def _record_rows(
+    sampler: PresentationSampler, cases: Sequence[Case], seed: int
+) -> list[dict[str, Any]]:
+    """What each case's whole record points to (`posterior.record_verdict`): every finding,
+    examination and test the setting can do, whatever its delay. No episode is played, so no
+    turns and no coverage: the ceiling of what the records allow."""
+    out = []
+    for i, case in enumerate(cases):
+        record = sampler.sample_record(np.random.default_rng([seed, i]))
+        verdict = sampler.kb.conditions[record_verdict(sampler.kb, record)].name
+        out.append(
+            {
+                "case": case.id,
+                "tier": case.difficulty.tier,  # type: ignore[union-attr]
+                "top1": matches(verdict, case.diagnosis),
+                "dx": verdict,
+                "turns": None,
+                "coverage": None,
+            }
+        )
+    return out
+
+
+def coverage_split(rows: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
+    """Top-1 successes and episodes with must-ask coverage >= 50% ('high') and below ('low')."""
+    ok = [r for r in rows if "error" not in r and r.get("coverage") is not None]
+    hi = [r for r in ok if r["coverage"] >= 0.5]
+    lo = [r for r in ok if r["coverage"] < 0.5]
+    return {
+        "high": [sum(r["top1"] for r in hi), len(hi)],
+        "low": [sum(r["top1"] for r in lo), len(lo)],
+    }
+
+
 def _summary_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if "error" not in r]
     k = sum(r["top1"] for r in ok)
     covs = [r["coverage"] for r in ok if r["coverage"] is not None]
+    turns = [r["turns"] for r in ok if r["turns"] is not None]
     return {
         "n": len(ok),
         "errors": len(rows) - len(ok),
         "top1": k,
         "top1_ci": wilson(k, len(ok)),
-        "turns": statistics.fmean(r["turns"] for r in ok) if ok else None,
+        "turns": statistics.fmean(turns) if turns else None,
         "coverage": statistics.fmean(covs) if covs else None,
     }
 
@@ -176,6 +216,7 @@ def _plot(path: Path, budgets: list[int], results: dict[str, list[dict[str, Any]
     lines = (
         ("scripted (default)", "scripted", "--", "tab:blue"),
         ("ceiling (no budget, 60 turns)", "ceiling", ":", "black"),
+        ("record (every result, no time limit)", "record", (0, (1, 4)), "tab:green"),
         ("random", "random", "-.", "tab:red"),
     )
     for text, label, style, colour in lines:
@@ -234,11 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     agents["ceiling"] = ("scripted#budget=inf,stop=1", CEILING_TURNS)
     agents["random"] = ("random", turns)
     agents["oracle"] = ("oracle", turns)
+    keep = set(args.only.split(",")) if args.only else set()
     if args.only:
-        keep = set(args.only.split(","))
         agents = {k: v for k, v in agents.items() if k in keep}
     with Progress(console=console, transient=True) as progress:
         results = asyncio.run(_play_all(kb, cases, agents, progress))
+        if not args.only or "record" in keep:
+            results["record"] = _record_rows(sampler, cases, args.seed)
         masked = [] if args.no_mask else asyncio.run(_masked(kb, cases, turns, progress))
         plaus = _count_violations(sampler, args.plausibility, args.seed, progress)
     console.print(_table(f"All {len(cases)} cases (seed {args.seed})", results, None))
@@ -255,18 +298,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tiers": dict(tiers),
         "agents": {k: _summary_row(v) for k, v in results.items()},
     }
-    scripted = [r for r in results.get("scripted", []) if "error" not in r]
-    hi_cov = [r for r in scripted if (r["coverage"] or 0) >= 0.5]
-    lo_cov = [r for r in scripted if (r["coverage"] or 0) < 0.5]
-    k_hi, k_lo = sum(r["top1"] for r in hi_cov), sum(r["top1"] for r in lo_cov)
-    console.print(
-        f"Inquiry: scripted top-1 with must-ask coverage >= 50%: {pct(k_hi, len(hi_cov))} "
-        f"(n={len(hi_cov)}); below 50%: {pct(k_lo, len(lo_cov))} (n={len(lo_cov)})"
-    )
-    figures["coverage_split"] = {
-        "high": [k_hi, len(hi_cov)],
-        "low": [k_lo, len(lo_cov)],
+    splits = {
+        label: coverage_split(rows)
+        for label, rows in results.items()
+        if label == "scripted" or label.startswith("scripted#budget=")
     }
+    if splits:
+        pooled = [r for label in splits for r in results[label]]
+        splits["pooled over budgets"] = coverage_split(pooled)
+        split_table = Table(title="Inquiry: scripted's top-1 by must-ask coverage")
+        for col in ("run", "coverage >= 50%", "coverage < 50%", "difference"):
+            split_table.add_column(col, justify="left" if col == "run" else "right")
+        for label, sp in splits.items():
+            (k_hi, n_hi), (k_lo, n_lo) = sp["high"], sp["low"]
+            diff = f"{100 * (k_hi / n_hi - k_lo / n_lo):+.0f} points" if n_hi and n_lo else "-"
+            split_table.add_row(
+                label, f"{pct(k_hi, n_hi)} (n={n_hi})", f"{pct(k_lo, n_lo)} (n={n_lo})", diff
+            )
+        console.print(split_table)
+        figures["coverage_split"] = splits
     if masked and "scripted" in results:
         changed = sum(
             (m or "") != (r.get("dx") or "")

@@ -625,6 +625,30 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
     )
 
 
+def record_verdict(kb: KnowledgeBase, record: Any) -> str:
+    """The condition a record's whole content points to: the posterior after every history
+    finding, every examination and every test the setting can do, whatever its delay. Over
+    many cases, how often this is the truth is the ceiling of what the records allow, with no
+    consultation's limits (turns, result delays, the patient's understanding)."""
+    m = model_for(kb)
+    belief = Belief.start(m, record.age, record.sex, record.setting, record.chief_complaint)
+    for fid in m.history:
+        j = m.feature_index[fid]
+        if fid != record.chief_complaint and belief.open[j]:
+            belief.finding(fid, record.findings.get(fid, False))
+    for system in m.systems:
+        present = [
+            f
+            for f, v in record.findings.items()
+            if v and kb.findings[f].category == "exam" and kb.findings[f].system == system
+        ]
+        belief.system(system, present)
+    for j in np.flatnonzero(belief.orderable):
+        out = record.tests.get(m.tests[j])
+        belief.test(m.tests[j], bool(out and out.abnormal))
+    return belief.top(1)[0][0]
+
+
 def discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     """The concepts of a record (findings and tests) whose recorded value favours its true
     condition over the other members the patient could have by `must_ask_lr` or more: the
