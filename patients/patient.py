@@ -26,6 +26,7 @@ from clinicgym.patients.kb import name_pattern
 from clinicgym.patients.matching import QuestionMatcher
 from clinicgym.patients.persona import default_persona_book
 from clinicgym.patients.recall import (
+    OPEN_QUESTION,
     RecordIndex,
     is_diagnosis_question,
     is_onset_fact,
@@ -48,8 +49,6 @@ _EXPOSURE = re.compile(
 )
 """A question naming the diagnosis about someone else ('contact with anyone with TB?') is a
 history question, not a request to name one's own diagnosis."""
-_OPEN_QUESTION = re.compile(r"(?:what|wat|wot|who|whom|whose|where|when|why|how|which)\b", re.I)
-"""A question that asks for a thing, not a yes or no: its answer is the statement alone."""
 _ASKABLE = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication", "allergy")
 
 
@@ -293,7 +292,7 @@ class GroundedPatient:
         earlier = any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
         if earlier:
             text = self.words.repeat(fact.text, fact.concept)
-        elif said == "affirmed" and not _OPEN_QUESTION.match(question.strip()):
+        elif said == "affirmed" and not OPEN_QUESTION.match(question.strip()):
             text = self.words.affirm(fact.text, fact.concept)
         elif fact.present:  # answers no, or an open question ("what was your job?"): no "yes"
             text = fact.text[:1].upper() + fact.text[1:]

@@ -279,6 +279,8 @@ def question_parts(question: str) -> list[str]:
     return out or [q]
 
 
+OPEN_QUESTION = re.compile(r"(?:what|wat|wot|who|whom|whose|where|when|why|how|which)\b", re.I)
+"""A question that asks for a thing, not a yes or no: a present statement answers it as it is."""
 _CONTEXT = re.compile(
     r"(?:when|while|after|before|since|once|if|as|apart from|other than|besides|except|aside "
     r"from|during)\b",
@@ -313,6 +315,8 @@ def polarity(fact: Fact, question: str) -> str:
     """'affirmed' or 'denied': how the statement answers the question."""
     if not fact.present:
         return "denied"
+    if OPEN_QUESTION.match(question.strip()):
+        return "affirmed"  # "what was your job?" -> "retired": an answer, not a yes or no
     stems = content_stems(question) - _WEAK
     clauses = [c for c in _CLAUSE_SPLIT.split(fact.text) if stems & content_stems(c)]
     # only the clauses about what was asked: 'Current smoker, past cocaine use (ceased 1 year
