@@ -172,19 +172,24 @@ class LayWords(BaseModel):
     topics: dict[str, Topic] = {}
 
 
-@cache
-def _lexicon() -> LayWords:
-    """The lay-word file, validated; a KBError names the file and field of a problem."""
+def load_lexicon(path: Path) -> LayWords:
+    """A lay-word file, validated; a KBError names the file and field of a problem."""
     try:
-        raw = yaml.safe_load(LAY_WORDS_FILE.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         return LayWords.model_validate(raw)
     except (OSError, yaml.YAMLError) as e:
-        raise KBError(LAY_WORDS_FILE, [f"cannot read ({e})"]) from None
+        raise KBError(path, [f"cannot read ({e})"]) from None
     except ValidationError as e:
         raise KBError(
-            LAY_WORDS_FILE,
+            path,
             [f"field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()],
         ) from None
+
+
+@cache
+def _lexicon() -> LayWords:
+    """The bundled lay-word file, read once."""
+    return load_lexicon(LAY_WORDS_FILE)
 
 
 @cache

@@ -106,27 +106,20 @@ def make_fact():
     return make
 
 
-def test_lay_word_file_errors_name_the_field(tmp_path: Path, monkeypatch) -> None:
-    from clinicgym.patients import recall
+def test_lay_word_file_errors_name_the_field(tmp_path: Path) -> None:
+    from clinicgym.patients.recall import load_lexicon
 
     bad = tmp_path / "lay_words.yaml"
     bad.write_text("schema_version: 1\nsources: []\nwords: [not, a, mapping]\n")
-    monkeypatch.setattr(recall, "LAY_WORDS_FILE", bad)
-    recall._lexicon.cache_clear()
-    recall.lay_words.cache_clear()
-    try:
-        with pytest.raises(KBError, match="field 'words'"):
-            recall.lay_words()
-        bad.write_text(
-            "schema_version: 1\nsources: []\nwords: {}\n"
-            "topics: {work: {question: '(job', statement: 'works?'}}\n"
-        )
-        recall._lexicon.cache_clear()
-        with pytest.raises(KBError, match=r"field 'topics\.work\.question'.*regular expression"):
-            recall.topics()
-    finally:
-        recall._lexicon.cache_clear()
-        recall.lay_words.cache_clear()
+    with pytest.raises(KBError, match="field 'words'"):
+        load_lexicon(bad)
+    bad.write_text(
+        "schema_version: 1\nsources: []\nwords: {}\n"
+        "topics: {work: {question: '(job', statement: 'works?'}}\n"
+    )
+    with pytest.raises(KBError, match=r"field 'topics\.work\.question'.*regular expression"):
+        load_lexicon(bad)
+    assert load_lexicon(Path(__file__).parents[2] / "patients" / "lexicon" / "lay_words.yaml")
 
 
 def _written_case(tmp_path: Path, social: str, history: str):
