@@ -598,14 +598,7 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
         if choice.kind == "ask":
             belief.finding(choice.target, record.findings.get(choice.target, False))
         elif choice.kind == "examine":
-            present = [
-                f
-                for f, v in record.findings.items()
-                if v
-                and kb.findings[f].category == "exam"
-                and kb.findings[f].system == choice.target
-            ]
-            belief.system(choice.target, present)
+            belief.system(choice.target, _examined(kb, record, choice.target))
         else:
             out = record.tests.get(choice.target)
             belief.test(choice.target, bool(out and out.abnormal))
@@ -625,6 +618,15 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
     )
 
 
+def _examined(kb: KnowledgeBase, record: Any, system: str) -> list[str]:
+    """The exam findings a record holds present in `system`: what examining it shows."""
+    return [
+        f
+        for f, v in record.findings.items()
+        if v and kb.findings[f].category == "exam" and kb.findings[f].system == system
+    ]
+
+
 def record_verdict(kb: KnowledgeBase, record: Any) -> str:
     """The condition a record's whole content points to: the posterior after every history
     finding, every examination and every test the setting can do, whatever its delay. Over
@@ -637,12 +639,7 @@ def record_verdict(kb: KnowledgeBase, record: Any) -> str:
         if fid != record.chief_complaint and belief.open[j]:
             belief.finding(fid, record.findings.get(fid, False))
     for system in m.systems:
-        present = [
-            f
-            for f, v in record.findings.items()
-            if v and kb.findings[f].category == "exam" and kb.findings[f].system == system
-        ]
-        belief.system(system, present)
+        belief.system(system, _examined(kb, record, system))
     for j in np.flatnonzero(belief.orderable):
         out = record.tests.get(m.tests[j])
         belief.test(m.tests[j], bool(out and out.abnormal))

@@ -363,8 +363,12 @@ class RecordIndex:
         self._stems = [content_stems(f.text) for f in facts]
         self._sites = [_site(f.text) for f in facts]
         self._others = np.array([bool(_OTHERS.search(f.text)) for f in facts])
+        self._topics = [
+            (asks, np.array([bool(says.search(f.text)) for f in facts], dtype=bool))
+            for asks, says in topics()
+        ]
         """Per statement, computed once: its content stems, body sites, whether it is about
-        someone else."""
+        someone else, and which topics it is of."""
 
     def _via_kb(self, emb: np.ndarray) -> np.ndarray:
         """Per text, the best similarity of each statement to the phrasings of the KB finding
@@ -386,9 +390,9 @@ class RecordIndex:
     def _topical(self, part: str) -> np.ndarray:
         """Per statement, whether it is of a topic the part asks about without naming it."""
         out = np.zeros(len(self.facts), dtype=bool)
-        for asks, says in topics():
+        for asks, of_topic in self._topics:
             if asks.search(part):
-                out |= np.array([bool(says.search(f.text)) for f in self.facts])
+                out |= of_topic
         return out
 
     def recall(self, question: str) -> list[Recall]:
