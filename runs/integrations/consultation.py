@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from clinicgym.agents.llm_clinician import PromptTemplate
-from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.envs.severity import SEVERITIES
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb
+from clinicgym.runs.factory import make_consultation_env
 from clinicgym.scoring.metrics import episode_metrics, episode_reward
 
 DEFAULT_PACKS = (
@@ -92,19 +92,12 @@ class Consultation:
         self.kb = kb or default_kb()
         self.policy_packs = list(policy_packs)
         self.template = template or PromptTemplate()
-        monitors: list[Any] = []
-        if self.policy_packs:
-            from clinicgym.policies.library import load_packs
-            from clinicgym.policies.monitor import build_monitor
-
-            monitor = build_monitor(load_packs(self.policy_packs), self.kb)
-            monitors = [monitor] if monitor is not None else []
-        self.env = ConsultationEnv(
-            [case],
+        self.env = make_consultation_env(
+            cases=[case],
             kb=self.kb,
             max_turns=max_turns,
             reward_fn=episode_reward,
-            monitors=monitors,
+            policy_packs=self.policy_packs,
         )
         self.episode_id = episode_id or f"{agent_id}-{case.id}-{seed}"
         self.agent_id = agent_id
