@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -112,12 +112,14 @@ def prepare(
     agent_options: dict[str, Any] | None = None,
     judge: Judge | None = None,
     cases: Sequence[Case] | None = None,
+    factories: Mapping[str, AgentFactory] | None = None,
 ) -> RunContext:
     """Load the KB and policy packs, set up the cases and build agent factories (errors
     surface here: a run never starts with a half-loaded pack or an unknown scenario).
     Generated cases are not realised here but when their episode starts. `cases` given (a Ray
     worker gets the driver's written ones) are used as they are; `judge` defaults to the one
-    `spec.judge` names."""
+    `spec.judge` names; `factories` by agent id are used instead of building those agents from
+    their specs (agent objects handed to `clinicgym.evaluate`)."""
     kb = load_kb(spec.kb_dir) if spec.kb_dir else default_kb()
     packs = load_packs(spec.policy_packs)
     validate_specs(spec.scenarios, kb)
@@ -128,12 +130,13 @@ def prepare(
     require_judge(packs, judge)
     run_cases = _run_cases(spec, kb) if cases is None else as_run_cases(cases)
     options = {**spec.agent_options(), **(agent_options or {})}
-    factories = {a: make_agent_factory(a, kb, options) for a in spec.agents}
+    given = dict(factories or {})
+    built = {a: given.get(a) or make_agent_factory(a, kb, options) for a in spec.agents}
     patient = make_patient_maker(
         spec.patient, kb, spec.out, spec.patient_cache, spec.patient_cache_mode
     )
     plan = plan_episodes(spec, run_cases)
-    return RunContext(spec, kb, run_cases, factories, plan, packs, judge, patient)
+    return RunContext(spec, kb, run_cases, built, plan, packs, judge, patient)
 
 
 def _run_cases(spec: RunSpec, kb: KnowledgeBase) -> RunCases:
