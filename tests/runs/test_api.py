@@ -141,6 +141,23 @@ def test_agent_objects_are_copied_per_episode_and_stored_under_their_agent_id(tm
     assert manifest["spec"]["agents"] == ["counting", "scripted"]
 
 
+def test_a_builtin_agent_as_an_object_plays_as_its_spec_does_and_shares_the_kb(tmp_path):
+    from clinicgym.agents.scripted import ScriptedAgent
+    from clinicgym.patients.kb import load_kb
+    from clinicgym.runs.api import _copies
+
+    kb = load_kb(SMALL_KB)
+    obj = ScriptedAgent(kb, agent_id="scripted-object")
+    copy1 = _copies(obj)()
+    assert copy1 is not obj and copy1.kb is kb  # the KB is shared, the rest copied
+    clinicgym.evaluate(
+        [obj, "scripted"], cases=3, seed=2, max_turns=6, kb=SMALL_KB, out=tmp_path / "r"
+    )
+    t = _scores(tmp_path / "r").drop(columns=["episode_id"])
+    by_agent = {a: g.drop(columns=["agent"]).reset_index(drop=True) for a, g in t.groupby("agent")}
+    pd.testing.assert_frame_equal(by_agent["scripted-object"], by_agent["scripted"])
+
+
 def test_a_case_file_plays_its_cases_and_cases_from_with_a_count_plays_the_first(tmp_path):
     every = clinicgym.evaluate(["scripted"], cases=CASE_FILE, max_turns=3, out=tmp_path / "all")
     assert every.episodes == len(CASE_FILE.read_text().splitlines())
