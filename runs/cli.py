@@ -102,7 +102,8 @@ def run(
             help="Agent spec, repeatable: a baseline (scripted, random, oracle, opening, unsafe, "
             "human) or a model: openai/gpt-4o, anthropic/MODEL, google/MODEL, vllm/MODEL, "
             "ollama/MODEL, hf/smollm2, openai:MODEL@URL (keys and base URLs from each "
-            "provider's usual variables or ./.env; docs/agents.md).",
+            "provider's usual variables or ./.env; docs/agents.md); or your own class, "
+            "module:Class#key=value, or a name in the clinicgym.agents entry-point group.",
         ),
     ] = None,
     name: Annotated[

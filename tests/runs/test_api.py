@@ -174,6 +174,12 @@ def test_evaluate_runs_where_an_event_loop_is_already_running(tmp_path):
     assert asyncio.run(notebook_cell())["oracle"].accuracy == 1.0
 
 
+def test_progress_shows_the_cli_bars_on_stderr(tmp_path, capfd):
+    clinicgym.evaluate(["oracle"], cases=2, kb=SMALL_KB, out=tmp_path / "r", progress=True)
+    err = capfd.readouterr().err
+    assert "oracle" in err and "2/2" in err, err
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
