@@ -29,7 +29,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicgym.agents.llm_clinician import PromptTemplate
-from clinicgym.envs.consultation import ConsultationEnv
+from clinicgym.envs.action import Action
+from clinicgym.envs.consultation import ConsultationEnv, render_action
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb
@@ -112,17 +113,17 @@ class ClinicSession:
         """The text env's last observation."""
 
     def _new_env(self) -> ConsultationEnv:
-        monitors: list[Any] = []
-        scenarios: list[Any] = []
-        if self.policy_packs or self.scenarios:
-            from clinicgym.policies import build_monitor, load_packs, make_scenarios
+        # through the factory behind the registered id, so packs and scenarios are validated as
+        # in `clinicgym run`; the reward is this session's, so the env computes none
+        from clinicgym.runs.factory import make_consultation_env
 
-            monitor = build_monitor(load_packs(self.policy_packs), self.kb)
-            monitors = [monitor] if monitor is not None else []
-            scenarios = make_scenarios(self.scenarios, self.kb)
-        cases = self.cases
-        return ConsultationEnv(
-            cases, kb=self.kb, max_turns=self.max_turns, monitors=monitors, scenarios=scenarios
+        return make_consultation_env(
+            cases=self.cases,
+            kb=self.kb,
+            max_turns=self.max_turns,
+            policy_packs=self.policy_packs,
+            scenarios=self.scenarios,
+            reward_fn=None,
         )
 
     def reset(self, seed: int, case_index: int | None = None) -> list[dict[str, Any]]:
@@ -166,14 +167,16 @@ class ClinicSession:
             turns_left=int(obs["turns_left"]),
         )
 
-    def step(self, text: str) -> Turn:
-        """Play the clinician's `text` (any action format the text env parses)."""
+    def step(self, text: str | Action) -> Turn:
+        """Play the clinician's turn: text (any action format the text env parses) or an
+        `Action` (a tool call already parsed, so a question is never read as a command)."""
         env = self.env
         if env is None or self.case is None:
             raise RLError("call reset() before step()")
         if self.done:
             raise RLError("the consultation is over; call reset()")
-        self.messages.append({"role": "assistant", "content": text})
+        said = text if isinstance(text, str) else render_action(text)
+        self.messages.append({"role": "assistant", "content": said})
         obs, _r, terminated, truncated, info = env.step(text)
         self.observation, self.info = obs, info
         done = terminated or truncated
