@@ -108,6 +108,13 @@ class EvaluationResult:
         counts = [r.violations for r in self.agents.values() if r.violations is not None]
         return sum(counts) if counts else None
 
+    def scores(self) -> Any:
+        """The per-episode scores (scores.parquet) as a pandas DataFrame: one row per episode,
+        one column per metric, for analyses the summary does not make."""
+        import pandas as pd
+
+        return pd.read_parquet(self.run_dir / "scores.parquet")
+
     def __repr__(self) -> str:
         rows = ", ".join(repr(r) for r in self.agents.values())
         return f"EvaluationResult(run_dir='{self.run_dir}', episodes={self.episodes}, [{rows}])"

@@ -109,6 +109,9 @@ def test_evaluate_and_the_cli_give_the_same_scores_in_the_same_store(tmp_path):
     assert s.episodes == 3 and s.violations == cli["compliance"]["agents"]["scripted"]["violations"]
     assert repr(s).startswith("AgentResult('scripted', accuracy=")
     assert "episodes=6" in repr(result) and "'random'" in repr(result)
+    pd.testing.assert_frame_equal(
+        result.scores(), pd.read_parquet(tmp_path / "api" / "scores.parquet")
+    )
     # the CLI reads the API's run directory, and the same call again resumes it: nothing to play
     assert runner.invoke(app, ["summary", str(tmp_path / "api")]).exit_code == 0
     again = clinicgym.evaluate(
