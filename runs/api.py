@@ -27,9 +27,13 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinicgym.runs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from clinicgym.envs.episode import Episode
+    from clinicgym.envs.protocols import Agent
 
 CasesArg = int | str | os.PathLike[str] | None
 
@@ -121,7 +125,7 @@ class EvaluationResult:
 
 
 def evaluate(
-    agents: Sequence[Any] | str | Any,
+    agents: Sequence[str | Agent] | str | Agent,
     *,
     suite: str | None = None,
     cases: CasesArg = None,
@@ -136,7 +140,7 @@ def evaluate(
     kb: str | os.PathLike[str] | None = None,
     config: str | os.PathLike[str] | None = None,
     progress: bool = False,
-    on_episode: Callable[[Any], None] | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
     **options: Any,
 ) -> EvaluationResult:
     """Play `agents` on a suite or on cases and score them, as `clinicgym run` does; returns the
