@@ -3,7 +3,9 @@
 * `rl baselines`: random, scripted and the question-flooding probe on the same cases of the
   structured env, with mean score, 95% interval, accuracy and turns (a reward configuration
   that lets the probe beat the scripted baseline is hackable);
-* `rl pin-suite DIR`: sample a case suite and write it with its hashes (runs/rl/suite.py).
+* `rl pin-suite DIR`: sample a case suite and write it with its hashes (runs/rl/suite.py);
+* `rl grpo`: train with TRL's GRPOTrainer on consultations played through tool calls
+  (runs/rl/trl_grpo.py; a tiny local model by default, a CPU smoke run).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from clinicgym.errors import ClinicGymError
 from clinicgym.scoring.stats import format_interval
 
 rl_app = typer.Typer(
-    help="RL: structured-env baselines and pinned case suites.", no_args_is_help=True
+    help="RL: structured-env baselines, pinned case suites, GRPO training.", no_args_is_help=True
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -108,4 +110,96 @@ def pin_suite_cmd(
     console.print(
         f"pinned {m.n} cases (KB {m.kb_version}, seed {m.seed}) in {directory}: "
         f"suite hash {m.suite_hash[:16]}"
+    )
+
+
+@rl_app.command("grpo")
+def grpo_cmd(
+    out: Annotated[
+        Path, typer.Option(help="Output directory: reward curve, plot, summary, model.")
+    ] = Path("runs/grpo"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A local model directory with a tool-calling chat template; default: a tiny "
+            "random-weight model built here (a CPU smoke run)."
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="GRPO steps.")] = 3,
+    seed: Annotated[int, typer.Option(help="Training seed; also the first episode seed.")] = 0,
+    cases: Annotated[int, typer.Option(help="Distinct consultations in the dataset.")] = 8,
+    suite: Annotated[
+        str | None,
+        typer.Option(help="Play a suite: a `clinicgym rl pin-suite` directory or name@version."),
+    ] = None,
+    generations: Annotated[
+        int, typer.Option(help="Consultations per case per step (GRPO's group).")
+    ] = 4,
+    max_turns: Annotated[int, typer.Option(help="Turn budget of a consultation.")] = 5,
+    max_completion_length: Annotated[
+        int, typer.Option(help="Token budget of a whole consultation (tool replies included).")
+    ] = 768,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default 5e-5 tiny, 1e-6 real model).")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature (default 0.7 tiny, 1.0 real).")
+    ] = None,
+    warm_steps: Annotated[
+        int, typer.Option(help="Tiny model only: supervised warm-start steps.")
+    ] = 600,
+    policy_pack: Annotated[
+        list[str] | None, typer.Option(help="Watch with this policy pack (violations metric).")
+    ] = None,
+    violation_penalty: Annotated[
+        float, typer.Option(help="Reward subtracted per monitor violation.")
+    ] = 0.0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    groups: Annotated[
+        int, typer.Option(help="Cases per step, each played --generations times.")
+    ] = 1,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    vllm: Annotated[
+        bool, typer.Option("--vllm", help="Generate with vLLM colocated (GPU; untested here).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train a model with TRL's GRPOTrainer on consultations played through tool calls."""
+    from clinicgym.runs.rl.trl_grpo import GRPORun, train_grpo
+
+    run = GRPORun(
+        out=out,
+        model=model,
+        steps=steps,
+        seed=seed,
+        cases=cases,
+        suite=suite,
+        generations=generations,
+        max_turns=max_turns,
+        max_completion_length=max_completion_length,
+        learning_rate=lr,
+        temperature=temperature,
+        warm_steps=warm_steps,
+        policy_packs=list(policy_pack or []),
+        violation_penalty=violation_penalty,
+        threads=threads,
+        groups=groups,
+        grad_accum=grad_accum,
+        vllm=vllm,
+    )
+    if model is not None and warm_steps != 600:
+        err_console.print("[yellow]note:[/yellow] --warm-steps applies to the tiny model only")
+    try:
+        summary = train_grpo(run, say=lambda m: err_console.print(escape(m), highlight=False))
+    except (ClinicGymError, ValueError) as e:
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(
+        f"{summary['steps']} steps in {summary['seconds']:.0f} s; reward "
+        f"{summary['reward_first']:+.3f} at the first step, {summary['reward_last']:+.3f} at the "
+        f"last; curve in {summary['curve']}, plot in {summary['plot']}",
+        highlight=False,
     )

@@ -1,0 +1,415 @@
+"""`clinicgym rl grpo`: TRL's `GRPOTrainer` on consultations played through `ClinicToolEnv` tools.
+
+`train_grpo` builds (or loads) the model, the dataset of consultations (generated cases, or a
+suite: a pinned directory from `clinicgym rl pin-suite` or a registered `name@version`), and the
+trainer with `environment_factory=ClinicToolEnv.factory(...)`; the env's `get_reward` is the
+reward, the metrics of `trl_env.METRICS` are logged beside it at weight 0. Each logged step goes
+to `progress` and into `reward_curve.json` (and `reward_curve.png`) in the output directory.
+
+Without `model`, a tiny random-weight Llama with a locally trained tokenizer is built and warm
+started on the scripted baseline's tool calls (runs/rl/tiny.py): a CPU smoke run of the whole
+loop, nothing downloaded. Every argument is checked before anything expensive starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clinicgym.runs.rl.errors import RLError, require
+
+CURVE_JSON = "reward_curve.json"
+CURVE_PNG = "reward_curve.png"
+SUMMARY_JSON = "summary.json"
+WARM_CHATS = 32
+"""Scripted consultations (episode seeds from 10,000, apart from training's) the tiny model
+imitates before GRPO."""
+
+
+@dataclass
+class GRPORun:
+    """The settings of one `clinicgym rl grpo` run (the CLI's options)."""
+
+    out: Path
+    model: str | None = None
+    """A local model directory (or a cached hub id; the machine may be offline); None: tiny."""
+    steps: int = 3
+    seed: int = 0
+    cases: int = 8
+    """Distinct consultations in the dataset (episode seeds seed..seed+cases-1)."""
+    suite: str | None = None
+    """A pinned suite directory or a registered suite `name@version`; None: generated cases."""
+    generations: int = 4
+    max_turns: int = 5
+    max_completion_length: int = 768
+    learning_rate: float | None = None
+    """None: 5e-5 for the tiny model, 1e-6 for a real one."""
+    temperature: float | None = None
+    """None: 0.7 for the tiny model (its tool calls are fragile), 1.0 for a real one."""
+    warm_steps: int = 600
+    """Supervised warm-start steps (tiny model only)."""
+    policy_packs: list[str] = field(default_factory=list)
+    violation_penalty: float = 0.0
+    """Subtracted per monitor violation (RewardSpec.violation_penalty for every severity)."""
+    threads: int = 1
+    save_model: bool = True
+    groups: int = 1
+    """Cases per step (each played `generations` times)."""
+    grad_accum: int = 1
+    vllm: bool = False
+    """Generate with vLLM colocated with training (needs a GPU and the vllm package)."""
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, before any model or case is built."""
+        if self.steps < 1:
+            raise RLError(f"--steps must be >= 1, got {self.steps}")
+        if self.cases < 1:
+            raise RLError(f"--cases must be >= 1, got {self.cases}")
+        if self.generations < 2:
+            raise RLError(
+                f"--generations must be >= 2 (GRPO compares completions of a group), "
+                f"got {self.generations}"
+            )
+        if self.max_turns < 1:
+            raise RLError(f"--max-turns must be >= 1, got {self.max_turns}")
+        if self.max_completion_length < 16:
+            raise RLError(
+                f"--max-completion-length must be >= 16, got {self.max_completion_length}"
+            )
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise RLError(f"--lr must be > 0, got {self.learning_rate}")
+        if self.temperature is not None and not self.temperature > 0:
+            raise RLError(f"--temperature must be > 0, got {self.temperature}")
+        if self.warm_steps < 0:
+            raise RLError(f"--warm-steps must be >= 0, got {self.warm_steps}")
+        if self.violation_penalty < 0:
+            raise RLError(f"--violation-penalty must be >= 0, got {self.violation_penalty}")
+        if self.threads < 1:
+            raise RLError(f"--threads must be >= 1, got {self.threads}")
+        if self.groups < 1 or self.grad_accum < 1:
+            raise RLError(
+                f"--groups and --grad-accum must be >= 1, got {self.groups}, {self.grad_accum}"
+            )
+        if self.vllm:
+            if self.tiny:
+                raise RLError("--vllm needs --model: the tiny model is for CPU smoke runs")
+            require("vllm", "clinicgym rl grpo --vllm")
+        if self.model is not None:
+            path = Path(self.model)
+            looks_local = path.exists() or self.model.startswith((".", "/", "~"))
+            if looks_local and not (path / "config.json").is_file():
+                raise RLError(f"--model {self.model}: no config.json there (not a model directory)")
+        if self.out.exists() and not self.out.is_dir():
+            raise RLError(f"--out {self.out} exists and is not a directory")
+        for name in ("trl", "torch", "transformers", "datasets", "matplotlib"):
+            require(name, "clinicgym rl grpo")
+
+    @property
+    def tiny(self) -> bool:
+        """Whether the run builds the tiny local model."""
+        return self.model is None
+
+
+def offline() -> None:
+    """Keep the hub and TRL's experimental warnings quiet: nothing may be downloaded."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def session_settings(run: GRPORun) -> dict[str, Any]:
+    """`ClinicSession` keyword arguments: cases, turn budget, packs, reward."""
+    from clinicgym.scoring.reward import RewardSpec
+
+    penalty = (
+        dict.fromkeys(("low", "medium", "high", "critical"), run.violation_penalty)
+        if run.violation_penalty
+        else {}
+    )
+    kw: dict[str, Any] = {
+        "max_turns": run.max_turns,
+        "policy_packs": list(run.policy_packs),
+        "reward": RewardSpec(violation_penalty=penalty),
+    }
+    if run.suite:
+        kw["cases"] = suite_cases(run.suite)
+    return kw
+
+
+def suite_cases(suite: str) -> list[Any]:
+    """The cases of a pinned suite directory, or of a registered suite `name@version`."""
+    path = Path(suite)
+    if path.is_dir():
+        from clinicgym.runs.rl.suite import load_suite
+
+        cases, _ = load_suite(path)
+        return list(cases)
+    from clinicgym.runs.integrations.consultation import case_list
+
+    cases, _ = case_list(suite=suite)
+    return list(cases)
+
+
+def dataset_rows(run: GRPORun, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per consultation; with a suite, row i plays case i (cycling)."""
+    from clinicgym.runs.rl.trl_env import tool_dataset
+
+    return tool_dataset(run.cases, seed=run.seed, **settings)
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+CURVE_KEYS = {
+    "reward": "reward",
+    "reward_std": "reward_std",
+    "env_reward": "rewards/ClinicToolEnv/mean",
+    "accuracy": "rewards/diagnostic_accuracy/mean",
+    "violations": "rewards/violations/mean",
+    "turns": "rewards/turns/mean",
+    "env_tool_calls": "rewards/tool_calls/mean",
+    "tool_call_frequency": "tools/call_frequency",
+    "tool_failure_frequency": "tools/failure_frequency",
+    "loss": "loss",
+    "completion_length": "completions/mean_length",
+}
+"""Curve column -> TRL's log key."""
+
+
+def curve_row(log: dict[str, Any], step: int) -> dict[str, Any]:
+    """One step of the reward curve from a TRL log record."""
+    row: dict[str, Any] = {"step": step}
+    for col, key in CURVE_KEYS.items():
+        row[col] = _finite(log.get(key))
+    return row
+
+
+def played(trainer: Any) -> list[dict[str, Any]]:
+    """The consultations of the step just logged: episode seed, case, reward, per rollout (TRL
+    keeps the batch's envs on the trainer), so passes over the same case can be compared."""
+    out = []
+    for env in getattr(trainer, "environments", None) or []:
+        session = getattr(env, "session", None)
+        if session is None or session.case is None:
+            continue
+        out.append(
+            {"seed": session.seed, "case": session.case.id, "reward": round(session.total, 4)}
+        )
+    return out
+
+
+def plot_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Mean reward per step with its within-batch spread, and accuracy, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    mean = [r["reward"] if r["reward"] is not None else float("nan") for r in rows]
+    std = [r["reward_std"] or 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, mean, marker="o", label="mean reward")
+    low = [m - s for m, s in zip(mean, std, strict=True)]
+    high = [m + s for m, s in zip(mean, std, strict=True)]
+    ax.fill_between(steps, low, high, alpha=0.2)
+    acc = [r["accuracy"] for r in rows]
+    if any(a is not None for a in acc):
+        ax.plot(steps, [a if a is not None else float("nan") for a in acc], "--", label="accuracy")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("reward")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _load(run: GRPORun, settings: dict[str, Any], say: Callable[[str], None]) -> tuple[Any, Any]:
+    """The model and tokenizer: tiny (built, warm started) or loaded from `run.model`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if run.tiny:
+        from clinicgym.runs.rl import tiny
+
+        say("playing the scripted baseline's consultations for the tiny model's warm start")
+        chats = tiny.scripted_tool_chats(WARM_CHATS, 10_000, **settings)
+        where = tiny.build_tiny_tool_model(run.out / "tiny-model", chats)
+        tok = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where)
+        if run.warm_steps:
+            t0 = time.perf_counter()
+            say(f"warm start: {run.warm_steps} supervised steps on {len(chats)} scripted chats")
+            loss = tiny.warm_start(model, tok, chats, run.warm_steps)
+            say(f"warm start done: loss {loss:.3f} ({time.perf_counter() - t0:.0f} s)")
+        return model, tok
+    say(f"loading {run.model}")
+    try:
+        tok = AutoTokenizer.from_pretrained(run.model)
+        model = AutoModelForCausalLM.from_pretrained(run.model)
+    except OSError as e:
+        raise RLError(
+            f"cannot load --model {run.model} from local files ({e}); the hub is offline here: "
+            "pass a directory with config.json and the tokenizer"
+        ) from None
+    return model, tok
+
+
+def check_tool_template(tokenizer: Any) -> None:
+    """Refuse a tokenizer whose chat template cannot carry tool calls TRL can parse back."""
+    from trl.chat_template_utils import add_response_schema, supports_tool_calling
+
+    if not supports_tool_calling(tokenizer):
+        raise RLError(
+            "the model's chat template cannot render tool calls and tool replies; use an "
+            "instruct model trained for tool calling (e.g. a Qwen2.5/Qwen3 instruct model)"
+        )
+    has = getattr(tokenizer, "response_template", None) or getattr(
+        tokenizer, "response_schema", None
+    )
+    if not has:
+        try:
+            add_response_schema(tokenizer)
+        except ValueError as e:
+            raise RLError(f"TRL cannot parse this model's tool calls: {e}") from None
+
+
+def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train; returns the summary also written to `out/summary.json`."""
+    run.check()
+    offline()
+    import torch
+    from datasets import Dataset
+    from transformers import PrinterCallback, TrainerCallback
+    from trl import GRPOTrainer
+
+    from clinicgym.runs.rl.trl_env import METRICS, ClinicToolEnv
+
+    torch.set_num_threads(run.threads)
+    torch.manual_seed(run.seed)
+    run.out.mkdir(parents=True, exist_ok=True)
+    settings = session_settings(run)
+    say(f"building {run.cases} consultations (episode seeds {run.seed}..)")
+    rows = dataset_rows(run, settings)
+    model, tok = _load(run, settings, say)
+    check_tool_template(tok)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    lr = run.learning_rate if run.learning_rate is not None else (5e-5 if run.tiny else 1e-6)
+    temperature = run.temperature if run.temperature is not None else (0.7 if run.tiny else 1.0)
+    cuda = torch.cuda.is_available()
+    if run.vllm and not cuda:
+        raise RLError("--vllm needs a CUDA GPU; none is visible to torch")
+    with warnings.catch_warnings():  # transformers' deprecation notes about TRL's own defaults
+        warnings.simplefilter("ignore", FutureWarning)
+        config = _config(run, lr, temperature, cuda)
+    curve: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    class Progress(TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if not logs or "reward" not in logs:
+                return
+            row = curve_row(logs, int(state.global_step))
+            row["seconds"] = round(time.perf_counter() - started, 1)
+            row["episodes"] = played(getattr(self, "trainer", None))
+            curve.append(row)
+            say(
+                f"step {row['step']}/{run.steps}  reward {_fmt(row['reward'])} "
+                f"(std {_fmt(row['reward_std'])})  accuracy {_fmt(row['accuracy'])}  "
+                f"tool calls reaching the env {_fmt(row['env_tool_calls'])} "
+                f"(failed calls {_fmt(row['tool_failure_frequency'])})  "
+                f"violations {_fmt(row['violations'])}  {row['seconds']:.0f} s"
+            )
+
+    progress = Progress()
+    with warnings.catch_warnings():  # transformers' deprecation notes about TRL's own calls
+        warnings.simplefilter("ignore", FutureWarning)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=list(METRICS),
+            args=config,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tok,
+            environment_factory=ClinicToolEnv.factory(**settings),
+            callbacks=[progress],
+        )
+    trainer.remove_callback(PrinterCallback)  # Progress prints each step instead
+    progress.trainer = trainer
+    say(
+        f"training: {run.steps} GRPO steps, {run.groups} case(s) x {run.generations} "
+        f"consultations a step "
+        f"({'GPU' if cuda else 'CPU'}, lr {lr:g}, temperature {temperature:g})"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        trainer.train()
+    moved = sum(float((p.detach() - before[k]).abs().sum()) for k, p in model.named_parameters())
+    title = f"clinicgym rl grpo: {run.model or 'tiny local model'}, seed {run.seed}"
+    (run.out / CURVE_JSON).write_text(json.dumps(curve, indent=2))
+    plot_curve(curve, run.out / CURVE_PNG, title)
+    if run.save_model:
+        trainer.save_model(str(run.out / "model"))
+        tok.save_pretrained(str(run.out / "model"))
+    rewards = [r["reward"] for r in curve if r["reward"] is not None]
+    summary = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(run).items()},
+        "learning_rate": lr,
+        "temperature": temperature,
+        "steps": int(trainer.state.global_step),
+        "seconds": round(time.perf_counter() - started, 1),
+        "reward_first": rewards[0] if rewards else None,
+        "reward_last": rewards[-1] if rewards else None,
+        "weights_moved_l1": moved,
+        "curve": str(run.out / CURVE_JSON),
+        "plot": str(run.out / CURVE_PNG),
+    }
+    (run.out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _config(run: GRPORun, lr: float, temperature: float, cuda: bool) -> Any:
+    """TRL's GRPOConfig for the run: one group of `generations` consultations a step."""
+    import torch
+    from trl import GRPOConfig
+
+    from clinicgym.runs.rl.trl_env import METRICS
+
+    return GRPOConfig(
+        output_dir=str(run.out / "trainer"),
+        max_steps=run.steps,
+        per_device_train_batch_size=run.generations * run.groups,
+        gradient_accumulation_steps=run.grad_accum,
+        use_vllm=run.vllm,
+        vllm_mode="colocate",
+        num_generations=run.generations,
+        max_completion_length=run.max_completion_length,
+        max_tool_calling_iterations=run.max_turns + 1,
+        temperature=temperature,
+        learning_rate=lr,
+        reward_weights=[0.0] * len(METRICS),
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=run.seed,
+    )
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
