@@ -28,7 +28,10 @@ from clinicgym.patients.persona import default_persona_book
 from clinicgym.patients.recall import (
     OPEN_QUESTION,
     RecordIndex,
+    content_stems,
+    excepted,
     is_diagnosis_question,
+    is_obstetric,
     is_onset_fact,
 )
 from clinicgym.patients.wording import Wording, lower_first
@@ -256,7 +259,9 @@ class GroundedPatient:
                     )
                 parts.append(text)
                 continue
-            text, ans, was_repeat = self._about_record_fact(r.fact, question, turn, r.status)
+            text, ans, was_repeat = self._about_record_fact(
+                r.fact, question, turn, r.status, asked=r.part, choice=r.choice
+            )
             parts.append(text)
             answers.append(ans)
             repeated |= was_repeat
@@ -274,10 +279,17 @@ class GroundedPatient:
         )
 
     def _about_record_fact(
-        self, fact: Fact, question: str, turn: int, status: str | None = None
+        self,
+        fact: Fact,
+        question: str,
+        turn: int,
+        status: str | None = None,
+        asked: str | None = None,
+        choice: bool = False,
     ) -> tuple[str, ConceptAnswer, bool]:
         """One statement of a written record, in its own words; `status` is how it answers the
-        question (a present statement can answer "no": "an uneventful pregnancy")."""
+        question (a present statement can answer "no": "an uneventful pregnancy"). A yes is
+        said only to a yes-or-no part (`asked`), never to a choice ('sudden or gradual?')."""
         if fact.present:
             evasive = self._withheld(fact, fact.concept, question, turn)
             if evasive is not None:
@@ -292,7 +304,11 @@ class GroundedPatient:
         earlier = any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
         if earlier:
             text = self.words.repeat(fact.text, fact.concept)
-        elif said == "affirmed" and not OPEN_QUESTION.match(question.strip()):
+        elif (
+            said == "affirmed"
+            and not choice
+            and not OPEN_QUESTION.match((asked or question).strip())
+        ):
             text = self.words.affirm(fact.text, fact.concept)
         elif fact.present:  # answers no, or an open question ("what was your job?"): no "yes"
             text = fact.text[:1].upper() + fact.text[1:]
@@ -316,7 +332,13 @@ class GroundedPatient:
         record's denial if it has only that, else 'I don't know'."""
         category = _LISTS[intent]
         facts = [f for f in self.case.facts if f.category == category]
+        if intent == "pmh":  # a birth or a pregnancy is not a past illness
+            facts = [f for f in facts if not (f.present and is_obstetric(f))]
         present = [f for f in facts if f.present]
+        aside = excepted(question)
+        if aside:  # 'apart from the arthritis, any other conditions?'
+            present = [f for f in present if not aside & content_stems(f.text)]
+            facts = present
         if present:
             return self._say_facts(intent, present, turn, question)
         if facts:

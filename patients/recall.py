@@ -14,7 +14,7 @@ contradiction is counted.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,21 @@ _STOP = set(
         "been",
         "past",
         "last",
+        "he",
+        "she",
+        "her",
+        "hers",
+        "him",
+        "his",
+        "they",
+        "them",
+        "their",
+        "we",
+        "our",
+        "us",
+        "child",
+        "baby",
+        "patient",
     ]
 )
 
@@ -221,6 +236,20 @@ def plain(question: str) -> str:
     return _lay_pattern().sub(sub, question)
 
 
+_GIVEN = {"the", "this", "that", "these", "those"}
+"""Words that mark a noun as the question's given topic ('the bleeding', 'that rash')."""
+
+
+def focus_stems(part: str, read: str) -> set[str]:
+    """The content stems of what a yes-or-no part asks about its topic: all of them, less the
+    words of a noun phrase it takes as given ('did the gauze packs stop *the bleeding*?')."""
+    words = [m.group(0).lower() for m in re.finditer(r"[A-Za-z']+", part)]
+    given = {w for i, w in enumerate(words) if i and words[i - 1] in _GIVEN}
+    stems = content_stems(read) - _WEAK
+    rest = stems - content_stems(" ".join(given))
+    return rest or stems
+
+
 _DROPPED_G = re.compile(
     r"^(?!.*(?:ain|ein|oin|eyin|rgin|xin|lin|tin|min|rin|skin|chin|within|begin|again|cabin|"
     r"origin|resin|basin|cousin|raisin|robin|muslin|coffin|goblin)$)[a-z]{3,}[^aeiou]in$",
@@ -240,19 +269,36 @@ def _lay_pattern() -> re.Pattern[str]:
 _WEAK = {"pain", "probl", "issue", "sympt", "histo", "troub", "medic", "condi", "thing", "other"}
 """Stems too general to tie a question to a statement on their own ('any pain?' and 'pain in
 the left knee' share only 'pain')."""
-_SITES = re.compile(
-    r"\b(head|neck|chest|back|arms?|legs?|hips?|knees?|ankles?|feet|foot|hands?|wrists?|"
-    r"shoulders?|elbows?|abdomen|abdominal|belly|tummy|stomach|eyes?|ears?|throat|mouth|face|"
-    r"facial|jaw|teeth|tooth|gums?|nose|scalp|breasts?|groin|penis|vagina\w*|testic\w*|"
-    r"rectum|rectal|anus|anal|fingers?|toes?|thighs?|calf|calves|shin|heel|flank|pelvi\w*|"
-    r"spine|skin|lungs?|heart|kidneys?|bladder|bowel)\b",
-    re.IGNORECASE,
-)
-"""Body sites: a question about one site is not answered by a statement about another."""
+_SITE_GROUPS = {
+    "head": r"head|scalp",
+    "neck": r"neck|throat",
+    "chest": r"chest|lungs?|heart",
+    "breast": r"breasts?|nipples?",
+    "back": r"back|spine|flank",
+    "arm": r"arms?|elbows?|shoulders?",
+    "hand": r"hands?|wrists?|fingers?",
+    "leg": r"legs?|thighs?|calf|calves|shin|knees?",
+    "hip": r"hips?",
+    "foot": r"feet|foot|ankles?|heel|toes?",
+    "abdomen": r"abdomen|abdominal|belly|tummy|stomach",
+    "eye": r"eyes?",
+    "ear": r"ears?",
+    "mouth": r"mouth|teeth|tooth|gums?|jaw|lips?|tongue",
+    "face": r"face|facial|nose",
+    "groin": r"groin|penis|vagina\w*|testic\w*|scrot\w*|genital\w*|pelvi\w*",
+    "anus": r"rectum|rectal|anus|anal|bowel",
+    "skin": r"skin",
+    "kidney": r"kidneys?|bladder",
+}
+_SITES = [
+    (name, re.compile(rf"\b(?:{words})\b", re.IGNORECASE)) for name, words in _SITE_GROUPS.items()
+]
+"""Body sites, each with the words for it: a question about one site is not answered by a
+statement about another ('belly pain?' is answered by 'no abdominal pain', not 'knee pain')."""
 
 
 def _site(text: str) -> set[str]:
-    return {m.lower().rstrip("s")[:4] for m in _SITES.findall(text)}
+    return {name for name, pattern in _SITES if pattern.search(text)}
 
 
 def content_stems(text: str) -> set[str]:
@@ -269,6 +315,35 @@ def is_diagnosis_question(question: str) -> bool:
 def is_onset_fact(fact: Fact) -> bool:
     """A history statement that says when or for how long ('a 2-day history of fever')."""
     return fact.category in ("chief_complaint", "hpi") and bool(_ONSET.search(fact.text))
+
+
+_OBSTETRIC = re.compile(
+    r"\b(?:pregnan\w*|gestation(?:al)? (?:age|week)|weeks? (?:of )?gestation|deliver(?:ed|y|ies)|"
+    r"born|birth|gravida|primigravida|multigravida|para|caesarean|cesarean|c-section|labou?r|"
+    r"prenatal|antenatal|postpartum|breastfe\w*|menarche|immuni[sz]\w*|vaccin\w*|milestones?)\b",
+    re.IGNORECASE,
+)
+_ILLNESS = re.compile(
+    r"\b(?:diabet\w*|hypertens\w*|eclampsia|pre-?eclampsia|diseases?|disorders?|infections?|"
+    r"syndromes?|cancer|tumou?r|asthma|depress\w*|anemi\w*|anaemi\w*|hepatitis|HIV)\b",
+    re.IGNORECASE,
+)
+_EXCEPT = re.compile(
+    r"\b(?:apart from|other than|besides|except(?: for)?|aside from)\s+(?:the |your |ur |my )?"
+    r"([\w' -]+?)(?:,|\?|$|\s+(?:do|does|did|have|has|are|is|any)\b)",
+    re.IGNORECASE,
+)
+
+
+def is_obstetric(fact: Fact) -> bool:
+    """A statement of birth, pregnancy, delivery or development, not of an illness: 'Delivered
+    vaginally at 39 weeks' is no answer to 'any medical problems?'."""
+    return bool(_OBSTETRIC.search(fact.text)) and not _ILLNESS.search(fact.text)
+
+
+def excepted(question: str) -> set[str]:
+    """The content stems of what a question sets aside ('apart from the arthritis, ...')."""
+    return {s for m in _EXCEPT.finditer(question) for s in content_stems(m.group(1))} - _WEAK
 
 
 def question_parts(question: str) -> list[str]:
@@ -296,15 +371,29 @@ _CLAUSE_SPLIT = re.compile(r"[,;()]|\bbut\b", re.IGNORECASE)
 
 
 _STATE_NEGATING = re.compile(
-    r"\b(?:uneventful|uncomplicated|unremarkable|unintentional(?:ly)?|unprotected|"
-    r"inconsistent(?:ly)?|normal(?:ly)?|resolved|healed|former(?:ly)?|quit|stopped|ceased|"
-    r"non-?\w+|spar(?:ed|ing)|free of|healthy|negative)\b",
+    r"\b(?:uneventful|uncomplicated|unremarkable|normal(?:ly)?|unintentional(?:ly)?|unprotected|inconsistent(?:ly)?|resolv\w*|healed|"
+    r"former(?:ly)?|quit|stopped|ceased|non-?\w+|spar(?:ed|ing)|free of|negative)\b",
     re.IGNORECASE,
 )
-"""Words by which a statement answers "no" to a question about the problem it names: "an
+"""Words by which a statement answers "no" to a question about the thing it names: "an
 uneventful pregnancy" to "any complications?", "a resolved rash" to "is it still there?",
 "unprotected sex" to "do you use condoms?". A question using the same word asks about that
-state itself ("have you had unprotected sex?"), and gets a yes."""
+state itself ("did the pain resolve?"), and gets a yes."""
+_QUALITY = re.compile(r"\b(?:healthy|well)\b", re.IGNORECASE)
+"""Words by which a statement says someone is well: "previously healthy" answers "no" to a
+question about a problem ('any medical problems?'), but "one healthy sibling" still answers
+"have you any brothers or sisters?" with a yes."""
+_PROBLEM = re.compile(
+    r"\b(?:problems?|probs?|complicat\w*|issues?|wrong|ill|illness\w*|sick\w*|diseases?|"
+    r"troubles?|concerns?|abnormal\w*|difficult\w*|worr\w*|symptoms?|conditions?|disorders?)\b",
+    re.IGNORECASE,
+)
+"""Words by which a question asks about a problem rather than about the thing itself."""
+_NEGATOR = re.compile(
+    r"\b(?:not|never|fail(?:s|ed|ing)?\s+to|unable\s+to|\w+n't)\s+(\w+)", re.IGNORECASE
+)
+"""A verb's negator and the word it negates ('not involving', 'failing to respond'); "no" and
+"without" negate nouns, which the record's denials already are."""
 _OTHERS = re.compile(
     r"\b(?:anyone|anybody|someone|somebody|family|familial|mother|father|mum|mom|dad|brother|"
     r"sister|siblings?|parents?|relatives?|friends?|partner|contacts?|classmates?|household|wife|"
@@ -327,10 +416,15 @@ def polarity(fact: Fact, question: str) -> str:
     # only the clauses about what was asked: 'Current smoker, past cocaine use (ceased 1 year
     # ago)' answers 'do you smoke?' with a yes
     scope = " ".join(clauses) if clauses else fact.text
-    said = {w.lower() for w in _STATE_NEGATING.findall(scope)}
-    asked = {w.lower() for w in _STATE_NEGATING.findall(question)}
+    said = {w.lower()[:5] for w in _STATE_NEGATING.findall(scope)}
+    asked = {w.lower()[:5] for w in _STATE_NEGATING.findall(question)}
     if said - asked:
         return "denied"
+    if _QUALITY.search(scope) and _PROBLEM.search(question) and not _QUALITY.search(question):
+        return "denied"
+    asked4 = {w[:4] for w in stems}
+    if any(m.group(1).lower()[:4] in asked4 for m in _NEGATOR.finditer(scope)):
+        return "denied"  # 'rash not involving the perioral skin' to 'does it involve...?'
     return "affirmed"
 
 
@@ -345,6 +439,9 @@ class Recall:
     """A statement of the other polarity that matched almost as well: not said, counted."""
     status: str = "unknown"
     """How the statement answers the part: 'affirmed', 'denied' (or 'unknown' without one)."""
+    choice: bool = False
+    """The statement also answers another part: 'sudden or gradual?' asks which, not whether,
+    so it is said as it is, without a yes."""
 
 
 class RecordIndex:
@@ -419,22 +516,27 @@ class RecordIndex:
             score = row + LEXICAL_BONUS * shared
             if _OTHERS.search(part):
                 score = score * self._others
-            ok = (row >= FACT_THRESHOLD) | (shared & (row >= LEXICAL_THRESHOLD))
+            focus = focus_stems(part, read) if not OPEN_QUESTION.match(part) else stems
+            # a shared word of the part's given topic ('the bleeding' in 'did the gauze stop the
+            # bleeding?') is not enough on its own: what is asked about it must be shared too
+            lexical = np.array([bool(focus & s) for s in self._stems]) if focus != stems else shared
+            ok = (row >= FACT_THRESHOLD) | (lexical & (row >= LEXICAL_THRESHOLD))
             if not ok.any():  # "what do you do for a living?" -> "Retired teacher."
                 ok = self._topical(read) & (score > 0)
                 score = np.where(ok, score, 0.0)
+            said = {int(k): polarity(self.facts[k], read) for k in np.flatnonzero(ok)}
             j = int(score.argmax())
             best = float(score[j])
             if not ok[j] or best <= 0:
                 out.append(Recall(part, None, best))
                 continue
             fact = self.facts[j]
-            status = polarity(fact, read)
+            status = said[j]
             rival = max(
                 (
-                    (float(score[k]), f)
-                    for k, f in enumerate(self.facts)
-                    if k != j and ok[k] and shared[k] == shared[j] and polarity(f, read) != status
+                    (float(score[k]), self.facts[k])
+                    for k, how in said.items()
+                    if k != j and ok[k] and shared[k] == shared[j] and how != status
                 ),
                 default=(-1.0, None),
                 key=lambda t: t[0],
@@ -442,7 +544,9 @@ class RecordIndex:
             if rival[1] is not None and rival[0] >= best - CONFLICT_MARGIN:
                 out.append(Recall(part, None, best, blocked=rival[1]))
                 continue
-            if any(r.fact is not None and r.fact.id == fact.id for r in out):
+            same = [i for i, r in enumerate(out) if r.fact is not None and r.fact.id == fact.id]
+            if same:
+                out[same[0]] = replace(out[same[0]], choice=True)
                 continue
             out.append(Recall(part, fact, best, status=status))
         return out or [Recall(question, None, 0.0)]

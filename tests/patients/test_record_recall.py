@@ -1,0 +1,139 @@
+"""How a written record's patient picks the statement that answers a question, and how it says it.
+
+Each test builds a small clinician-written case in AgentClinic's shape and imports it as a user
+would, so the checks run without the shared case files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clinicgym.patients.case import Fact
+from clinicgym.patients.kb import default_kb
+from clinicgym.patients.matching import matcher_for
+from clinicgym.patients.patient import GroundedPatient
+from clinicgym.patients.recall import excepted, focus_stems, is_obstetric, plain, polarity
+
+
+def _fact(text: str, present: bool = True) -> Fact:
+    return Fact(id="f00", category="hpi", concept="text.0", text=text, present=present)
+
+
+def _patient(tmp_path: Path, **actor: object) -> GroundedPatient:
+    """A patient for a small written case; `actor` overrides Patient_Actor fields."""
+    from clinicgym.patients.importers.external import read_cases
+
+    fields = {
+        "Demographics": "34-year-old female",
+        "History": "A 2-day history of cough.",
+        "Symptoms": {"Primary_Symptom": "Cough", "Secondary_Symptoms": []},
+        "Past_Medical_History": "Asthma.",
+        "Social_History": "Works as a cashier.",
+        "Review_of_Systems": "Denies fever.",
+        **actor,
+    }
+    line = {
+        "OSCE_Examination": {
+            "Objective_for_Doctor": "Assess the patient.",
+            "Patient_Actor": fields,
+            "Physical_Examination_Findings": {"Vital_Signs": {"Heart_Rate": "80 bpm"}},
+            "Test_Results": {},
+            "Correct_Diagnosis": "Acute bronchitis",
+        }
+    }
+    f = tmp_path / "case.jsonl"
+    f.write_text(json.dumps(line) + "\n")
+    return GroundedPatient(read_cases(f, default_kb())[0], matcher_for(default_kb()))
+
+
+def _status(patient: GroundedPatient, question: str) -> list[str]:
+    return [a.status for a in patient.answer(question).answers]
+
+
+def test_a_state_word_is_compared_by_its_stem_and_healthy_is_no_answer_to_existence() -> None:
+    assert polarity(_fact("Knee pain that resolved on its own."), "Did it resolve?") == "affirmed"
+    assert polarity(_fact("Knee pain that resolved on its own."), "Is it still there?") == "denied"
+    sibling = _fact("One healthy sibling.")
+    assert polarity(sibling, "Any brothers or sisters?") == "affirmed"
+    assert polarity(_fact("Previously healthy."), "Any medical problems?") == "denied"
+
+
+def test_a_negated_verb_answers_no_to_a_question_asking_it() -> None:
+    rash = _fact("Facial rash not involving the perioral skin.")
+    assert polarity(rash, "Does the rash involve the skin around your mouth?") == "denied"
+    crohn = _fact("Crohn disease, failing to respond to standard therapies.")
+    assert polarity(crohn, "Has it responded to treatment?") == "denied"
+    assert polarity(_fact("Episodes of not breathing during sleep."), "During sleep?") == (
+        "affirmed"
+    )
+
+
+def test_what_a_question_takes_as_given_is_not_what_it_asks() -> None:
+    q = "Did the gauze stop the bleeding?"
+    assert focus_stems(q, plain(q)) == {"stop"}
+    assert focus_stems("Any bleeding?", "Any bleeding?") == {"bleed"}
+    assert excepted("Apart from the arthritis, do you have any other conditions?") == {"arthr"}
+    assert excepted("Any other conditions?") == set()
+
+
+def test_birth_and_pregnancy_are_not_past_illnesses() -> None:
+    assert is_obstetric(_fact("Delivered vaginally at 39 weeks."))
+    assert is_obstetric(_fact("I'm currently pregnant."))
+    assert not is_obstetric(_fact("Gestational diabetes in her last pregnancy."))
+    assert not is_obstetric(_fact("Asthma."))
+
+
+def test_a_question_about_one_site_is_answered_by_the_same_site_in_other_words(
+    tmp_path: Path,
+) -> None:
+    patient = _patient(
+        tmp_path, Review_of_Systems="Denies abdominal pain.", History="Pain in both knees."
+    )
+    assert _status(patient, "any belly pain?") == ["denied"]
+    assert _status(patient, "any hip pain?") == ["unknown"]
+
+
+def test_a_pronoun_is_no_shared_word(tmp_path: Path) -> None:
+    """'her' in the question and in an unrelated statement ties nothing."""
+    patient = _patient(
+        tmp_path,
+        Demographics="6-year-old girl",
+        History="Her immunizations are up to date.",
+        Review_of_Systems="",
+    )
+    assert _status(patient, "Any swelling of her hands?") == ["unknown"]
+
+
+def test_the_medical_history_list_leaves_out_births_and_what_is_set_aside(tmp_path: Path) -> None:
+    patient = _patient(
+        tmp_path,
+        Past_Medical_History="No significant past medical history. Delivered vaginally at 39 weeks.",
+    )
+    reply = patient.answer("Any significant medical problems?")
+    assert [a.status for a in reply.answers] == ["denied"] and "Delivered" not in reply.text
+    other = _patient(tmp_path, Past_Medical_History="Arthritis.")
+    assert _status(other, "Apart from arthritis, do you have any other medical conditions?") == [
+        "unknown"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("question", "yes"),
+    [("Did it come on suddenly or gradually?", False), ("Did it come on suddenly?", True)],
+)
+def test_a_choice_is_answered_without_a_yes(tmp_path: Path, question: str, yes: bool) -> None:
+    patient = _patient(tmp_path, History="Sudden onset of cough 2 days ago.")
+    reply = patient.answer(question)
+    assert reply.answers[0].status == "affirmed"
+    assert reply.text.startswith(("Yes", "Yeah")) is yes
+
+
+def test_the_yes_is_decided_per_part(tmp_path: Path) -> None:
+    """An open second part ('what do you take for it?') gets the statement, not a yes."""
+    patient = _patient(tmp_path, Social_History="Works as a cashier.")
+    reply = patient.answer("Any fever, and what do you do for work?")
+    assert [a.status for a in reply.answers] == ["denied", "affirmed"]
+    assert "Yes" not in reply.text
