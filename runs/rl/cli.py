@@ -130,7 +130,10 @@ def grpo_cmd(
     cases: Annotated[int, typer.Option(help="Distinct consultations in the dataset.")] = 8,
     suite: Annotated[
         str | None,
-        typer.Option(help="Play a suite: a `clinicgym rl pin-suite` directory or name@version."),
+        typer.Option(
+            help="Play a suite: name@version, a `clinicgym suite export` or `clinicgym rl "
+            "pin-suite` directory."
+        ),
     ] = None,
     generations: Annotated[
         int, typer.Option(help="Consultations per case per step (GRPO's group).")
@@ -190,7 +193,9 @@ def grpo_cmd(
     if model is not None and warm_steps != 600:
         err_console.print("[yellow]note:[/yellow] --warm-steps applies to the tiny model only")
     try:
-        summary = train_grpo(run, say=lambda m: err_console.print(escape(m), highlight=False))
+        summary = train_grpo(
+            run, say=lambda m: err_console.print(escape(m), highlight=False, soft_wrap=True)
+        )
     except (ClinicGymError, ValueError) as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from None
@@ -202,4 +207,5 @@ def grpo_cmd(
         f"{summary['reward_first']:+.3f} at the first step, {summary['reward_last']:+.3f} at the "
         f"last; curve in {summary['curve']}, plot in {summary['plot']}",
         highlight=False,
+        soft_wrap=True,
     )

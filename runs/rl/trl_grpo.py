@@ -145,9 +145,12 @@ def session_settings(run: GRPORun) -> dict[str, Any]:
 
 
 def suite_cases(suite: str) -> list[Any]:
-    """The cases of a pinned suite directory, or of a registered suite `name@version`."""
+    """The cases of a suite: a `clinicgym rl pin-suite` directory, a registered `name@version`,
+    or a directory written by `clinicgym suite export`."""
+    from clinicgym.runs.rl.suite import MANIFEST_FILE
+
     path = Path(suite)
-    if path.is_dir():
+    if (path / MANIFEST_FILE).is_file():
         from clinicgym.runs.rl.suite import load_suite
 
         cases, _ = load_suite(path)
@@ -217,6 +220,7 @@ def plot_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     steps = [r["step"] for r in rows]
     mean = [r["reward"] if r["reward"] is not None else float("nan") for r in rows]
@@ -229,6 +233,7 @@ def plot_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     acc = [r["accuracy"] for r in rows]
     if any(a is not None for a in acc):
         ax.plot(steps, [a if a is not None else float("nan") for a in acc], "--", label="accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("reward")
     ax.set_title(title, fontsize=9)
