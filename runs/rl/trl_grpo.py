@@ -214,8 +214,18 @@ def played(trainer: Any) -> list[dict[str, Any]]:
     return out
 
 
-def plot_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Mean reward per step with its within-batch spread, and accuracy, as a PNG."""
+def rolling(values: Sequence[float], window: int) -> list[float]:
+    """The mean of each value and up to `window - 1` before it (NaNs skipped)."""
+    out = []
+    for i in range(len(values)):
+        part = [v for v in values[max(0, i - window + 1) : i + 1] if not math.isnan(v)]
+        out.append(sum(part) / len(part) if part else float("nan"))
+    return out
+
+
+def plot_curve(rows: Sequence[dict[str, Any]], path: Path, title: str, window: int = 1) -> None:
+    """Mean reward per step with its within-group spread, its mean over the last `window`
+    steps (one pass over the cases, so case-to-case differences average out), and accuracy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,6 +240,8 @@ def plot_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     low = [m - s for m, s in zip(mean, std, strict=True)]
     high = [m + s for m, s in zip(mean, std, strict=True)]
     ax.fill_between(steps, low, high, alpha=0.2)
+    if window > 1:
+        ax.plot(steps, rolling(mean, window), "-", lw=2, label=f"mean of the last {window} steps")
     acc = [r["accuracy"] for r in rows]
     if any(a is not None for a in acc):
         ax.plot(steps, [a if a is not None else float("nan") for a in acc], "--", label="accuracy")
@@ -364,7 +376,7 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
     moved = sum(float((p.detach() - before[k]).abs().sum()) for k, p in model.named_parameters())
     title = f"clinicgym rl grpo: {run.model or 'tiny local model'}, seed {run.seed}"
     (run.out / CURVE_JSON).write_text(json.dumps(curve, indent=2))
-    plot_curve(curve, run.out / CURVE_PNG, title)
+    plot_curve(curve, run.out / CURVE_PNG, title, window=max(1, len(rows) // run.groups))
     if run.save_model:
         trainer.save_model(str(run.out / "model"))
         tok.save_pretrained(str(run.out / "model"))

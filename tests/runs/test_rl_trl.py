@@ -190,3 +190,12 @@ def test_cli_grpo_trains_the_tiny_model_through_the_env(tmp_path):
     assert (out / "reward_curve.png").stat().st_size > 1000
     assert (out / "model" / "config.json").is_file()
     assert "step 2/2" in res.stderr
+
+
+def test_the_plot_averages_over_one_pass_of_the_cases():
+    from clinicgym.runs.rl.trl_grpo import curve_row, rolling
+
+    assert rolling([1.0, 3.0, float("nan"), 5.0], 2) == [1.0, 2.0, 3.0, 5.0]
+    row = curve_row({"reward": "0.5", "rewards/violations/mean": float("nan")}, 3)
+    assert row["step"] == 3 and row["reward"] == 0.5
+    assert row["violations"] is None and row["accuracy"] is None
