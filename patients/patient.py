@@ -28,11 +28,13 @@ from clinicgym.patients.persona import default_persona_book
 from clinicgym.patients.recall import (
     OPEN_QUESTION,
     RecordIndex,
+    asks_problem,
     content_stems,
     excepted,
     is_diagnosis_question,
     is_obstetric,
     is_onset_fact,
+    polarity,
 )
 from clinicgym.patients.wording import Wording, lower_first
 
@@ -44,6 +46,8 @@ LOCAL_THRESHOLD = 0.65
 LOCAL_FALLBACK = 0.45
 """...or above this one, when the KB finding it matched is not in the (open-world) record."""
 _LISTS = {"medications": "medication", "allergies": "allergy", "pmh": "pmh", "family": "family"}
+_ILLNESS_Q = "Any medical problems?"
+"""What a past-history question asks, to read a statement's polarity against."""
 _IDENTITY = ("name", "dob", "age", "address", "phone", "greeting", "opening")
 _EXPOSURE = re.compile(
     r"\b(?:anyone|anybody|contact|exposed|exposure|family|mother|father|brother|sister|parents?|"
@@ -231,7 +235,10 @@ class GroundedPatient:
                 return self._onset(question, turn)
             if top.target in _LISTS and (not found or top.score >= best + 0.1):
                 return self._record_list(top.target, question, turn)
-            if not found or (top.target in _IDENTITY and top.score >= best):
+            identity = top.target in _IDENTITY
+            if identity and asks_problem(question):  # 'any probs when he was born?'
+                pass
+            elif not found or (identity and top.score >= best):
                 return self._intent(top.target, question, turn)
         parts: list[str] = []
         answers: list[ConceptAnswer] = []
@@ -332,9 +339,13 @@ class GroundedPatient:
         record's denial if it has only that, else 'I don't know'."""
         category = _LISTS[intent]
         facts = [f for f in self.case.facts if f.category == category]
+        well: list[Fact] = []
         if intent == "pmh":  # a birth or a pregnancy is not a past illness
             facts = [f for f in facts if not (f.present and is_obstetric(f))]
-        present = [f for f in facts if f.present]
+            # "previously healthy" says no to a question about past illness
+            well = [f for f in facts if f.present and polarity(f, _ILLNESS_Q) == "denied"]
+            facts = [f for f in facts if f not in well] + well
+        present = [f for f in facts if f.present and f not in well]
         aside = excepted(question)
         if aside:  # 'apart from the arthritis, any other conditions?'
             present = [f for f in present if not aside & content_stems(f.text)]
@@ -342,7 +353,8 @@ class GroundedPatient:
         if present:
             return self._say_facts(intent, present, turn, question)
         if facts:
-            text, ans, repeated = self._about_record_fact(facts[0], question, turn)
+            status = "denied" if facts[0] in well else None
+            text, ans, repeated = self._about_record_fact(facts[0], question, turn, status)
             return PatientReply(
                 text=text, intent=intent, answers=[ans], revealed=[facts[0].id], repeated=repeated
             )

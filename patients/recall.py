@@ -335,6 +335,21 @@ _EXCEPT = re.compile(
 )
 
 
+_EARLIER = re.compile(r"\b(?:similar|in the past|previous(?:ly)?|prior)\b", re.IGNORECASE)
+"""A question about earlier episodes ('similar problems in the past?')..."""
+_PAST = re.compile(
+    r"\b(?:similar|before|past|previous(?:ly)?|prior|history|recurrent|recurring|again|"
+    r"childhood|years? ago|episodes)\b",
+    re.IGNORECASE,
+)
+"""...is answered yes only by a statement about the past, never by the present complaint."""
+
+
+def asks_problem(question: str) -> bool:
+    """Whether a question asks about a problem ('any probs when he was born?')."""
+    return bool(_PROBLEM.search(question))
+
+
 def is_obstetric(fact: Fact) -> bool:
     """A statement of birth, pregnancy, delivery or development, not of an illness: 'Delivered
     vaginally at 39 weeks' is no answer to 'any medical problems?'."""
@@ -359,7 +374,9 @@ def question_parts(question: str) -> list[str]:
     return out or [q]
 
 
-OPEN_QUESTION = re.compile(r"(?:what|wat|wot|who|whom|whose|where|when|why|how|which)\b", re.I)
+OPEN_QUESTION = re.compile(
+    r"(?:what|wat|wot|whats|wats|who|whom|whose|where|wheres|when|why|how|which)\b", re.I
+)
 """A question that asks for a thing, not a yes or no: a present statement answers it as it is."""
 _CONTEXT = re.compile(
     r"(?:when|while|after|before|since|once|if|as|apart from|other than|besides|except|aside "
@@ -389,11 +406,40 @@ _PROBLEM = re.compile(
     re.IGNORECASE,
 )
 """Words by which a question asks about a problem rather than about the thing itself."""
+_WELL_Q = re.compile(
+    r"\b(?:alright|all right|ok|okay|well|normal(?:ly)?|fine|good|healthy)\s*$", re.IGNORECASE
+)
+"""A question that ends asking whether something is all right ('is he feeding alright?')..."""
+_TROUBLE = re.compile(
+    r"\b(?:intoleran\w*|poor(?:ly)?|difficult\w*|unable|inability|decreas\w*|reduc\w*|"
+    r"impair\w*|abnormal\w*|troubl\w*|problems?|struggl\w*|refus\w*|fail\w*)\b",
+    re.IGNORECASE,
+)
+"""...is answered "no" by a statement of trouble with it ('intolerant to feeding')."""
+
+
+def _troubled(text: str, stems: set[str]) -> bool:
+    """Whether a word of trouble in the text is about an asked stem: just before it or up to two
+    words after ('intolerant to feeding'), not about something else ('gain despite decreased
+    feeding' to 'gaining weight ok?')."""
+    words = re.findall(r"[A-Za-z]+", text.lower())
+    for i, w in enumerate(words):
+        if _TROUBLE.fullmatch(w):
+            near = words[max(0, i - 1) : i] + words[i + 1 : i + 3]
+            if any(n[:5] in stems for n in near):
+                return True
+    return False
+
+
 _NEGATOR = re.compile(
     r"\b(?:not|never|fail(?:s|ed|ing)?\s+to|unable\s+to|\w+n't)\s+(\w+)", re.IGNORECASE
 )
-"""A verb's negator and the word it negates ('not involving', 'failing to respond'); "no" and
-"without" negate nouns, which the record's denials already are."""
+"""A verb's negator and the word it negates ('not involving', 'failing to respond')."""
+_NO_LIST = re.compile(
+    r"\b(?:no|denies|without)\b((?:\s+(?!but\b|however\b)[\w'-]+,?){1,8})", re.IGNORECASE
+)
+"""A denial inside a statement of something else, and the words it covers up to a 'but':
+'a student with no history of smoking, alcohol, or drug use'."""
 _OTHERS = re.compile(
     r"\b(?:anyone|anybody|someone|somebody|family|familial|mother|father|mum|mom|dad|brother|"
     r"sister|siblings?|parents?|relatives?|friends?|partner|contacts?|classmates?|household|wife|"
@@ -420,11 +466,17 @@ def polarity(fact: Fact, question: str) -> str:
     asked = {w.lower()[:5] for w in _STATE_NEGATING.findall(question)}
     if said - asked:
         return "denied"
+    if said & asked:  # 'has his development been normal?' to 'normal development'
+        return "affirmed"
     if _QUALITY.search(scope) and _PROBLEM.search(question) and not _QUALITY.search(question):
+        return "denied"
+    if _WELL_Q.search(question.strip(" ?.!")) and _troubled(scope, stems):
         return "denied"
     asked4 = {w[:4] for w in stems}
     if any(m.group(1).lower()[:4] in asked4 for m in _NEGATOR.finditer(scope)):
         return "denied"  # 'rash not involving the perioral skin' to 'does it involve...?'
+    if stems and any(stems <= content_stems(m.group(1)) for m in _NO_LIST.finditer(fact.text)):
+        return "denied"  # 'a student with no history of drug use' to 'do you use drugs?'
     return "affirmed"
 
 
@@ -460,12 +512,14 @@ class RecordIndex:
         self._stems = [content_stems(f.text) for f in facts]
         self._sites = [_site(f.text) for f in facts]
         self._others = np.array([bool(_OTHERS.search(f.text)) for f in facts])
+        self._past = np.array([bool(_PAST.search(f.text)) for f in facts])
+        self._denial = np.array([not f.present for f in facts])
         self._topics = [
             (asks, np.array([bool(says.search(f.text)) for f in facts], dtype=bool))
             for asks, says in topics()
         ]
         """Per statement, computed once: its content stems, body sites, whether it is about
-        someone else, and which topics it is of."""
+        someone else or the past, whether it is a denial, and which topics it is of."""
 
     def _via_kb(self, emb: np.ndarray) -> np.ndarray:
         """Per text, the best similarity of each statement to the phrasings of the KB finding
@@ -521,10 +575,16 @@ class RecordIndex:
             # bleeding?') is not enough on its own: what is asked about it must be shared too
             lexical = np.array([bool(focus & s) for s in self._stems]) if focus != stems else shared
             ok = (row >= FACT_THRESHOLD) | (lexical & (row >= LEXICAL_THRESHOLD))
+            if stems:  # a long list of denials ("No fever, ..., recent foreign travel, ...")
+                ok |= self._denial & np.array([stems <= s for s in self._stems])
             if not ok.any():  # "what do you do for a living?" -> "Retired teacher."
                 ok = self._topical(read) & (score > 0)
                 score = np.where(ok, score, 0.0)
             said = {int(k): polarity(self.facts[k], read) for k in np.flatnonzero(ok)}
+            if _EARLIER.search(part) and not OPEN_QUESTION.match(part):
+                for k, how in said.items():  # 'similar pain before?' is not 'pain since today'
+                    if how == "affirmed" and not self._past[k]:
+                        ok[k] = False
             j = int(score.argmax())
             best = float(score[j])
             if not ok[j] or best <= 0:

@@ -137,3 +137,82 @@ def test_the_yes_is_decided_per_part(tmp_path: Path) -> None:
     reply = patient.answer("Any fever, and what do you do for work?")
     assert [a.status for a in reply.answers] == ["denied", "affirmed"]
     assert "Yes" not in reply.text
+
+
+def test_a_denial_inside_a_statement_answers_no_unless_the_state_itself_is_asked() -> None:
+    student = _fact("A student with no history of smoking, alcohol, or drug use.")
+    assert polarity(student, "Do you use drug?") == "denied"
+    assert polarity(_fact("Fever without chills."), "Any fever?") == "affirmed"
+    normal = _fact("No known allergies, normal birth and developmental history.")
+    assert polarity(normal, "Has his development been normal?") == "affirmed"
+
+
+def test_a_question_about_earlier_episodes_is_not_answered_by_the_present_one(
+    tmp_path: Path,
+) -> None:
+    patient = _patient(tmp_path, History="Knee pain that started yesterday.")
+    assert _status(patient, "Have you had similar knee pain in the past?") == ["unknown"]
+    assert _status(patient, "Any knee pain?") == ["affirmed"]
+
+
+def test_a_problem_at_birth_is_not_a_date_of_birth_and_healthy_is_a_no(tmp_path: Path) -> None:
+    patient = _patient(
+        tmp_path,
+        Demographics="2-year-old boy",
+        Past_Medical_History="Birth history unremarkable.",
+    )
+    reply = patient.answer("were there any probs when he was born?")
+    assert reply.intent != "dob" and [a.status for a in reply.answers] == ["denied"]
+    assert patient.answer("When was he born?").intent == "dob"
+    healthy = _patient(tmp_path, Past_Medical_History="Previously healthy.")
+    assert _status(healthy, "Any past medical history?") == ["denied"]
+
+
+def test_lay_words_for_drinking_and_blacking_out() -> None:
+    assert "alcohol" in plain("do u drink?")
+    assert "loss of consciousness" in plain("did u black out?")
+    assert "myocardial infarction" in plain("ever had a heart attack?")
+
+
+def test_anything_else_and_past_illness_are_answered_by_the_records_general_denials(
+    tmp_path: Path,
+) -> None:
+    patient = _patient(
+        tmp_path,
+        Review_of_Systems="No other symptoms reported.",
+        Past_Medical_History="No significant illnesses.",
+    )
+    assert _status(patient, "anything else wrong with her?") == ["denied"]
+    assert _status(patient, "any health probs before this?") == ["denied"]
+
+
+def test_a_long_denial_that_names_every_word_asked_answers_it(tmp_path: Path) -> None:
+    """The words of a denial list can dilute its meaning below the threshold; naming every word
+    the part asks about is enough for a denial (never for a yes)."""
+    from clinicgym.patients.recall import RecordIndex
+
+    patient = _patient(tmp_path)
+    index = patient._record
+    assert isinstance(index, RecordIndex)
+    listed = _fact(
+        "No fever, vomiting, significant headache, ear pain, recent foreign travel, known "
+        "exposure to toxins or use of new medications.",
+        present=False,
+    )
+    alone = RecordIndex([listed], index.encoder)
+    assert [r.status for r in alone.recall("Any recent foreign travel?")] == ["denied"]
+    said = RecordIndex([_fact(listed.text[3:])], index.encoder)
+    assert [r.status for r in said.recall("Any recent foreign travel?")] == ["unknown"]
+
+
+def test_trouble_with_what_is_asked_says_it_is_not_all_right() -> None:
+    feeding = _fact("He is intolerant to feeding since birth.")
+    assert polarity(feeding, "is he feeding alright?") == "denied"
+    assert polarity(feeding, "any trouble feeding?") == "affirmed"
+    gaining = _fact("Weight gain despite decreased feeding.")
+    assert polarity(gaining, "is he gaining weight ok?") == "affirmed"
+
+
+def test_text_speak_open_questions_get_no_yes(tmp_path: Path) -> None:
+    patient = _patient(tmp_path, Social_History="Works as a cashier.")
+    assert not patient.answer("wats ur job?").text.startswith(("Yes", "Yeah"))
