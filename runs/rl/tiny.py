@@ -114,6 +114,7 @@ def build_tiny_tool_model(
         vocab_size=vocab_size,
         special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,  # its bars write blank lines to stdout, ahead of --json output
     )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,

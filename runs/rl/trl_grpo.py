@@ -255,7 +255,21 @@ def plot_curve(rows: Sequence[dict[str, Any]], path: Path, title: str, window: i
     plt.close(fig)
 
 
-def _load(run: GRPORun, settings: dict[str, Any], say: Callable[[str], None]) -> tuple[Any, Any]:
+def _tokenizer(model: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        raise RLError(
+            f"cannot load --model {model}'s tokenizer from local files ({e}); the hub is "
+            "offline here: pass a directory with config.json and the tokenizer"
+        ) from None
+
+
+def _load(
+    run: GRPORun, settings: dict[str, Any], say: Callable[[str], None], tok: Any = None
+) -> tuple[Any, Any]:
     """The model and tokenizer: tiny (built, warm started) or loaded from `run.model`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -274,10 +288,10 @@ def _load(run: GRPORun, settings: dict[str, Any], say: Callable[[str], None]) ->
             say(f"warm start done: loss {loss:.3f} ({time.perf_counter() - t0:.0f} s)")
         return model, tok
     say(f"loading {run.model}")
+    tok = tok if tok is not None else _tokenizer(str(run.model))
     try:
-        tok = AutoTokenizer.from_pretrained(run.model)
         model = AutoModelForCausalLM.from_pretrained(run.model)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise RLError(
             f"cannot load --model {run.model} from local files ({e}); the hub is offline here: "
             "pass a directory with config.json and the tokenizer"
@@ -311,17 +325,23 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
+    from transformers.utils import logging as hf_logging
     from trl import GRPOTrainer
 
     from clinicgym.runs.rl.trl_env import METRICS, ClinicToolEnv
 
+    hf_logging.disable_progress_bar()  # loading bars would interleave with the progress lines
     torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
     run.out.mkdir(parents=True, exist_ok=True)
+    tok = None
+    if not run.tiny:  # its chat template is checked before any case or weight is loaded
+        tok = _tokenizer(str(run.model))
+        check_tool_template(tok)
     settings = session_settings(run)
     say(f"building {run.cases} consultations (episode seeds {run.seed}..)")
     rows = dataset_rows(run, settings)
-    model, tok = _load(run, settings, say)
+    model, tok = _load(run, settings, say, tok)
     check_tool_template(tok)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     lr = run.learning_rate if run.learning_rate is not None else (5e-5 if run.tiny else 1e-6)

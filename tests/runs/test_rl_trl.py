@@ -178,7 +178,7 @@ def test_cli_grpo_trains_the_tiny_model_through_the_env(tmp_path):
     args = ["rl", "grpo", "--out", str(out), "--steps", "2", "--cases", "2", "--json"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.stdout[res.stdout.index("{") :])
+    summary = json.loads(res.stdout)  # nothing but the JSON on stdout
     assert summary["steps"] == 2
     curve = json.loads((out / "reward_curve.json").read_text())
     assert [r["step"] for r in curve] == [1, 2]
@@ -199,3 +199,27 @@ def test_the_plot_averages_over_one_pass_of_the_cases():
     row = curve_row({"reward": "0.5", "rewards/violations/mean": float("nan")}, 3)
     assert row["step"] == 3 and row["reward"] == 0.5
     assert row["violations"] is None and row["accuracy"] is None
+
+
+def test_cli_grpo_refuses_a_model_whose_template_cannot_call_tools(tmp_path):
+    """examples/grpo_tiny.py's model has a plain chat template (no tool calls): refused with the
+    reason before any case or weight is loaded."""
+    pytest.importorskip("trl")
+    import importlib.util
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from clinicgym.runs.cli import app
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("grpo_tiny", root / "examples" / "grpo_tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build_tiny_model(tmp_path / "plain")
+    res = CliRunner().invoke(
+        app, ["rl", "grpo", "--out", str(tmp_path / "o"), "--model", str(model)]
+    )
+    assert res.exit_code == 2, res.output
+    assert "cannot render tool calls" in res.output
+    assert "building" not in res.output  # refused before the cases were built
