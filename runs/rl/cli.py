@@ -165,6 +165,10 @@ def grpo_cmd(
     vllm: Annotated[
         bool, typer.Option("--vllm", help="Generate with vLLM colocated (GPU; untested here).")
     ] = False,
+    eval_cases: Annotated[
+        int,
+        typer.Option(help="Also score this many other consultations before and after training."),
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train a model with TRL's GRPOTrainer on consultations played through tool calls."""
@@ -189,6 +193,7 @@ def grpo_cmd(
         groups=groups,
         grad_accum=grad_accum,
         vllm=vllm,
+        eval_cases=eval_cases,
     )
     if model is not None and warm_steps != 600:
         err_console.print("[yellow]note:[/yellow] --warm-steps applies to the tiny model only")
@@ -202,10 +207,23 @@ def grpo_cmd(
     if as_json:
         print(json.dumps(summary, indent=2))
         return
+    ev = summary.get("evaluation") or {}
+    if ev.get("before") and ev.get("after"):
+        console.print(
+            f"other consultations: reward {_signed(ev['before']['reward'])} before training, "
+            f"{_signed(ev['after']['reward'])} after",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
         f"{summary['steps']} steps in {summary['seconds']:.0f} s; reward "
-        f"{summary['reward_first']:+.3f} at the first step, {summary['reward_last']:+.3f} at the "
+        f"{_signed(summary['reward_first'])} at the first step, "
+        f"{_signed(summary['reward_last'])} at the "
         f"last; curve in {summary['curve']}, plot in {summary['plot']}",
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _signed(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"

@@ -29,6 +29,8 @@ CURVE_JSON = "reward_curve.json"
 CURVE_PNG = "reward_curve.png"
 SUMMARY_JSON = "summary.json"
 WARM_CHATS = 32
+EVAL_SEEDS = 1_000_000
+"""Where evaluation's episode seeds start (plus the run's seed), far from training's."""
 """Scripted consultations (episode seeds from 10,000, apart from training's) the tiny model
 imitates before GRPO."""
 
@@ -65,6 +67,8 @@ class GRPORun:
     grad_accum: int = 1
     vllm: bool = False
     """Generate with vLLM colocated with training (needs a GPU and the vllm package)."""
+    eval_cases: int = 0
+    """Consultations (episode seeds from `EVAL_SEEDS`) scored before and after training."""
 
     def check(self) -> None:
         """Refuse settings that cannot work, before any model or case is built."""
@@ -93,6 +97,8 @@ class GRPORun:
             raise RLError(f"--violation-penalty must be >= 0, got {self.violation_penalty}")
         if self.threads < 1:
             raise RLError(f"--threads must be >= 1, got {self.threads}")
+        if self.eval_cases < 0:
+            raise RLError(f"--eval-cases must be >= 0, got {self.eval_cases}")
         if self.groups < 1 or self.grad_accum < 1:
             raise RLError(
                 f"--groups and --grad-accum must be >= 1, got {self.groups}, {self.grad_accum}"
@@ -328,7 +334,7 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
     from transformers.utils import logging as hf_logging
     from trl import GRPOTrainer
 
-    from clinicgym.runs.rl.trl_env import METRICS, ClinicToolEnv
+    from clinicgym.runs.rl.trl_env import METRICS, ClinicToolEnv, tool_dataset
 
     hf_logging.disable_progress_bar()  # loading bars would interleave with the progress lines
     torch.set_num_threads(run.threads)
@@ -341,6 +347,9 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
     settings = session_settings(run)
     say(f"building {run.cases} consultations (episode seeds {run.seed}..)")
     rows = dataset_rows(run, settings)
+    eval_rows = (
+        tool_dataset(run.eval_cases, EVAL_SEEDS + run.seed, **settings) if run.eval_cases else []
+    )
     model, tok = _load(run, settings, say, tok)
     check_tool_template(tok)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -379,6 +388,7 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
             reward_funcs=list(METRICS),
             args=config,
             train_dataset=Dataset.from_list(rows),
+            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
             processing_class=tok,
             environment_factory=ClinicToolEnv.factory(**settings),
             callbacks=[progress],
@@ -390,9 +400,18 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
         f"consultations a step "
         f"({'GPU' if cuda else 'CPU'}, lr {lr:g}, temperature {temperature:g})"
     )
+    evaluation: dict[str, Any] = {}
+    if eval_rows:
+        say(f"evaluating on {len(eval_rows)} other consultations before training")
+        evaluation["before"] = _evaluate(trainer)
+        say(f"before: {_eval_line(evaluation['before'])}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         trainer.train()
+    if eval_rows:
+        say(f"evaluating on the same {len(eval_rows)} consultations after training")
+        evaluation["after"] = _evaluate(trainer)
+        say(f"after: {_eval_line(evaluation['after'])}")
     moved = sum(float((p.detach() - before[k]).abs().sum()) for k, p in model.named_parameters())
     title = f"clinicgym rl grpo: {run.model or 'tiny local model'}, seed {run.seed}"
     (run.out / CURVE_JSON).write_text(json.dumps(curve, indent=2))
@@ -410,6 +429,7 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
         "reward_first": rewards[0] if rewards else None,
         "reward_last": rewards[-1] if rewards else None,
         "weights_moved_l1": moved,
+        "evaluation": evaluation,
         "curve": str(run.out / CURVE_JSON),
         "plot": str(run.out / CURVE_PNG),
     }
@@ -428,6 +448,7 @@ def _config(run: GRPORun, lr: float, temperature: float, cuda: bool) -> Any:
         output_dir=str(run.out / "trainer"),
         max_steps=run.steps,
         per_device_train_batch_size=run.generations * run.groups,
+        per_device_eval_batch_size=run.generations * run.groups,
         gradient_accumulation_steps=run.grad_accum,
         use_vllm=run.vllm,
         vllm_mode="colocate",
@@ -445,6 +466,24 @@ def _config(run: GRPORun, lr: float, temperature: float, cuda: bool) -> Any:
         dataloader_num_workers=0,
         disable_tqdm=True,
         seed=run.seed,
+    )
+
+
+def _evaluate(trainer: Any) -> dict[str, Any]:
+    """TRL's evaluation pass over the eval consultations (sampled as in training), as a curve
+    row without the eval_ prefix."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        logs = trainer.evaluate()
+    row = curve_row({k.removeprefix("eval_"): v for k, v in logs.items()}, 0)
+    row.pop("step")
+    return row
+
+
+def _eval_line(row: dict[str, Any]) -> str:
+    return (
+        f"reward {_fmt(row['reward'])}  accuracy {_fmt(row['accuracy'])}  "
+        f"turns {_fmt(row['turns'])}  tool calls reaching the env {_fmt(row['env_tool_calls'])}"
     )
 
 

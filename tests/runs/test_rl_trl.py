@@ -159,6 +159,10 @@ def test_cli_grpo_refuses_bad_arguments_before_building_anything(tmp_path):
     assert res.exit_code == 2 and "--steps must be >= 1" in res.output
     res = runner.invoke(app, ["rl", "grpo", "--out", str(tmp_path), "--generations", "1"])
     assert res.exit_code == 2 and "--generations must be >= 2" in res.output
+    res = runner.invoke(app, ["rl", "grpo", "--out", str(tmp_path), "--eval-cases", "-1"])
+    assert res.exit_code == 2 and "--eval-cases must be >= 0" in res.output
+    res = runner.invoke(app, ["rl", "grpo", "--out", str(tmp_path), "--vllm"])
+    assert res.exit_code == 2 and "--vllm needs --model" in res.output
     res = runner.invoke(app, ["rl", "grpo", "--out", str(tmp_path), "--model", str(tmp_path)])
     assert res.exit_code == 2 and "no config.json" in res.output
     assert not (tmp_path / "o").exists()
@@ -176,10 +180,16 @@ def test_cli_grpo_trains_the_tiny_model_through_the_env(tmp_path):
 
     out = tmp_path / "grpo"
     args = ["rl", "grpo", "--out", str(out), "--steps", "2", "--cases", "2", "--json"]
+    args += ["--eval-cases", "1"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)  # nothing but the JSON on stdout
     assert summary["steps"] == 2
+    for when in ("before", "after"):  # TRL's evaluation pass ran through the env too
+        assert math.isfinite(summary["evaluation"][when]["reward"])
+        assert summary["evaluation"][when]["reward"] == pytest.approx(
+            summary["evaluation"][when]["env_reward"]
+        )
     curve = json.loads((out / "reward_curve.json").read_text())
     assert [r["step"] for r in curve] == [1, 2]
     for r in curve:
