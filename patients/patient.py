@@ -46,6 +46,11 @@ LOCAL_THRESHOLD = 0.65
 LOCAL_FALLBACK = 0.45
 """...or above this one, when the KB finding it matched is not in the (open-world) record."""
 _LISTS = {"medications": "medication", "allergies": "allergy", "pmh": "pmh", "family": "family"}
+_AGE_Q = re.compile(
+    r"^\W*(?:and |so )?(?:how old (?:is|are|r)\b|what(?:'s| is) (?:his|her|your|ur) age\b)",
+    re.IGNORECASE,
+)
+"""'How old is the baby?' asks the patient's age, whatever the record's statements say."""
 _ILLNESS_Q = "Any medical problems?"
 """What a past-history question asks, to read a statement's polarity against."""
 _IDENTITY = ("name", "dob", "age", "address", "phone", "greeting", "opening")
@@ -224,6 +229,8 @@ class GroundedPatient:
             return PatientReply(
                 text=self.words.plain_dont_know_diagnosis(question), intent="diagnosis"
             )
+        if _AGE_Q.search(question):
+            return self._intent("age", question, turn)
         matches = self.matcher.match(question)
         top = matches[0] if matches else None
         assert self._record is not None

@@ -35,6 +35,9 @@ FACT_THRESHOLD = 0.5
 """MiniLM cosine at or above which a statement answers a question part..."""
 LEXICAL_THRESHOLD = 0.4
 """...or this, when the two also share a content word."""
+SHARED_TWICE_THRESHOLD = 0.3
+"""...or this, when they share two content words of what the part asks (its own or the lay
+words for them: 'look sick' is read as 'appears ill')."""
 CONFLICT_MARGIN = 0.04
 """A statement of the other polarity within this of the best makes the answer unsafe."""
 KB_EXPAND = 0.65
@@ -266,7 +269,19 @@ def _lay_pattern() -> re.Pattern[str]:
     return re.compile("|".join([*alts, r"[A-Za-z0-9']+"]), re.IGNORECASE)
 
 
-_WEAK = {"pain", "probl", "issue", "sympt", "histo", "troub", "medic", "condi", "thing", "other"}
+_WEAK = {
+    "pain",
+    "probl",
+    "issue",
+    "sympt",
+    "histo",
+    "troub",
+    "diffi",
+    "medic",
+    "condi",
+    "thing",
+    "other",
+}
 """Stems too general to tie a question to a statement on their own ('any pain?' and 'pain in
 the left knee' share only 'pain')."""
 _SITE_GROUPS = {
@@ -575,6 +590,8 @@ class RecordIndex:
             # bleeding?') is not enough on its own: what is asked about it must be shared too
             lexical = np.array([bool(focus & s) for s in self._stems]) if focus != stems else shared
             ok = (row >= FACT_THRESHOLD) | (lexical & (row >= LEXICAL_THRESHOLD))
+            twice = np.array([len(focus & s) >= 2 for s in self._stems])
+            ok |= twice & (row >= SHARED_TWICE_THRESHOLD)  # 'look sick?' -> 'Appears ill.'
             if stems:  # a long list of denials ("No fever, ..., recent foreign travel, ...")
                 ok |= self._denial & np.array([stems <= s for s in self._stems])
             if not ok.any():  # "what do you do for a living?" -> "Retired teacher."

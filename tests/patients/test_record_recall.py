@@ -188,7 +188,7 @@ def test_anything_else_and_past_illness_are_answered_by_the_records_general_deni
 
 def test_a_long_denial_that_names_every_word_asked_answers_it(tmp_path: Path) -> None:
     """The words of a denial list can dilute its meaning below the threshold; naming every word
-    the part asks about is enough for a denial (never for a yes)."""
+    the part asks about is enough for a denial, naming some of them is not."""
     from clinicgym.patients.recall import RecordIndex
 
     patient = _patient(tmp_path)
@@ -201,8 +201,7 @@ def test_a_long_denial_that_names_every_word_asked_answers_it(tmp_path: Path) ->
     )
     alone = RecordIndex([listed], index.encoder)
     assert [r.status for r in alone.recall("Any recent foreign travel?")] == ["denied"]
-    said = RecordIndex([_fact(listed.text[3:])], index.encoder)
-    assert [r.status for r in said.recall("Any recent foreign travel?")] == ["unknown"]
+    assert [r.status for r in alone.recall("Any travel to Brazil?")] == ["unknown"]
 
 
 def test_trouble_with_what_is_asked_says_it_is_not_all_right() -> None:
@@ -216,3 +215,20 @@ def test_trouble_with_what_is_asked_says_it_is_not_all_right() -> None:
 def test_text_speak_open_questions_get_no_yes(tmp_path: Path) -> None:
     patient = _patient(tmp_path, Social_History="Works as a cashier.")
     assert not patient.answer("wats ur job?").text.startswith(("Yes", "Yeah"))
+
+
+def test_two_shared_words_admit_a_short_statement_and_difficulty_alone_admits_none(
+    tmp_path: Path,
+) -> None:
+    patient = _patient(
+        tmp_path,
+        History="Appears ill. His mother describes him as occasionally difficult.",
+        Demographics="6-year-old boy",
+    )
+    assert _status(patient, "does he look sick to u?") == ["affirmed"]
+    assert _status(patient, "Does he have difficulty paying attention?") == ["unknown"]
+
+
+def test_how_old_asks_the_age(tmp_path: Path) -> None:
+    patient = _patient(tmp_path, Demographics="4-day-old male newborn")
+    assert patient.answer("how old is bubs?").intent == "age"
