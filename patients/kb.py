@@ -31,6 +31,8 @@ KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
 
 Sex = Literal["female", "male"]
 FindingCategory = Literal["hpi", "ros", "pmh", "social", "family", "exam"]
+SYMPTOM_CATEGORIES = frozenset({"hpi", "ros"})
+"""The categories `Generation.symptom_floor` applies to: what the patient feels, not their past."""
 Salience = Literal["must_ask", "should_ask", "incidental"]
 ExamSystem = Literal[
     "general",
@@ -338,13 +340,25 @@ class Generation(_Model):
     condition, against the other members the patient could have, by at least this factor."""
     min_members: int = Field(ge=2)
     """A presentation is drawn in a setting only where at least this many members are seen."""
+    min_fitting: int = Field(default=1, ge=1)
+    """A patient is drawn for a presentation only if at least this many of its members fit
+    their age and sex (fewer, and the demographics all but name the condition)."""
     distractor_p: float = Field(ge=0, lt=0.5)
     """Chance that a finding the condition does not cause is present anyway (a symptom of
     something else, or a look-alike's finding the patient happens to have)."""
     opening_lr: float = Field(gt=1)
     """A finding may be volunteered in the opening only if its likelihood differs by at most
     this ratio across the presentation's members (it cannot point at one of them)."""
+    symptom_floor: float = Field(default=0.0, ge=0, lt=0.5)
+    """No symptom (hpi or ros finding) is rarer than this, or commoner than 1 minus this, in
+    any member that causes it or may show it by chance: no single answer is more telling than
+    history features are in practice (likelihood ratios up to (1 - f) / f)."""
     sources: list[str] = Field(min_length=1)
+
+    def symptom_p(self, p: float) -> float:
+        """The chance a symptom is present in a generated case, given the KB's chance `p`:
+        squeezed into [symptom_floor, 1 - symptom_floor]."""
+        return self.symptom_floor + (1 - 2 * self.symptom_floor) * p
 
 
 class Interaction(_Model):

@@ -24,6 +24,7 @@ from clinicgym.patients.case import Difficulty
 from clinicgym.patients.kb import (
     AGE_BANDS,
     POPULATION_AGE_BANDS,
+    SYMPTOM_CATEGORIES,
     KnowledgeBase,
     Presentation,
     age_band,
@@ -80,6 +81,14 @@ class KBModel:
         self.tests = sorted(kb.tests)
         self.test_index = {t: i for i, t in enumerate(self.tests)}
         self.background = {b.id for b in kb.background.findings}
+        self.symptom = np.array(
+            [
+                f in kb.findings and kb.findings[f].category in SYMPTOM_CATEGORIES
+                for f in self.features
+            ]
+        )
+        """Columns `Generation.symptom_floor` squeezes in presentation-first cases."""
+        self.symptom_floor = gen.symptom_floor if gen else 0.0
         c_n, f_n = len(self.conditions), len(self.features)
         self.linked = np.zeros((c_n, f_n), dtype=bool)
         self.p_link = np.zeros((c_n, f_n))
@@ -180,8 +189,17 @@ class KBModel:
                 others = (total - raw[a]) / (len(rows) - 1)
                 mimic = 1 - (1 - self.distractor) * (1 - share * factor * others)
                 lik[r, cols] = np.where(self.linked[r, cols], lik[r, cols], mimic)
+        lik = self._squeeze(lik, self.linked | np.isin(np.arange(lik.shape[1]), cols))
         lik[:, self.feature_index[pres.complaint]] = 0.999
         return lik
+
+    def _squeeze(self, lik: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+        """Symptom likelihoods as the generator draws them (`Generation.symptom_p`), where the
+        finding is drawn at all (`drawn`: linked or a look-alike's); the rest stay at LEAK."""
+        f = self.symptom_floor
+        if f <= 0:
+            return lik
+        return np.where(drawn & self.symptom, f + (1 - 2 * f) * lik, lik)
 
     @functools.cache  # noqa: B019
     def opening_safe(self, presentation: str, setting: str) -> frozenset[str]:
@@ -212,6 +230,7 @@ class KBModel:
         base = np.where(self.linked, np.clip(self.p_link, LEAK, 0.999), LEAK)
         base[:, cols] = np.where(self.linked[:, cols], base[:, cols], d)
         complaint = self.feature_index[pres.complaint]
+        in_cols = np.isin(np.arange(len(self.features)), cols)
         cond_rows: list[int] = []
         weights: list[float] = []
         liks: list[np.ndarray] = []
@@ -232,6 +251,7 @@ class KBModel:
                     if s is not None:
                         mimic = 1 - (1 - d) * (1 - factor * self.p_link[s, cols])
                         lik[cols] = np.where(self.linked[r, cols], lik[cols], mimic)
+                    lik = self._squeeze(lik, self.linked[r] | in_cols)
                     lik[complaint] = 0.999
                     cond_rows.append(r)
                     weights.append(p_a * p_m)
@@ -296,7 +316,7 @@ def p_demographics(
 ) -> float:
     """P(age, sex | presentation, setting) under the generator, which redraws a patient no
     member can be (so the density is renormalised over the patients some member fits)."""
-    if not demographic_weights(kb, pres, setting, age, sex):
+    if not admissible(kb, pres, setting, age, sex):
         return 0.0
     return age_share(pres, age) * 0.5 / _fits(kb, pres, setting)
 
@@ -309,9 +329,16 @@ def _fits(kb: KnowledgeBase, pres: Presentation, setting: str) -> float:
             age_share(pres, a) * 0.5
             for a in range(pres.age[0], pres.age[1] + 1)
             for sx in ("female", "male")
-            if demographic_weights(kb, pres, setting, a, sx)
+            if admissible(kb, pres, setting, a, sx)
         )
     return z
+
+
+def admissible(kb: KnowledgeBase, pres: Presentation, setting: str, age: int, sex: str) -> bool:
+    """Can the generator draw this patient for `pres` in `setting`? At least `min_fitting`
+    members must fit their age and sex: with fewer, the demographics all but name the case."""
+    least = kb.generation.min_fitting if kb.generation else 1
+    return len(demographic_weights(kb, pres, setting, age, sex)) >= least
 
 
 _FIT_CACHE: dict[tuple[str, str, str], float] = {}

@@ -7,6 +7,7 @@ findings and test results, each independently:
 - linked findings with the KB's probability, scaled down in an atypical case;
 - the look-alikes' findings (every member's and differential's) present by chance at
   `distractor_p`, else recorded as pertinent negatives;
+- a symptom's chance, either way, kept within `symptom_floor` of 0 and 1;
 - tests with the KB's sensitivity for the member and the test's specificity otherwise, values
   flagged against the reference range for the patient's age and sex;
 - only findings and tests that apply to the patient's age and sex.
@@ -25,6 +26,7 @@ from clinicgym.patients.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import (
     CHILD_AGE,
+    SYMPTOM_CATEGORIES,
     Condition,
     Finding,
     KnowledgeBase,
@@ -33,6 +35,7 @@ from clinicgym.patients.kb import (
 )
 from clinicgym.patients.plausibility import ADULT_ONLY_AGE
 from clinicgym.patients.posterior import (
+    admissible,
     demographic_weights,
     distractor_ids,
     usable_settings,
@@ -102,8 +105,8 @@ class PresentationSampler(CaseSampler):
         self, pres: Presentation, setting: str, rng: np.random.Generator
     ) -> tuple[Condition, int, str]:
         """A patient presenting this way: age from the population's age bands within the
-        presentation's range, sex at even odds (redrawn until some member fits), then a member
-        by `demographic_weights`."""
+        presentation's range, sex at even odds (redrawn until `admissible`: enough members
+        fit), then a member by `demographic_weights`."""
         lo_p, hi_p = pres.age
         bands = [
             b for b in POPULATION_AGE_BANDS if AGE_BANDS[b][0] <= hi_p and AGE_BANDS[b][1] >= lo_p
@@ -115,6 +118,8 @@ class PresentationSampler(CaseSampler):
                 rng.integers(max(AGE_BANDS[band][0], lo_p), min(AGE_BANDS[band][1], hi_p) + 1)
             )
             sex = "female" if rng.random() < 0.5 else "male"
+            if not admissible(self.kb, pres, setting, age, sex):
+                continue
             weights = {
                 c: w
                 for c, w in demographic_weights(self.kb, pres, setting, age, sex).items()
@@ -145,10 +150,15 @@ class PresentationSampler(CaseSampler):
         def applies(fid: str) -> bool:
             return speakable(kb.findings[fid], age, sex)
 
+        def draw(fid: str, p: float) -> bool:
+            if kb.findings[fid].category in SYMPTOM_CATEGORIES:
+                p = gen.symptom_p(p)
+            return bool(rng.random() < p)
+
         findings: dict[str, bool] = {pres.complaint: True}
         for link in cond.findings:
             if link.id != pres.complaint and applies(link.id):
-                findings[link.id] = bool(rng.random() < link.p * scale)
+                findings[link.id] = draw(link.id, link.p * scale)
         siblings = sorted(m.condition for m in pres.members_in(setting) if m.condition != cond.id)
         mimic: dict[str, float] = {}
         if rng.random() < gen.mimic_share and siblings:  # presents like a look-alike
@@ -157,7 +167,7 @@ class PresentationSampler(CaseSampler):
         d = gen.distractor_p
         for fid in distractor_ids(kb, pres, setting):
             if fid not in findings and applies(fid):
-                findings[fid] = bool(rng.random() < 1 - (1 - d) * (1 - mimic.get(fid, 0.0)))
+                findings[fid] = draw(fid, 1 - (1 - d) * (1 - mimic.get(fid, 0.0)))
         band = age_band(age)
         for bf in kb.background.findings:
             if bf.id not in findings and applies(bf.id) and bf.p.get(band, 0.0) > 0:

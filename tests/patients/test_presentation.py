@@ -12,7 +12,7 @@ from clinicgym.patients.case import Case
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import LabTest, default_kb
 from clinicgym.patients.plausibility import violations
-from clinicgym.patients.posterior import Belief, model_for
+from clinicgym.patients.posterior import Belief, admissible, demographic_weights, model_for
 from clinicgym.patients.presentation import PresentationSampler, _result, make_sampler
 
 
@@ -168,3 +168,59 @@ def test_unknown_presentation_and_weighting_are_named() -> None:
         PresentationSampler(default_kb(), presentations=["no_such"])
     with pytest.raises(CaseError, match="unknown weighting 'prevalence'"):
         make_sampler(default_kb(), "prevalence")
+
+
+def test_symptoms_come_at_the_models_rates_within_the_floor(sampler: PresentationSampler) -> None:
+    """Each symptom of a member appears in generated records at the rate the baselines' model
+    gives it (the modes' mixture), and no drawn symptom is rarer than `symptom_floor` or
+    commoner than 1 minus it: no single answer tells more than history features do."""
+    kb, m = sampler.kb, model_for(sampler.kb)
+    floor = kb.generation.symptom_floor  # type: ignore[union-attr]
+    assert floor > 0
+    pres, setting = next(
+        (p, s) for p, s in sampler.slots if p.id.startswith("chest_pain") and p.age[0] <= 40
+    )
+    cid = pres.members_in(setting)[0].condition
+    rows, weights, liks = m.cluster_modes(pres.id, setting)
+    mine = rows == m.cond_index[cid]
+    expected = (weights[mine, None] * liks[mine]).sum(axis=0) / weights[mine].sum()
+    rng = np.random.default_rng(5)
+    n = 3000
+    seen: Counter[str] = Counter()
+    drawn: set[str] = set()
+    for _ in range(n):
+        rec = sampler.presented(pres, setting, kb.conditions[cid], 40, "male", rng)
+        drawn.update(rec.findings)
+        seen.update(f for f, present in rec.findings.items() if present)
+    symptoms = [
+        f
+        for f in drawn
+        if f != pres.complaint and m.symptom[m.feature_index[f]] and f not in m.background
+    ]
+    assert len(symptoms) >= 5
+    for f in symptoms:
+        j = m.feature_index[f]
+        assert floor - 1e-9 <= expected[j] <= 1 - floor + 1e-9, f
+        assert abs(seen[f] / n - expected[j]) < 0.035, (f, seen[f] / n, expected[j])
+
+
+def test_a_patient_is_drawn_only_where_enough_members_fit(cases: list[Case]) -> None:
+    """With one or two candidate members for the age and sex, the demographics would name the
+    condition: the generator redraws such patients (`min_fitting`)."""
+    kb = default_kb()
+    least = kb.generation.min_fitting  # type: ignore[union-attr]
+    assert least >= 3
+    fits = [
+        len(demographic_weights(kb, kb.presentations[c.presentation], c.setting, c.age, c.sex))
+        for c in cases
+        if c.presentation is not None
+    ]
+    assert len(fits) == len(cases) and min(fits) >= least
+    # the rule bites: without it, some patients of these presentations have fewer candidates
+    few = sum(
+        not admissible(kb, p, s, a, sx)
+        for p, s in PresentationSampler(kb).slots
+        for a in range(p.age[0], p.age[1] + 1, 3)
+        for sx in ("female", "male")
+    )
+    assert few > 0
