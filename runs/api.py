@@ -147,7 +147,7 @@ def evaluate(
     per-agent results. Every argument is checked before any case is made or model loaded.
 
     `cases`: a number of cases to generate, or a case file (AgentClinic JSONL, DDXPlus) to play;
-    `suite`: a named suite ('core', 'emergency@3') or a suite directory; neither: 30 generated
+    `suite`: a named suite ('core', 'emergency@4') or a suite directory; neither: 30 generated
     cases, as the CLI. `out`: the run directory (the same one again resumes the run; default
     runs/run-<time>). `options`: any other `clinicgym run` option by its Python name
     (`weighting`, `setting`, `patient`, `judge`, `modality`, `temperature`, `retries`, ...).

@@ -244,25 +244,25 @@ def test_a_superseded_version_stays_verifiable(honest, registry):
 # ---- forgeries: the suite ------------------------------------------------------------------
 
 
-def test_a_small_run_relabelled_as_core_3_is_rejected(honest, tmp_path):
+def test_a_small_run_relabelled_as_core_4_is_rejected(honest, tmp_path):
     from clinicgym.runs.suite import BUNDLED_REGISTRY
 
-    v = verify(rebundle(honest, tmp_path / "core.zip", relabel("core@3", BUNDLED_REGISTRY)))
+    v = verify(rebundle(honest, tmp_path / "core.zip", relabel("core@4", BUNDLED_REGISTRY)))
     problems = " | ".join(v.problems)
     assert not v.accepted
-    assert "not to suite core@3's frozen" in problems and "not the suite's cases" in problems
-    assert "policy_packs: suite core@3 plays with ['hipaa-privacy@2', 'gdpr@2'," in problems
+    assert "not to suite core@4's frozen" in problems and "not the suite's cases" in problems
+    assert "policy_packs: suite core@4 plays with ['hipaa-privacy@2', 'gdpr@2'," in problems
     assert "cannot re-score: the run used KB" in problems  # small KB, not core's
 
 
-def test_a_small_run_relabelled_as_core_hidden_1_is_rejected(honest, tmp_path):
+def test_a_small_run_relabelled_as_core_hidden_2_is_rejected(honest, tmp_path):
     from clinicgym.runs.suite import BUNDLED_REGISTRY
 
-    forged = rebundle(honest, tmp_path / "hidden.zip", relabel("core-hidden@1", BUNDLED_REGISTRY))
+    forged = rebundle(honest, tmp_path / "hidden.zip", relabel("core-hidden@2", BUNDLED_REGISTRY))
     problems = " | ".join(verify(forged).problems)
-    assert "not to suite core-hidden@1's frozen" in problems
-    assert "a bundle of hidden suite core-hidden@1 must not carry its cases" in problems
-    assert "suite core-hidden@1 is hidden: only the maintainer" in problems
+    assert "not to suite core-hidden@2's frozen" in problems
+    assert "a bundle of hidden suite core-hidden@2 must not carry its cases" in problems
+    assert "suite core-hidden@2 is hidden: only the maintainer" in problems
     # a maintainer with a secret: the forger's cases are still not the hidden ones
     problems = " | ".join(verify(forged, secret="a guess").problems)
     assert "not the secret this version was frozen with" in problems
