@@ -253,6 +253,23 @@ def focus_stems(part: str, read: str) -> set[str]:
     return rest or stems
 
 
+_ABOUT = re.compile(
+    r"\b(?:for|in|about|with)\s+(?:the\s+|your\s+|ur\s+|his\s+|her\s+|my\s+)?([\w'-]+)",
+    re.IGNORECASE,
+)
+
+
+_WHAT_WHERE = re.compile(r"(?:what|wat|wot|whats|wats|which|where|wheres)\b", re.IGNORECASE)
+"""Open questions that ask for a thing ('what ... for the arthritis?'), unlike 'how bad is the
+pain in your groin?', which a statement of that pain answers."""
+
+
+def _about_stems(part: str) -> set[str]:
+    """The stems of what an open question is about, not what it asks ('what do you take *for
+    the arthritis*?', 'where did you stay *in Miami*?')."""
+    return {s for m in _ABOUT.finditer(part) for s in content_stems(m.group(1))} - _WEAK
+
+
 _DROPPED_G = re.compile(
     r"^(?!.*(?:ain|ein|oin|eyin|rgin|xin|lin|tin|min|rin|skin|chin|within|begin|again|cabin|"
     r"origin|resin|basin|cousin|raisin|robin|muslin|coffin|goblin)$)[a-z]{3,}[^aeiou]in$",
@@ -594,6 +611,11 @@ class RecordIndex:
             ok |= twice & (row >= SHARED_TWICE_THRESHOLD)  # 'look sick?' -> 'Appears ill.'
             if stems:  # a long list of denials ("No fever, ..., recent foreign travel, ...")
                 ok |= self._denial & np.array([stems <= s for s in self._stems])
+            about = _about_stems(part) if _WHAT_WHERE.match(part) else set()
+            if about and stems - about:  # 'what do you take for the arthritis?' is not
+                for k in np.flatnonzero(ok):  # answered by 'diagnosed with arthritis'
+                    if self._stems[k] & stems and self._stems[k] & stems <= about:
+                        ok[k] = False
             if not ok.any():  # "what do you do for a living?" -> "Retired teacher."
                 ok = self._topical(read) & (score > 0)
                 score = np.where(ok, score, 0.0)

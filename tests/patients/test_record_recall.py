@@ -232,3 +232,15 @@ def test_two_shared_words_admit_a_short_statement_and_difficulty_alone_admits_no
 def test_how_old_asks_the_age(tmp_path: Path) -> None:
     patient = _patient(tmp_path, Demographics="4-day-old male newborn")
     assert patient.answer("how old is bubs?").intent == "age"
+
+
+def test_what_an_open_question_is_about_does_not_answer_what_it_asks(tmp_path: Path) -> None:
+    """'What do you take for the arthritis?' is not answered by 'arthritis'; 'how bad is the
+    pain in your knee?' is answered by the statement of that pain."""
+    patient = _patient(
+        tmp_path,
+        Past_Medical_History="Diagnosed with arthritis.",
+        History="Severe right knee pain.",
+    )
+    assert _status(patient, "what do you take for the arthritis?") == ["unknown"]
+    assert _status(patient, "how bad's the pain in ur knee?") == ["affirmed"]
