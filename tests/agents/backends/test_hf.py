@@ -4,6 +4,7 @@ prefix cache give the same text as plain `generate`; real SmolLM2 in an integrat
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 from tiny_model import build_tiny_chat_model
 
+from clinicgym.agents.backends import hf
 from clinicgym.agents.backends.hf import HFBackend, PrefixCache, load_model, smollm2_gguf
 from clinicgym.agents.errors import BackendError
 from clinicgym.runs.runner import execute, finalise, prepare
@@ -155,3 +157,73 @@ def test_stop_strings_end_a_reply_where_plain_generate_would_be_cut(tiny):
     msgs += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": "Yes."}]
     again = asyncio.run(backend.chat(msgs))
     assert again.cached_tokens > 0 and again.text == _reference(backend, msgs, 16)
+
+
+def test_generation_runs_on_the_backend_thread_count_in_its_worker(tiny):
+    model, tok, _ = load_model(str(tiny), dtype="float32")
+    want = 1 if torch.get_num_threads() > 1 else 2  # differs from the process default
+    backend = HFBackend(model, tok, "hf:tiny", max_new_tokens=4, threads=want)
+    seen = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        seen.append(torch.get_num_threads())  # in the batch worker thread
+        return generate(**kwargs)
+
+    model.generate = spy
+    asyncio.run(backend.chat([{"role": "user", "content": "Any fever?"}]))
+    assert seen == [want]
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        HFBackend(model, tok, "hf:tiny", threads=0)
+
+
+def test_one_thread_unless_idle_openmp_threads_sleep(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert hf.default_threads() == 1
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert hf.default_threads() == max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
+
+
+def test_gguf_cache_is_keyed_by_the_files_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINICGYM_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF one")
+    first = hf.gguf_cache_dir(f)
+    assert first.parent == tmp_path / "cache" / "gguf" and first.name.startswith("m-")
+    assert hf.gguf_cache_dir(f) == first
+    f.write_bytes(b"GGUF two")
+    assert hf.gguf_cache_dir(f) != first
+
+
+def test_a_converted_copy_loads_and_answers_as_the_original(tiny, tmp_path):
+    model, tok, _ = load_model(str(tiny), dtype="float32")
+    msgs = [{"role": "user", "content": "Do you have a fever?"}]
+    want = _reference(HFBackend(model, tok, "hf:tiny"), msgs, 12)
+    dest = tmp_path / "copy"
+    assert not hf._complete(dest)
+    hf._save_converted(model, tok, dest)
+    assert hf._complete(dest) and tok.padding_side == "left"  # the caller's tokenizer unchanged
+    assert not list(tmp_path.glob("copy.tmp*"))
+    again, tok2, _ = load_model(str(dest), dtype="float32")
+    assert _reference(HFBackend(again, tok2, "hf:copy"), msgs, 12) == want
+
+
+@pytest.mark.integration
+def test_smollm2_is_dequantized_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINICGYM_CACHE", str(tmp_path))
+    loads = []
+    real = hf._from_pretrained
+
+    def spy(name, where, kwargs):
+        loads.append("gguf_file" in kwargs)
+        return real(name, where, kwargs)
+
+    monkeypatch.setattr(hf, "_from_pretrained", spy)
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    replies = []
+    for _ in range(2):
+        model, tok, _label = load_model("smollm2")
+        replies.append(_reference(HFBackend(model, tok, "hf:smollm2"), msgs, 8))
+    assert loads == [True, False]  # the second load read the converted copy
+    assert hf._complete(hf.gguf_cache_dir(smollm2_gguf()))
+    assert replies[0] == replies[1] and "Paris" in replies[0]
