@@ -6,7 +6,7 @@ point beside the two baselines scored on the same cases, the share of the random
 PPO closed, and training steps per CPU second and per wall second (the machine is shared: wall
 time varies, CPU time much less).
 
-    python bench/rl_ppo.py [--cpu-budget 180] [--json out.json]
+    python bench/rl_ppo.py [--cpu-budget 180] [--warm-start 200] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ def main() -> None:
     )
     ap.add_argument("--cpu-budget", type=float, default=180.0)
     ap.add_argument("--eval-episodes", type=int, default=200)
+    ap.add_argument(
+        "--warm-start",
+        type=int,
+        default=0,
+        help="clone the scripted baseline over this many training episodes first (in the budget)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     held_out = make_structured_env(n_cases=args.eval_episodes, suite_seed=1)
@@ -52,7 +58,10 @@ def main() -> None:
 
     print(f"PPO learning curve (budget {args.cpu_budget:.0f} CPU s):")
     _model, curve = train_ppo(
-        cpu_budget=args.cpu_budget, eval_episodes=args.eval_episodes, on_point=show
+        cpu_budget=args.cpu_budget,
+        eval_episodes=args.eval_episodes,
+        warm_start=args.warm_start,
+        on_point=show,
     )
     end = curve[-1]
     r, s = random_r["score"]["mean"], scripted_r["score"]["mean"]

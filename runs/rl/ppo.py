@@ -57,9 +57,13 @@ def train_ppo(
     reward: RewardSpec | None = None,
     seed: int = 0,
     threads: int = 1,
+    warm_start: int = 0,
     on_point: Callable[[CurvePoint], None] | None = None,
 ) -> tuple[Any, list[CurvePoint]]:
-    """Train PPO until `cpu_budget` CPU seconds are spent; returns (model, learning curve)."""
+    """Train PPO until `cpu_budget` CPU seconds are spent; returns (model, learning curve).
+    `warm_start` > 0 first clones the scripted baseline over that many training episodes
+    (`clone_scripted`), inside the budget: PPO alone finds diagnosing at once long before it
+    finds that asking pays."""
     require("stable_baselines3", "PPO training")
     import torch
     from stable_baselines3 import PPO
@@ -80,6 +84,8 @@ def train_ppo(
     )
     curve: list[CurvePoint] = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    if warm_start > 0:
+        clone_scripted(model, make(), warm_start)
 
     def point() -> None:
         r = evaluate(
@@ -104,6 +110,46 @@ def train_ppo(
         point()
     venv.close()
     return model, curve
+
+
+def clone_scripted(model: Any, env: Any, episodes: int, epochs: int = 30) -> float:
+    """Behaviour cloning: fit the PPO policy to the scripted baseline's actions over `episodes`
+    training cases (cross-entropy on the policy's own log-probabilities); returns the share of
+    those actions the cloned policy now picks greedily."""
+    import numpy as np
+    import torch
+
+    from clinicgym.runs.rl.baselines import ScriptedPolicy
+
+    teacher = ScriptedPolicy(env.kb, max_turns=env.max_turns)
+    xs: list[np.ndarray] = []
+    acts: list[int] = []
+    for i in range(episodes):
+        obs, info = env.reset(seed=i, options={"case_index": i % env.n_cases})
+        teacher.reset(obs, info)
+        while True:
+            a = teacher.act(obs, info)
+            xs.append(obs.copy())
+            acts.append(a)
+            obs, _r, terminated, truncated, info = env.step(a)
+            if terminated or truncated:
+                break
+    x = torch.as_tensor(np.array(xs), dtype=torch.float32)
+    y = torch.as_tensor(np.array(acts))
+    opt = torch.optim.Adam(model.policy.parameters(), lr=PPO_SETTINGS["learning_rate"])
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for k in range(0, len(x), 256):
+            idx = perm[k : k + 256]
+            _values, logp, _entropy = model.policy.evaluate_actions(x[idx], y[idx])
+            loss = -logp.mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        greedy = model.policy.get_distribution(x).distribution.probs.argmax(dim=1)
+    return float((greedy == y).float().mean())
 
 
 def curve_dicts(curve: list[CurvePoint]) -> list[dict[str, Any]]:

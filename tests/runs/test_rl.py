@@ -272,6 +272,25 @@ def test_ppo_learns_to_beat_random_on_the_small_kb(small_kb, sampler):
     assert ppo["score"]["mean"] > rand["score"]["mean"] + 0.3
 
 
+def test_cloning_scripted_makes_the_policy_ask_before_it_diagnoses(small_kb, sampler):
+    """A fresh PPO policy's greedy choices match scripted's by chance only; after cloning they
+    match most of them, and on held-out cases it asks before it diagnoses."""
+    sb3 = pytest.importorskip("stable_baselines3")
+    import torch
+
+    from clinicgym.runs.rl.ppo import clone_scripted
+
+    torch.set_num_threads(1)
+    env = make_structured_env(cases=sampler, n_cases=200, max_turns=8)
+    model = sb3.PPO("MlpPolicy", env, seed=0, device="cpu", policy_kwargs={"net_arch": [256]})
+    before = clone_scripted(model, env, 40, epochs=0)
+    after = clone_scripted(model, env, 40, epochs=60)
+    assert before < 0.2 < 0.6 < after, (before, after)
+    held_out = make_structured_env(cases=sampler, n_cases=30, suite_seed=9, max_turns=8)
+    r = evaluate(held_out, lambda o, i: int(model.predict(o, deterministic=True)[0]), 30)
+    assert r["turns"] > 1.5 and r["accuracy"]["mean"] > 0.8, r
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_grpo_tiny_example_takes_real_steps(tmp_path):
