@@ -88,7 +88,6 @@ class KBModel:
             ]
         )
         """Columns `Generation.symptom_floor` squeezes in presentation-first cases."""
-        self.symptom_floor = gen.symptom_floor if gen else 0.0
         c_n, f_n = len(self.conditions), len(self.features)
         self.linked = np.zeros((c_n, f_n), dtype=bool)
         self.p_link = np.zeros((c_n, f_n))
@@ -196,10 +195,10 @@ class KBModel:
     def _squeeze(self, lik: np.ndarray, drawn: np.ndarray) -> np.ndarray:
         """Symptom likelihoods as the generator draws them (`Generation.symptom_p`), where the
         finding is drawn at all (`drawn`: linked or a look-alike's); the rest stay at LEAK."""
-        f = self.symptom_floor
-        if f <= 0:
+        gen = self.kb.generation
+        if gen is None or gen.symptom_floor <= 0:
             return lik
-        return np.where(drawn & self.symptom, f + (1 - 2 * f) * lik, lik)
+        return np.where(drawn & self.symptom, gen.symptom_p(lik), lik)
 
     @functools.cache  # noqa: B019
     def opening_safe(self, presentation: str, setting: str) -> frozenset[str]:
@@ -316,7 +315,7 @@ def p_demographics(
 ) -> float:
     """P(age, sex | presentation, setting) under the generator, which redraws a patient no
     member can be (so the density is renormalised over the patients some member fits)."""
-    if not admissible(kb, pres, setting, age, sex):
+    if not fitting_members(kb, pres, setting, age, sex):
         return 0.0
     return age_share(pres, age) * 0.5 / _fits(kb, pres, setting)
 
@@ -329,16 +328,20 @@ def _fits(kb: KnowledgeBase, pres: Presentation, setting: str) -> float:
             age_share(pres, a) * 0.5
             for a in range(pres.age[0], pres.age[1] + 1)
             for sx in ("female", "male")
-            if admissible(kb, pres, setting, a, sx)
+            if fitting_members(kb, pres, setting, a, sx)
         )
     return z
 
 
-def admissible(kb: KnowledgeBase, pres: Presentation, setting: str, age: int, sex: str) -> bool:
-    """Can the generator draw this patient for `pres` in `setting`? At least `min_fitting`
-    members must fit their age and sex: with fewer, the demographics all but name the case."""
+def fitting_members(
+    kb: KnowledgeBase, pres: Presentation, setting: str, age: int, sex: str
+) -> dict[str, float]:
+    """`demographic_weights` for a patient the generator may draw for `pres` in `setting`;
+    empty unless at least `min_fitting` members fit their age and sex (with fewer, the
+    demographics all but name the case, and the generator redraws the patient)."""
+    weights = demographic_weights(kb, pres, setting, age, sex)
     least = kb.generation.min_fitting if kb.generation else 1
-    return len(demographic_weights(kb, pres, setting, age, sex)) >= least
+    return weights if len(weights) >= least else {}
 
 
 _FIT_CACHE: dict[tuple[str, str, str], float] = {}

@@ -35,9 +35,8 @@ from clinicgym.patients.kb import (
 )
 from clinicgym.patients.plausibility import ADULT_ONLY_AGE
 from clinicgym.patients.posterior import (
-    admissible,
-    demographic_weights,
     distractor_ids,
+    fitting_members,
     usable_settings,
 )
 from clinicgym.patients.sampler import CaseSampler, PatientRecord, TestOutcome, _uniform
@@ -105,8 +104,8 @@ class PresentationSampler(CaseSampler):
         self, pres: Presentation, setting: str, rng: np.random.Generator
     ) -> tuple[Condition, int, str]:
         """A patient presenting this way: age from the population's age bands within the
-        presentation's range, sex at even odds (redrawn until `admissible`: enough members
-        fit), then a member by `demographic_weights`."""
+        presentation's range, sex at even odds (redrawn until enough members fit:
+        `fitting_members`), then a member by their demographic weights."""
         lo_p, hi_p = pres.age
         bands = [
             b for b in POPULATION_AGE_BANDS if AGE_BANDS[b][0] <= hi_p and AGE_BANDS[b][1] >= lo_p
@@ -118,13 +117,8 @@ class PresentationSampler(CaseSampler):
                 rng.integers(max(AGE_BANDS[band][0], lo_p), min(AGE_BANDS[band][1], hi_p) + 1)
             )
             sex = "female" if rng.random() < 0.5 else "male"
-            if not admissible(self.kb, pres, setting, age, sex):
-                continue
-            weights = {
-                c: w
-                for c, w in demographic_weights(self.kb, pres, setting, age, sex).items()
-                if c in self._allowed
-            }
+            fitting = fitting_members(self.kb, pres, setting, age, sex)
+            weights = {c: w for c, w in fitting.items() if c in self._allowed}
             if weights:
                 ids = sorted(weights)
                 w = np.array([weights[c] for c in ids])

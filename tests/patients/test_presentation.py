@@ -12,7 +12,7 @@ from clinicgym.patients.case import Case
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import LabTest, default_kb
 from clinicgym.patients.plausibility import violations
-from clinicgym.patients.posterior import Belief, admissible, demographic_weights, model_for
+from clinicgym.patients.posterior import Belief, demographic_weights, fitting_members, model_for
 from clinicgym.patients.presentation import PresentationSampler, _result, make_sampler
 
 
@@ -218,7 +218,7 @@ def test_a_patient_is_drawn_only_where_enough_members_fit(cases: list[Case]) -> 
     assert len(fits) == len(cases) and min(fits) >= least
     # the rule bites: without it, some patients of these presentations have fewer candidates
     few = sum(
-        not admissible(kb, p, s, a, sx)
+        not fitting_members(kb, p, s, a, sx)
         for p, s in PresentationSampler(kb).slots
         for a in range(p.age[0], p.age[1] + 1, 3)
         for sx in ("female", "male")
