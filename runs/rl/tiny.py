@@ -116,26 +116,23 @@ def build_tiny_tool_model(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,  # its bars write blank lines to stdout, ahead of --json output
     )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        padding_side="left",
-    )
-    fast.chat_template = template
+
+    def wrapped() -> Any:  # the tokenizer as transformers uses it, with the chat template
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            unk_token="<unk>",
+            bos_token="<|im_start|>",
+            eos_token="<|im_end|>",
+            pad_token="<|im_end|>",
+            padding_side="left",
+        )
+        fast.chat_template = template
+        return fast
+
+    fast = wrapped()
     corpus = [fast.apply_chat_template(c, tools=tools(), tokenize=False) for c in chats]
     tok.train_from_iterator([str(t) for t in corpus], trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        padding_side="left",
-    )
-    fast.chat_template = template
+    fast = wrapped()  # wrapped again after training, as before this helper
     # the tool-call tags as single tokens (not special: decoding keeps them), as in Qwen's own
     fast.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAGS])
     torch.manual_seed(0)
