@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
@@ -105,8 +106,13 @@ class LedgerEntry(BaseModel):
 class GroundedPatient:
     """A patient agent built from one case; its only knowledge is the case's facts."""
 
-    def __init__(self, case: Case, matcher: QuestionMatcher) -> None:
+    def __init__(
+        self, case: Case, matcher: QuestionMatcher, *, unknown: Iterable[str] = ()
+    ) -> None:
         self.case = case
+        self.unknown = frozenset(unknown)
+        """Concepts this patient does not know, whatever the case says or its closed world
+        implies: each answer about one is "I don't know" (the hook masking probes use)."""
         self.matcher = matcher
         self._categories = matcher.categories
         self.words = Wording(case)
@@ -433,6 +439,19 @@ class GroundedPatient:
         return text
 
     def _about(self, concept: str, question: str, turn: int) -> tuple[str, ConceptAnswer, bool]:
+        if concept in self.unknown:
+            text = self.words.unknown(concept)
+            self.ledger.append(
+                LedgerEntry(
+                    turn=turn,
+                    question=question,
+                    concept=concept,
+                    status="unknown",
+                    fact_id=None,
+                    text=text,
+                )
+            )
+            return text, ConceptAnswer(concept=concept, status="unknown"), False
         facts = self._by_concept.get(concept, [])
         fact = facts[0] if facts else None
         if fact is not None and fact.present:

@@ -8,7 +8,7 @@ Probes take agent factories (anything returning an `Agent`), so `scoring` never 
 
 from clinicgym.scoring.probes.attribution import Attribution, FactAttribution, attribute
 from clinicgym.scoring.probes.counterfactual import Counterfactual, Flip, counterfactual
-from clinicgym.scoring.probes.masking import MaskedPatient, default_players, mask_case
+from clinicgym.scoring.probes.masking import default_players, mask_case, masked_patient
 from clinicgym.scoring.probes.self_explanation import SelfExplanation, self_explanation
 from clinicgym.scoring.probes.suite import AgentProbes, ProbeResults, run_probes
 
@@ -18,13 +18,13 @@ __all__ = [
     "Counterfactual",
     "FactAttribution",
     "Flip",
-    "MaskedPatient",
     "ProbeResults",
     "SelfExplanation",
     "attribute",
     "counterfactual",
     "default_players",
     "mask_case",
+    "masked_patient",
     "run_probes",
     "self_explanation",
 ]

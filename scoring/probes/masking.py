@@ -20,7 +20,7 @@ from clinicgym.patients.artefacts import with_artefacts
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase
 from clinicgym.patients.matching import QuestionMatcher
-from clinicgym.patients.patient import ConceptAnswer, GroundedPatient, LedgerEntry
+from clinicgym.patients.patient import GroundedPatient
 
 PLAYER_SALIENCE = ("must_ask", "should_ask")
 NEVER_PLAYERS = ("chief_complaint", "phi")
@@ -61,33 +61,15 @@ def masked_concepts(case: Case, fact_ids: Iterable[str]) -> frozenset[str]:
     return frozenset(f.concept for f in case.facts if f.id in drop and f.concept not in kept)
 
 
-class MaskedPatient(GroundedPatient):
-    """A grounded patient that does not know the masked concepts (says "I don't know")."""
-
-    def __init__(self, case: Case, matcher: QuestionMatcher, masked: Iterable[str]) -> None:
-        super().__init__(case, matcher)
-        self.masked = frozenset(masked)
-
-    def _about(self, concept: str, question: str, turn: int) -> tuple[str, ConceptAnswer, bool]:
-        if concept not in self.masked:
-            return super()._about(concept, question, turn)
-        text = self.words.unknown(concept)
-        self.ledger.append(
-            LedgerEntry(
-                turn=turn,
-                question=question,
-                concept=concept,
-                status="unknown",
-                fact_id=None,
-                text=text,
-            )
-        )
-        return text, ConceptAnswer(concept=concept, status="unknown"), False
+def masked_patient(case: Case, matcher: QuestionMatcher, masked: Iterable[str]) -> GroundedPatient:
+    """A grounded patient that does not know the masked concepts (says "I don't know"), through
+    the patient's public `unknown` hook."""
+    return GroundedPatient(case, matcher, unknown=masked)
 
 
 def masked_patient_factory(
     matcher: QuestionMatcher, masked: Iterable[str]
-) -> Callable[[Case], MaskedPatient]:
+) -> Callable[[Case], GroundedPatient]:
     """A patient factory for `ConsultationEnv` that masks these concepts."""
     frozen = frozenset(masked)
-    return lambda case: MaskedPatient(case, matcher, frozen)
+    return lambda case: masked_patient(case, matcher, frozen)
