@@ -33,6 +33,8 @@ runs another checkout of clinicgym (a `git worktree` of an earlier commit: the "
     .venv/bin/python bench/run_scale.py [--episodes 2000] [--latency 0.05 --latency 0.5]
     .venv/bin/python bench/run_scale.py --runner async --runner threads --runner ray
     .venv/bin/python bench/run_scale.py --whole 1000 --whole 10000 [--code /tmp/before]
+    .venv/bin/python bench/run_scale.py --whole 1000 --pack hipaa-privacy@2 (finalise's
+        compliance report too)
 """
 
 from __future__ import annotations
@@ -281,10 +283,15 @@ def measure(
 
 
 def whole_run(
-    cases: int, code: Path | None, max_turns: int = 4, keep: Path | None = None
+    cases: int,
+    code: Path | None,
+    max_turns: int = 4,
+    keep: Path | None = None,
+    packs: list[str] | None = None,
 ) -> dict[str, Any]:
     """`clinicgym run --agent scripted --cases N` as a user runs it, in a child process: its
-    peak RSS (ru_maxrss from wait4), wall and CPU seconds, and the run directory's sizes."""
+    peak RSS (ru_maxrss from wait4), wall and CPU seconds, and the run directory's sizes
+    (`packs`: monitored, so finalise also writes the compliance report)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         if code is not None:  # import `clinicgym` from that checkout, not the installed one
@@ -294,6 +301,8 @@ def whole_run(
         args = [sys.executable, "-m", "clinicgym", "run", "--agent", "scripted"]
         args += ["--cases", str(cases), "--max-turns", str(max_turns), "--seed", "1"]
         args += ["--out", str(out), "--quiet"]
+        for p in packs or []:
+            args += ["--pack", p]
         wall = time.perf_counter()
         proc = subprocess.Popen(
             args, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -312,29 +321,37 @@ def whole_run(
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "cpu_ms_per_episode": round(1000 * (usage.ru_utime + usage.ru_stime) / max(episodes, 1)),
         "cases_bytes_per_case": round(sizes.get("cases.jsonl", 0) / max(cases, 1)),
         "episodes_bytes_per_episode": round(sizes.get("episodes.jsonl", 0) / max(episodes, 1)),
         "code": str(code) if code else "installed",
     }
 
 
-def main_whole(counts: list[int], code: Path | None, max_turns: int, out: Path | None) -> None:
+def main_whole(
+    counts: list[int],
+    code: Path | None,
+    max_turns: int,
+    out: Path | None,
+    packs: list[str] | None = None,
+) -> None:
     """Print (and optionally write) `whole_run` for each case count, with the targets."""
+    packed = "".join(f" --pack {p}" for p in packs or [])
     print(
-        f"clinicgym run --agent scripted --cases N --max-turns {max_turns}, whole process "
-        f"({code or 'installed code'})"
+        f"clinicgym run --agent scripted --cases N --max-turns {max_turns}{packed}, whole "
+        f"process ({code or 'installed code'})"
     )
     print(
         f"{'cases':>6} {'episodes':>8} {'peak MiB':>9} {'wall s':>7} {'cpu s':>7} "
-        f"{'B/case':>7} {'B/episode':>9}"
+        f"{'cpu ms/ep':>9} {'B/case':>7} {'B/episode':>9}"
     )
     rows = []
     for n in counts:
-        r = whole_run(n, code, max_turns)
+        r = whole_run(n, code, max_turns, packs=packs)
         rows.append(r)
         print(
             f"{n:>6} {r['episodes']:>8} {r['peak_rss_mb']:>9.0f} {r['wall_s']:>7.1f} "
-            f"{r['cpu_s']:>7.1f} {r['cases_bytes_per_case']:>7} "
+            f"{r['cpu_s']:>7.1f} {r['cpu_ms_per_episode']:>9} {r['cases_bytes_per_case']:>7} "
             f"{r['episodes_bytes_per_episode']:>9}",
             flush=True,
         )
@@ -363,13 +380,14 @@ def main() -> None:
     )
     ap.add_argument("--code", type=Path, help="--whole: the clinicgym checkout to run")
     ap.add_argument("--max-turns", type=int, default=4, help="--whole: turn budget")
+    ap.add_argument("--pack", action="append", help="--whole: policy pack monitored (repeatable)")
     ap.add_argument("--child", choices=["async", "threads", "ray"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.whole:
-        main_whole(args.whole, args.code, args.max_turns, args.json)
+        main_whole(args.whole, args.code, args.max_turns, args.json, args.pack)
         return
     if args.child:
         if args.child in ("async", "ray"):

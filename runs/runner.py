@@ -41,7 +41,6 @@ from clinicgym.policies import (
 )
 from clinicgym.runs.casefile import (
     CaseList,
-    CaseLookup,
     GeneratedCases,
     RunCases,
     as_run_cases,
@@ -51,8 +50,6 @@ from clinicgym.runs.errors import EpisodeBug, RunError
 from clinicgym.runs.patient_setup import PatientMaker, make_patient_maker
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore
-from clinicgym.runs.summary import score_table, summarise
-from clinicgym.scoring.compliance import live_compliance
 from clinicgym.scoring.metrics import EpisodeScorer, episode_metrics, episode_reward
 
 
@@ -385,28 +382,48 @@ async def execute(
 
 
 def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
-    """Write scores.parquet and summary.json from what the store holds; return the summary.
-    Cases are realised again one at a time as their episodes are scored, and the hashes of
+    """Write scores.parquet and summary.json (and compliance reports when packs were
+    monitored) from what the store holds; return the summary. One pass over the stored
+    episodes grouped by case (`RunStore.episodes_by_case`): each case is realised once, and
+    its episodes are scored and their live verdicts gathered against it. The hashes of
     generated cases, known now, are written into cases.jsonl and the manifest before sealing."""
-    cases = CaseLookup(ctx.cases)
+    from clinicgym.policies.rescore import EpisodeVerdict, live_verdicts
+    from clinicgym.runs.summary import ScoreTable, summarise
+
     scorer = EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.packs))
-    table = score_table(store.iter_episodes(), cases, scorer)
+    rows = ScoreTable(scorer)
+    verdicts: list[EpisodeVerdict] = []
+    for index, episodes in store.episodes_by_case(ctx.cases.ids):
+        case = ctx.cases[index] if index is not None else None
+        for ep in episodes:
+            rows.add(ep, case)
+        if ctx.packs:  # the violations recorded live, judged against the same case
+            held = {case.id: case} if case is not None else {}
+            verdicts += live_verdicts(episodes, held, ctx.spec.scenarios, ctx.kb)
+    table = rows.frame()
     table.to_parquet(store.scores_path, index=False)
     summary = summarise(table, ctx.spec.agents, store.root.name, ctx.spec.prices)
     summary["planned_episodes"] = len(ctx.plan)
     summary["stored_episodes"] = len(table)
     if ctx.packs:  # compliance.json/.md/.html from the violations recorded live
-        summary["compliance"] = live_compliance(
-            store.iter_episodes(),
-            cases,
-            ctx.packs,
-            ctx.kb,
-            ctx.spec.scenarios,
-            run_id=store.root.name,
-            agents=ctx.spec.agents,
-            out_dir=store.root,
-        )
+        summary["compliance"] = _write_compliance(ctx, store, verdicts)
     store.write_summary(summary)
     store.record_case_hashes(ctx.cases)
     store.seal()  # the data files' sha256 into the manifest: a later edit shows
     return summary
+
+
+def _write_compliance(ctx: RunContext, store: RunStore, verdicts: list[Any]) -> dict[str, Any]:
+    """The run's compliance report from its live verdicts (`scoring.compliance`); its summary."""
+    from clinicgym.scoring.compliance import build_report, summary_of, write_report
+
+    report = build_report(
+        verdicts,
+        ctx.packs,
+        run_id=store.root.name,
+        mode="live",
+        agents=ctx.spec.agents,
+        kb_version=ctx.kb.version,
+    )
+    paths = write_report(report, verdicts, store.root, "compliance")
+    return {"files": sorted(p.name for p in paths.values()), "agents": summary_of(report)}

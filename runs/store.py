@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import queue
+import re
 import sys
 import threading
 import time
@@ -204,19 +205,60 @@ class RunStore:
                 break  # torn tail of a crashed write
             if not line.strip():
                 continue
-            try:
-                ep = Episode.model_validate_json(line)
-            except ValidationError as e:
-                raise StoreError(
-                    f"{self.episodes_path}, line {n}: not a valid episode ({e.error_count()} "
-                    f"errors, first: {e.errors()[0]['msg']}); `clinicgym run` with the same "
-                    "options and --retry-errored moves unreadable lines to "
-                    f"{UNREADABLE_FILE} and plays their episodes again"
-                ) from None
+            ep = self._episode_line(line, n)
             if ep.episode_id in seen:
                 continue
             seen.add(ep.episode_id)
             yield ep
+
+    def episodes_by_case(
+        self, case_ids: Sequence[str]
+    ) -> Iterator[tuple[int | None, list[Episode]]]:
+        """The stored episodes grouped by case, in the order of `case_ids` (then episodes whose
+        case is not among them, index None), first copy of each id only, store order within a
+        case. One pass indexes the lines' offsets, then one case's episodes are read at a time:
+        finalise realises each case once however the episodes interleaved, holding no more
+        than one case's episodes."""
+        if not self.episodes_path.exists():
+            return
+        order = {cid: i for i, cid in enumerate(case_ids)}
+        groups: dict[int | None, list[tuple[int, int]]] = {}
+        seen: set[str] = set()
+        with open(self.episodes_path, "rb") as fh:
+            offset = 0
+            for n, line in enumerate(fh, start=1):
+                start, offset = offset, offset + len(line)
+                if not line.endswith(b"\n"):
+                    break  # torn tail of a crashed write
+                if not line.strip():
+                    continue
+                ids = _episode_ids(line)
+                if ids is None:  # unreadable: parsed (and reported) where it is read below
+                    groups.setdefault(None, []).append((n, start))
+                    continue
+                if ids[0] in seen:
+                    continue
+                seen.add(ids[0])
+                groups.setdefault(order.get(ids[1]), []).append((n, start))
+            keys = sorted(k for k in groups if k is not None)
+            for key in [*keys, None] if None in groups else keys:
+                episodes = []
+                for n, start in groups[key]:
+                    fh.seek(start)
+                    episodes.append(self._episode_line(fh.readline(), n))
+                yield key, episodes
+
+    def _episode_line(self, line: bytes, n: int) -> Episode:
+        """Line `n` of episodes.jsonl as an episode, or the error that says how to recover."""
+        try:
+            return Episode.model_validate_json(line)
+        except ValidationError as e:
+            raise StoreError(
+                f"{self.episodes_path}, line {n}: not a valid episode ({e.error_count()} "
+                f"errors, first: {e.errors()[0]['msg']}); `clinicgym run` with the same "
+                "options and --retry-errored moves unreadable lines to "
+                f"{UNREADABLE_FILE} and plays their episodes again"
+            ) from None
 
     def finished_ids(self) -> set[str]:
         return {ep.episode_id for ep in self.iter_episodes()}
@@ -473,6 +515,24 @@ def _sha_of(hashes: Sequence[str | None]) -> str | None:
     for x in hashes:
         h.update(str(x).encode())
     return h.hexdigest()
+
+
+_STR = rb'"((?:[^"\\]|\\.)*)"'
+_IDS = re.compile(rb'^\{"format_version":\d+,"episode_id":' + _STR + rb',"case_id":' + _STR)
+"""The head of a stored episode's line, as `Episode.model_dump_json` writes it."""
+
+
+def _episode_ids(line: bytes) -> tuple[str, str] | None:
+    """(episode_id, case_id) of an episodes.jsonl line, read from its head without parsing the
+    transcript (any other layout parsed as JSON); None: not readable as an episode."""
+    m = _IDS.match(line)
+    if m is not None:
+        return json.loads(b'"' + m[1] + b'"'), json.loads(b'"' + m[2] + b'"')
+    try:
+        data = json.loads(line)
+        return str(data["episode_id"]), str(data["case_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _field_default(name: str) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,31 +20,45 @@ SUMMARY_FORMAT_VERSION = 2
 
 
 def score_table(
-    episodes: Iterable[Episode], cases: dict[str, Case], scorer: EpisodeScorer | None = None
+    episodes: Iterable[Episode], cases: Mapping[str, Case], scorer: EpisodeScorer | None = None
 ) -> pd.DataFrame:
     """One row per episode: ids, status, condition, subgroups and metrics (recomputed from the
     transcript against the case as played; `scorer` knows the run's KB and scenarios)."""
-    from clinicgym.patients.kb import default_kb
-
-    scorer = scorer or EpisodeScorer(default_kb())
-    columns = [
-        "episode_id",
-        "agent",
-        "case_id",
-        "repeat",
-        "status",
-        "termination",
-        "condition",
-        "setting",
-        *SUBGROUP_COLUMNS,
-        *METRICS,
-        *USAGE,
-    ]
-    # gathered column by column, not as a dict per row: a run of 10,000 episodes held 10,000
-    # row dicts (~5 KB each) at once before the frame was built (bench/run_scale.py --whole)
-    data: dict[str, list[Any]] = {c: [] for c in columns}
+    table = ScoreTable(scorer)
     for ep in episodes:
-        case = cases.get(ep.case_id)
+        table.add(ep, cases.get(ep.case_id))
+    return table.frame()
+
+
+class ScoreTable:
+    """`score_table`'s rows gathered one episode at a time, so a caller that walks the
+    episodes case by case (finalise) scores each with the case it already holds."""
+
+    def __init__(self, scorer: EpisodeScorer | None = None) -> None:
+        if scorer is None:
+            from clinicgym.patients.kb import default_kb
+
+            scorer = EpisodeScorer(default_kb())
+        self.scorer = scorer
+        self.columns = [
+            "episode_id",
+            "agent",
+            "case_id",
+            "repeat",
+            "status",
+            "termination",
+            "condition",
+            "setting",
+            *SUBGROUP_COLUMNS,
+            *METRICS,
+            *USAGE,
+        ]
+        # gathered column by column, not as a dict per row: a run of 10,000 episodes held
+        # 10,000 row dicts (~5 KB each) at once before the frame was built (bench/run_scale.py)
+        self.data: dict[str, list[Any]] = {c: [] for c in self.columns}
+
+    def add(self, ep: Episode, case: Case | None) -> None:
+        """Score one episode against its case (None: a case the run does not hold)."""
         row: dict[str, Any] = {
             "episode_id": ep.episode_id,
             "agent": ep.agent_id,
@@ -55,11 +69,14 @@ def score_table(
             "condition": case.diagnosis.condition_id if case else None,
             "setting": case.setting if case else None,
         }
-        row.update(scorer.score(ep, case))
+        row.update(self.scorer.score(ep, case))
         row.update(episode_usage(ep))
-        for c in columns:
-            data[c].append(row.get(c, np.nan))
-    return pd.DataFrame(data, columns=columns)
+        for c in self.columns:
+            self.data[c].append(row.get(c, np.nan))
+
+    def frame(self) -> pd.DataFrame:
+        """The rows gathered so far as a DataFrame."""
+        return pd.DataFrame(self.data, columns=self.columns)
 
 
 USAGE = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "retries", "model_s")

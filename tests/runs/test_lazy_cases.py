@@ -49,6 +49,24 @@ def test_generated_cases_are_realised_per_episode_not_up_front(tmp_path):
     assert ctx.cases.realised == 6
 
 
+def test_finalise_realises_each_case_once_however_the_episodes_interleave(tmp_path):
+    spec = _spec(tmp_path, "f", cases=12, policy_packs=["hipaa-privacy@2"])
+    ctx = prepare(spec)
+    store = RunStore.open(spec, ctx.cases, ctx.kb.version)
+    asyncio.run(execute(ctx, store))
+    store.close()
+    lines = store.episodes_path.read_bytes().splitlines(keepends=True)
+    # the episodes of a case far apart in the log (as at concurrency 64), beyond the cache of 8
+    store.episodes_path.write_bytes(b"".join(lines[0::2] + lines[1::2]))
+    ctx.cases._cache.clear()
+    ctx.cases.realised = 0
+    summary = finalise(ctx, store)
+    assert summary["stored_episodes"] == 24 and "compliance" in summary
+    assert ctx.cases.realised == 12  # scored and judged against one realisation each
+    verdicts = (store.root / "compliance-verdicts.jsonl").read_text().splitlines()
+    assert len(verdicts) == 24
+
+
 def test_same_seed_same_episodes_as_cases_prepared_up_front(tmp_path, small_kb):
     eager = make_sampler(small_kb).sample_many(5, 5)
     _, lazy_store = _play(_spec(tmp_path, "lazy", cases=5))
