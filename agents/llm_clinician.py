@@ -20,6 +20,7 @@ import jinja2
 
 from clinicgym.agents.backends.base import ChatBackend, Message
 from clinicgym.agents.errors import AgentSpecError
+from clinicgym.agents.images import image_part, redact_images
 from clinicgym.envs.action import (
     Ask,
     Diagnose,
@@ -139,6 +140,7 @@ class LLMClinician:
         params: dict[str, Any] | None = None,
         history_turns: int | None = None,
         one_line: bool = False,
+        vision: bool = False,
     ) -> None:
         self.agent_id = agent_id
         self.backend = backend
@@ -152,6 +154,9 @@ class LLMClinician:
         self.history_turns = history_turns
         self.one_line = one_line and not use_tools
         """Stop each reply at its first line break (the text protocol is one line a turn)."""
+        self.vision = vision
+        """Send a result's picture (`info["image"]`) as an image content part; a text-only
+        model (the default) gets the text alone."""
         self.messages: list[Message] = []
         self.tools: list[dict[str, Any]] = []
         self._sent = 0
@@ -184,10 +189,10 @@ class LLMClinician:
             {"role": "system", "content": self.template.render("system", **self._context)},
             *self.template.examples(**self._context),
         ]
-        self._observe(observation)
+        self._observe(observation, info)
         self._head = len(self.messages)
 
-    def _observe(self, observation: dict[str, Any]) -> None:
+    def _observe(self, observation: dict[str, Any], info: dict[str, Any]) -> None:
         text = self.template.render(
             "turn",
             **self._context,
@@ -195,11 +200,18 @@ class LLMClinician:
             turn=int(observation.get("turn", 0)),
             turns_left=int(observation.get("turns_left", 0)),
         )
+        pixels = info.get("image") if self.vision else None
+        image = image_part(pixels) if pixels is not None else None
         if self._pending_call is not None:
             self.messages.append(
                 {"role": "tool", "tool_call_id": self._pending_call, "content": text}
             )
             self._pending_call = None
+            if image is not None:  # a tool message carries text only (OpenAI's API)
+                note = "The image of the result above."
+                self.messages.append({"role": "user", "content": [_text_part(note), image]})
+        elif image is not None:
+            self.messages.append({"role": "user", "content": [_text_part(text), image]})
         else:
             self.messages.append({"role": "user", "content": text})
 
@@ -213,7 +225,7 @@ class LLMClinician:
     async def act(self, observation: dict[str, Any], info: dict[str, Any]) -> AgentOutput:
         turn = int(info.get("turn", 0))
         if turn > 0:
-            self._observe(observation)
+            self._observe(observation, info)
         params = dict(self.params)
         if self.one_line:
             params["stop"] = ["\n"]
@@ -244,7 +256,7 @@ class LLMClinician:
             "retries": reply.retries,
             "finish_reason": reply.finish_reason,
             "request": {
-                "added": added,
+                "added": [redact_images(m) for m in added],
                 "messages": len(sent),
                 "params": params,
                 "tools": [t["function"]["name"] for t in self.tools] if self.use_tools else [],
@@ -256,6 +268,10 @@ class LLMClinician:
             },
         }
         return AgentOutput(action=action, meta=meta)
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
 
 
 def _mix(*parts: int) -> int:

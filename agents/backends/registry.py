@@ -64,8 +64,10 @@ HTTP_OPTIONS: Options = {
     "timeout": float,
     "connect_timeout": float,
     "api_key_env": str,
+    "vision": _bool,
 }
-"""Settings of the backends that speak HTTP (requests in flight, retries, time-outs, key)."""
+"""Settings of the backends that speak HTTP (requests in flight, retries, time-outs, key;
+`vision=1`: the model reads images, so a result's picture is sent as an image content part)."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class ClinicianFactory:
         self.use_tools = bool(opts.get("tools", False))
         self.history = opts.get("history")
         self.one_line = bool(opts.get("one_line", False))
+        self.vision = bool(opts.get("vision", False))
         self.params = {
             k: opts[k] for k in ("max_tokens", "temperature", "top_p", "seed") if k in opts
         }
@@ -55,6 +56,7 @@ class ClinicianFactory:
             "params": self.params,
             "history_turns": self.history,
             "one_line": self.one_line,
+            "vision": self.vision,
         }
         if self.bias is not None and self.biases is not None:
             return BiasedClinician(self.backend, bias=self.bias, library=self.biases, **kw)

@@ -6,11 +6,14 @@ keep-alive, TCP_NODELAY). `script(body, n)` decides each answer from the request
 request's sequence number: a `Reply` (text or tool call), or a fault: `Status(429)`,
 `Status(500)`, `Slow(seconds, reply)`, `Garbage()` (a 200 with a malformed JSON body) or
 `Drop()` (the connection closes without an answer). It records every request body and the
-busy time from the first request to the last answer, for throughput figures.
+busy time from the first request to the last answer, for throughput figures; `srv.images(n)`
+gives the pictures request `n` carried (OpenAI image_url parts, Anthropic image blocks, Gemini
+inlineData), decoded from base64, in the order sent.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -165,10 +168,58 @@ class FakeOpenAIServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
+    def images(self, n: int = -1) -> list[tuple[str, bytes]]:
+        """(media type, bytes) of every image in request `n` (default: the last)."""
+        return images_in(self.requests[n])
+
     @property
     def busy_s(self) -> float:
         """Seconds from the first request received to the last answer sent."""
         return (self.last or 0.0) - (self.first or 0.0)
+
+
+def images_in(body: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """(media type, bytes) of every base64 image a request body holds, in any API's shape."""
+    found: list[tuple[str, bytes]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, dict):
+            url = (
+                (node.get("image_url") or {}).get("url", "")
+                if node.get("type") == "image_url"
+                else ""
+            )
+            source = node.get("source") if node.get("type") == "image" else None
+            inline = node.get("inlineData")
+            if url.startswith("data:"):
+                media, _, data = url[5:].partition(";base64,")
+                found.append((media, base64.b64decode(data)))
+            elif isinstance(source, dict) and source.get("type") == "base64":
+                found.append((source["media_type"], base64.b64decode(source["data"])))
+            elif isinstance(inline, dict):
+                found.append((inline["mimeType"], base64.b64decode(inline["data"])))
+            else:
+                for v in node.values():
+                    walk(v)
+
+    walk(body)
+    return found
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """The text of the last user (or tool) message of an OpenAI-style request."""
+    for m in reversed(body.get("messages", [])):
+        if m.get("role") in ("user", "tool"):
+            content = m.get("content")
+            if isinstance(content, list):
+                return " ".join(
+                    str(p.get("text") or "") for p in content if p.get("type") == "text"
+                )
+            return str(content or "")
+    return ""
 
 
 def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
