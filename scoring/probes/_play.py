@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from clinicgym.envs.consultation import ConsultationEnv, PatientFactory
+from clinicgym.envs.consultation import ConsultationEnv, Modality, PatientFactory
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.envs.protocols import Agent, CaseReader
 from clinicgym.patients.case import Case, Diagnosis
@@ -50,9 +50,13 @@ async def play(
     patient_factory: PatientFactory | None = None,
     wrap: Callable[[Any], Any] | None = None,
     label: str = "probe",
+    modality: Modality = "text",
 ) -> Played:
-    """Play `case` to its end with a fresh agent (optionally wrapped); never raises."""
-    env = ConsultationEnv([case], kb=kb, max_turns=max_turns, patient_factory=patient_factory)
+    """Play `case` to its end with a fresh agent (optionally wrapped) in an env showing results
+    in `modality`; never raises."""
+    env = ConsultationEnv(
+        [case], kb=kb, max_turns=max_turns, patient_factory=patient_factory, modality=modality
+    )
     agent: Any = None
     obs: dict[str, Any] = {}
     info: dict[str, Any] = {}
