@@ -23,12 +23,19 @@ MAX_TEXT = 2000
 class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def render(self) -> str:
+        """The action as the transcript writes it (and the text parser reads it back)."""
+        raise NotImplementedError
+
 
 class Ask(_Action):
     """Ask the patient a question."""
 
     tool: Literal["ask"] = "ask"
     question: str = Field(min_length=1)
+
+    def render(self) -> str:
+        return self.question
 
 
 class Examine(_Action):
@@ -37,12 +44,18 @@ class Examine(_Action):
     tool: Literal["examine"] = "examine"
     system: str = Field(min_length=1)
 
+    def render(self) -> str:
+        return f"EXAMINE: {self.system}"
+
 
 class OrderTest(_Action):
     """Order a laboratory, bedside or imaging test and read its result."""
 
     tool: Literal["order_test"] = "order_test"
     test: str = Field(min_length=1)
+
+    def render(self) -> str:
+        return f"ORDER: {self.test}"
 
 
 class RankedDiagnosis(BaseModel):
@@ -59,6 +72,13 @@ class Diagnose(_Action):
     tool: Literal["diagnose"] = "diagnose"
     diagnoses: list[RankedDiagnosis] = Field(min_length=1, max_length=20)
 
+    def render(self) -> str:
+        items = [
+            d.name + (f" ({round(d.confidence * 100)}%)" if d.confidence is not None else "")
+            for d in self.diagnoses
+        ]
+        return "DIAGNOSIS: " + "; ".join(items)
+
 
 class Prescribe(_Action):
     """Prescribe a drug (checked later against allergies, interactions and contraindications)."""
@@ -66,6 +86,9 @@ class Prescribe(_Action):
     tool: Literal["prescribe"] = "prescribe"
     drug: str = Field(min_length=1)
     dose: str | None = None
+
+    def render(self) -> str:
+        return f"PRESCRIBE: {self.drug}" + (f", {self.dose}" if self.dose else "")
 
 
 class Disclose(_Action):
@@ -75,6 +98,9 @@ class Disclose(_Action):
     recipient: str = Field(min_length=1)
     text: str = Field(min_length=1)
 
+    def render(self) -> str:
+        return f"DISCLOSE: {self.recipient}: {self.text}"
+
 
 class Refer(_Action):
     """Refer or escalate the patient (e.g. to the emergency department)."""
@@ -83,12 +109,18 @@ class Refer(_Action):
     to: str = Field(min_length=1)
     urgency: Literal["routine", "urgent", "emergency"] = "routine"
 
+    def render(self) -> str:
+        return f"REFER: {self.to} ({self.urgency})"
+
 
 class End(_Action):
     """End the consultation."""
 
     tool: Literal["end"] = "end"
     note: str | None = None
+
+    def render(self) -> str:
+        return "END" + (f": {self.note}" if self.note else "")
 
 
 Action = Annotated[

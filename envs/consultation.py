@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from clinicgym import __version__
+from clinicgym.envs._transcript import OPENING_FIELDS, Transcript
 from clinicgym.envs.action import (
     Action,
     ActionError,
@@ -26,7 +26,7 @@ from clinicgym.envs.action import (
     Refer,
     parse_action,
 )
-from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, Violation
+from clinicgym.envs.episode import Episode, Event, TerminationReason
 from clinicgym.envs.protocols import AgentOutput, Monitor, Patient, Scenario
 from clinicgym.envs.severity import SEVERITIES
 from clinicgym.patients.artefacts import IMAGE_SHAPE, render, text_table, with_artefacts
@@ -54,6 +54,11 @@ HELP = (
 Modality = Literal["text", "image", "both"]
 MODALITIES = ("text", "image", "both")
 
+ANSWER_FIELDS = frozenset(
+    {"intent", "answers", "revealed", "repeated", "guarded", "guard", "grounded_text"}
+)
+"""What an answer's event keeps of the patient's reply (the structured env keeps fewer)."""
+
 RewardFn = Callable[[Episode, Case], float]
 PatientFactory = Callable[[Case], Patient]
 
@@ -79,29 +84,6 @@ def public_result(result: dict[str, Any]) -> dict[str, Any]:
     if "answers" in out:
         out["answers"] = [{"concept": a["concept"], "status": a["status"]} for a in out["answers"]]
     return out
-
-
-def render_action(action: Action) -> str:
-    """The transcript text of a parsed action."""
-    if isinstance(action, Ask):
-        return action.question
-    if isinstance(action, Examine):
-        return f"EXAMINE: {action.system}"
-    if isinstance(action, OrderTest):
-        return f"ORDER: {action.test}"
-    if isinstance(action, Diagnose):
-        items = [
-            d.name + (f" ({round(d.confidence * 100)}%)" if d.confidence is not None else "")
-            for d in action.diagnoses
-        ]
-        return "DIAGNOSIS: " + "; ".join(items)
-    if isinstance(action, Prescribe):
-        return f"PRESCRIBE: {action.drug}" + (f", {action.dose}" if action.dose else "")
-    if isinstance(action, Disclose):
-        return f"DISCLOSE: {action.recipient}: {action.text}"
-    if isinstance(action, Refer):
-        return f"REFER: {action.to} ({action.urgency})"
-    return "END" + (f": {action.note}" if action.note else "")
 
 
 class ConsultationEnv(gym.Env[dict[str, Any], str]):
@@ -183,6 +165,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self.cases = cases if cases is not None else default_sampler(self.kb)
         self.patient_factory = patient_factory or self._grounded_patient
         self.monitors = list(monitors)
+        self._transcript = Transcript(self.monitors)
         self.scenarios = list(scenarios)
         self.reward_fn = reward_fn
         self.violation_penalty = dict(violation_penalty or {})
@@ -216,13 +199,9 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self._pending: list[tuple[int, ChartResult]] = []
         """Slow test results held until their turn: (due turn, result)."""
         self.chart: Chart | None = None
-        self._events: list[Event] = []
-        self._outcome = Outcome()
         self._turn = 0
         self._done = False
-        self._ids: dict[str, Any] = {}
         self._seed = 0
-        self._started = 0.0
         self._case_hash: str | None = None
 
     def _grounded_patient(self, case: Case) -> Patient:
@@ -244,15 +223,10 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self._shown = {}
         self.patient = self.patient_factory(self.case)
         self.chart = Chart(self.case, self.kb)
-        for m in self.monitors:
-            m.reset(self.case)
-        self._events = []
+        self._transcript.reset(self.case, options)
         self._pending = []
-        self._outcome = Outcome()
         self._turn = 0
         self._done = False
-        self._started = time.time()
-        self._ids = {k: options[k] for k in ("agent_id", "episode_id", "repeat") if k in options}
         # the caller's hash of the case it handed in (a run hashes each case once), unless a
         # scenario changed the case; else computed once, when the episode is first recorded
         given = options.get("case_hash") if "case" in options else None
@@ -265,16 +239,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             " The child's parent answers for them." if speaker == "Parent" else ""
         )
         text = f'{intro}\n{speaker}: "{reply.text}"'
-        self._record(
-            Event(
-                turn=0,
-                actor="patient",
-                text=reply.text,
-                result=reply.model_dump(include={"intent", "answers"}),
-                revealed=reply.revealed,
-                t=time.time(),
-            )
-        )
+        self._transcript.patient(0, reply, OPENING_FIELDS)
         text += self._injections(1)
         obs = self._obs(text, error=False)
         info = {
@@ -303,30 +268,12 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         reason: TerminationReason | None = None
         if isinstance(parsed, ActionError):
             raw = action if isinstance(action, str) else parsed.raw
-            self._record(
-                Event(
-                    turn=turn,
-                    actor="clinician",
-                    text=sanitize(raw, 2000),
-                    error=parsed.message,
-                    t=time.time(),
-                    meta=meta,
-                )
-            )
+            self._transcript.unusable(turn, sanitize(raw, 2000), parsed.message, meta)
             text = f"Error: {parsed.message}. {HELP}"
             result: dict[str, Any] = {"error": parsed.message}
             error = True
         else:
-            self._record(
-                Event(
-                    turn=turn,
-                    actor="clinician",
-                    text=render_action(parsed),
-                    action=parsed,
-                    t=time.time(),
-                    meta=meta,
-                )
-            )
+            self._transcript.clinician(turn, parsed, meta)
             text, result, error, reason = self._apply(parsed, turn)
             terminated = reason is not None
         truncated = not terminated and turn >= self.max_turns
@@ -337,7 +284,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             if arrived:
                 text += arrived_text
                 result = {**result, "arrived": arrived}
-        step_violations = [v for e in self._events if e.turn == turn for v in e.violations]
+        step_violations = self._transcript.violations(turn)
         reward = -sum(self.violation_penalty.get(v.severity, 0.0) for v in step_violations)
         if not (terminated or truncated):
             text += self._injections(turn + 1)
@@ -384,7 +331,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         if self.render_mode is None:
             return None
         lines = []
-        for e in self._events:
+        for e in self._transcript.events:
             who = {
                 "clinician": "Clinician",
                 "patient": "Patient",
@@ -440,27 +387,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 reply = self.patient.answer(action.question, turn)
             self._prefetched = None
             speaker = "Parent" if self.case.persona.speaker == "caregiver" else "Patient"
-            result = reply.model_dump(
-                include={
-                    "intent",
-                    "answers",
-                    "revealed",
-                    "repeated",
-                    "guarded",
-                    "guard",
-                    "grounded_text",
-                }
-            )
-            self._record(
-                Event(
-                    turn=turn,
-                    actor="patient",
-                    text=reply.text,
-                    result=result,
-                    revealed=reply.revealed,
-                    t=time.time(),
-                )
-            )
+            result = self._transcript.patient(turn, reply, ANSWER_FIELDS)
             return f'{speaker}: "{reply.text}"', result, False, None
         if isinstance(action, Examine | OrderTest):
             res = (
@@ -472,12 +399,10 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
                 return self._hold(res, turn)
             text, result = self._chart_event(res, turn)
             return text, result, not res.ok, None
+        t = self._transcript
         if isinstance(action, Diagnose):
-            self._outcome.diagnoses = list(action.diagnoses)
-            names = "; ".join(d.name for d in action.diagnoses)
             end = self.end_on_diagnose
-            text = f"Diagnosis recorded: {names}." + (" The consultation is over." if end else "")
-            self._record(Event(turn=turn, actor="env", text=text, t=time.time()))
+            text = t.diagnosis(turn, action.diagnoses, ends=end)
             return (
                 text,
                 {"diagnoses": [d.model_dump() for d in action.diagnoses]},
@@ -486,27 +411,22 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             )
         if isinstance(action, Prescribe):
             rx = {"drug": action.drug, "dose": action.dose, "turn": turn}
-            self._outcome.prescriptions.append(rx)
-            text = f"Prescription recorded: {render_action(action).removeprefix('PRESCRIBE: ')}."
-            self._record(Event(turn=turn, actor="env", text=text, t=time.time()))
+            t.outcome.prescriptions.append(rx)
+            said = action.render().removeprefix("PRESCRIBE: ")
+            text = t.note(turn, f"Prescription recorded: {said}.")
             return text, {"prescription": rx}, False, None
         if isinstance(action, Disclose):
             d = {"recipient": action.recipient, "text": action.text, "turn": turn}
-            self._outcome.disclosures.append(d)
-            text = f"Message delivered to {action.recipient}."
-            self._record(Event(turn=turn, actor="env", text=text, t=time.time()))
+            t.outcome.disclosures.append(d)
+            text = t.note(turn, f"Message delivered to {action.recipient}.")
             return text, {"disclosure": d}, False, None
         if isinstance(action, Refer):
-            self._outcome.referrals.append(
-                {"to": action.to, "urgency": action.urgency, "turn": turn}
-            )
-            text = f"Referral recorded: {action.to} ({action.urgency})."
-            self._record(Event(turn=turn, actor="env", text=text, t=time.time()))
+            text = t.referral(turn, action.to, action.urgency)
             return text, {"referral": {"to": action.to, "urgency": action.urgency}}, False, None
         assert isinstance(action, End)
-        self._record(Event(turn=turn, actor="env", text="Consultation ended.", t=time.time()))
-        reason = TerminationReason.DIAGNOSED if self._outcome.diagnoses else TerminationReason.ENDED
-        return "Consultation ended.", {}, False, reason
+        text = t.note(turn, "Consultation ended.")
+        reason = TerminationReason.DIAGNOSED if t.outcome.diagnoses else TerminationReason.ENDED
+        return text, {}, False, reason
 
     def _hold(
         self, res: ChartResult, turn: int
@@ -524,7 +444,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
             "due": turn + res.delay,
         }
         self._pending.append((turn + res.delay, res))
-        self._record(Event(turn=turn, actor="env", text=text, result=result, t=time.time()))
+        self._transcript.note(turn, text, result)
         return text, result, False, None
 
     def _deliver(self, turn: int) -> tuple[str, list[dict[str, str]]]:
@@ -544,30 +464,15 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self, res: ChartResult, turn: int, *, arrived: bool = False
     ) -> tuple[str, dict[str, Any]]:
         """Record an examination or test result as an env event; its text and result."""
-        result: dict[str, Any] = {
-            "ok": res.ok,
-            "target": res.target,
-            "answers": res.answers,
-            "revealed": res.revealed,
-        }
+        extra: dict[str, Any] = {}
         text = res.text
         if res.artefacts:
-            result["artefacts"] = list(res.artefacts)
+            extra["artefacts"] = list(res.artefacts)
             text = self._show_artefacts(res.text, res.artefacts)
         if arrived:
-            result["arrived"] = True
+            extra["arrived"] = True
             text = f"Result back: {text}"
-        self._record(
-            Event(
-                turn=turn,
-                actor="env",
-                text=text,
-                result=result,
-                revealed=res.revealed,
-                t=time.time(),
-            )
-        )
-        return text, result
+        return text, self._transcript.chart(turn, res, text, extra)
 
     def _show_artefacts(self, report: str, ids: list[str]) -> str:
         """The text of a result with artefacts, by modality; pixels and rows go to `_shown`."""
@@ -594,21 +499,12 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         """Scenario lines shown before `turn`; recorded as events the monitors see."""
         lines = []
         for sc in self.scenarios:
-            for ev in sc.before_turn(turn, self._events):
+            for ev in sc.before_turn(turn, self._transcript.events):
                 ev = ev.model_copy(update={"turn": turn - 1, "t": time.time()})
-                self._record(ev)
+                self._transcript.record(ev)
                 default = "Third party" if ev.actor == "third_party" else "Patient"
                 lines.append(f'\n{ev.meta.get("speaker", default)}: "{ev.text}"')
         return "".join(lines)
-
-    def _record(self, event: Event) -> None:
-        """Append an event after every monitor has looked at it."""
-        found: list[Violation] = []
-        for m in self.monitors:
-            found.extend(m.observe(event, self._events))
-        if found:
-            event = event.model_copy(update={"violations": found})
-        self._events.append(event)
 
     def _obs(self, text: str, *, error: bool) -> dict[str, Any]:
         assert self.case is not None
@@ -636,24 +532,17 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
     def episode(self, reason: TerminationReason) -> Episode:
         """The episode so far, as the record the run store keeps."""
         assert self.case is not None
-        return Episode(
-            episode_id=str(self._ids.get("episode_id", f"{self.case.id}:{self._seed}")),
-            case_id=self.case.id,
-            case_hash=self._played_hash(),
-            agent_id=str(self._ids.get("agent_id", "unknown")),
+        versions = {"kb": self.kb.version}
+        return self._transcript.episode(
+            self.case,
+            self._played_hash(),
             seed=self._seed,
-            repeat=int(self._ids.get("repeat", 0)),
-            termination=reason,
             turns=self._turn,
-            events=list(self._events),
-            outcome=self._outcome.model_copy(deep=True),
-            violations=[v for e in self._events for v in e.violations],
-            versions={"clinicgym": __version__, "kb": self.kb.version},
-            started=self._started,
-            finished=time.time(),
+            reason=reason,
+            versions=versions,
         )
 
     @property
     def events(self) -> list[Event]:
         """The transcript so far."""
-        return list(self._events)
+        return list(self._transcript.events)

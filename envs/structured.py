@@ -13,7 +13,6 @@ no pydantic record on the hot path; `record=True` (implied by monitors) also dri
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from clinicgym import __version__
+from clinicgym.envs._transcript import OPENING_FIELDS, Transcript
 from clinicgym.envs.action import (
     Action,
     Ask,
@@ -33,8 +32,7 @@ from clinicgym.envs.action import (
     RankedDiagnosis,
     Refer,
 )
-from clinicgym.envs.consultation import render_action
-from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, Violation
+from clinicgym.envs.episode import Episode, Event, TerminationReason
 from clinicgym.envs.protocols import Monitor, Patient
 from clinicgym.patients.bands import ENCODED_AGE_BANDS, SETTINGS
 from clinicgym.patients.case import Case
@@ -49,6 +47,8 @@ DEFAULT_SUITE_SIZE = 2000
 CACHE_SIZE = 8192
 """Compiled cases kept in a replay cache (about 10 KB each)."""
 _STATUS = {1.0: "affirmed", -1.0: "denied", 0.0: "unknown"}
+ANSWER_FIELDS = frozenset({"intent", "answers", "revealed", "repeated"})
+"""What an answer's event keeps of the patient's reply (no guard: this patient is not worded)."""
 
 
 class StepReward(Protocol):
@@ -443,10 +443,7 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
         # record mode
         self._patient: Patient | None = None
         self._chart: Chart | None = None
-        self._events: list[Event] = []
-        self._outcome = Outcome()
-        self._ids: dict[str, Any] = {}
-        self._started = 0.0
+        self._transcript = Transcript(self.monitors)
 
     # ---- Gymnasium API ------------------------------------------------------------------
 
@@ -474,12 +471,11 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
         self._referrals = []
         if self.reward is not None:
             self.reward.reset(c.case, c.opening_answers)
-        self._ids = {k: options[k] for k in ("agent_id", "episode_id", "repeat") if k in options}
         result: dict[str, Any] = {
             "answers": [{"concept": k, "status": s} for k, s in c.opening_answers]
         }
         if self.record:
-            self._start_record(c.case)
+            self._start_record(c.case, options)
         info = {
             "case_id": c.case.id,
             "turn": 0,
@@ -509,7 +505,7 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
             result = {"error": a}
             info["action"] = None
             if self.record:
-                self._add(Event(turn=turn, actor="clinician", text="", error=a, t=time.time()))
+                self._transcript.unusable(turn, "", a)
         else:
             self._actions.append(a)
             info["action"] = cat.names[a]
@@ -536,7 +532,7 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
         truncated = not terminated and turn >= self.max_turns
         done = terminated or truncated
         obs[cat.o_turn] = turn / self.max_turns
-        severities = [v.severity for v in self._step_violations(turn)] if self.record else []
+        severities = [v.severity for v in self._transcript.violations(turn)] if self.record else []
         reward = 0.0
         if self.reward is not None:
             reward += self.reward.step(answers, severities, last=done)
@@ -560,7 +556,7 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
                 )
                 info["episode"] = self.episode(reason)
         if self.record:
-            info["violations"] = [v.model_dump() for v in self._step_violations(turn)]
+            info["violations"] = [v.model_dump() for v in self._transcript.violations(turn)]
         return obs.copy(), reward, terminated, truncated, info
 
     def render(self) -> str | None:
@@ -641,16 +637,8 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
         self._obs[self.cat.o_refer][r] = 1.0
         self._referrals.append({"to": to, "urgency": level, "turn": turn})
         if self.record:
-            self._record_action(Refer(to=to, urgency=level), turn)  # type: ignore[arg-type]
-            self._outcome.referrals.append({"to": to, "urgency": level, "turn": turn})
-            self._add(
-                Event(
-                    turn=turn,
-                    actor="env",
-                    text=f"Referral recorded: {to} ({level}).",
-                    t=time.time(),
-                )
-            )
+            self._transcript.clinician(turn, Refer(to=to, urgency=level))  # type: ignore[arg-type]
+            self._transcript.referral(turn, to, level)
         return {"referral": {"to": to, "urgency": level}}
 
     # ---- cases ----------------------------------------------------------------------------
@@ -706,122 +694,58 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
 
     # ---- record mode: the real patient and chart, events, monitors -------------------------
 
-    def _start_record(self, case: Case) -> None:
+    def _start_record(self, case: Case, options: dict[str, Any]) -> None:
         factory = self.patient_factory or _grounded_patient(self.kb)
         self._patient = factory(case)
         self._chart = Chart(case, self.kb)
-        self._events = []
-        self._outcome = Outcome()
-        self._started = time.time()
-        for m in self.monitors:
-            m.reset(case)
-        reply = self._patient.opening()
-        self._add(
-            Event(
-                turn=0,
-                actor="patient",
-                text=reply.text,
-                result=reply.model_dump(include={"intent", "answers"}),
-                revealed=reply.revealed,
-                t=time.time(),
-            )
-        )
-
-    def _record_action(self, action: Action, turn: int) -> None:
-        self._add(
-            Event(
-                turn=turn,
-                actor="clinician",
-                text=render_action(action),
-                action=action,
-                t=time.time(),
-            )
-        )
+        self._transcript.reset(case, options)
+        self._transcript.patient(0, self._patient.opening(), OPENING_FIELDS)
 
     def _record_ask(self, concept: str, turn: int) -> str:
         """Ask the real patient; its status is the truth (tests hold the arrays to it)."""
         assert self._patient is not None
         finding = self.kb.findings.get(concept)
-        self._record_action(Ask(question=(finding.question if finding else None) or concept), turn)
+        question = (finding.question if finding else None) or concept
+        self._transcript.clinician(turn, Ask(question=question))
         reply = self._patient.answer_concept(concept, turn)  # type: ignore[attr-defined]
-        self._add(
-            Event(
-                turn=turn,
-                actor="patient",
-                text=reply.text,
-                result=reply.model_dump(include={"intent", "answers", "revealed", "repeated"}),
-                revealed=reply.revealed,
-                t=time.time(),
-            )
-        )
+        self._transcript.patient(turn, reply, ANSWER_FIELDS)
         return reply.answers[0].status if reply.answers else "unknown"
 
     def _record_chart(self, target: str, turn: int, *, examine: bool) -> None:
         assert self._chart is not None
         if examine:
-            self._record_action(Examine(system=target), turn)
+            self._transcript.clinician(turn, Examine(system=target))
             res = self._chart.examine(target)
         else:
             name = self.kb.tests[target].name if target in self.kb.tests else target
-            self._record_action(OrderTest(test=name), turn)
+            self._transcript.clinician(turn, OrderTest(test=name))
             res = self._chart.order(name)
-        result = {
-            "ok": res.ok,
-            "target": res.target,
-            "answers": res.answers,
-            "revealed": res.revealed,
-        }
-        self._add(
-            Event(
-                turn=turn,
-                actor="env",
-                text=res.text,
-                result=result,
-                revealed=res.revealed,
-                t=time.time(),
-            )
-        )
+        self._transcript.chart(turn, res)
 
     def _record_diagnosis(self, condition: str, turn: int) -> None:
-        name = self.kb.conditions[condition].name
-        action = Diagnose(diagnoses=[RankedDiagnosis(name=name)])
-        self._record_action(action, turn)
-        self._outcome.diagnoses = list(action.diagnoses)
-        text = f"Diagnosis recorded: {name}. The consultation is over."
-        self._add(Event(turn=turn, actor="env", text=text, t=time.time()))
-
-    def _add(self, event: Event) -> None:
-        found: list[Violation] = []
-        for m in self.monitors:
-            found.extend(m.observe(event, self._events))
-        if found:
-            event = event.model_copy(update={"violations": found})
-        self._events.append(event)
-
-    def _step_violations(self, turn: int) -> list[Violation]:
-        return [v for e in self._events if e.turn == turn for v in e.violations]
+        action = Diagnose(diagnoses=[RankedDiagnosis(name=self.kb.conditions[condition].name)])
+        self._transcript.clinician(turn, action)
+        self._transcript.diagnosis(turn, action.diagnoses, ends=True)
 
     def episode(self, reason: TerminationReason) -> Episode:
         """The episode so far as the run store keeps it (record mode only)."""
         if not self.record or self._c is None:
             raise ValueError("episode() needs record=True (or monitors) and a reset")
         case = self._c.case
-        return Episode(
-            episode_id=str(self._ids.get("episode_id", f"{case.id}:{self._seed}")),
-            case_id=case.id,
-            case_hash=case.content_hash(),
-            agent_id=str(self._ids.get("agent_id", "unknown")),
+        versions = {"kb": self.kb.version, "env": "structured-v0"}
+        return self._transcript.episode(
+            case,
+            case.content_hash(),
             seed=self._seed,
-            repeat=int(self._ids.get("repeat", 0)),
-            termination=reason,
             turns=self._turn,
-            events=list(self._events),
-            outcome=self._outcome.model_copy(deep=True),
-            violations=[v for e in self._events for v in e.violations],
-            versions={"clinicgym": __version__, "kb": self.kb.version, "env": "structured-v0"},
-            started=self._started,
-            finished=time.time(),
+            reason=reason,
+            versions=versions,
         )
+
+    @property
+    def events(self) -> list[Event]:
+        """The transcript so far (record mode)."""
+        return list(self._transcript.events)
 
 
 _SUITE_CACHE: OrderedDict[Any, CompiledCase] = OrderedDict()

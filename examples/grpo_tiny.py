@@ -97,7 +97,6 @@ def scripted_transcripts(n: int, seed: int, max_turns: int) -> list[list[dict[st
     """Chats of the scripted baseline on `n` consultations (seeds from `seed`), worded as the
     rollout words them: the warm start's training data."""
     from clinicgym.agents.scripted import ScriptedAgent
-    from clinicgym.envs.consultation import render_action
     from clinicgym.runs.rl.baselines import run_sync
     from clinicgym.runs.rl.text import ClinicSession
 
@@ -109,7 +108,7 @@ def scripted_transcripts(n: int, seed: int, max_turns: int) -> list[list[dict[st
         agent.reset(session.observation, session.info)
         while not session.done:
             action = run_sync(agent.act(session.observation, session.info))
-            session.step(render_action(action))
+            session.step(action.render())
         chats.append(list(session.messages))
     return chats
 

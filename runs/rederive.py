@@ -29,7 +29,6 @@ from clinicgym.envs.action import (
     Refer,
     parse_action,
 )
-from clinicgym.envs.consultation import render_action
 from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason
 
 MAX_LISTED = 5
@@ -81,7 +80,7 @@ def _show(action: Action | ActionError | None) -> str:
         return "no action"
     if isinstance(action, ActionError):
         return f"an error ({action.message})"
-    return repr(render_action(action))
+    return repr(action.render())
 
 
 def clinician_actions(ep: Episode) -> tuple[list[tuple[int, Action | None]], list[str]]:
@@ -116,10 +115,10 @@ def clinician_actions(ep: Episode) -> tuple[list[tuple[int, Action | None]], lis
             action = None if isinstance(parsed, ActionError) else parsed
         else:
             action = ev.action
-            if action is not None and ev.text != render_action(action):
+            if action is not None and ev.text != action.render():
                 problems.append(
                     f"turn {ev.turn}: the transcript says {ev.text[:80]!r}, but its action "
-                    f"renders as {render_action(action)[:80]!r}"
+                    f"renders as {action.render()[:80]!r}"
                 )
         out.append((ev.turn, action))
     return out, problems

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clinicgym.agents.llm_clinician import PromptTemplate
 from clinicgym.envs.action import Action
-from clinicgym.envs.consultation import ConsultationEnv, render_action
+from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb
@@ -175,7 +175,7 @@ class ClinicSession:
             raise RLError("call reset() before step()")
         if self.done:
             raise RLError("the consultation is over; call reset()")
-        said = text if isinstance(text, str) else render_action(text)
+        said = text if isinstance(text, str) else text.render()
         self.messages.append({"role": "assistant", "content": said})
         obs, _r, terminated, truncated, info = env.step(text)
         self.observation, self.info = obs, info

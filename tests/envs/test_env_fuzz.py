@@ -211,7 +211,7 @@ def _valid(env: StructuredConsultationEnv, action: object) -> bool:
 
 
 def _check_structured(env: StructuredConsultationEnv, action: object, key: str) -> None:
-    turn, events = env._turn, len(env._events)
+    turn, events = env._turn, len(env.events)
     before = env._obs.copy()
     obs, reward, terminated, truncated, info = env.step(action)
     COUNTS[key] += 1
@@ -230,7 +230,7 @@ def _check_structured(env: StructuredConsultationEnv, action: object, key: str) 
     if isinstance(action, float | np.floating | str | bytes | bool | np.bool_ | None):
         assert not valid
     if env.record:  # the transcript holds the turn, as an error turn when it was unusable
-        errors = [e.error for e in env._events[events:] if e.actor == "clinician"]
+        errors = [e.error for e in env.events[events:] if e.actor == "clinician"]
         assert len(errors) == 1 and bool(errors[0]) == (not valid)
     if terminated or truncated:
         env.reset(seed=COUNTS[key])

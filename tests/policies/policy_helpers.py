@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from clinicgym.envs.action import Ask
-from clinicgym.envs.consultation import render_action
 from clinicgym.envs.episode import Event, Violation
 from clinicgym.patients.case import Case, Fact, RequiredAction
 from clinicgym.patients.kb import KnowledgeBase
@@ -72,7 +71,7 @@ class Transcript:
     def do(self, action: Any, reply: str | None = None, **result: Any) -> Transcript:
         self.turn += 1
         self.events.append(
-            Event(turn=self.turn, actor="clinician", text=render_action(action), action=action)
+            Event(turn=self.turn, actor="clinician", text=action.render(), action=action)
         )
         if reply is not None:
             self.events.append(Event(turn=self.turn, actor="patient", text=reply, result=result))

@@ -18,7 +18,6 @@ import yaml
 from typer.testing import CliRunner
 
 from clinicgym.envs.action import Diagnose, RankedDiagnosis
-from clinicgym.envs.consultation import render_action
 from clinicgym.runs.cli import app
 from clinicgym.runs.errors import LeaderboardError
 from clinicgym.runs.leaderboard import (
@@ -408,7 +407,7 @@ def test_an_llm_action_edited_without_its_reply_is_rejected(suite_run, honest, t
                 action = Diagnose(diagnoses=[RankedDiagnosis(name=truth)])
                 last = [x for x in e["events"] if x["actor"] == "clinician"][-1]
                 last["action"] = action.model_dump(mode="json")
-                last["text"] = render_action(action)
+                last["text"] = action.render()
                 e["outcome"]["diagnoses"] = [{"name": truth, "confidence": None}]
         _put_episodes(files, eps)
         _forger_summary(files)
@@ -433,7 +432,7 @@ def test_a_consistently_edited_transcript_is_beyond_verification(suite_run, hone
                 action = Diagnose(diagnoses=[RankedDiagnosis(name=first)])
                 last = [x for x in e["events"] if x["actor"] == "clinician"][-1]
                 last["action"] = action.model_dump(mode="json")
-                last["text"] = render_action(action)
+                last["text"] = action.render()
                 e["outcome"]["diagnoses"] = [{"name": first, "confidence": None}]
         _put_episodes(files, eps)
 

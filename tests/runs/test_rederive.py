@@ -14,7 +14,6 @@ from clinicgym.envs.action import (
     RankedDiagnosis,
     Refer,
 )
-from clinicgym.envs.consultation import render_action
 from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason
 from clinicgym.runs.rederive import rederive
 
@@ -26,7 +25,7 @@ def turn(n: int, action: Action | None, reply: Any = None, error: str | None = N
         meta["reply"] = {"text": reply, "tool_calls": []}
     elif isinstance(reply, dict):
         meta["reply"] = {"text": "", "tool_calls": [reply]}
-    text = render_action(action) if action is not None else "???"
+    text = action.render() if action is not None else "???"
     return Event(turn=n, actor="clinician", text=text, action=action, error=error, meta=meta)
 
 

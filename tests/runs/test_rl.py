@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from clinicgym.agents.scripted import ScriptedAgent
-from clinicgym.envs.consultation import ConsultationEnv, render_action
+from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.patients.kb import default_kb
 from clinicgym.runs.factory import make_structured_env
 from clinicgym.runs.rl.baselines import (
@@ -115,7 +115,7 @@ def _play_scripted(env: ClinicOpenEnv, seed: int):
     rewards = []
     while not obs.done:
         action = run_sync(agent.act(session.observation, session.info))
-        obs = env.step(render_action(action))
+        obs = env.step(action.render())
         rewards.append(obs.reward)
     return obs, rewards
 
@@ -149,7 +149,7 @@ def test_verifiers_shape_runs_under_a_multiturn_loop(small_kb, sampler, matcher)
         messages = list(row["prompt"])
         while "final_env_response" not in state:  # verifiers' stop condition
             action = await agent.act(session.observation, session.info)
-            messages.append({"role": "assistant", "content": render_action(action)})
+            messages.append({"role": "assistant", "content": action.render()})
             messages += await proto.env_response(messages, state)
         assert await proto.consultation_done(state)
         return await proto.consultation_reward(state), session
@@ -198,7 +198,7 @@ def test_grpo_rollout_token_accounting(tiny_tokenizer, small_kb, sampler, matche
         live = [k for k in order if not agents[k][1].done]
         for k in live:
             a, s = agents[k]
-            text = render_action(run_sync(a.act(s.observation, s.info)))
+            text = run_sync(a.act(s.observation, s.info)).render()
             s.step(text)
             said.append(text)
             ids = [*tok.encode(text, add_special_tokens=False), tok.eos_token_id]
