@@ -348,6 +348,39 @@ def clinician_script(turns: int, latency: float) -> Script:
     return script
 
 
+FINDING_WORDS = (
+    ("pneumothora", "Primary spontaneous pneumothorax"),
+    ("mediastin", "Aortic dissection"),
+    ("cardiomegaly", "Acute heart failure"),
+    ("hilar lymph", "Sarcoidosis"),
+    ("hyperinflat", "COPD exacerbation"),
+    ("consolidation", "Community-acquired pneumonia"),
+    ("subarachnoid", "Subarachnoid haemorrhage"),
+    ("cisterns", "Subarachnoid haemorrhage"),
+    ("infarct", "Ischaemic stroke"),
+    ("grey-white", "Ischaemic stroke"),
+)
+"""Words of an imaging result -> the diagnosis `finding_reader` gives, first match wins."""
+
+
+def finding_reader(guess: str = "Community-acquired pneumonia") -> Script:
+    """A 'model' that reads words but not pictures: it diagnoses from the finding words of the
+    last message it was sent (a report or a table), and when that message has only a picture,
+    it guesses `guess` with low confidence. For the modality probe: a real model over HTTP
+    whose decisions do depend on how a finding is shown."""
+
+    def script(body: dict[str, Any], n: int) -> Answer:
+        text = last_user_text(body).lower()
+        for word, diagnosis in FINDING_WORDS:
+            if word in text:
+                return Reply(f"DIAGNOSIS: {diagnosis} (70%)")
+        if images_in((body.get("messages") or [{}])[-1]):
+            return Reply(f"DIAGNOSIS: {guess} (30%)")
+        return Reply("Do you have a fever?")
+
+    return script
+
+
 def main() -> None:
     """Serve `clinician_script` until stdin closes; print the base URL first (for benchmarks)."""
     import argparse
