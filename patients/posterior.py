@@ -130,7 +130,7 @@ class KBModel:
         KB sampler)."""
         pres = self._presentations(complaint, setting, age)
         if not pres:
-            return self._balanced_prior(age, sex), self.lik
+            return self.balanced_prior(age, sex), self.lik
         p = np.zeros(len(self.conditions))
         lik = None
         for pr, s in pres:
@@ -144,7 +144,7 @@ class KBModel:
                 p[self.cond_index[cid]] += slot * demo * w / total
             lik = self.cluster_lik(pr.id, s) if lik is None else lik
         if p.sum() == 0 or lik is None:
-            return self._balanced_prior(age, sex), self.lik
+            return self.balanced_prior(age, sex), self.lik
         return p / p.sum(), lik
 
     def _presentations(
@@ -160,7 +160,9 @@ class KBModel:
             and p.age[0] <= age <= p.age[1]
         ]
 
-    def _balanced_prior(self, age: int, sex: str) -> np.ndarray:
+    def balanced_prior(self, age: int, sex: str) -> np.ndarray:
+        """P(condition | age, sex) under the balanced condition-first sampler: the one
+        demographic prior, also the RL reward's (`scoring.reward`)."""
         p = np.zeros(len(self.conditions))
         for i, cid in enumerate(self.conditions):
             c = self.kb.conditions[cid]

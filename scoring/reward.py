@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clinicgym.envs.episode import Episode
 from clinicgym.envs.severity import SEVERITIES
-from clinicgym.patients.bands import AGE_BANDS, age_band
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.posterior import model_for
 from clinicgym.scoring.diagnosis import rank_of
 
 LEAK = 0.01
@@ -158,26 +158,10 @@ class KBBelief:
                 self.systems.setdefault(f.system, []).append(f.id)
 
     def log_prior(self, age: int, sex: str) -> np.ndarray:
-        """log P(condition | age, sex) under the balanced case sampler (-inf where impossible)."""
-        band = age_band(age)
-        p = np.zeros(len(self.conditions))
-        for i, cid in enumerate(self.conditions):
-            c = self.kb.conditions[cid]
-            if not (c.age[0] <= age <= c.age[1]) or c.sex not in ("any", sex):
-                continue
-            w = c.prevalence.age_bands
-            lo, hi = max(AGE_BANDS[band][0], c.age[0]), min(AGE_BANDS[band][1], c.age[1])
-            p_band = w.get(band, 0.0) / sum(w.values()) / max(hi - lo + 1, 1)
-            if c.sex == "any":
-                sw = c.prevalence.sex
-                p_sex = sw.get(sex, 0.0) / (sw.get("female", 0.0) + sw.get("male", 0.0))
-            else:
-                p_sex = 1.0
-            p[i] = p_band * p_sex
-        if p.sum() == 0:
-            p[:] = 1.0
+        """log P(condition | age, sex) under the balanced case sampler (-inf where impossible):
+        the generator's model's prior (`KBModel.balanced_prior`), not a copy of it."""
         with np.errstate(divide="ignore"):
-            return np.log(p / p.sum())
+            return np.log(model_for(self.kb).balanced_prior(age, sex))
 
     def log_update(self, logpost: np.ndarray, concept: str, status: str) -> np.ndarray:
         """`logpost` (unnormalised) after one answer; unknown concepts or statuses add nothing."""

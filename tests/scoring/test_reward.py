@@ -137,3 +137,16 @@ def test_shaped_preset_is_documented_and_valid():
 def test_info_gain_needs_the_kb():
     with pytest.raises(ValueError, match="needs the KB"):
         ConsultationReward(RewardSpec(info_gain=0.1))
+
+
+def test_reward_prior_is_the_generator_models_prior(small_kb):
+    """One demographic prior: the reward's is `KBModel.balanced_prior`, also for a record that
+    does not say the patient's sex (weighed by age: the copy it replaces fell back to uniform)."""
+    from clinicgym.patients.posterior import model_for
+
+    belief, model = belief_for(small_kb), model_for(small_kb)
+    for age, sex in ((4, "female"), (40, "male"), (70, "unspecified")):
+        expected = model.balanced_prior(age, sex)
+        np.testing.assert_allclose(np.exp(belief.log_prior(age, sex)), expected, atol=1e-12)
+    unspecified = np.exp(belief.log_prior(70, "unspecified"))
+    assert not np.allclose(unspecified, 1 / len(unspecified))
