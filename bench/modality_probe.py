@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
+import runpy
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from clinicgym.agents.images import encode_png
@@ -35,14 +36,7 @@ ROOT = Path(__file__).parents[1]
 
 def _fake_openai() -> Any:
     """The loopback server of the tests (one definition for tests and figures)."""
-    spec = importlib.util.spec_from_file_location(
-        "fake_openai", ROOT / "tests" / "agents" / "fake_openai.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fake_openai"] = module
-    spec.loader.exec_module(module)
-    return module
+    return SimpleNamespace(**runpy.run_path(str(ROOT / "tests" / "agents" / "fake_openai.py")))
 
 
 def _probe(spec: str, cases: list, kb: Any, args: argparse.Namespace) -> Any:

@@ -5,10 +5,10 @@ model over loopback HTTP gets the picture only in the image variant."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,14 +32,10 @@ from clinicgym.scoring.probes.modality import (
 
 
 def _fake_openai():
-    if "fake_openai" not in sys.modules:
-        path = Path(__file__).parents[2] / "agents" / "fake_openai.py"
-        spec = importlib.util.spec_from_file_location("fake_openai", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_openai"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_openai"]
+    """The loopback server of tests/agents (tests run in importlib mode: load it by path)."""
+    return SimpleNamespace(
+        **runpy.run_path(str(Path(__file__).parents[2] / "agents" / "fake_openai.py"))
+    )
 
 
 @pytest.fixture(scope="module")
