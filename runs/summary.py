@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
-from clinicgym.scoring.aggregate import agent_aggregates
 from clinicgym.scoring.metrics import MEASUREMENTS, METRICS, SUBGROUP_COLUMNS, EpisodeScorer
 from clinicgym.scoring.stats import mean_ci
+
+if TYPE_CHECKING:  # pandas is imported when a table is built (finalise), not at start-up
+    import pandas as pd
 
 SUMMARY_FORMAT_VERSION = 2
 """2: intervals are Wilson for 0/1 metrics and scipy BCa otherwise, each metric says which
@@ -72,10 +72,12 @@ class ScoreTable:
         row.update(self.scorer.score(ep, case))
         row.update(episode_usage(ep))
         for c in self.columns:
-            self.data[c].append(row.get(c, np.nan))
+            self.data[c].append(row.get(c, math.nan))
 
     def frame(self) -> pd.DataFrame:
         """The rows gathered so far as a DataFrame."""
+        import pandas as pd
+
         return pd.DataFrame(self.data, columns=self.columns)
 
 
@@ -123,6 +125,10 @@ def summarise(
     metric, so a flaky backend never shows up as a wrong diagnosis. `repeats` is the number of
     repeats per case in the table (the run's `--repeats` once every episode is stored).
     """
+    import pandas as pd
+
+    from clinicgym.scoring.aggregate import agent_aggregates  # pandas: finalise only
+
     repeats = int(table["repeat"].max()) + 1 if len(table) else 1
     out: dict[str, Any] = {
         "format_version": SUMMARY_FORMAT_VERSION,
