@@ -18,10 +18,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clinicgym.patients.bands import AGE_BANDS, AgeBand, Setting
-
-# re-exported (redundant aliases) for patients/posterior.py until it imports patients.bands
-from clinicgym.patients.bands import POPULATION_AGE_BANDS as POPULATION_AGE_BANDS
-from clinicgym.patients.bands import age_band as age_band
 from clinicgym.patients.errors import KBError
 
 SCHEMA_VERSION = 1

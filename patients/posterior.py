@@ -20,15 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from clinicgym.patients.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
 from clinicgym.patients.case import Difficulty
-from clinicgym.patients.kb import (
-    AGE_BANDS,
-    POPULATION_AGE_BANDS,
-    SYMPTOM_CATEGORIES,
-    KnowledgeBase,
-    Presentation,
-    age_band,
-)
+from clinicgym.patients.kb import SYMPTOM_CATEGORIES, KnowledgeBase, Presentation
 
 LEAK = 0.002
 """P(finding | condition) for a finding neither the condition nor its presentation touches."""
@@ -139,7 +133,7 @@ class KBModel:
             if total <= 0:
                 continue
             slot = 1 / len(usable_settings(self.kb, pr))  # presentations are equally likely
-            demo = p_demographics(self.kb, pr, s, age, sex)
+            demo = p_demographics(self.kb, pr, s, age, sex, weights)
             for cid, w in weights.items():
                 p[self.cond_index[cid]] += slot * demo * w / total
             lik = self.cluster_lik(pr.id, s) if lik is None else lik
@@ -178,9 +172,8 @@ class KBModel:
         the members that do not cause it at `distractor_p`, raised where a member mimics a
         look-alike (`mimic_share`, `mimic_factor`); the complaint tells nothing."""
         pres = self.kb.presentations[presentation]
-        lik = np.where(self.linked, self.lik, LEAK)
-        cols = [self.feature_index[f] for f in distractor_ids(self.kb, pres, setting)]
-        lik[:, cols] = np.where(self.linked[:, cols], lik[:, cols], self.distractor)
+        cols, by_chance = self.distractor_cols(presentation, setting)
+        lik = self._distracted(np.where(self.linked, self.lik, LEAK), cols)
         rows = self.member_rows(presentation, setting)
         share, factor = self.mimic
         if len(rows) > 1 and share > 0:  # a member mimicking another, chosen at random
@@ -190,9 +183,22 @@ class KBModel:
                 others = (total - raw[a]) / (len(rows) - 1)
                 mimic = 1 - (1 - self.distractor) * (1 - share * factor * others)
                 lik[r, cols] = np.where(self.linked[r, cols], lik[r, cols], mimic)
-        lik = self._squeeze(lik, self.linked | np.isin(np.arange(lik.shape[1]), cols))
+        lik = self._squeeze(lik, self.linked | by_chance)
         lik[:, self.feature_index[pres.complaint]] = 0.999
         return lik
+
+    @functools.cache  # noqa: B019
+    def distractor_cols(self, presentation: str, setting: str) -> tuple[list[int], np.ndarray]:
+        """Feature columns a case of this presentation and setting may show by chance
+        (`distractor_ids`), as indices and as a mask over the features; built once."""
+        pres = self.kb.presentations[presentation]
+        cols = [self.feature_index[f] for f in distractor_ids(self.kb, pres, setting)]
+        return cols, np.isin(np.arange(len(self.features)), cols)
+
+    def _distracted(self, table: np.ndarray, cols: list[int]) -> np.ndarray:
+        """`table` (changed in place) with its unlinked distractor columns at `distractor_p`."""
+        table[:, cols] = np.where(self.linked[:, cols], table[:, cols], self.distractor)
+        return table
 
     def _squeeze(self, lik: np.ndarray, drawn: np.ndarray) -> np.ndarray:
         """Symptom likelihoods as the generator draws them (`Generation.symptom_p`), where the
@@ -224,14 +230,14 @@ class KBModel:
         its probability given the condition, and its likelihood over the features."""
         pres = self.kb.presentations[presentation]
         rows = self.member_rows(presentation, setting)
-        cols = [self.feature_index[f] for f in distractor_ids(self.kb, pres, setting)]
+        cols, in_cols = self.distractor_cols(presentation, setting)
         a, k = self.atypical
         share, factor = self.mimic
         d = self.distractor
-        base = np.where(self.linked, np.clip(self.p_link, LEAK, 0.999), LEAK)
-        base[:, cols] = np.where(self.linked[:, cols], base[:, cols], d)
+        base = self._distracted(
+            np.where(self.linked, np.clip(self.p_link, LEAK, 0.999), LEAK), cols
+        )
         complaint = self.feature_index[pres.complaint]
-        in_cols = np.isin(np.arange(len(self.features)), cols)
         cond_rows: list[int] = []
         weights: list[float] = []
         liks: list[np.ndarray] = []
@@ -313,11 +319,19 @@ def age_share(pres: Presentation, age: int) -> float:
 
 
 def p_demographics(
-    kb: KnowledgeBase, pres: Presentation, setting: str, age: int, sex: str
+    kb: KnowledgeBase,
+    pres: Presentation,
+    setting: str,
+    age: int,
+    sex: str,
+    weights: dict[str, float] | None = None,
 ) -> float:
     """P(age, sex | presentation, setting) under the generator, which redraws a patient no
-    member can be (so the density is renormalised over the patients some member fits)."""
-    if not fitting_members(kb, pres, setting, age, sex):
+    member can be (so the density is renormalised over the patients some member fits).
+    `weights`: the patient's `demographic_weights`, when the caller has them already."""
+    if weights is None:
+        weights = demographic_weights(kb, pres, setting, age, sex)
+    if not _enough_fit(kb, weights):
         return 0.0
     return age_share(pres, age) * 0.5 / _fits(kb, pres, setting)
 
@@ -342,8 +356,12 @@ def fitting_members(
     empty unless at least `min_fitting` members fit their age and sex (with fewer, the
     demographics all but name the case, and the generator redraws the patient)."""
     weights = demographic_weights(kb, pres, setting, age, sex)
-    least = kb.generation.min_fitting if kb.generation else 1
-    return weights if len(weights) >= least else {}
+    return weights if _enough_fit(kb, weights) else {}
+
+
+def _enough_fit(kb: KnowledgeBase, weights: dict[str, float]) -> bool:
+    """Whether at least `min_fitting` members fit the patient (`demographic_weights`)."""
+    return len(weights) >= (kb.generation.min_fitting if kb.generation else 1)
 
 
 _FIT_CACHE: dict[tuple[str, str, str], float] = {}

@@ -155,8 +155,8 @@ def failures_from_run(
     `failed` = 1 - metric (top-1 diagnostic accuracy by default)."""
     import pandas as pd
 
+    from clinicgym.patients.bands import age_band
     from clinicgym.patients.errors import SynthesisError
-    from clinicgym.patients.kb import age_band
     from clinicgym.runs.store import RunStore
     from clinicgym.runs.summary import score_table
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicgym.envs.episode import Episode
+from clinicgym.patients.bands import age_band
 from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, age_band, default_kb
+from clinicgym.patients.kb import KnowledgeBase, default_kb
 from clinicgym.policies.monitor import CHECK_ERROR_PREFIX
 from clinicgym.policies.scenario import played_case
 from clinicgym.scoring import communication, grounding, inquiry, stewardship

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clinicgym.patients.bands import age_band
 from clinicgym.patients.cohort import (
     Cohort,
     CohortManifest,
@@ -29,7 +30,6 @@ from clinicgym.patients.feedback import (
     plan_feedback,
     write_feedback_cohort,
 )
-from clinicgym.patients.kb import age_band
 from clinicgym.patients.patient import GroundedPatient
 from clinicgym.patients.sampler import CaseSampler
 from tests.extras import needs

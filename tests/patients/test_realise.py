@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clinicgym.patients.bands import age_band
 from clinicgym.patients.case import Case
 from clinicgym.patients.cohort import (
     Cohort,
@@ -16,7 +17,6 @@ from clinicgym.patients.cohort import (
     SourceInfo,
     write_cohort,
 )
-from clinicgym.patients.kb import age_band
 from clinicgym.patients.realise import Records, realise, realise_draws
 from clinicgym.patients.uniforms import BLOCK_ROWS, Uniforms, uniform_rows
 
