@@ -269,6 +269,13 @@ def run(
     ray_workers: Annotated[
         int | None, typer.Option(help="Ray actors playing episodes (default: one per CPU).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Local executor: processes playing episodes, each on its own event loop "
+            "(default: one per core for runs long enough to gain from them, else 1)."
+        ),
+    ] = None,
     retries: Annotated[
         int | None,
         typer.Option(

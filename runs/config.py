@@ -97,6 +97,7 @@ CLI_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "executor": ("executor", str),
     "ray_address": ("ray_address", _str_or_none),
     "ray_workers": ("ray_workers", lambda v: v),
+    "workers": ("workers", lambda v: v),
     "retries": ("episode_retries", int),
     "stop_after_errors": ("stop_after_errors", int),
     "max_error_rate": ("max_error_rate", float),

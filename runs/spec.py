@@ -107,6 +107,9 @@ class RunSpec(BaseModel):
     """None: start a private Ray on 127.0.0.1; 'auto' or 'ray://HOST:10001': join a cluster."""
     ray_workers: int | None = Field(default=None, ge=1, le=100_000)
     """Ray actors playing episodes; None: one per CPU the cluster offers."""
+    workers: int | None = Field(default=None, ge=1, le=256)
+    """Local executor: processes playing episodes (1: this process only); None: chosen for
+    the machine and the run's size (runs/executors.py `default_workers`)."""
     episode_retries: int = Field(default=2, ge=0, le=20)
     """Times an errored episode (agent, backend or env failure) is played again, same seed,
     before it is stored as errored; never counted as a model failure either way."""
