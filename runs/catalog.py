@@ -27,7 +27,7 @@ import pandas as pd
 
 from clinicgym.runs.errors import RunError
 from clinicgym.runs.store import RunStore
-from clinicgym.scoring.metrics import MEASUREMENTS, METRICS
+from clinicgym.scoring.metric_registry import MEASUREMENTS, METRICS
 from clinicgym.scoring.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mean_diff_ci
 
 RUN_COLUMNS = (

@@ -25,6 +25,7 @@ from clinicgym.runs.policy_cli import (
 )
 from clinicgym.runs.report_cli import probe, report
 from clinicgym.runs.review_cli import feedback_app, review_app
+from clinicgym.scoring.metric_registry import PERCENT, shown_in
 
 app = typer.Typer(
     help="clinicgym: benchmark a model that plays the clinician against grounded patients.",
@@ -41,13 +42,7 @@ app.add_typer(cases_app, name="cases")
 # has room (COLUMNS still wins)
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
 
-SUMMARY_COLUMNS = {
-    "diagnostic_accuracy": "top-1",
-    "top3_accuracy": "top-3",
-    "inquiry_coverage": "coverage",
-    "turns": "turns",
-    "patient_fault": "sim. faults",
-}
+SUMMARY_COLUMNS = {m.name: m.short for m in shown_in("summary")}
 
 
 def summary_table(summary: dict[str, Any], names: dict[str, str] | None = None) -> Table:
@@ -76,7 +71,7 @@ def summary_table(summary: dict[str, Any], names: dict[str, str] | None = None) 
         table.add_column("tokens in/out", justify="right")
     for agent, s in summary["agents"].items():
         cells = [
-            ci_cell(s["metrics"].get(n), pct=n != "turns", spec=".1f") for n in SUMMARY_COLUMNS
+            ci_cell(s["metrics"].get(n), pct=n in PERCENT, spec=".1f") for n in SUMMARY_COLUMNS
         ]
         if pass_k:
             cells.append(ci_cell(s.get("pass_k", {}).get(pass_k), pct=True))

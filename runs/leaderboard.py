@@ -38,6 +38,7 @@ from clinicgym import __version__
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs.errors import LeaderboardError
 from clinicgym.runs.store import SEALED_FILES, RunStore
+from clinicgym.scoring.metric_registry import PERCENT, shown_in
 from clinicgym.scoring.stats import format_ci
 
 if TYPE_CHECKING:
@@ -57,20 +58,9 @@ BUNDLE_FILES = ("manifest.json", *SEALED_FILES)
 """What a bundle carries besides its index: the manifest, cases, transcripts, summary."""
 HIDDEN_WITHHELD = ("cases.jsonl",)
 """What a hidden suite's bundle leaves out: its cases, which only the maintainer regenerates."""
-BOARD_METRICS = (
-    "diagnostic_accuracy",
-    "top3_accuracy",
-    "inquiry_coverage",
-    "missed_escalation",
-    "unsafe_prescriptions",
-    "compliance_pass",
-    "risk_score",
-)
-"""Columns of the leaderboard page (each a mean with its 95% interval)."""
-PERCENT_METRICS = frozenset(
-    {"diagnostic_accuracy", "top3_accuracy", "inquiry_coverage", "missed_escalation"}
-    | {"compliance_pass"}
-)
+BOARD_METRICS = tuple(m.name for m in shown_in("board"))
+"""Columns of the leaderboard page (each a mean with its 95% interval; the metric registry)."""
+PERCENT_METRICS = frozenset(BOARD_METRICS) & PERCENT
 """Board metrics that are shares, shown as whole percents."""
 RANK_METRIC = "diagnostic_accuracy"
 """What the board ranks by: top-1 accuracy, as displayed (whole percents)."""

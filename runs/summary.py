@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
-from clinicgym.scoring.metrics import MEASUREMENTS, METRICS, SUBGROUP_COLUMNS, EpisodeScorer
+from clinicgym.scoring.metric_registry import MEASUREMENTS, METRICS
+from clinicgym.scoring.metrics import SUBGROUP_COLUMNS, EpisodeScorer
 from clinicgym.scoring.stats import mean_ci
 
 if TYPE_CHECKING:  # pandas is imported when a table is built (finalise), not at start-up

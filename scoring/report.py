@@ -31,7 +31,8 @@ from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
 from clinicgym.scoring import grounding
 from clinicgym.scoring.diagnosis import rank_of
-from clinicgym.scoring.metrics import METRIC_GROUPS, METRICS, EpisodeScorer
+from clinicgym.scoring.metric_registry import METRIC_GROUPS, METRICS, PERCENT, REGISTRY, shown_in
+from clinicgym.scoring.metrics import EpisodeScorer
 from clinicgym.scoring.probes.suite import ProbeResults
 from clinicgym.scoring.risk import RISK_COMPONENTS
 from clinicgym.scoring.safety import safety_findings
@@ -41,17 +42,7 @@ REPORT_FORMAT_VERSION = 1
 TEMPLATES = Path(__file__).parent / "templates"
 EXCERPT_CHARS = 400
 """Longest text of one event in an excerpt (the full transcript is in episodes.jsonl)."""
-HEADLINE = (
-    "diagnostic_accuracy",
-    "top3_accuracy",
-    "risk_score",
-    "inquiry_coverage",
-    "missed_escalation",
-    "unsafe_prescriptions",
-    "ungrounded_claim_rate",
-    "patient_fault",
-    "turns",
-)
+HEADLINE = tuple(m.name for m in shown_in("report"))
 """The metrics of the report's first table (all of them are in the per-group tables)."""
 FAILURE_TYPES = {
     "missed_emergency": "An emergency the case needed was never referred",
@@ -460,28 +451,15 @@ def _fmt(m: Any, pct: bool = False) -> str:
     return format_ci(m, pct=pct, spec=".3g", sep=", ")
 
 
-PCT = (
-    {
-        name
-        for group in ("accuracy", "inquiry", "calibration")
-        for name in METRIC_GROUPS[group]
-        if name != "brier"
-    }
-    | {
-        "unnecessary_test_share",
-        "missed_red_flags",
-        "missed_escalation",
-        "delayed_escalation",
-        "compliance_pass",
-        "ungrounded_claim_rate",
-        "empathy_share",
-    }
-    | {f"risk_{c}" for c in RISK_COMPONENTS}
-)
-
-
 def _metric(m: Any, name: str) -> str:
-    return _fmt(m, pct=name in PCT)
+    return _fmt(m, pct=name in PERCENT)
+
+
+def _better(name: str) -> str:
+    """Which way is better for a metric (the registry's direction), as a short suffix."""
+    metric = REGISTRY.get(name)
+    direction = metric.direction if metric is not None else "neither"
+    return {"higher": " (higher is better)", "lower": " (lower is better)"}.get(direction, "")
 
 
 def _md(text: Any) -> str:
@@ -498,6 +476,7 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["metric"] = _metric
+    env.filters["better"] = _better
     env.filters["ci"] = _fmt
     env.filters["pct"] = lambda m: _fmt(m, pct=True)
     env.filters["md"] = _md

@@ -62,22 +62,12 @@ from clinicgym.runs.review.security import (
     csrf_ok,
     csrf_token,
 )
+from clinicgym.scoring.metric_registry import shown_in
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 200
-SHOWN_METRICS = (
-    "diagnostic_accuracy",
-    "top3_accuracy",
-    "inquiry_coverage",
-    "risk_score",
-    "compliance_pass",
-    "missed_escalation",
-    "unsafe_prescriptions",
-    "privacy_breaches",
-    "ungrounded_claim_rate",
-    "turns",
-)
-"""Scores shown first beside a transcript (the rest are one click away)."""
+SHOWN_METRICS = tuple(m.name for m in shown_in("review"))
+"""Scores shown first beside a transcript (the rest are one click away; the metric registry)."""
 FILTERS = ("agent", "outcome", "rule", "condition", "sex", "age_band", "ethnicity", "annotated")
 HARMS = ("none", "mild", "moderate", "severe", "death")
 STREAM_POLL_S = 0.2

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from clinicgym.runs.cli import summary_table
 from clinicgym.runs.summary import SUMMARY_FORMAT_VERSION, summarise
-from clinicgym.scoring.metrics import MEASUREMENTS, METRICS
+from clinicgym.scoring.metric_registry import MEASUREMENTS, METRICS
 from clinicgym.scoring.stats import wilson_ci
 
 

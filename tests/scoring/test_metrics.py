@@ -50,7 +50,8 @@ def test_inquiry_coverage_counts_elicited_must_ask_facts(sampler):
 # ---- the metrics added with risk scores and reports ---------------------------------------
 
 from clinicgym.envs.episode import Violation  # noqa: E402
-from clinicgym.scoring.metrics import METRIC_GROUPS, EpisodeScorer, subgroups  # noqa: E402
+from clinicgym.scoring.metric_registry import METRIC_GROUPS  # noqa: E402
+from clinicgym.scoring.metrics import EpisodeScorer, subgroups  # noqa: E402
 
 
 def test_every_metric_belongs_to_one_group_and_the_old_names_stay():
