@@ -313,14 +313,6 @@ ALL: tuple[Metric, ...] = (
         "Clinician turns whose output could not be parsed into an action.",
     ),
     _m(
-        "questions",
-        "efficiency",
-        "count",
-        "neither",
-        "Questions the clinician asked the patient (repeats included).",
-        ("review",),
-    ),
-    _m(
         "tokens",
         "efficiency",
         "tokens",

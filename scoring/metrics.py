@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicgym.envs.action import Ask
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.bands import age_band
 from clinicgym.patients.case import Case
@@ -133,7 +132,6 @@ def episode_metrics(
         "empathy_share": communication.empathy_share(said),
         "turns": float(episode.turns),
         "error_turns": float(sum(1 for e in episode.events if e.actor == "clinician" and e.error)),
-        "questions": float(sum(1 for e in episode.events if isinstance(e.action, Ask))),
         **_usage(episode),
         **episode_risk(episode, case, kb, weights or default_weights(), found),
         "patient_fault": patient_fault(episode, case, accuracy["diagnostic_accuracy"] or 0.0),
