@@ -261,18 +261,8 @@ class GroundedPatient:
         for r in recalls:
             if r.fact is None:
                 concept = f"question:{r.part[:60]}"
-                text = self.words.unknown(concept)
+                text = self._say_unknown(concept, question, turn)
                 answers.append(ConceptAnswer(concept=concept, status="unknown"))
-                self.ledger.append(
-                    LedgerEntry(
-                        turn=turn,
-                        question=question,
-                        concept=concept,
-                        status="unknown",
-                        fact_id=None,
-                        text=text,
-                    )
-                )
                 if r.blocked is not None:
                     guard.append(
                         {"kind": "contradiction", "sentence": r.part, "concept": r.blocked.id}
@@ -438,19 +428,24 @@ class GroundedPatient:
         )
         return text
 
+    def _say_unknown(self, concept: str, question: str, turn: int) -> str:
+        """Say "I don't know" about `concept` and note it in the ledger; the text said."""
+        text = self.words.unknown(concept)
+        self.ledger.append(
+            LedgerEntry(
+                turn=turn,
+                question=question,
+                concept=concept,
+                status="unknown",
+                fact_id=None,
+                text=text,
+            )
+        )
+        return text
+
     def _about(self, concept: str, question: str, turn: int) -> tuple[str, ConceptAnswer, bool]:
         if concept in self.unknown:
-            text = self.words.unknown(concept)
-            self.ledger.append(
-                LedgerEntry(
-                    turn=turn,
-                    question=question,
-                    concept=concept,
-                    status="unknown",
-                    fact_id=None,
-                    text=text,
-                )
-            )
+            text = self._say_unknown(concept, question, turn)
             return text, ConceptAnswer(concept=concept, status="unknown"), False
         facts = self._by_concept.get(concept, [])
         fact = facts[0] if facts else None
