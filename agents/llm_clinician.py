@@ -141,6 +141,7 @@ class LLMClinician:
         history_turns: int | None = None,
         one_line: bool = False,
         vision: bool = False,
+        max_turns: int | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.backend = backend
@@ -152,6 +153,11 @@ class LLMClinician:
                 f"history_turns must be >= 1 (or unset for all), got {history_turns}"
             )
         self.history_turns = history_turns
+        if max_turns is not None and max_turns < 1:
+            raise AgentSpecError(f"max_turns must be >= 1 (or unset), got {max_turns}")
+        self.max_turns = max_turns
+        """Ask the model this many turns at most, then end the consultation (`END`, no
+        diagnosis): caps what a model that never diagnoses costs, below the run's turn budget."""
         self.one_line = one_line and not use_tools
         """Stop each reply at its first line break (the text protocol is one line a turn)."""
         self.vision = vision
@@ -224,6 +230,8 @@ class LLMClinician:
 
     async def act(self, observation: dict[str, Any], info: dict[str, Any]) -> AgentOutput:
         turn = int(info.get("turn", 0))
+        if self.max_turns is not None and turn >= self.max_turns:
+            return AgentOutput(action="END", meta={"max_turns": self.max_turns})
         if turn > 0:
             self._observe(observation, info)
         params = dict(self.params)

@@ -49,6 +49,7 @@ CLINICIAN_OPTIONS: Options = {
     "one_line": _bool,
     "template": str,
     "history": int,
+    "max_turns": int,
     "max_tokens": int,
     "temperature": float,
     "top_p": float,

@@ -37,6 +37,7 @@ class ClinicianFactory:
         self.history = opts.get("history")
         self.one_line = bool(opts.get("one_line", False))
         self.vision = bool(opts.get("vision", False))
+        self.max_turns = opts.get("max_turns")
         self.params = {
             k: opts[k] for k in ("max_tokens", "temperature", "top_p", "seed") if k in opts
         }
@@ -57,6 +58,7 @@ class ClinicianFactory:
             "history_turns": self.history,
             "one_line": self.one_line,
             "vision": self.vision,
+            "max_turns": self.max_turns,
         }
         if self.bias is not None and self.biases is not None:
             return BiasedClinician(self.backend, bias=self.bias, library=self.biases, **kw)
