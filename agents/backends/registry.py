@@ -429,9 +429,14 @@ def _google(spec: ModelSpec) -> ChatBackend:
 SMOLLM2_DEFAULTS = {"max_tokens": 32, "one_line": True}
 """hf:smollm2 rambles past its one line (and writes the patient's part); stopping there and a
 short budget keep the demo within minutes on a CPU."""
-EMBEDDED_DEFAULTS = {"smollm2": SMOLLM2_DEFAULTS, "gemma3-270m": SMOLLM2_DEFAULTS}
-"""Settings of the embedded models (`hf/smollm2`, `hf/gemma3-270m`): Gemma 3 270M, a pretrained
-model continuing a transcript, writes the patient's next line too, so it stops at one line."""
+EMBEDDED_DEFAULTS = {
+    "smollm2": SMOLLM2_DEFAULTS,
+    "gemma3-270m": {**SMOLLM2_DEFAULTS, "max_turns": 8},
+}
+"""Settings of the embedded models (`hf/smollm2`, `hf/gemma3-270m`). Gemma 3 270M, a pretrained
+model continuing a transcript, writes the patient's next line too, so it stops at one line; and
+it ends after 8 turns of its own: in make demo it either diagnosed within 4 turns or repeated one
+examination until the run's 20-turn budget ran out (3 of 12 cases, two thirds of its requests)."""
 
 
 @register_backend(

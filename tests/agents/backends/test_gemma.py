@@ -40,10 +40,11 @@ def test_without_the_wheel_the_error_names_the_install(monkeypatch):
         hf.load_model("gemma3-270m")
 
 
-def test_the_spec_stops_at_one_line_with_a_short_budget():
+def test_the_spec_stops_at_one_line_with_a_short_budget_and_a_turn_cap():
     spec = parse_spec("hf/gemma3-270m")
     assert spec.kind.name == "hf" and spec.target == "gemma3-270m"
-    assert spec.options.get("one_line") is True and spec.options.get("max_tokens") == 32
+    assert spec.options == {"max_tokens": 32, "one_line": True, "max_turns": 8}
+    assert parse_spec("hf:gemma3-270m#max_turns=20").options["max_turns"] == 20
 
 
 def test_the_transcript_template_leads_each_model_turn_with_doctor(tmp_path):
