@@ -259,62 +259,10 @@ def parse_action(raw: Any) -> Action | ActionError:
         if not text:
             return ActionError(message="empty action", raw=raw)
         if text.startswith("{") or (text.startswith("[") and text.endswith("]")):
-            if len(text) > MAX_JSON_CHARS:
-                return ActionError(
-                    message=f"JSON action longer than {MAX_JSON_CHARS} characters", raw=text[:300]
-                )
-            if _nesting(text) > MAX_JSON_DEPTH:
-                return ActionError(
-                    message=f"JSON action nested deeper than {MAX_JSON_DEPTH} levels",
-                    raw=text[:300],
-                )
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                if text.startswith("["):
-                    return Ask(question=_clip(text))  # '[sighs] any pain?' is still a question
-                return ActionError(
-                    message=f"malformed JSON: {e.msg} at position {e.pos}", raw=text[:300]
-                )
-            if isinstance(obj, list) and len(obj) == 1 and isinstance(obj[0], dict):
-                obj = obj[0]  # a list holding one tool call
-            if not isinstance(obj, dict):
-                return ActionError(message="a JSON action must be one object", raw=text[:300])
-            return ActionAdapter.validate_python(_from_mapping(obj))
+            return _parse_json(text)
         m = _PREFIX.match(text)
         if m:
-            key, rest = m.group(1).upper(), _clip(m.group(2))
-            if key in ("DIAGNOSIS", "DIAGNOSE", "FINAL DIAGNOSIS"):
-                items = _parse_diagnoses(rest)
-                if not items:
-                    return ActionError(
-                        message="DIAGNOSIS: needs at least one diagnosis", raw=text[:300]
-                    )
-                return Diagnose(diagnoses=[RankedDiagnosis(**i) for i in items[:20]])
-            if key in ("EXAMINE", "EXAM"):
-                return Examine(system=rest)
-            if key in ("ORDER", "ORDER TEST", "TEST"):
-                return OrderTest(test=rest)
-            if key == "PRESCRIBE":
-                drug, _, dose = rest.partition(",")
-                return Prescribe(drug=drug.strip() or rest, dose=dose.strip() or None)
-            if key in ("DISCLOSE", "TELL"):
-                recipient, sep, said = rest.partition(":")
-                if not sep or not said.strip():
-                    return ActionError(
-                        message="use 'DISCLOSE: recipient: what you tell them'", raw=text[:300]
-                    )
-                return Disclose(recipient=recipient.strip(), text=_clip(said))
-            if key == "REFER":
-                urgency = (
-                    "emergency"
-                    if re.search(r"emergenc|A&E|ER\b|ED\b", rest)
-                    else "urgent"
-                    if "urgent" in rest.lower()
-                    else "routine"
-                )
-                return Refer(to=rest, urgency=urgency)  # type: ignore[arg-type]
-            return End(note=rest or None)
+            return _parse_prefixed(m.group(1).upper(), _clip(m.group(2)), text)
         if text.upper() in ("END", "END CONSULTATION", "[END]"):
             return End()
         return Ask(question=_clip(text))
@@ -333,6 +281,63 @@ def parse_action(raw: Any) -> Action | ActionError:
             message=f"could not parse action: {type(e).__name__}: {str(e)[:200]}",
             raw=_safe_repr(raw),
         )
+
+
+def _parse_json(text: str) -> Action | ActionError:
+    """A JSON action: one tool call object (or a list holding one); raises ValidationError."""
+    if len(text) > MAX_JSON_CHARS:
+        return ActionError(
+            message=f"JSON action longer than {MAX_JSON_CHARS} characters", raw=text[:300]
+        )
+    if _nesting(text) > MAX_JSON_DEPTH:
+        return ActionError(
+            message=f"JSON action nested deeper than {MAX_JSON_DEPTH} levels",
+            raw=text[:300],
+        )
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        if text.startswith("["):
+            return Ask(question=_clip(text))  # '[sighs] any pain?' is still a question
+        return ActionError(message=f"malformed JSON: {e.msg} at position {e.pos}", raw=text[:300])
+    if isinstance(obj, list) and len(obj) == 1 and isinstance(obj[0], dict):
+        obj = obj[0]  # a list holding one tool call
+    if not isinstance(obj, dict):
+        return ActionError(message="a JSON action must be one object", raw=text[:300])
+    return ActionAdapter.validate_python(_from_mapping(obj))
+
+
+def _parse_prefixed(key: str, rest: str, text: str) -> Action | ActionError:
+    """A 'KEY: rest' line ('DIAGNOSIS: a; b', 'ORDER: x', ...); `text` is the whole line."""
+    if key in ("DIAGNOSIS", "DIAGNOSE", "FINAL DIAGNOSIS"):
+        items = _parse_diagnoses(rest)
+        if not items:
+            return ActionError(message="DIAGNOSIS: needs at least one diagnosis", raw=text[:300])
+        return Diagnose(diagnoses=[RankedDiagnosis(**i) for i in items[:20]])
+    if key in ("EXAMINE", "EXAM"):
+        return Examine(system=rest)
+    if key in ("ORDER", "ORDER TEST", "TEST"):
+        return OrderTest(test=rest)
+    if key == "PRESCRIBE":
+        drug, _, dose = rest.partition(",")
+        return Prescribe(drug=drug.strip() or rest, dose=dose.strip() or None)
+    if key in ("DISCLOSE", "TELL"):
+        recipient, sep, said = rest.partition(":")
+        if not sep or not said.strip():
+            return ActionError(
+                message="use 'DISCLOSE: recipient: what you tell them'", raw=text[:300]
+            )
+        return Disclose(recipient=recipient.strip(), text=_clip(said))
+    if key == "REFER":
+        urgency = (
+            "emergency"
+            if re.search(r"emergenc|A&E|ER\b|ED\b", rest)
+            else "urgent"
+            if "urgent" in rest.lower()
+            else "routine"
+        )
+        return Refer(to=rest, urgency=urgency)  # type: ignore[arg-type]
+    return End(note=rest or None)
 
 
 def _nesting(text: str) -> int:

@@ -76,6 +76,22 @@ def sanitize(text: str, limit: int = MAX_OBS_CHARS) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+def observation_space(max_turns: int, modality: Modality) -> spaces.Dict:
+    """The text env's observation space (see `ConsultationEnv`'s Observation Space)."""
+    image = {"image": spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)} if modality != "text" else {}
+    return spaces.Dict(
+        {
+            "text": spaces.Text(max_length=MAX_OBS_CHARS, min_length=0, charset=CHARSET),
+            "turn": spaces.Discrete(max_turns + 1),
+            "turns_left": spaces.Discrete(max_turns + 1),
+            "error": spaces.Discrete(2),
+            "age": spaces.Discrete(121),
+            "sex": spaces.Discrete(3),
+            **image,
+        }
+    )
+
+
 def public_result(result: dict[str, Any]) -> dict[str, Any]:
     """What `info["result"]` may show: concepts and statuses as the text says them, without the
     case's fact ids (whether a denial is backed by a recorded negative is ground truth) or the
@@ -176,21 +192,7 @@ class ConsultationEnv(gym.Env[dict[str, Any], str]):
         self.end_on_diagnose = end_on_diagnose
         self.render_mode = render_mode
         self.action_space = spaces.Text(max_length=4096, min_length=1, charset=CHARSET)
-        self.observation_space = spaces.Dict(
-            {
-                "text": spaces.Text(max_length=MAX_OBS_CHARS, min_length=0, charset=CHARSET),
-                "turn": spaces.Discrete(max_turns + 1),
-                "turns_left": spaces.Discrete(max_turns + 1),
-                "error": spaces.Discrete(2),
-                "age": spaces.Discrete(121),
-                "sex": spaces.Discrete(3),
-                **(
-                    {"image": spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)}
-                    if modality != "text"
-                    else {}
-                ),
-            }
-        )
+        self.observation_space = observation_space(max_turns, modality)
         self._shown: dict[str, Any] = {}
         """The image and table the current turn shows (pixels and rows, for obs and info)."""
         self.case: Case | None = None

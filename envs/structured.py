@@ -278,13 +278,6 @@ def compile_case(case: Case, cat: Catalogue) -> CompiledCase:
     volunteered = set(case.persona.volunteer)
     said += [f for f in case.facts if f.id in volunteered]
     opening = sorted({cat.ask_index[f.concept] for f in said if f.concept in cat.ask_index})
-    demo = np.zeros(2 + len(ENCODED_AGE_BANDS) + len(SETTINGS), dtype=np.float32)
-    demo[0] = min(case.age, 120) / 100.0
-    demo[1] = 1.0 if case.sex == "male" else 0.0
-    band = next(i for i, (lo, hi) in enumerate(ENCODED_AGE_BANDS) if lo <= case.age <= hi)
-    demo[2 + band] = 1.0
-    if case.setting in SETTINGS:
-        demo[2 + len(ENCODED_AGE_BANDS) + SETTINGS.index(case.setting)] = 1.0
     return CompiledCase(
         case=case,
         hist=hist,
@@ -297,9 +290,21 @@ def compile_case(case: Case, cat: Catalogue) -> CompiledCase:
         genes=genes,
         opening=opening,
         opening_answers=[(f.concept, "affirmed") for f in said],
-        demo=demo,
+        demo=_demographics(case),
         fact_ids={c: fs[0].id for c, fs in by_concept.items()},
     )
+
+
+def _demographics(case: Case) -> np.ndarray:
+    """The observation's demographic slots: age/100, male, age band and setting one-hots."""
+    demo = np.zeros(2 + len(ENCODED_AGE_BANDS) + len(SETTINGS), dtype=np.float32)
+    demo[0] = min(case.age, 120) / 100.0
+    demo[1] = 1.0 if case.sex == "male" else 0.0
+    band = next(i for i, (lo, hi) in enumerate(ENCODED_AGE_BANDS) if lo <= case.age <= hi)
+    demo[2 + band] = 1.0
+    if case.setting in SETTINGS:
+        demo[2 + len(ENCODED_AGE_BANDS) + SETTINGS.index(case.setting)] = 1.0
+    return demo
 
 
 # ---- the environment ------------------------------------------------------------------------
@@ -507,23 +512,8 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
             if self.record:
                 self._transcript.unusable(turn, "", a)
         else:
-            self._actions.append(a)
             info["action"] = cat.names[a]
-            self._mask[a] = False
-            if a < cat.a_exam:
-                result, answers = self._ask(a - cat.a_ask, turn)
-            elif a < cat.a_test:
-                result, answers = self._examine(a - cat.a_exam, turn)
-            elif a < cat.a_refer:
-                result, answers = self._order(a - cat.a_test, turn)
-            elif a < cat.a_diagnose:
-                result = self._refer(a - cat.a_refer, turn)
-            else:
-                self._mask[a] = True
-                guess = cat.conditions[a - cat.a_diagnose]
-                result = {"diagnoses": [{"name": self.kb.conditions[guess].name}]}
-                if self.record:
-                    self._record_diagnosis(guess, turn)
+            result, answers, guess = self._act(a, turn)
         if self.lean_info:  # vector envs stack every info key on every step: keep it small
             info = {k: info[k] for k in ("turn", "error") if k in info}
         else:
@@ -537,27 +527,50 @@ class StructuredConsultationEnv(gym.Env[np.ndarray, int]):
         if self.reward is not None:
             reward += self.reward.step(answers, severities, last=done)
         if done:
-            self._done = True
-            guesses = [self.kb.conditions[guess].name] if guess else []
-            score = self.reward.terminal(guesses, turn, c.case) if self.reward else None
-            if score is not None:
-                reward += score.total
-            truth = c.case.diagnosis.condition_id
-            info["outcome"] = {
-                "case_id": c.case.id,
-                "diagnosis": guess or "",
-                "correct": guess is not None and guess == truth,
-                "turns": turn,
-                "score": score.as_dict() if score is not None else None,
-            }
-            if self.record:
-                reason = (
-                    TerminationReason.DIAGNOSED if terminated else TerminationReason.TURN_BUDGET
-                )
-                info["episode"] = self.episode(reason)
+            reward += self._finish(guess, turn, info)
         if self.record:
             info["violations"] = [v.model_dump() for v in self._transcript.violations(turn)]
         return obs.copy(), reward, terminated, truncated, info
+
+    def _act(self, a: int, turn: int) -> tuple[dict[str, Any], list[tuple[str, str]], str | None]:
+        """Play a valid action id: its result, the answers it gave, the condition it guessed."""
+        cat = self.cat
+        self._actions.append(a)
+        self._mask[a] = False
+        if a < cat.a_exam:
+            return (*self._ask(a - cat.a_ask, turn), None)
+        if a < cat.a_test:
+            return (*self._examine(a - cat.a_exam, turn), None)
+        if a < cat.a_refer:
+            return (*self._order(a - cat.a_test, turn), None)
+        if a < cat.a_diagnose:
+            return self._refer(a - cat.a_refer, turn), [], None
+        self._mask[a] = True
+        guess = cat.conditions[a - cat.a_diagnose]
+        if self.record:
+            self._record_diagnosis(guess, turn)
+        return {"diagnoses": [{"name": self.kb.conditions[guess].name}]}, [], guess
+
+    def _finish(self, guess: str | None, turn: int, info: dict[str, Any]) -> float:
+        """End the episode: `info["outcome"]` (and `info["episode"]` in record mode) filled in;
+        the terminal reward."""
+        c = self._c
+        assert c is not None
+        self._done = True
+        guesses = [self.kb.conditions[guess].name] if guess else []
+        score = self.reward.terminal(guesses, turn, c.case) if self.reward else None
+        info["outcome"] = {
+            "case_id": c.case.id,
+            "diagnosis": guess or "",
+            "correct": guess is not None and guess == c.case.diagnosis.condition_id,
+            "turns": turn,
+            "score": score.as_dict() if score is not None else None,
+        }
+        if self.record:
+            diagnosed = guess is not None
+            reason = TerminationReason.DIAGNOSED if diagnosed else TerminationReason.TURN_BUDGET
+            info["episode"] = self.episode(reason)
+        return score.total if score is not None else 0.0
 
     def render(self) -> str | None:
         """The actions so far, one per line ('ansi')."""
