@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, overload
 
 from clinicgym.patients.case import Case
@@ -70,41 +71,35 @@ class CaseList(Sequence[Case]):
         return self._cases[i].model_dump_json()
 
 
-class GeneratedCases(Sequence[Case]):
-    """Cases of the KB sampler's stream, each realised when read (`recipe`: see the module
-    docstring; `ids` rename them, as a suite does; `transform` changes a realised case further,
-    and makes the cases unstorable as recipes, e.g. a hidden suite's lineage without its seed;
-    `whole_lines`: stored whole all the same, as a suite's are, so its bundles verify anywhere).
-    """
+class LazyCases(Sequence[Case]):
+    """Cases realised when read (`_make`), a few kept while their episodes play, each hashed
+    once, when first realised. `line_recipe` set: a line of cases.jsonl is that recipe with the
+    case's index (readers regenerate the case and check its hash); None: the whole case."""
+
+    line_recipe: dict[str, Any] | None = None
 
     def __init__(
         self,
-        kb: KnowledgeBase,
-        recipe: dict[str, Any],
-        n: int,
+        ids: Sequence[str],
         *,
-        ids: Sequence[str] | None = None,
         hashes: Sequence[str | None] | None = None,
-        transform: Callable[[Case], Case] | None = None,
-        whole_lines: bool = False,
         keep: int = CASE_CACHE,
     ) -> None:
-        self.kb = kb
-        self.recipe = dict(recipe)
-        self.n = n
-        seed, prefix = int(recipe["seed"]), str(recipe.get("prefix", "kb"))
-        self.ids = (
-            list(ids) if ids is not None else [sampled_case_id(prefix, seed, i) for i in range(n)]
-        )
-        self._hashes: list[str | None] = list(hashes) if hashes is not None else [None] * n
-        self.transform = transform
-        self.storable = transform is None and not whole_lines
-        """Whether a line of cases.jsonl can be this case's recipe (else its whole JSON)."""
+        self.ids = list(ids)
+        self.n = len(self.ids)
+        self._hashes: list[str | None] = list(hashes) if hashes is not None else [None] * self.n
         self._keep = keep
         self._cache: OrderedDict[int, Case] = OrderedDict()
-        self._sampler: Any = None
         self.realised = 0
         """How many times a case was realised (a test reads it: each case once per episode run)."""
+
+    @property
+    def storable(self) -> bool:
+        """Whether a line of cases.jsonl can be this case's recipe (else its whole JSON)."""
+        return self.line_recipe is not None
+
+    def _make(self, i: int) -> Case:
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return self.n
@@ -132,24 +127,13 @@ class GeneratedCases(Sequence[Case]):
         if case is not None:
             self._cache.move_to_end(i)
             return case
-        case = self._realise(i)
-        self._cache[i] = case
-        while len(self._cache) > self._keep:
-            self._cache.popitem(last=False)
-        return case
-
-    def _realise(self, i: int) -> Case:
-        if self._sampler is None:
-            self._sampler = recipe_sampler(self.kb, self.recipe)
-        r = self.recipe
-        case = self._sampler.sample(int(r["seed"]), i, prefix=str(r.get("prefix", "kb")))
-        if case.id != self.ids[i]:
-            case = case.model_copy(update={"id": self.ids[i]})
-        if self.transform is not None:
-            case = self.transform(case)
+        case = self._make(i)
         self.realised += 1
         if self._hashes[i] is None:
             self._hashes[i] = case.content_hash()
+        self._cache[i] = case
+        while len(self._cache) > self._keep:
+            self._cache.popitem(last=False)
         return case
 
     def case_hash(self, i: int) -> str:
@@ -172,20 +156,80 @@ class GeneratedCases(Sequence[Case]):
 
     def line(self, i: int) -> str:
         """Case `i` as its line of cases.jsonl: its recipe (or the whole case if unstorable)."""
-        if not self.storable:
+        if self.line_recipe is None:
             return self[i].model_dump_json()
         return json.dumps(
-            {"id": self.ids[i], "hash": self._hashes[i], "recipe": {**self.recipe, "index": i}}
+            {"id": self.ids[i], "hash": self._hashes[i], "recipe": {**self.line_recipe, "index": i}}
         )
 
 
-RunCases = CaseList | GeneratedCases
+class GeneratedCases(LazyCases):
+    """Cases of the KB sampler's stream, each realised when read (`recipe`: see the module
+    docstring; `ids` rename them, as a suite does; `transform` changes a realised case further,
+    and makes the cases unstorable as recipes, e.g. a hidden suite's lineage without its seed;
+    `reference`: what a line names instead of the sampler's recipe, e.g. a suite's name@version,
+    which the registry regenerates)."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        recipe: dict[str, Any],
+        n: int,
+        *,
+        ids: Sequence[str] | None = None,
+        hashes: Sequence[str | None] | None = None,
+        transform: Callable[[Case], Case] | None = None,
+        reference: dict[str, Any] | None = None,
+        keep: int = CASE_CACHE,
+    ) -> None:
+        self.kb = kb
+        self.recipe = dict(recipe)
+        seed, prefix = int(recipe["seed"]), str(recipe.get("prefix", "kb"))
+        names = ids if ids is not None else [sampled_case_id(prefix, seed, i) for i in range(n)]
+        super().__init__(names, hashes=hashes, keep=keep)
+        self.transform = transform
+        if transform is None:
+            self.line_recipe = dict(reference) if reference is not None else self.recipe
+        self._sampler: Any = None
+
+    def _make(self, i: int) -> Case:
+        if self._sampler is None:
+            self._sampler = recipe_sampler(self.kb, self.recipe)
+        r = self.recipe
+        case = self._sampler.sample(int(r["seed"]), i, prefix=str(r.get("prefix", "kb")))
+        if case.id != self.ids[i]:
+            case = case.model_copy(update={"id": self.ids[i]})
+        if self.transform is not None:
+            case = self.transform(case)
+        return case
+
+
+class CohortCases(LazyCases):
+    """The first `n` rows of a synthetic cohort (patients/cohort.py), each realised when its
+    episode starts, with the cohort's clinician feedback applied. Stored whole: feedback applied
+    later changes what the cohort realises, and a run must read back the cases it played."""
+
+    def __init__(self, root: str | Path, kb: KnowledgeBase, n: int | None = None) -> None:
+        from clinicgym.patients.cohort import Cohort
+
+        self.cohort = Cohort.open(root, kb)
+        self.table = self.cohort.case_table(n)
+        super().__init__(self.table.ids)
+        self._pids = self.cohort._patient_ids(len(self.table))
+
+    def _make(self, i: int) -> Case:
+        case = self.table[i]
+        feedback = self.cohort.feedback
+        return case if feedback is None else feedback.apply(case, self._pids[i])
+
+
+RunCases = CaseList | LazyCases
 """What a run context holds: cases with ids and once-computed hashes."""
 
 
-def as_run_cases(cases: Sequence[Case]) -> CaseList | GeneratedCases:
+def as_run_cases(cases: Sequence[Case]) -> CaseList | LazyCases:
     """`cases` as run cases: lazy ones as they are, any other sequence held as a `CaseList`."""
-    if isinstance(cases, CaseList | GeneratedCases):
+    if isinstance(cases, CaseList | LazyCases):
         return cases
     return CaseList(cases)
 
@@ -233,34 +277,61 @@ def recipe_sampler(kb: KnowledgeBase, recipe: dict[str, Any]) -> Any:
     )
 
 
+SUITE = "suite"
+"""The `generator` of a public suite case's line: the registry's `name@version`, case index."""
+
+
 class _Regenerator:
-    """Realises recipe lines, loading each KB and building each sampler once."""
+    """Realises recipe lines, loading each KB and building each sampler or suite once."""
 
     def __init__(self, kb: KnowledgeBase | None) -> None:
         self.kb = kb
         self._samplers: dict[str, Any] = {}
 
+    def _kb(self, recipe: dict[str, Any]) -> KnowledgeBase:
+        kb = self.kb
+        if kb is None or kb.version != recipe.get("kb_version", kb.version):
+            kb = load_kb(recipe["kb_dir"]) if recipe.get("kb_dir") else default_kb()
+        return kb
+
     def case(self, line: dict[str, Any]) -> Case:
         recipe = line["recipe"]
         key = json.dumps({k: v for k, v in recipe.items() if k != "index"}, sort_keys=True)
+        if recipe.get("generator") == SUITE:
+            return self._from_source(line)
         sampler = self._samplers.get(key)
         if sampler is None:
-            kb = self.kb
-            if kb is None or kb.version != recipe.get("kb_version"):
-                kb = load_kb(recipe["kb_dir"]) if recipe.get("kb_dir") else default_kb()
-            sampler = self._samplers[key] = recipe_sampler(kb, recipe)
+            sampler = self._samplers[key] = recipe_sampler(self._kb(recipe), recipe)
         case = sampler.sample(int(recipe["seed"]), int(recipe["index"]), prefix=recipe["prefix"])
         if case.id != line["id"]:
             case = case.model_copy(update={"id": line["id"]})
         want = line.get("hash")
-        got = case.content_hash() if want else ""
-        if want and got != want:
-            raise StoreError(
-                f"case {line['id']}: regenerated from its recipe, it hashes to "
-                f"{got[:12]}..., not the {want[:12]}... recorded when it was "
-                "played (a changed generator): it cannot be read back from its recipe"
-            )
+        _check_hash(line, case.content_hash() if want else "")
         return case
+
+    def _from_source(self, line: dict[str, Any]) -> Case:
+        """A public suite's case, regenerated by the registry (runs/suite.py)."""
+        from clinicgym.runs.suite import reference_cases
+
+        recipe = line["recipe"]
+        source = reference_cases(str(recipe["suite"]), self._kb(recipe))
+        i = int(recipe["index"])
+        if not 0 <= i < len(source) or source.ids[i] != line["id"]:
+            raise StoreError(f"case {line['id']}: not case {i} of suite {recipe['suite']}")
+        case = source[i]
+        _check_hash(line, source.case_hash(i))
+        return case
+
+
+def _check_hash(line: dict[str, Any], got: str) -> None:
+    """Fail unless a regenerated case hashes as its line recorded (when it recorded one)."""
+    want = line.get("hash")
+    if want and got != want:
+        raise StoreError(
+            f"case {line['id']}: regenerated from its recipe, it hashes to "
+            f"{got[:12]}..., not the {want[:12]}... recorded when it was "
+            "played (a changed generator or suite): it cannot be read back from its recipe"
+        )
 
 
 def read_case_lines(
@@ -297,7 +368,7 @@ def is_recipe_line(text: str | bytes) -> bool:
 class CaseLookup(Mapping[str, Case]):
     """Run cases by id, realised when looked up (what scoring a run's episodes reads)."""
 
-    def __init__(self, cases: CaseList | GeneratedCases) -> None:
+    def __init__(self, cases: CaseList | LazyCases) -> None:
         self.cases = cases
         self._index = {cid: i for i, cid in enumerate(cases.ids)}
 

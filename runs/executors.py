@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.patients.matching import matcher_for
-from clinicgym.runs.casefile import GeneratedCases
+from clinicgym.runs.casefile import LazyCases
 from clinicgym.runs.errors import RunError
 from clinicgym.runs.runner import (
     PlannedEpisode,
@@ -65,7 +65,7 @@ def make_executor(spec: RunSpec) -> Executor:
     """The executor a spec names."""
     if spec.executor == "ray":
         return RayExecutor(address=spec.ray_address, workers=spec.ray_workers)
-    return LocalExecutor()
+    return LocalExecutor(workers=spec.workers)
 
 
 # ---- one episode, with retries -------------------------------------------------------------
@@ -212,15 +212,29 @@ async def close_context(ctx: RunContext) -> None:
 
 class LocalExecutor:
     """Episodes as asyncio tasks in this process; each is stored the moment it ends, and its
-    events stream to `RUN_DIR/live/` meanwhile (the review server's live view)."""
+    events stream to `RUN_DIR/live/` meanwhile (the review server's live view). `workers` > 1:
+    that many worker processes play them instead, each on its own event loop, while this
+    process schedules, stores and reports (`ProcessPool`); None: `default_workers`."""
 
     name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers
 
     async def run(
         self, ctx: RunContext, store: RunStore, on_episode: OnEpisode | None = None
     ) -> int:
         from clinicgym.runs.review.live import LiveRecorder, clear_live, remove_live_dir
 
+        workers = self.workers or default_workers(ctx, store)
+        if workers > 1:
+            clear_live(store.root)
+            try:
+                async with ProcessPool(ctx, workers) as pool:
+                    return await schedule(ctx, store, pool.runner(store), on_episode)
+            finally:
+                await close_context(ctx)
+                remove_live_dir(store.root)
         matcher_for(ctx.kb)  # build the shared question matcher once, before the workers start
         clear_live(store.root)  # left by a crash: nothing is in flight yet
 
@@ -241,6 +255,194 @@ class LocalExecutor:
         finally:  # model backends hold connections and workers bound to this event loop
             await close_context(ctx)
             remove_live_dir(store.root)
+
+
+# ---- worker processes ----------------------------------------------------------------------
+
+MIN_EPISODES_PER_WORKER = 200
+"""Below this many episodes to play per extra worker, one process is faster: a worker's start
+(imports, KB, agents: ~1.5 s of CPU) costs more than the second core gives back."""
+
+
+def default_workers(ctx: RunContext, store: RunStore) -> int:
+    """Worker processes when `--workers` is not given: one per core the process may use, up to
+    the episodes left / MIN_EPISODES_PER_WORKER."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    left = len(ctx.plan) - len(store.finished_ids())
+    return max(1, min(cores or 1, left // MIN_EPISODES_PER_WORKER))
+
+
+class WorkerDied(RunError):
+    """A worker process ended while it had episodes in flight."""
+
+
+class ProcessPool:
+    """`n` worker processes forked from this one once its context is ready (KB, cases, agent
+    factories, the question matcher: shared copy-on-write, nothing rebuilt or re-imported, and
+    agent objects handed to `clinicgym.evaluate` go too), each playing the episodes it is sent
+    concurrently on an event loop of its own. This process stays the only writer of the store:
+    a worker sends each finished episode back as its JSON line, and closes the episode's live
+    view once told it is stored, so crash safety and resume are the single-process ones."""
+
+    def __init__(self, ctx: RunContext, n: int) -> None:
+        self.ctx, self.n = ctx, n
+        self.procs: list[Any] = []
+        self.conns: list[Any] = []
+        self.load = [0] * n
+        self.pending: list[dict[str, asyncio.Future[str]]] = [{} for _ in range(n)]
+        self.alive = [True] * n
+
+    async def __aenter__(self) -> ProcessPool:
+        import multiprocessing as mp
+
+        fork = mp.get_context("fork")
+        matcher_for(self.ctx.kb)  # built once, here, and inherited
+        loop = asyncio.get_running_loop()
+        for k in range(self.n):
+            here, there = fork.Pipe()
+            proc = fork.Process(target=worker_main, args=(self.ctx, there, here), daemon=True)
+            proc.start()
+            there.close()
+            self.procs.append(proc)
+            self.conns.append(here)
+            loop.add_reader(here.fileno(), self._receive, k)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for k, conn in enumerate(self.conns):
+            loop.remove_reader(conn.fileno())
+            if self.alive[k]:
+                with contextlib.suppress(OSError):
+                    conn.send(None)  # finish what is in flight, then exit
+        for proc in self.procs:
+            await asyncio.to_thread(proc.join, 30 if exc[0] is None else 2)
+            if proc.is_alive():
+                proc.kill()
+                await asyncio.to_thread(proc.join, 5)
+        for conn in self.conns:
+            conn.close()
+
+    def _receive(self, k: int) -> None:
+        conn = self.conns[k]
+        try:
+            while conn.poll():
+                episode_id, text, error = conn.recv()
+                fut = self.pending[k].pop(episode_id, None)
+                if fut is not None and not fut.done():
+                    if error:
+                        fut.set_exception(RunError(f"worker process {k + 1}: {error}"))
+                    else:
+                        fut.set_result(text)
+        except (EOFError, OSError):  # the worker ended: fail what it held
+            self.alive[k] = False
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            for fut in self.pending[k].values():
+                if not fut.done():
+                    fut.set_exception(WorkerDied(f"worker process {k + 1} died"))
+            self.pending[k].clear()
+
+    def runner(self, store: RunStore) -> Callable[[PlannedEpisode], Awaitable[Episode]]:
+        """`run_one` for `schedule`: send the episode to a live worker (the case's, or the least
+        loaded; another if that one dies), store the line that comes back, tell the worker."""
+
+        async def run_one(planned: PlannedEpisode) -> Episode:
+            failures: list[str] = []
+            for attempt in range(self.ctx.spec.episode_retries + 1):
+                live = [k for k in range(self.n) if self.alive[k]]
+                if not live:
+                    raise RunError("every worker process died: " + "; ".join(failures[-3:]))
+                # a case's episodes to one worker (its realised case is cached there), unless
+                # that worker is well behind the least loaded one
+                k = live[planned.case_index % len(live)]
+                least = min(live, key=self.load.__getitem__)
+                if self.load[k] > self.load[least] + 2:
+                    k = least
+                fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+                self.pending[k][planned.episode_id] = fut
+                self.load[k] += 1
+                try:
+                    self.conns[k].send(dataclasses.asdict(planned))
+                    text = await fut
+                except (WorkerDied, OSError) as e:
+                    failures.append(f"attempt {attempt + 1}: {e}"[:500])
+                    continue
+                finally:
+                    self.load[k] -= 1
+                episode = Episode.model_validate_json(text)
+                raise_if_bug(episode)  # never stored: the run stops and says so
+                await store.commit(episode, line=text)
+                with contextlib.suppress(OSError):
+                    self.conns[k].send(("stored", planned.episode_id))
+                return episode
+            case_id = self.ctx.cases.ids[planned.case_index]
+            return errored_episode(planned, case_id, failures)
+
+        return run_one
+
+
+def worker_main(ctx: RunContext, conn: Any, parent_end: Any) -> None:
+    """A forked worker process: leave the parent's event loop behind, play what the pipe sends
+    on a loop of its own."""
+    import signal
+
+    from threadpoolctl import threadpool_limits
+
+    parent_end.close()
+    asyncio.events._set_running_loop(None)  # forked from inside the parent's running loop
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    gc.freeze()  # the context lives as long as the worker (see frozen_heap)
+    with threadpool_limits(limits=1, user_api="blas"):
+        asyncio.run(_serve(ctx, conn))
+
+
+async def _serve(ctx: RunContext, conn: Any) -> None:
+    """Play each planned episode the pipe sends as a task; send back (id, JSON, error)."""
+    import traceback
+
+    from clinicgym.runs.review.live import LiveRecorder
+
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    lives: dict[str, Any] = {}
+    tasks: set[asyncio.Task[None]] = set()
+
+    def readable() -> None:
+        try:
+            while conn.poll():
+                inbox.put_nowait(conn.recv())
+        except (EOFError, OSError):
+            loop.remove_reader(conn.fileno())
+            inbox.put_nowait(None)
+
+    async def one(planned: PlannedEpisode) -> None:
+        live = lives[planned.episode_id] = LiveRecorder(
+            ctx.spec.out, episode_id=planned.episode_id, agent_id=planned.agent
+        )
+        try:
+            episode = await play_with_retries(ctx, planned, live)
+            reply = (planned.episode_id, episode.model_dump_json(), None)
+        except Exception:
+            reply = (planned.episode_id, "", traceback.format_exc()[-3000:])
+        conn.send(reply)
+
+    loop.add_reader(conn.fileno(), readable)
+    try:
+        while (msg := await inbox.get()) is not None:
+            if isinstance(msg, tuple):  # ("stored", episode id): its live view may go
+                live = lives.pop(msg[1], None)
+                if live is not None:
+                    live.close()
+                continue
+            task = asyncio.ensure_future(one(PlannedEpisode(**msg)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+    finally:
+        for live in lives.values():
+            live.close()
+        await close_context(ctx)
 
 
 # ---- Ray -----------------------------------------------------------------------------------
@@ -374,8 +576,8 @@ class RayExecutor:
             max_concurrency=per_actor + 1
         )
         spec_json = worker_spec(ctx.spec).model_dump_json()
-        # generated cases travel as the spec (each worker realises its own); others whole
-        lazy = isinstance(ctx.cases, GeneratedCases) and ctx.cases.storable
+        # generated, suite and cohort cases travel as the spec (each worker realises its own)
+        lazy = isinstance(ctx.cases, LazyCases) and ctx.cases.storable
         cases_ref = ray.put(None if lazy else [c.model_dump_json() for c in ctx.cases])
         actors = [actor_cls.remote(spec_json, cases_ref) for _ in range(n)]
         load = [0] * n

@@ -41,6 +41,7 @@ from clinicgym.policies import (
 )
 from clinicgym.runs.casefile import (
     CaseList,
+    CohortCases,
     GeneratedCases,
     RunCases,
     as_run_cases,
@@ -146,7 +147,7 @@ def _run_cases(spec: RunSpec, kb: KnowledgeBase) -> RunCases:
     if spec.cases_from:
         return CaseList(_imported_cases(spec, kb))
     if spec.cohort:
-        return CaseList(_cohort_cases(spec, kb))
+        return _cohort_cases(spec, kb)
     make_sampler(  # fails now on unknown settings or conditions, before anything is written
         kb, spec.weighting, settings=spec.settings or None, conditions=spec.conditions or None
     )
@@ -173,16 +174,14 @@ def _imported_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
     return read_cases(spec.cases_from, kb, fmt=spec.cases_format, limit=spec.cases)  # type: ignore[arg-type]
 
 
-def _cohort_cases(spec: RunSpec, kb: KnowledgeBase) -> list[Case]:
-    """The first `spec.cases` rows of a synthetic cohort, realised as cases."""
-    from clinicgym.patients.cohort import Cohort
-
+def _cohort_cases(spec: RunSpec, kb: KnowledgeBase) -> CohortCases:
+    """The first `spec.cases` rows of a synthetic cohort, each realised when its episode starts."""
     if spec.settings or spec.conditions:
         raise RunError(
             "--setting/--condition pick KB conditions for sampled cases; with --cohort, pick "
             "them when generating the cohort (clinicgym cohort generate --condition/--where)"
         )
-    return Cohort.open(spec.cohort, kb).cases(spec.cases)  # type: ignore[arg-type]
+    return CohortCases(spec.cohort, kb, spec.cases)  # type: ignore[arg-type]
 
 
 ErrorClass = Literal["agent", "backend", "environment"]

@@ -30,7 +30,7 @@ from clinicgym import __version__
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.runs.casefile import GeneratedCases, RunCases, as_run_cases, read_case_lines
+from clinicgym.runs.casefile import LazyCases, RunCases, as_run_cases, read_case_lines
 from clinicgym.runs.errors import RunError, StoreError
 from clinicgym.runs.spec import RunSpec
 
@@ -279,7 +279,7 @@ class RunStore:
         """Write the hashes of generated cases realised since the run began into cases.jsonl
         and the manifest (at finalise, before `seal`); True if anything changed. Both files are
         replaced atomically, cases.jsonl first: a crash between leaves hashes only there."""
-        if not isinstance(cases, GeneratedCases) or not cases.storable:
+        if not isinstance(cases, LazyCases) or not cases.storable:
             return False
         manifest = self.manifest()
         listed = manifest.get("cases", [])
@@ -309,10 +309,15 @@ class RunStore:
         """Append one finished episode as one whole line, flushed and fsynced."""
         self._write([episode])
 
-    def _write(self, episodes: list[Episode]) -> None:
-        """Serialise episodes, write them as whole lines and fsync once (under the store's lock:
-        the writer thread and a direct `append` never interleave)."""
-        data = "".join(ep.model_dump_json() + "\n" for ep in episodes)
+    def _write(self, episodes: list[Episode], lines: list[str | None] | None = None) -> None:
+        """Serialise episodes (or take `lines`, their JSON as already serialised), write them as
+        whole lines and fsync once (under the store's lock: the writer thread and a direct
+        `append` never interleave)."""
+        texts = lines or [None] * len(episodes)
+        data = "".join(
+            (t if t is not None else ep.model_dump_json()) + "\n"
+            for ep, t in zip(episodes, texts, strict=True)
+        )
         with self._lock:
             if self._fh is None:
                 self._fh = open(self.episodes_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -320,11 +325,12 @@ class RunStore:
             self._fh.flush()
             os.fsync(self._fh.fileno())
 
-    async def commit(self, episode: Episode) -> None:
+    async def commit(self, episode: Episode, line: str | None = None) -> None:
         """Store one finished episode without blocking the event loop: the store's writer
         thread serialises it and writes it with every episode queued meanwhile, one fsync for
         the group (group commit). Returns once its line is fsynced, so a caller counts an
         episode stored exactly when `append` would have: a crash loses only episodes in flight.
+        `line`: the episode's JSON as a worker process serialised it (written as it is).
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -333,7 +339,7 @@ class RunStore:
                 target=self._write_groups, name=f"runstore-{self.root.name}", daemon=True
             )
             self._writer.start()
-        self._queue.put((episode, loop, done))
+        self._queue.put((episode, loop, done, line))
         await done
 
     def _write_groups(self) -> None:
@@ -356,11 +362,11 @@ class RunStore:
                 group.append(more)
             error: BaseException | None = None
             try:
-                self._write([ep for ep, _, _ in group])
+                self._write([g[0] for g in group], [g[3] for g in group])
                 self.commits += 1
             except BaseException as e:  # the committers raise it (a full disk, say)
                 error = e
-            for _, loop, done in group:
+            for _, loop, done, _ in group:
                 with contextlib.suppress(RuntimeError):  # a loop already closed
                     loop.call_soon_threadsafe(_settle, done, error)
             if stop:

@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +37,7 @@ from clinicgym.patients.case import Case
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.kb import KnowledgeBase, default_kb
 from clinicgym.patients.presentation import make_sampler
-from clinicgym.runs.casefile import GeneratedCases, sampler_recipe
+from clinicgym.runs.casefile import SUITE, GeneratedCases, sampler_recipe
 from clinicgym.runs.errors import SuiteError
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import cases_sha256
@@ -318,16 +319,39 @@ def generate(
     def unseeded(case: Case) -> Case:
         return case.model_copy(update={"lineage": case.lineage.model_copy(update={"seed": None})})
 
-    # stored whole in a run's cases.jsonl: a bundle's cases verify on an install whose KB
-    # moved on (and a hidden suite's recipe would carry its seed)
+    # a public suite's line names the suite and the case's index: the registry regenerates it
+    # (and the reader checks its hash); a hidden suite's cases are stored whole, as its recipe
+    # would carry the seed and no reader without the secret could regenerate them
     return GeneratedCases(
         kb,
         base,
         recipe.cases,
         ids=ids,
         transform=unseeded if hidden else None,
-        whole_lines=True,
+        reference={"generator": SUITE, "suite": f"{name}@{version}", "kb_version": kb.version},
     )
+
+
+_REFERENCED: OrderedDict[str, GeneratedCases] = OrderedDict()
+"""Suites being read back from references, a few at once (a bundle is read line by line), by
+everything that fixes their cases: the registry's entry and the KB."""
+
+
+def reference_cases(ref: str, kb: KnowledgeBase) -> GeneratedCases:
+    """The cases a public suite's `name@version` names, from the registry, lazily (each checked
+    against the hash its run recorded by the reader, runs/casefile.py)."""
+    name, suite, v = lookup(ref)
+    if suite.hidden:
+        raise SuiteError(f"suite '{ref}' is hidden: its cases are not regenerated from a reference")
+    key = f"{name}|{v.model_dump_json()}|{kb.version}"
+    cases = _REFERENCED.get(key)
+    if cases is None:
+        seed = _version_seed(name, suite, v, None)
+        cases = _REFERENCED[key] = generate(name, v.version, v.recipe, seed, kb, False)
+        while len(_REFERENCED) > 4:
+            _REFERENCED.popitem(last=False)
+    _REFERENCED.move_to_end(key)
+    return cases
 
 
 def _version_seed(name: str, suite: SuiteDef, v: SuiteVersion, secret: str | None) -> int:
@@ -423,7 +447,10 @@ def suite_cases(spec: RunSpec, kb: KnowledgeBase) -> Sequence[Case]:
             )
     if is_directory_ref(ref):
         return cases
-    return version_cases(name, suite, v, kb)
+    played = version_cases(name, suite, v, kb)
+    if isinstance(played, GeneratedCases) and played.line_recipe is not None and spec.kb_dir:
+        played.line_recipe["kb_dir"] = str(Path(spec.kb_dir).resolve())  # the KB to read with
+    return played
 
 
 def suite_record(ref: str, cases: Sequence[Case]) -> dict[str, Any]:

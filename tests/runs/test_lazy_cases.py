@@ -13,7 +13,7 @@ import pytest
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.patients.case import Case
 from clinicgym.patients.presentation import make_sampler
-from clinicgym.runs.casefile import CaseList, GeneratedCases, read_case_lines
+from clinicgym.runs.casefile import CaseList, CohortCases, GeneratedCases, read_case_lines
 from clinicgym.runs.errors import StoreError
 from clinicgym.runs.runner import execute, finalise, prepare
 from clinicgym.runs.spec import RunSpec
@@ -65,6 +65,20 @@ def test_finalise_realises_each_case_once_however_the_episodes_interleave(tmp_pa
     assert ctx.cases.realised == 12  # scored and judged against one realisation each
     verdicts = (store.root / "compliance-verdicts.jsonl").read_text().splitlines()
     assert len(verdicts) == 24
+
+
+def test_cohort_cases_are_realised_when_their_episodes_start(tmp_path):
+    from clinicgym.patients.cohort import Cohort
+    from tests.runs.review_support import make_cohort
+
+    cohort = make_cohort(tmp_path / "c0", rows=6)
+    spec = _spec(tmp_path, "c", cases=4, cohort=str(cohort), agents=["scripted"])
+    ctx = prepare(spec)
+    assert isinstance(ctx.cases, CohortCases) and len(ctx.cases) == 4
+    assert ctx.cases.realised == 0 and len(ctx.plan) == 4  # planned from the rows' ids alone
+    assert ctx.cases == Cohort.open(cohort, ctx.kb).cases(4)  # the same cases, in order
+    _, store = _play(spec)
+    assert [c.id for c in store.cases()] == ctx.cases.ids  # stored whole, read back as played
 
 
 def test_same_seed_same_episodes_as_cases_prepared_up_front(tmp_path, small_kb):
@@ -196,7 +210,7 @@ def test_a_failed_group_write_fails_its_committers(tmp_path, sampler, monkeypatc
     spec = RunSpec(agents=["scripted"], cases=1, out=tmp_path / "g")
     store = RunStore.open(spec, sampler.sample_many(1, 0), "kbv")
 
-    def full(episodes):
+    def full(episodes, lines=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "_write", full)

@@ -29,6 +29,7 @@ from clinicgym.runs.leaderboard import (
     verify,
     write_site,
 )
+from clinicgym.runs.store import RunStore
 from clinicgym.runs.suite import HIDDEN_SEED_ENV, HIDDEN_SEED_FILE_ENV
 from clinicgym.scoring.stats import mean_ci
 
@@ -166,9 +167,8 @@ def _edit_json(files: dict[str, bytes], name: str, edit: Callable[[dict], None])
 
 
 def _cases(run: Path) -> dict[str, dict]:
-    return {
-        json.loads(x)["id"]: json.loads(x) for x in (run / "cases.jsonl").read_text().splitlines()
-    }
+    """The run's cases by id (cases.jsonl names the suite; the registry regenerates them)."""
+    return {c.id: c.model_dump(mode="json") for c in RunStore(run).cases()}
 
 
 def relabel(ref: str, registry_path: Path | None = None) -> Callable[[dict[str, bytes]], None]:
@@ -326,14 +326,13 @@ def _forger_summary(files: dict[str, bytes]) -> None:
     """Re-score the stored outcomes as the old verifier did, so the claimed numbers agree with
     the edited `outcome` fields (not with the transcript)."""
     from clinicgym.envs.episode import Episode
-    from clinicgym.patients.case import Case
     from clinicgym.patients.kb import load_kb
+    from clinicgym.runs.casefile import read_case_lines
     from clinicgym.runs.summary import score_table, summarise
     from clinicgym.scoring.metrics import EpisodeScorer
 
-    cases = {
-        c.id: c for c in (Case.model_validate_json(x) for x in files["cases.jsonl"].splitlines())
-    }
+    lines = files["cases.jsonl"].splitlines()
+    cases = {c.id: c for c in read_case_lines(lines, load_kb(SMALL_KB))}
     eps = [Episode.model_validate_json(x) for x in files["episodes.jsonl"].splitlines()]
     table = score_table(eps, cases, EpisodeScorer(load_kb(SMALL_KB), monitored=True))
     summary = json.loads(files["summary.json"])
@@ -489,10 +488,12 @@ def test_other_tampering_is_rejected_with_the_reason(suite_run, honest, tmp_path
     # frozen hash gives it away
     def other_cases(files):
         from clinicgym.patients.case import Case
+        from clinicgym.patients.kb import load_kb
+        from clinicgym.runs.casefile import read_case_lines
 
         lines = files["cases.jsonl"].splitlines()
-        case = json.loads(lines[0])
-        case["age"] = case["age"] + 1
+        case = next(read_case_lines(lines[:1], load_kb(SMALL_KB))).model_dump(mode="json")
+        case["age"] = case["age"] + 1  # a whole case in place of the suite's reference
         files["cases.jsonl"] = b"\n".join([json.dumps(case).encode(), *lines[1:]]) + b"\n"
         edited = Case.model_validate(case)
         _edit_json(

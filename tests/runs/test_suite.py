@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from clinicgym.runs.config import resolve_spec
-from clinicgym.runs.errors import SuiteError
-from clinicgym.runs.store import cases_sha256
+from clinicgym.runs.errors import StoreError, SuiteError
+from clinicgym.runs.store import RunStore, cases_sha256
 from clinicgym.runs.suite import (
     BUNDLED_REGISTRY,
     HIDDEN_SEED_ENV,
@@ -177,6 +177,16 @@ def test_run_with_suite_records_it_in_the_manifest(registry, small_kb, tmp_path)
     assert manifest["suite"]["ref"] == "tiny@1"
     assert manifest["suite"]["cases_sha256"] == manifest["suite"]["frozen_sha256"]
     assert manifest["cases_sha256"] == lookup("tiny@1")[2].cases_sha256
+    # cases.jsonl names the suite and each case's index; readers regenerate and check the hash
+    cases_file = tmp_path / "r" / "cases.jsonl"
+    lines = cases_file.read_text().splitlines()
+    assert len(lines) == 3 and all(len(x) < 400 and '"suite": "tiny@1"' in x for x in lines)
+    back = RunStore(tmp_path / "r").cases()
+    assert back == list(version_cases(*lookup("tiny@1"), small_kb))
+    first = json.loads(lines[0])
+    cases_file.write_text("\n".join([json.dumps({**first, "hash": "0" * 64}), *lines[1:]]) + "\n")
+    with pytest.raises(StoreError, match="hashes to"):
+        RunStore(tmp_path / "r").cases()
     r = CliRunner().invoke(
         app, ["run", "--suite", "tiny", "--cases", "9", "-a", "oracle", "--out", str(tmp_path)]
     )
