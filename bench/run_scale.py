@@ -288,10 +288,12 @@ def whole_run(
     max_turns: int = 4,
     keep: Path | None = None,
     packs: list[str] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """`clinicgym run --agent scripted --cases N` as a user runs it, in a child process: its
-    peak RSS (ru_maxrss from wait4), wall and CPU seconds, and the run directory's sizes
-    (`packs`: monitored, so finalise also writes the compliance report)."""
+    peak RSS (ru_maxrss from wait4: the largest single process), wall and CPU seconds (worker
+    processes included), and the run directory's sizes (`packs`: monitored, so finalise also
+    writes the compliance report; `workers`: --workers)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         if code is not None:  # import `clinicgym` from that checkout, not the installed one
@@ -303,6 +305,8 @@ def whole_run(
         args += ["--out", str(out), "--quiet"]
         for p in packs or []:
             args += ["--pack", p]
+        if workers is not None:
+            args += ["--workers", str(workers)]
         wall = time.perf_counter()
         proc = subprocess.Popen(
             args, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -334,9 +338,11 @@ def main_whole(
     max_turns: int,
     out: Path | None,
     packs: list[str] | None = None,
+    workers: int | None = None,
 ) -> None:
     """Print (and optionally write) `whole_run` for each case count, with the targets."""
     packed = "".join(f" --pack {p}" for p in packs or [])
+    packed += f" --workers {workers}" if workers is not None else ""
     print(
         f"clinicgym run --agent scripted --cases N --max-turns {max_turns}{packed}, whole "
         f"process ({code or 'installed code'})"
@@ -347,7 +353,7 @@ def main_whole(
     )
     rows = []
     for n in counts:
-        r = whole_run(n, code, max_turns, packs=packs)
+        r = whole_run(n, code, max_turns, packs=packs, workers=workers)
         rows.append(r)
         print(
             f"{n:>6} {r['episodes']:>8} {r['peak_rss_mb']:>9.0f} {r['wall_s']:>7.1f} "
@@ -387,7 +393,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.whole:
-        main_whole(args.whole, args.code, args.max_turns, args.json, args.pack)
+        main_whole(args.whole, args.code, args.max_turns, args.json, args.pack, args.workers)
         return
     if args.child:
         if args.child in ("async", "ray"):
