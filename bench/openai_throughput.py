@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -178,6 +179,30 @@ def bare_http(latency: float, concurrency: int, requests: int) -> None:
         )
 
 
+def timed_run(args: list[str], code: Path | None, tmp: Path) -> tuple[float, Any]:
+    """`clinicgym run ARGS` in a child process started in `tmp` (importing clinicgym from the
+    checkout `code` if given): its wall seconds and rusage (wait4: CPU of it and the worker
+    processes it waited for; ru_maxrss of the largest)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if code is not None:  # import `clinicgym` from that checkout, not the installed one
+        (tmp / "clinicgym").symlink_to(Path(code).resolve())
+        env["PYTHONPATH"] = str(tmp)
+    wall = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "clinicgym", "run", *args],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - wall
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"clinicgym run failed ({status}):\n{stderr[-3000:]}")
+    return wall, usage
+
+
 def whole_run(
     latency: float,
     episodes_n: int,
@@ -190,29 +215,16 @@ def whole_run(
     busy time, episodes and turns stored."""
     import json
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
-        if code is not None:  # import `clinicgym` from that checkout, not the installed one
-            (Path(tmp) / "clinicgym").symlink_to(Path(code).resolve())
-            env["PYTHONPATH"] = tmp
         proc, url = serve(latency, TURNS)
         try:
             out = Path(tmp) / "run"
-            args = [sys.executable, "-m", "clinicgym", "run"]
-            args += ["--agent", f"openai:bench@{url}#concurrency={concurrency}"]
+            args = ["--agent", f"openai:bench@{url}#concurrency={concurrency}"]
             args += ["--cases", str(episodes_n), "--concurrency", str(concurrency)]
             args += ["--max-turns", str(TURNS + 1), "--seed", "1", "--out", str(out), "--quiet"]
             if workers is not None:
                 args += ["--workers", str(workers)]
-            wall = time.perf_counter()
-            child = subprocess.Popen(
-                args, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            )
-            _, status, usage = os.wait4(child.pid, 0)
-            wall = time.perf_counter() - wall
-            stderr = child.stderr.read().decode() if child.stderr else ""
-            if os.waitstatus_to_exitcode(status) != 0:
-                raise SystemExit(f"clinicgym run failed:\n{stderr[-3000:]}")
+            wall, usage = timed_run(args, code, Path(tmp))
             stats = server_stats(url)
         finally:
             stop(proc)

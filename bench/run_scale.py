@@ -53,7 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from openai_throughput import serve, server_stats, stop  # the fake server's process and stats
+from openai_throughput import serve, server_stats, stop, timed_run  # fake server; a timed run
 
 TURNS = 5
 CASES = 100
@@ -294,29 +294,15 @@ def whole_run(
     peak RSS (ru_maxrss from wait4: the largest single process), wall and CPU seconds (worker
     processes included), and the run directory's sizes (`packs`: monitored, so finalise also
     writes the compliance report; `workers`: --workers)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
-        if code is not None:  # import `clinicgym` from that checkout, not the installed one
-            (Path(tmp) / "clinicgym").symlink_to(Path(code).resolve())
-            env["PYTHONPATH"] = tmp
         out = keep or Path(tmp) / "run"
-        args = [sys.executable, "-m", "clinicgym", "run", "--agent", "scripted"]
-        args += ["--cases", str(cases), "--max-turns", str(max_turns), "--seed", "1"]
-        args += ["--out", str(out), "--quiet"]
+        args = ["--agent", "scripted", "--cases", str(cases), "--max-turns", str(max_turns)]
+        args += ["--seed", "1", "--out", str(out), "--quiet"]
         for p in packs or []:
             args += ["--pack", p]
         if workers is not None:
             args += ["--workers", str(workers)]
-        wall = time.perf_counter()
-        proc = subprocess.Popen(
-            args, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - wall
-        stderr = proc.stderr.read().decode() if proc.stderr else ""
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise SystemExit(f"clinicgym run failed ({proc.returncode}):\n{stderr[-3000:]}")
+        wall, usage = timed_run(args, code, Path(tmp))
         sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
         episodes = (out / "episodes.jsonl").read_bytes().count(b"\n")
     return {
@@ -387,6 +373,7 @@ def main() -> None:
     ap.add_argument("--code", type=Path, help="--whole: the clinicgym checkout to run")
     ap.add_argument("--max-turns", type=int, default=4, help="--whole: turn budget")
     ap.add_argument("--pack", action="append", help="--whole: policy pack monitored (repeatable)")
+    ap.add_argument("--workers", type=int, help="--whole: --workers N (default: the run's)")
     ap.add_argument("--child", choices=["async", "threads", "ray"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
