@@ -150,6 +150,11 @@ def create_openenv_app(
     """OpenEnv's FastAPI app over the consultation: POST /reset, /step, GET /state, /schema,
     WS /ws; `session_kwargs` go to `ClinicSession` (kb, cases, max_turns, policy_packs, ...)."""
 
+    if session_factory is None and session_kwargs.get("kb") is None:
+        from clinicgym.patients.kb import default_kb
+
+        session_kwargs["kb"] = default_kb()  # loaded once here, not once per session
+
     def make() -> ConsultationEnvironment:
         session = session_factory() if session_factory else ClinicSession(**session_kwargs)
         return ConsultationEnvironment(gate=gate, session=session)

