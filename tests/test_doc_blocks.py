@@ -1,0 +1,329 @@
+"""Docs that cannot drift: every code block in README.md and docs/*.md runs in a test, or says
+why it cannot run offline.
+
+A block is code when its fence says `python`, `bash`, `sh`, `shell` or `console`, or when an
+untagged block holds a command line (`$ ...`, or a line starting `clinicgym`, `python`, `pip`,
+`inspect`, `curl` or `.venv/bin/...`). Other blocks (output, tables, diagrams, YAML, TOML) are
+text. HTML comments on the lines just above a fence say how its block is treated:
+
+- `<!-- not-run: REASON -->`: never executed (a reason is required: needs an API key, a GPU, a
+  server, placeholders, minutes of CPU...);
+- `<!-- slow -->`: executed by the slow test only (`-m slow`);
+- `<!-- output -->`: what the docs show the block printing is checked: for a console block, the
+  lines after each `$ command`; for a python block, the untagged block that follows it. Every
+  shown line must appear in what was printed (spaces and table borders normalised; `...`
+  stands for any text, so each piece between them must appear); a console
+  command's exit status is then not checked, so error examples can be shown.
+
+Without a marker a block runs in the default test: python blocks as a script, shell blocks
+command by command (the `$ ` lines, or every line when there are none) with bash; each must
+exit 0. Both run in a temporary directory that links the repository's `tests`, `examples` and
+`bench`, so relative paths in the docs resolve and nothing is written into the checkout.
+
+Whatever the marker, the fast test checks every `clinicgym ...` line of every code block names
+a real subcommand and only options it has, and every `python FILE.py` names a file that exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^ {0,3}(`{3,})\s*(\S*)")
+MARKER = re.compile(r"^\s*<!--\s*(not-run|slow|output)\s*(?::\s*(.*?))?\s*-->\s*$")
+SHELL_LANGS = {"bash", "sh", "shell", "console"}
+COMMAND = re.compile(
+    r"^(\$ |(clinicgym|python|pip|inspect|curl|\.venv/bin/\S+)(\s|$)|[A-Z_]+=\S*\s+(clinicgym|inspect)\b)"
+)
+LINKED = ("tests", "examples", "bench")
+BLOCK_TIMEOUT_S = int(os.environ.get("DOC_BLOCK_TIMEOUT_S", "600"))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced block: where it is, its language, its text and the markers above it."""
+
+    path: Path
+    line: int
+    lang: str
+    text: str
+    markers: dict[str, str]
+    shown: str = ""
+    """For a python block: the text block right after it (what the docs say it prints)."""
+
+    @property
+    def id(self) -> str:
+        """`docs/x.md:LINE`, the block's test id."""
+        return f"{self.path.relative_to(ROOT).as_posix()}:{self.line}"
+
+    @property
+    def kind(self) -> str | None:
+        """'python', 'shell', or None for a text block."""
+        if self.lang == "python":
+            return "python"
+        if self.lang in SHELL_LANGS:
+            return "shell"
+        if not self.lang and any(COMMAND.match(s.strip()) for s in self.text.splitlines()):
+            return "shell"
+        return None
+
+
+def blocks(path: Path) -> list[Block]:
+    """The fenced blocks of one markdown file, with the HTML-comment markers just above each."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out: list[Block] = []
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, lang, start = m.group(1), m.group(2).lower(), i
+        markers: dict[str, str] = {}
+        j = i - 1
+        while j >= 0 and (mm := MARKER.match(lines[j])):
+            markers[mm.group(1)] = mm.group(2) or ""
+            j -= 1
+        i += 1
+        body: list[str] = []
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            body.append(lines[i])
+            i += 1
+        out.append(Block(path, start + 1, lang, "\n".join(body), markers))
+        i += 1
+    for k, b in enumerate(out[:-1]):
+        if b.lang == "python" and not out[k + 1].lang:
+            out[k] = dataclasses.replace(b, shown=out[k + 1].text)
+    return out
+
+
+ALL = [b for p in DOCS for b in blocks(p)]
+CODE = [b for b in ALL if b.kind is not None]
+
+
+def commands(text: str) -> list[tuple[str, list[str]]]:
+    """(command, the output lines shown after it): the `$ ` lines of a console block, or every
+    line when it has none; a trailing backslash, or an indented line in a block without `$ `,
+    continues the command."""
+    lines = text.splitlines()
+    console = any(s.startswith("$ ") for s in lines)
+    out: list[tuple[str, list[str]]] = []
+    i = 0
+    while i < len(lines):
+        s = lines[i]
+        if console and not s.startswith("$ "):
+            if out:
+                out[-1][1].append(s)
+            i += 1
+            continue
+        if not console and s[:1].isspace() and out:  # an indented synopsis line continues
+            out[-1] = (f"{out[-1][0]} {s.strip()}", out[-1][1])
+            i += 1
+            continue
+        cmd = s[2:] if console else s
+        while cmd.rstrip().endswith("\\") and i + 1 < len(lines):
+            i += 1
+            cmd = cmd.rstrip()[:-1].rstrip() + " " + lines[i].strip()
+        if cmd.strip() and not cmd.lstrip().startswith("#"):
+            out.append((cmd.strip(), []))
+        i += 1
+    return out
+
+
+def test_every_code_block_runs_or_says_why_not():
+    missing = [b.id for b in CODE if "not-run" in b.markers and not b.markers["not-run"]]
+    assert not missing, f"<!-- not-run: REASON --> needs a reason: {missing}"
+    assert len(CODE) > 40  # the extraction finds the docs' blocks
+    text_only = {b.id for b in ALL if b.kind is None}
+    stray = [b.id for b in ALL if b.markers and b.id in text_only and "output" not in b.markers]
+    assert not stray, f"markers on blocks that are not code: {stray}"
+
+
+def test_the_extraction_sees_console_commands_and_their_output():
+    text = "$ clinicgym run --agent x \\\n    --cases 2\nshown line\n$ echo hi\nhi"
+    assert commands(text) == [
+        ("clinicgym run --agent x --cases 2", ["shown line"]),
+        ("echo hi", ["hi"]),
+    ]
+    assert Block(ROOT, 1, "", "clinician: hello", {}).kind is None
+    assert Block(ROOT, 1, "", "$ clinicgym version", {}).kind == "shell"
+
+
+def test_shown_output_is_matched_by_cells_and_pieces_and_can_fail():
+    b = Block(ROOT, 1, "", "", {"output": ""})
+    printed = "┃ agent ┃ top-1 ┃\n│ scripted │  80% │\nerror: unknown agent spec 'x'; did you mean"
+    _check_shown(b, "it", ["│ scripted │ 80% │", "error: unknown agent spec 'x'; ..."], printed)
+    with pytest.raises(pytest.fail.Exception, match="did not print"):
+        _check_shown(b, "it", ["│ scripted │ 67% │"], printed)
+
+
+# ---- every clinicgym line names real subcommands and options ------------------------------
+
+
+def _cli():
+    typer = pytest.importorskip("typer")
+    from clinicgym.runs.cli import app
+
+    return typer.main.get_command(app)
+
+
+def _words(cmd: str) -> list[str]:
+    cmd = cmd.split(" #", 1)[0]
+    try:
+        return shlex.split(cmd)
+    except ValueError:
+        return cmd.split()
+
+
+def _flag_problems(root, cmd: str) -> list[str]:
+    """What a `clinicgym ...` command line names that the CLI does not have."""
+    words = _words(cmd)
+    while words and re.match(r"^[A-Z_]+=", words[0]):
+        words.pop(0)
+    if not words or words[0] != "clinicgym":
+        return []
+    command, path = root, ["clinicgym"]
+    rest = words[1:]
+    while rest and hasattr(command, "commands") and not rest[0].startswith("-"):
+        name = rest.pop(0)
+        if name not in command.commands:
+            return [f"{' '.join(path)} has no subcommand '{name}'"]
+        command, path = command.commands[name], [*path, name]
+    known = {"--help"}
+    for p in command.params:
+        known.update(getattr(p, "opts", []))
+        known.update(getattr(p, "secondary_opts", []))
+    problems = []
+    for w in rest:
+        w = w.strip("[]|(),")
+        if re.match(r"^--?[A-Za-z]", w):
+            flag = w.split("=", 1)[0]
+            if flag not in known:
+                problems.append(f"{' '.join(path)} has no option {flag}")
+    return problems
+
+
+def test_every_clinicgym_line_names_real_subcommands_and_options():
+    root = _cli()
+    problems = []
+    for b in CODE:
+        if b.kind != "shell":
+            continue
+        for cmd, _ in commands(b.text):
+            problems += [f"{b.id}: {p}" for p in _flag_problems(root, cmd)]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_python_script_named_exists():
+    missing = []
+    for b in CODE:
+        if b.kind != "shell":
+            continue
+        for cmd, _ in commands(b.text):
+            for w in _words(cmd):
+                local = w.endswith(".py") and "/" in w and not w.startswith("/")
+                if local and not (ROOT / w).is_file():
+                    missing.append(f"{b.id}: {w}")
+    assert not missing, missing
+
+
+def test_the_flag_check_can_fail():
+    root = _cli()
+    assert _flag_problems(root, "clinicgym run --agent scripted --cases 2") == []
+    assert _flag_problems(root, "clinicgym run --agnet scripted") == [
+        "clinicgym run has no option --agnet"
+    ]
+    assert _flag_problems(root, "clinicgym rnu") == ["clinicgym has no subcommand 'rnu'"]
+
+
+# ---- running the blocks -------------------------------------------------------------------
+
+
+def _workdir(tmp_path: Path) -> Path:
+    for name in LINKED:
+        (tmp_path / name).symlink_to(ROOT / name)
+    return tmp_path
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", COLUMNS="300", NO_COLOR="1")
+    return env
+
+
+BOX = re.compile(r"[\u2500-\u257f]")
+"""Rich's table borders: a table is compared by its cells, whatever the terminal width."""
+
+
+def _norm(s: str) -> str:
+    return " ".join(BOX.sub(" ", s).split())
+
+
+def run_block(b: Block, where: Path) -> None:
+    """Run one block in `where`; fail with its output if a command fails or shown output is
+    not printed."""
+    env = _env()
+    if b.kind == "python":
+        script = where / "block.py"
+        script.write_text(b.text + "\n")
+        p = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=where,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT_S,
+        )
+        assert p.returncode == 0, f"{b.id}: python block failed\n{p.stdout}\n{p.stderr}"
+        if "output" in b.markers:
+            _check_shown(b, "the block", b.shown.splitlines(), p.stdout)
+        return
+    for cmd, shown in commands(b.text):
+        p = subprocess.run(
+            ["bash", "-c", cmd],
+            cwd=where,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT_S,
+        )
+        said = p.stdout + "\n" + p.stderr
+        if "output" in b.markers:
+            _check_shown(b, f"`{cmd}`", shown, said)
+        else:
+            assert p.returncode == 0, f"{b.id}: `{cmd}` exited {p.returncode}\n{said}"
+
+
+def _check_shown(b: Block, what: str, shown: list[str], printed: str) -> None:
+    """Every line the docs show (but `...`) is in what was printed, spaces normalised."""
+    said = _norm(printed)
+    for line in shown:
+        pieces = [_norm(p) for p in line.split("...") if p.strip()]
+        if any(p not in said for p in pieces):
+            pytest.fail(f"{b.id}: {what} did not print {line!r}; it printed:\n{printed}")
+
+
+FAST = [b for b in CODE if not b.markers.keys() & {"not-run", "slow"}]
+SLOW = [b for b in CODE if "slow" in b.markers and "not-run" not in b.markers]
+
+
+@pytest.mark.parametrize("block", FAST, ids=[b.id for b in FAST])
+def test_block_runs(block, tmp_path):
+    run_block(block, _workdir(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", SLOW, ids=[b.id for b in SLOW])
+def test_slow_block_runs(block, tmp_path):
+    run_block(block, _workdir(tmp_path))
