@@ -32,16 +32,14 @@ class LoopingBackend:
 
 
 def _play(agent, env):
-    async def go():
-        obs, info = env.reset(seed=0)
-        agent.reset(obs, info)
-        while True:
-            out = await agent.act(obs, info)
-            obs, _, term, trunc, info = env.step(out)
-            if term or trunc:
-                return info["episode"]
-
-    return asyncio.run(go())
+    """One consultation to its end (each turn in its own event loop); the episode record."""
+    obs, info = env.reset(seed=0)
+    agent.reset(obs, info)
+    for _ in range(100):
+        obs, _, term, trunc, info = env.step(asyncio.run(agent.act(obs, info)))
+        if term or trunc:
+            break
+    return info["episode"]
 
 
 @pytest.mark.parametrize("cap", [None, 3])
