@@ -528,6 +528,148 @@ class Recall:
     so it is said as it is, without a yes."""
 
 
+CANDIDATES = 6
+"""Statements per question part that the acceptance scorer weighs (by score, best first)."""
+
+
+def _candidates(score: np.ndarray, ruled: np.ndarray, topical: np.ndarray) -> list[int]:
+    """The statements weighed for one part: the rules' best first, then the best by score, then
+    any statement of the topic the part asks about."""
+    first = int(ruled.argmax()) if ruled.max() > 0 else int(score.argmax())
+    rest = [int(k) for k in np.argsort(-score, kind="stable")[: CANDIDATES + 1] if k != first]
+    top = [first, *rest[: CANDIDATES - 1]]
+    extra = [int(k) for k in np.flatnonzero(topical) if int(k) not in top]
+    return top + sorted(extra, key=lambda k: -score[k])[:2]
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One question part against every statement: what the features of a pair are made of."""
+
+    part: str
+    read: str
+    stems: set[str]
+    focus: set[str]
+    row: np.ndarray
+    sent: np.ndarray
+    kb: np.ndarray
+    score: np.ndarray
+    shared: np.ndarray
+    ok: np.ndarray
+    topical: np.ndarray
+
+
+FEATURES = (
+    "cosine",
+    "sentence_cosine",
+    "kb_cosine",
+    "score",
+    "is_first",
+    "gap_to_best",
+    "margin_over_next",
+    "shared_word",
+    "focus_covered",
+    "focus_shared",
+    "statement_covered",
+    "rules_accept",
+    "topical",
+    "denial_list",
+    "denial",
+    "says_no",
+    "site_asked",
+    "site_agrees",
+    "others_asked",
+    "about_others",
+    "earlier_asked",
+    "about_past",
+    "open_question",
+    "parts",
+    "statement_words",
+    "complaint",
+    "past_history",
+    "social",
+    "review",
+    "family",
+    "medication",
+    "cosine_over_half",
+    "cosine_over_040",
+    "cosine_with_shared",
+    "cosine_with_focus",
+    "rank",
+)
+"""Per (question part, statement) pair, in the order the acceptance weights expect them."""
+
+
+ACCEPTANCE_FILE = Path(__file__).parent / "lexicon" / "recall_acceptance.yaml"
+"""Weights of the acceptance scorer, fitted offline by bench/fit_recall.py (no KB content, so
+refitting leaves the KB version and frozen suites alone)."""
+
+
+class AcceptanceScorer(BaseModel):
+    """A logistic model over `FEATURES`: the chance that a statement is the record's answer to a
+    question part, with the same polarity. It replaces hand-set thresholds, which cannot tell a
+    paraphrase at cosine 0.45 from a related statement at 0.55; NumPy only at run time."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int
+    fitted_on: str
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    threshold: float
+    """A statement the thresholds reject answers the part when its chance is at least this..."""
+    veto: float
+    """...and one they accept does not when its chance is below this."""
+
+    @field_validator("features")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        if tuple(v) != FEATURES:
+            raise ValueError(f"expected the features {list(FEATURES)} in that order, got {v}")
+        return v
+
+    @field_validator("mean", "scale", "coef")
+    @classmethod
+    def _per_feature(cls, v: list[float]) -> list[float]:
+        if len(v) != len(FEATURES):
+            raise ValueError(f"expected {len(FEATURES)} numbers (one per feature), got {len(v)}")
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(x <= 0 for x in v):
+            raise ValueError("every scale must be positive")
+        return v
+
+    def prob(self, x: np.ndarray) -> np.ndarray:
+        """Per row of features, the chance that the statement answers the part."""
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+
+def load_acceptance(path: Path) -> AcceptanceScorer:
+    """An acceptance-weights file, validated; a KBError names the file and field of a problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return AcceptanceScorer.model_validate(raw)
+    except (OSError, yaml.YAMLError) as e:
+        raise KBError(path, [f"cannot read ({e})"]) from None
+    except ValidationError as e:
+        raise KBError(
+            path,
+            [f"field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()],
+        ) from None
+
+
+@cache
+def acceptance_scorer() -> AcceptanceScorer:
+    """The bundled acceptance weights, read once."""
+    return load_acceptance(ACCEPTANCE_FILE)
+
+
 class RecordIndex:
     """A record's history statements, embedded once, looked up by question parts.
 
@@ -536,8 +678,20 @@ class RecordIndex:
     record's clinical ones ("Denies palpitations") without a word list for every symptom.
     """
 
-    def __init__(self, facts: list[Fact], encoder: SentenceEncoder, matcher: Any = None) -> None:
+    def __init__(
+        self,
+        facts: list[Fact],
+        encoder: SentenceEncoder,
+        matcher: Any = None,
+        scorer: AcceptanceScorer | bool | None = True,
+    ) -> None:
         self.facts = facts
+        self.scorer = acceptance_scorer() if scorer is True else scorer or None
+        """Decides which statement answers a part (None or False: the hand-set thresholds)."""
+        self.trace: list[tuple[str, str, list[int], np.ndarray, list[str], np.ndarray]] | None = (
+            None
+        )
+        """When a list, each part's candidates and their features are appended (for fitting)."""
         self.encoder = encoder
         self.matcher = matcher
         self._matrix: np.ndarray | None = None
@@ -578,6 +732,65 @@ class RecordIndex:
                 out |= of_topic
         return out
 
+    def _features(
+        self, pr: _Pair, cand: list[int], said: dict[int, str], n_parts: int
+    ) -> np.ndarray:
+        """A row of `FEATURES` per candidate statement of one question part."""
+        idx = np.array(cand)
+        sc = pr.score[idx]
+        order = np.sort(pr.score)[::-1]
+        best = order[0]
+        second = order[1] if len(order) > 1 else 0.0
+        site_q = _site(pr.part)
+        others_q = bool(_OTHERS.search(pr.part))
+        earlier_q = bool(_EARLIER.search(pr.part))
+        open_q = bool(OPEN_QUESTION.match(pr.part))
+        rows = []
+        for n, k in enumerate(cand):
+            fs = self._stems[k]
+            cat = self.facts[k].category
+            rows.append(
+                [
+                    pr.row[k],
+                    pr.sent[k],
+                    pr.kb[k],
+                    sc[n],
+                    float(n == 0),
+                    best - sc[n],
+                    sc[n] - (second if sc[n] >= best else best),
+                    float(pr.shared[k]),
+                    len(pr.focus & fs) / max(1, len(pr.focus)),
+                    min(3, len(pr.focus & fs)) / 3,
+                    len(pr.stems & fs) / max(1, len(fs)),
+                    float(pr.ok[k]),
+                    float(pr.topical[k]),
+                    float(self._denial[k] and bool(pr.stems) and pr.stems <= fs),
+                    float(self._denial[k]),
+                    float(said[k] == "denied"),
+                    float(bool(site_q)),
+                    float(bool(site_q & self._sites[k])),
+                    float(others_q),
+                    float(self._others[k]),
+                    float(earlier_q),
+                    float(self._past[k]),
+                    float(open_q),
+                    min(n_parts, 4) / 4,
+                    min(len(self.facts[k].text.split()), 40) / 40,
+                    float(cat in ("chief_complaint", "hpi")),
+                    float(cat == "pmh"),
+                    float(cat == "social"),
+                    float(cat == "ros"),
+                    float(cat == "family"),
+                    float(cat in ("medication", "allergy")),
+                    max(0.0, pr.row[k] - FACT_THRESHOLD),
+                    max(0.0, pr.row[k] - LEXICAL_THRESHOLD),
+                    pr.row[k] * float(pr.shared[k]),
+                    pr.row[k] * float(bool(pr.focus & fs)),
+                    min(n, CANDIDATES) / CANDIDATES,
+                ]
+            )
+        return np.asarray(rows, dtype=float)
+
     def recall(self, question: str) -> list[Recall]:
         """One Recall per part of the question (distinct statements only)."""
         if not self.facts:
@@ -587,12 +800,13 @@ class RecordIndex:
         parts = question_parts(question)
         texts = [plain(t) for t in ([question, *parts] if len(parts) > 1 else [question])]
         emb = self.encoder.encode(texts)
-        sims = emb @ self._matrix.T
-        if self.matcher is not None:
-            sims = np.maximum(sims, self._via_kb(emb))
-        rows = sims[1:] if len(parts) > 1 else sims
+        sent = emb @ self._matrix.T
+        kb = self._via_kb(emb) if self.matcher is not None else np.zeros_like(sent)
+        sims = np.maximum(sent, kb)
+        first = 1 if len(parts) > 1 else 0
         out: list[Recall] = []
-        for part, row in zip(parts, rows, strict=True):
+        for i, part in enumerate(parts):
+            row = sims[first + i]
             read = plain(part)
             stems = content_stems(read) - _WEAK
             shared = np.array([bool(stems & s) for s in self._stems])
@@ -616,17 +830,45 @@ class RecordIndex:
                 for k in np.flatnonzero(ok):  # answered by 'diagnosed with arthritis'
                     if self._stems[k] & stems and self._stems[k] & stems <= about:
                         ok[k] = False
+            topical = self._topical(read) & (score > 0)
+            ruled = score
             if not ok.any():  # "what do you do for a living?" -> "Retired teacher."
-                ok = self._topical(read) & (score > 0)
-                score = np.where(ok, score, 0.0)
-            said = {int(k): polarity(self.facts[k], read) for k in np.flatnonzero(ok)}
+                ok = topical.copy()
+                ruled = np.where(ok, score, 0.0)
             if _EARLIER.search(part) and not OPEN_QUESTION.match(part):
-                for k, how in said.items():  # 'similar pain before?' is not 'pain since today'
-                    if how == "affirmed" and not self._past[k]:
+                for k in np.flatnonzero(ok):  # 'similar pain before?' is not 'pain since today'
+                    if not self._past[k] and polarity(self.facts[k], read) == "affirmed":
                         ok[k] = False
-            j = int(score.argmax())
+            cand = _candidates(score, ruled, topical)
+            said = {k: polarity(self.facts[k], read) for k in cand}
+            pair = _Pair(
+                part,
+                read,
+                stems,
+                focus,
+                row,
+                sent[first + i],
+                kb[first + i],
+                score,
+                shared,
+                ok,
+                topical,
+            )
+            x = self._features(pair, cand, said, len(parts))
+            if self.trace is not None:
+                self.trace.append(
+                    (question, part, cand, x, [said[k] for k in cand], emb[first + i])
+                )
+            accept = ok[cand] & (ruled[cand] > 0)  # the hand-set rules: their best, if any
+            pick = 0
+            if self.scorer is not None:  # the scorer vetoes a weak one or takes a likely one
+                p = self.scorer.prob(x)
+                accept = (accept & (p >= self.scorer.veto)) | (p >= self.scorer.threshold)
+                if accept.any() and not (accept[0] and ok[cand[0]]):
+                    pick = int(np.argmax(np.where(accept, p, -np.inf)))
+            j = cand[pick]
             best = float(score[j])
-            if not ok[j] or best <= 0:
+            if not accept[pick]:
                 out.append(Recall(part, None, best))
                 continue
             fact = self.facts[j]
@@ -634,8 +876,8 @@ class RecordIndex:
             rival = max(
                 (
                     (float(score[k]), self.facts[k])
-                    for k, how in said.items()
-                    if k != j and ok[k] and shared[k] == shared[j] and how != status
+                    for n, k in enumerate(cand)
+                    if k != j and accept[n] and shared[k] == shared[j] and said[k] != status
                 ),
                 default=(-1.0, None),
                 key=lambda t: t[0],

@@ -7,15 +7,31 @@ would, so the checks run without the shared case files.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from clinicgym.patients.case import Fact
+from clinicgym.patients.errors import KBError
 from clinicgym.patients.kb import default_kb
 from clinicgym.patients.matching import matcher_for
 from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.recall import excepted, focus_stems, is_obstetric, plain, polarity
+from clinicgym.patients.recall import (
+    ACCEPTANCE_FILE,
+    FEATURES,
+    AcceptanceScorer,
+    acceptance_scorer,
+    excepted,
+    focus_stems,
+    is_obstetric,
+    load_acceptance,
+    plain,
+    polarity,
+)
 
 
 def _fact(text: str, present: bool = True) -> Fact:
@@ -244,3 +260,79 @@ def test_what_an_open_question_is_about_does_not_answer_what_it_asks(tmp_path: P
     )
     assert _status(patient, "what do you take for the arthritis?") == ["unknown"]
     assert _status(patient, "how bad's the pain in ur knee?") == ["affirmed"]
+
+
+def _scorer(intercept: float, threshold: float = 0.5, veto: float = 0.0) -> AcceptanceScorer:
+    """A scorer whose chance is the same for every pair (no weights): it accepts or vetoes all."""
+    n = len(FEATURES)
+    return AcceptanceScorer(
+        schema_version=1,
+        fitted_on="test",
+        features=list(FEATURES),
+        mean=[0.0] * n,
+        scale=[1.0] * n,
+        coef=[0.0] * n,
+        intercept=intercept,
+        threshold=threshold,
+        veto=veto,
+    )
+
+
+def test_the_bundled_weights_load_and_rescue_only_above_what_they_veto() -> None:
+    s = acceptance_scorer()
+    assert 0.0 <= s.veto < s.threshold <= 1.0
+    assert tuple(s.features) == FEATURES
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d["coef"].pop(), "coef"),
+        (lambda d: d["features"].reverse(), "features"),
+        (lambda d: d.__setitem__("scale", [0.0] * len(FEATURES)), "scale"),
+        (lambda d: d.pop("veto"), "veto"),
+    ],
+)
+def test_a_broken_weights_file_names_the_file_and_field(tmp_path: Path, edit, field: str) -> None:
+    data = yaml.safe_load(ACCEPTANCE_FILE.read_text(encoding="utf-8"))
+    edit(data)
+    bad = tmp_path / "weights.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(KBError) as e:
+        load_acceptance(bad)
+    assert "weights.yaml" in str(e.value) and field in str(e.value)
+
+
+def test_the_chance_is_a_logistic_of_the_standardised_features() -> None:
+    n = len(FEATURES)
+    s = _scorer(0.0).model_copy(update={"coef": [1.0] + [0.0] * (n - 1), "mean": [0.5] * n})
+    x = np.zeros((2, n))
+    x[0, 0], x[1, 0] = 0.5, 1.5
+    p = s.prob(x)
+    assert p[0] == pytest.approx(0.5) and p[1] == pytest.approx(1 / (1 + 2.718281828**-1.0))
+
+
+def test_the_scorer_rescues_and_vetoes_what_the_thresholds_decide(tmp_path: Path) -> None:
+    """An unrelated question the thresholds leave unknown is answered by a scorer that accepts
+    everything; a question they answer is left unknown by one that vetoes everything."""
+    patient = _patient(tmp_path, Social_History="Works as a cashier.")
+    assert patient._record is not None
+    patient._record.scorer = None
+    assert _status(patient, "Any fever?") == ["denied"]
+    spain = patient._record.recall("Have you been to Spain?")[0]
+    assert spain.fact is None and spain.blocked is None
+    patient._record.scorer = _scorer(10.0)
+    spain = patient._record.recall("Have you been to Spain?")[0]
+    assert spain.fact is not None or spain.blocked is not None
+    patient._record.scorer = _scorer(-10.0, threshold=0.9, veto=0.5)
+    assert _status(patient, "Any fever?") == ["unknown"]
+
+
+def test_run_time_needs_no_scikit_learn() -> None:
+    code = (
+        "import sys, numpy as np\n"
+        "from clinicgym.patients.recall import acceptance_scorer, FEATURES\n"
+        "acceptance_scorer().prob(np.zeros((1, len(FEATURES))))\n"
+        "assert 'sklearn' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
