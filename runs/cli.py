@@ -604,6 +604,15 @@ def _bias_cli() -> None:
 _bias_cli()
 
 
+def _modality_cli() -> None:
+    from clinicgym.runs.modality_probe import probe_modality
+
+    app.command("probe-modality")(probe_modality)
+
+
+_modality_cli()
+
+
 def _patients_app() -> typer.Typer:
     from clinicgym.runs.patient_cli import patients_app
 

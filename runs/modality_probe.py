@@ -11,24 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
-from clinicgym.scoring.probes.modality import (
-    ModalityProbe,
-    format_summary,
-    imaging_conditions,
-    modality_probe,
-)
+
+if TYPE_CHECKING:  # the probe loads when the command runs, not with `clinicgym --help`
+    from clinicgym.scoring.probes.modality import ModalityProbe
 
 
 def imaging_cases(kb: KnowledgeBase, n: int, seed: int = 0) -> list[Case]:
     """`n` cases of the KB conditions whose chest X-ray or head CT draws findings (the same
     cases for the same seed)."""
     from clinicgym.patients.sampler import CaseSampler
+    from clinicgym.scoring.probes.modality import imaging_conditions
 
     conditions = imaging_conditions(kb)
     if not conditions:
@@ -49,6 +47,7 @@ def run_modality_probe(
     """Build the agent, play the probe on sampled imaging cases, close the backend; bad specs
     and probe errors are ClinicGymErrors."""
     from clinicgym.agents.registry import make_agent_factory
+    from clinicgym.scoring.probes.modality import modality_probe
 
     kb = kb or default_kb()
     played = imaging_cases(kb, cases, seed)
@@ -110,6 +109,8 @@ def probe_modality(
         )
     except ClinicGymError as e:
         fail(e)
+    from clinicgym.scoring.probes.modality import format_summary
+
     out.write_text(json.dumps(result.model_dump(mode="json"), indent=1) + "\n", "utf-8")
     typer.echo(format_summary(result))
     typer.echo(f"written: {out}")

@@ -12,14 +12,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from typer import Typer
 from typer.testing import CliRunner
 
 from clinicgym.agents.registry import make_agent_factory
 from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.patients.kb import default_kb
 from clinicgym.patients.sampler import CaseSampler
-from clinicgym.runs.modality_probe import imaging_cases, probe_modality
+from clinicgym.runs.modality_probe import imaging_cases
 from clinicgym.scoring.errors import ProbeError
 from clinicgym.scoring.probes.modality import (
     as_table,
@@ -153,14 +152,15 @@ def test_a_model_over_http_gets_the_picture_only_when_it_reads_images(kb, cases)
     assert {r.decisions["image"].diagnosis for r in blind.rows} == {None}
 
 
-def test_the_command_function_prints_and_writes(tmp_path):
-    app = Typer()
-    app.command()(probe_modality)
+def test_clinicgym_probe_modality_prints_and_writes(tmp_path):
+    from clinicgym.runs.cli import app
+
     out = tmp_path / "m.json"
-    res = CliRunner().invoke(app, ["--agent", "scripted", "--cases", "2", "--out", str(out)])
+    args = ["probe-modality", "--agent", "scripted", "--cases", "2", "--out", str(out)]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "changed (any decision)" in res.output and "0/" in res.output
     data = json.loads(out.read_text())
     assert data["agent"] == "scripted" and data["summary"]["changed"]["k"] == 0
-    res = CliRunner().invoke(app, ["--agent", "scriptd", "--cases", "2", "--out", str(out)])
+    res = CliRunner().invoke(app, [*args[:2], "scriptd", *args[3:]])
     assert res.exit_code == 2 and "did you mean 'scripted'" in res.output
