@@ -25,9 +25,9 @@ from unittest import mock
 
 import numpy as np
 import yaml
+from patient_bank import BANKS, SHARED  # the cases' folder, as the bank measure reads it
 
-BANK = Path(__file__).parent / "data" / "patient_bank" / "dev.jsonl"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentclinic"
+BANK = BANKS / "dev.jsonl"
 
 
 def _gold(fact: Any, quote: str, field: str, stems: Any) -> bool:

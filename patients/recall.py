@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -190,11 +190,14 @@ class LayWords(BaseModel):
     topics: dict[str, Topic] = {}
 
 
-def load_lexicon(path: Path) -> LayWords:
-    """A lay-word file, validated; a KBError names the file and field of a problem."""
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _load_yaml(path: Path, model: type[_M]) -> _M:
+    """A YAML file read as `model`; a KBError names the file and field of a problem."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return LayWords.model_validate(raw)
+        return model.model_validate(raw)
     except (OSError, yaml.YAMLError) as e:
         raise KBError(path, [f"cannot read ({e})"]) from None
     except ValidationError as e:
@@ -202,6 +205,11 @@ def load_lexicon(path: Path) -> LayWords:
             path,
             [f"field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()],
         ) from None
+
+
+def load_lexicon(path: Path) -> LayWords:
+    """A lay-word file, validated; a KBError names the file and field of a problem."""
+    return _load_yaml(path, LayWords)
 
 
 @cache
@@ -652,16 +660,7 @@ class AcceptanceScorer(BaseModel):
 
 def load_acceptance(path: Path) -> AcceptanceScorer:
     """An acceptance-weights file, validated; a KBError names the file and field of a problem."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return AcceptanceScorer.model_validate(raw)
-    except (OSError, yaml.YAMLError) as e:
-        raise KBError(path, [f"cannot read ({e})"]) from None
-    except ValidationError as e:
-        raise KBError(
-            path,
-            [f"field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()],
-        ) from None
+    return _load_yaml(path, AcceptanceScorer)
 
 
 @cache
