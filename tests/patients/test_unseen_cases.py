@@ -48,6 +48,7 @@ def _at(record: dict, field: str) -> str:
     return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
 
 
+@pytest.mark.slow  # imports 30 written cases with the KB's linker: about 30 s on this machine
 def test_every_unseen_case_imports_with_no_problem() -> None:
     report = import_cases(CASES, default_kb())
     assert not report.problems, [str(p) for p in report.problems]
