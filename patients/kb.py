@@ -563,6 +563,55 @@ def _index(items: Iterable[Any], kind: str, file: str, problems: list[str]) -> d
     return out
 
 
+QUALIFIERS = frozenset(
+    [
+        "right",
+        "left",
+        "bilateral",
+        "unilateral",
+        "upper",
+        "lower",
+        "middle",
+        "anterior",
+        "posterior",
+        "medial",
+        "lateral",
+        "proximal",
+        "distal",
+        "lobe",
+        "canal",
+        "side",
+        "new",
+        "onset",
+        "acute",
+        "chronic",
+        "subacute",
+        "early",
+        "late",
+        "mild",
+        "moderate",
+        "severe",
+        "recurrent",
+        "first",
+        "episode",
+        "suspected",
+        "probable",
+        "likely",
+        "physiological",
+        "primary",
+        "secondary",
+        "uncomplicated",
+        "complicated",
+        "stage",
+        "type",
+        "grade",
+    ]
+)
+"""Words that qualify a diagnosis rather than name one: a parenthesised part made only of them
+('Plantar fasciitis (left)', 'Atrial fibrillation (new onset)') is no name of its own, or
+'left' would be a leak and the patient would deflect 'does your left heel hurt?'."""
+
+
 def name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     """A regex finding any of these diagnosis names as whole words in a text (a name with a
     parenthesised part is also found by each part alone; names may end in punctuation).
@@ -576,8 +625,9 @@ def name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
         m = re.fullmatch(r"\s*(.*?)\s*\(([^()]*)\)\s*(.*?)\s*", n)
         if m:
             expanded.append(f"{m.group(1)} {m.group(3)}".strip())
-            if len(m.group(2).strip()) >= 4:
-                expanded.append(m.group(2))
+            inner = m.group(2).strip()
+            if len(inner) >= 4 and not set(re.findall(r"[a-z]+", inner.lower())) <= QUALIFIERS:
+                expanded.append(inner)
     parts = []
     for n in dict.fromkeys(" ".join(e.split()) for e in expanded):
         if len(n) < 2:

@@ -65,6 +65,8 @@ _POST_BIRTH = re.compile(
     r"after (?:birth|delivery)|of life|ago)",
     re.IGNORECASE,
 )
+_SHORTHAND = re.compile(r"\b(\d{1,3})\s?(?:y(?:rs?|o|/o)?\.?\s?)?(?-i:([MF]))\b", re.IGNORECASE)
+"""Clinical shorthand for age and sex: '52M', '29 F', '78 y/o M' (capital M or F only)."""
 _AGE_LABEL = re.compile(r"\bage\D{0,3}(\d{1,3})\b", re.IGNORECASE)
 _NEWBORN = re.compile(r"\b(new[- ]?born|neonate|neonatal)\b", re.IGNORECASE)
 _INFANT = re.compile(r"\binfant\b", re.IGNORECASE)
@@ -117,7 +119,7 @@ def parse_age(text: str) -> tuple[int | None, AgeDetail | None]:
         return _from_unit(n, unit, gestation, words)
     if newborn:
         return 0, AgeDetail(value=0, unit="days", gestational_weeks=gestation, text=words)
-    m2 = _AGE_LABEL.search(text)
+    m2 = _SHORTHAND.search(text) or _AGE_LABEL.search(text)
     if m2:
         return int(m2.group(1)), None
     if _INFANT.search(text):
@@ -164,8 +166,11 @@ def _from_unit(
 
 
 def sex_in_words(text: str) -> Sex | None:
-    """The sex a demographic line names ('female', 'a 4-year-old boy brought by his mother'):
-    the first word that says, leaving out other people."""
+    """The sex a demographic line names ('female', 'a 4-year-old boy brought by his mother',
+    '52M'): the first word that says, leaving out other people."""
+    short = _SHORTHAND.search(text)
+    if short:  # '52M', '29 yo F'
+        return "male" if short.group(2) == "M" else "female"
     f = _FEMALE.search(_OTHER_PERSON.sub(" ", text))
     m = _MALE.search(_OTHER_PERSON.sub(" ", text))
     if f and m:

@@ -21,7 +21,11 @@ from clinicgym.patients.chart import Chart
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.agentclinic import import_agentclinic, osce_case
 from clinicgym.patients.importers.agentclinic_nejm import import_nejm, pe_results
-from clinicgym.patients.importers.demographics import parse_age, sex_from_pronouns
+from clinicgym.patients.importers.demographics import (
+    parse_age,
+    sex_from_pronouns,
+    sex_in_words,
+)
 from clinicgym.patients.importers.exam_text import finding_clauses, meaning_matches
 from clinicgym.patients.importers.external import detect_format, import_cases, read_cases
 from clinicgym.patients.importers.freetext import linker_for
@@ -120,6 +124,8 @@ def test_a_file_with_no_case_at_all_fails(kb, tmp_path):
         ("1100-g newborn, 31 weeks' gestation", 0, 0, "days", 31),
         ("Newborn, born after the 32nd gestational week", 0, 0, "days", 32),
         ("45-year-old woman", 45, None, None, None),
+        ("52M", 52, None, None, None),
+        ("78 y/o M", 78, None, None, None),
     ],
 )
 def test_infant_ages_are_kept_as_the_record_gives_them(text, years, value, unit, gestation):
@@ -129,6 +135,13 @@ def test_infant_ages_are_kept_as_the_record_gives_them(text, years, value, unit,
         assert detail is None
     else:
         assert (detail.value, detail.unit, detail.gestational_weeks) == (value, unit, gestation)
+
+
+@pytest.mark.parametrize(
+    ("text", "sex"), [("52M", "male"), ("29 F", "female"), ("78 y/o M", "male"), ("Mum, 30", None)]
+)
+def test_clinical_shorthand_names_the_sex(text, sex):
+    assert sex_in_words(text) == sex
 
 
 def test_sex_from_pronouns_leaves_out_other_people():

@@ -256,3 +256,13 @@ def test_patients_ask_answers_a_bank_and_grades_it(medqa, tmp_path: Path) -> Non
     g = grade(out)
     assert g["right"] == 4 and g["contradictions"] == 0
     json.dumps(out)  # every answer row is JSON
+
+
+@pytest.mark.parametrize(
+    "name", ["Plantar fasciitis (left)", "Atrial fibrillation (new onset)", "Pneumothorax (right)"]
+)
+def test_a_parenthesised_qualifier_is_no_leak_term(name: str) -> None:
+    p = name_pattern([name])
+    assert p is not None and p.search(name.split(" (")[0].lower())
+    for text in ("does your left heel hurt?", "was the onset new?", "any pain on the right?"):
+        assert not p.search(text), (name, text)
