@@ -21,7 +21,6 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import yaml
@@ -65,54 +64,51 @@ def collect() -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     parts: list[dict[str, Any]] = []
     patients: dict[int, Any] = {}
     n = 0
-    with mock.patch.object(recall, "acceptance_scorer", lambda: None):
-        for row in read_questions(BANK):
-            case = by_index[row["case"]]
-            if row["case"] not in patients:
-                patients[row["case"]] = GroundedPatient(case, matcher)
-                if patients[row["case"]]._record is not None:
-                    patients[row["case"]]._record.trace = []
-            patient = patients[row["case"]]
-            index = patient._record
-            if index is None or row["expect"] == "deflected":
-                continue
-            start = len(index.trace)
-            patient.answer(row["question"], turn=1)
-            traced = index.trace[start:]
-            quotes = row["fact"].split(" | ") if row["fact"] else []
-            fields = row["field"].split(" | ") if row["field"] else []
-            wants = [(row["expect"], quotes[:1], fields[:1])]
-            if "expect_second" in row:
-                wants.append((row["expect_second"], quotes[1:2] or quotes[:1], fields[-1:]))
-            for (want, quote, field), (_q, _part, cand, x, said, u) in zip(
-                wants, traced, strict=False
-            ):
-                y = np.zeros((len(cand), 2))  # (gold statement, right yes or no)
-                if want in ("affirmed", "denied"):
-                    for m, k in enumerate(cand):
-                        fact = index.facts[k]
-                        y[m, 1] = float(said[m] == want)
-                        if (
-                            quote
-                            and _gold(fact, quote[0], field[0], recall.content_stems)
-                            and said[m] == want
-                        ):
-                            y[m, 0] = 1.0
-                rule = x[:, recall.FEATURES.index("rules_accept")]
-                parts.append(
-                    {
-                        "case": row["case"],
-                        "want": want,
-                        "rows": list(range(n, n + len(cand))),
-                        "said": said,
-                        "rule": said[0]
-                        if rule[0] and x[0, recall.FEATURES.index("score")] > 0
-                        else "unknown",
-                    }
-                )
-                xs.append(np.hstack([x, u[None, :] * index._matrix[cand]]))
-                ys.append(y)
-                n += len(cand)
+    for row in read_questions(BANK):
+        case = by_index[row["case"]]
+        if row["case"] not in patients:
+            patients[row["case"]] = GroundedPatient(case, matcher)
+            if patients[row["case"]]._record is not None:
+                patients[row["case"]]._record.trace = []
+        patient = patients[row["case"]]
+        index = patient._record
+        if index is None or row["expect"] == "deflected":
+            continue
+        start = len(index.trace)
+        patient.answer(row["question"], turn=1)
+        traced = index.trace[start:]
+        quotes = row["fact"].split(" | ") if row["fact"] else []
+        fields = row["field"].split(" | ") if row["field"] else []
+        wants = [(row["expect"], quotes[:1], fields[:1])]
+        if "expect_second" in row:
+            wants.append((row["expect_second"], quotes[1:2] or quotes[:1], fields[-1:]))
+        for (want, quote, field), (_q, _part, cand, x, said, u) in zip(wants, traced, strict=False):
+            y = np.zeros((len(cand), 2))  # (gold statement, right yes or no)
+            if want in ("affirmed", "denied"):
+                for m, k in enumerate(cand):
+                    fact = index.facts[k]
+                    y[m, 1] = float(said[m] == want)
+                    if (
+                        quote
+                        and _gold(fact, quote[0], field[0], recall.content_stems)
+                        and said[m] == want
+                    ):
+                        y[m, 0] = 1.0
+            rule = x[:, recall.FEATURES.index("rules_accept")]
+            parts.append(
+                {
+                    "case": row["case"],
+                    "want": want,
+                    "rows": list(range(n, n + len(cand))),
+                    "said": said,
+                    "rule": said[0]
+                    if rule[0] and x[0, recall.FEATURES.index("score")] > 0
+                    else "unknown",
+                }
+            )
+            xs.append(np.hstack([x, u[None, :] * index._matrix[cand]]))
+            ys.append(y)
+            n += len(cand)
     return np.vstack(xs), np.vstack(ys), parts
 
 

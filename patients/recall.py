@@ -682,11 +682,12 @@ class RecordIndex:
         facts: list[Fact],
         encoder: SentenceEncoder,
         matcher: Any = None,
-        scorer: AcceptanceScorer | bool | None = True,
+        scorer: AcceptanceScorer | None = None,
     ) -> None:
         self.facts = facts
-        self.scorer = acceptance_scorer() if scorer is True else scorer or None
-        """Decides which statement answers a part (None or False: the hand-set thresholds)."""
+        self.scorer = scorer
+        """With the hand-set thresholds, decides which statement answers a part (opt-in, e.g.
+        `acceptance_scorer()`: it helped the development bank but not every held-out one)."""
         self.trace: list[tuple[str, str, list[int], np.ndarray, list[str], np.ndarray]] | None = (
             None
         )
