@@ -260,8 +260,9 @@ class LocalExecutor:
 # ---- worker processes ----------------------------------------------------------------------
 
 MIN_EPISODES_PER_WORKER = 200
-"""Below this many episodes to play per extra worker, one process is faster: a worker's start
-(imports, KB, agents: ~1.5 s of CPU) costs more than the second core gives back."""
+"""Episodes to play per extra worker before `default_workers` forks one: a judgement, not a
+measurement (two workers were faster at 1,000 and 3,000 episodes on 2 cores, docs/runs.md); a
+short run spends more of its time in finalise, which the parent does alone."""
 
 
 def default_workers(ctx: RunContext, store: RunStore) -> int:
