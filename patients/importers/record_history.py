@@ -425,18 +425,61 @@ _SOCIAL = re.compile(
 )
 
 
+_LABELS = {
+    "medication": r"(?:(?:other|regular|current)\s+)?(?:meds?|medications?|medicines?|drugs?|rx|"
+    r"inhalers?|tablets?)",
+    "allergy": r"(?:drug\s+)?allerg(?:y|ies)",
+    "pmh": r"pmhx?|past medical history|pmh",
+    "family": r"fhx?|family history",
+    "social": r"shx?|social history",
+}
+_INLINE_LABEL = re.compile(
+    r"^\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _LABELS.items()) + r")\s*:\s*",
+    re.IGNORECASE,
+)
+_NO_ALLERGY = re.compile(r"^\s*(?:NKDA|NKA|no known (?:drug )?allergies|no allergies)\W*$", re.I)
+_ON_DRUG = re.compile(r"\bon\s+[A-Za-z]")
+"""'... on apixaban': a past-history line that may name the drug it is treated with."""
+_DOSE = re.compile(
+    r"\b\d+(?:\.\d+)?\s*(?:mg|g|mcg|micrograms?|units?|puffs?)\b|"
+    r"(?-i:\b(?:OD|BD|BID|TDS|TID|QDS|QID|PRN|prn|nocte|mane)\b)",
+    re.IGNORECASE,
+)
+"""A dose or how often it is taken: 'metformin 1 g twice daily', 'paracetamol PRN'."""
+
+
+def inline_label(sentence: str, section: str) -> tuple[str, str]:
+    """The category a sentence's own label gives it, and the sentence without the label:
+    'Meds: none' under past history is about medicines ('medication', 'none'), 'NKDA' about
+    allergies; a sentence without a label keeps the section it was found under."""
+    if _NO_ALLERGY.match(sentence):
+        return "allergy", "none"
+    m = _INLINE_LABEL.match(sentence)
+    if m is None or m.end() >= len(sentence.strip()):
+        return section, sentence
+    return next(k for k, v in m.groupdict().items() if v), sentence[m.end() :]
+
+
 def category_of(text: str, section: str, *, drug: bool = False) -> str:
     """The fact category for a clause found under a history section of the given category."""
     if section in ("chief_complaint", "allergy"):
         return section
+    if section in ("pmh", "hpi", "social") and re.search(r"\ballerg", text, re.I):
+        return "allergy"
     if (
         _FAMILY.search(text)
         and re.search(r"\bfamil|history|died|diagnosed|had\b", text, re.I)
         and not re.search(r"\b(?:lives|living|married)\b", text, re.I)
     ):
         return "family"
-    medication = section in ("pmh", "hpi", "social") and bool(_MEDICATION.search(text))
-    if drug or (medication and re.search(r"\btak|on\b|prescri|treat", text, re.I)):
+    medication = section in ("pmh", "hpi", "social") and bool(
+        _MEDICATION.search(text) or _DOSE.search(text)
+    )
+    if (
+        drug
+        or _DOSE.search(text)
+        or (medication and re.search(r"\btak|on\b|prescri|treat", text, re.I))
+    ):
         return "medication"
     if (
         section in ("pmh", "hpi", "ros")
@@ -541,12 +584,13 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
                     _kind="history",
                 )
             continue
+        here, sentence = inline_label(sentence, section)
         for st in statements(sentence):
             if not st.text:  # 'Unremarkable' under a heading: the section as a whole is denied
                 b.add(
-                    category=section,
-                    concept=f"{section}.none",
-                    text=_NOTHING_SAID.get(section, "Nothing else."),
+                    category=here,
+                    concept=f"{here}.none",
+                    text=_NOTHING_SAID.get(here, "Nothing else."),
                     present=False,
                     salience=salience,
                     how_revealed="ask",
@@ -556,13 +600,17 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
                 )
                 continue
             drug = (
-                None if st.negated else b.linker.drug(st.text) if section == "medication" else None
-            )
-            category = category_of(st.text, section, drug=bool(drug))
+                None
+                if st.negated
+                else b.linker.drug(st.text)
+                if here == "medication" or _ON_DRUG.search(st.text)
+                else None
+            )  # 'Atrial fibrillation on apixaban' under past history: a medicine too
+            category = category_of(st.text, here, drug=bool(drug))
             said = speak(
                 st.text, negated=st.negated, verbal=st.verbal, caregiver=caregiver, sex=b.sex
             )
-            if section == "medication" and not st.negated and not said.startswith(("I ", "He ")):
+            if here == "medication" and not st.negated and not said.startswith(("I ", "He ")):
                 said = speak(f"takes {st.text}", caregiver=caregiver, sex=b.sex)
             concept = ""
             value = None
@@ -589,7 +637,7 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
                 "concept": concept,
                 "text": said,
                 "present": not st.negated,
-                "salience": salience if category == section else "should_ask",
+                "salience": salience if category == here else "should_ask",
                 "how_revealed": "ask",
                 "source": source,
                 "value": value,
@@ -600,6 +648,9 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
             if any((" ".join(f["text"].lower().split()), f["present"]) == key for f in b.facts):
                 continue  # said again under another heading: one fact, asked once
             b.add(**fact)
-            if category == "medication" and section in ("pmh", "hpi", "ros"):
-                b.add(**{**fact, "category": section, "concept": "", "_link": None})
+            if category == "medication" and here in ("pmh", "hpi", "ros"):
+                cid = b.linker.comorbidity(st.text) if here == "pmh" else None
+                if cid is not None and any(f["concept"] == cid for f in b.facts):
+                    cid = None
+                b.add(**{**fact, "category": here, "concept": cid or "", "_link": None})
     return n

@@ -485,3 +485,26 @@ def test_run_cases_from_plays_every_case_and_strict_stops_on_a_broken_line(tmp_p
     assert summary["agents"]["oracle"]["metrics"]["diagnostic_accuracy"]["mean"] == 1.0
     strict = CliRunner().invoke(app, [*args[:-3], "--out", str(tmp_path / "r2"), "--strict"])
     assert strict.exit_code == 2 and "--strict and 1 of 3 lines" in strict.output
+
+
+def test_medicines_and_allergies_inside_past_history_are_their_own_facts(kb):
+    raw = _osce("61-year-old woman", dx="Gout")
+    actor = raw["OSCE_Examination"]["Patient_Actor"]
+    actor["Past_Medical_History"] = (
+        "Atrial fibrillation on apixaban. Ramipril 10 mg. Meds: none else. Allergies: "
+        "trimethoprim (rash)."
+    )
+    case, _ = _case(kb, raw)
+    by = {(f.category, f.text, f.present) for f in case.facts}
+    meds = {t for c, t, _ in by if c == "medication"}
+    assert any("apixaban" in t for t in meds) and any("Ramipril" in t for t in meds)
+    assert any(c == "pmh" and "Atrial fibrillation" in t for c, t, _ in by)
+    af = next(f for f in case.facts if f.category == "pmh" and "Atrial" in f.text)
+    assert af.concept == "atrial_fibrillation"  # the condition keeps its KB link
+    assert any(c == "allergy" and "trimethoprim" in t for c, t, _ in by)
+    raw = _osce("8-month-old girl", dx="Bronchiolitis")
+    raw["OSCE_Examination"]["Patient_Actor"]["Past_Medical_History"] = "Meds: none. NKDA."
+    case, _ = _case(kb, raw)
+    denied = {(f.category, f.concept) for f in case.facts if not f.present}
+    assert ("medication", "medication.none") in denied and ("allergy", "allergy.none") in denied
+    assert not any(f.concept == "pmh.none" for f in case.facts)  # 'Meds: none' is not 'no PMH'
