@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,61 +23,11 @@ from rich.table import Table
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs.console import ci_cell, err_console, fail
 
-if TYPE_CHECKING:
-    from clinicgym.envs.episode import Episode
-    from clinicgym.patients.case import Case
-    from clinicgym.patients.kb import KnowledgeBase
-
 policy_app = typer.Typer(
     help="Policy packs: list, show, validate and diff them; list scenarios and checks.",
     no_args_is_help=True,
 )
 console = Console()
-
-
-# ---- reading a run ------------------------------------------------------------------------------
-
-
-@dataclass
-class StoredRun:
-    """What re-scoring needs from a run directory."""
-
-    root: Path
-    manifest: dict[str, Any]
-    kb: KnowledgeBase
-    cases: dict[str, Case]
-    episodes: list[Episode]
-    scenarios: list[str]
-    agents: list[str]
-    notes: list[str]
-
-
-def load_run(run_dir: Path) -> StoredRun:
-    """Manifest, KB, cases and episodes of a run; notes if the KB changed since it ran."""
-    from clinicgym.patients.kb import default_kb, load_kb
-    from clinicgym.runs.store import RunStore
-
-    store = RunStore(run_dir)
-    manifest = store.manifest()
-    spec = manifest.get("spec", {})
-    kb = load_kb(spec["kb_dir"]) if spec.get("kb_dir") else default_kb()
-    notes = []
-    ran_with = manifest.get("versions", {}).get("kb")
-    if ran_with and ran_with != kb.version:
-        notes.append(
-            f"The run used knowledge base {ran_with}; it is judged with {kb.version}. Drug facts "
-            "may differ; episodes whose case cannot be rebuilt are reported as errors."
-        )
-    return StoredRun(
-        root=store.root,
-        manifest=manifest,
-        kb=kb,
-        cases={c.id: c for c in store.cases()},
-        episodes=list(store.iter_episodes()),
-        scenarios=list(spec.get("scenarios", [])),
-        agents=list(spec.get("agents", [])),
-        notes=notes,
-    )
 
 
 def _progress(total: int, label: str, quiet: bool) -> Progress:
@@ -93,71 +41,6 @@ def _progress(total: int, label: str, quiet: bool) -> Progress:
     )
     p.add_task(label, total=total)
     return p
-
-
-def rescore_run(
-    run: StoredRun,
-    refs: list[str],
-    *,
-    judge: Any = None,
-    quiet: bool = True,
-) -> tuple[Any, list[Any]]:
-    """Re-judge a loaded run under the packs `refs`: (report, verdicts)."""
-    from clinicgym.policies import load_packs, require_judge
-    from clinicgym.policies.rescore import rescore
-    from clinicgym.scoring.compliance import build_report
-
-    packs = load_packs(refs)
-    require_judge(packs, judge)
-    with _progress(len(run.episodes), "rescore", quiet) as progress:
-        verdicts = asyncio.run(
-            rescore(
-                run.episodes,
-                run.cases,
-                packs,
-                run.kb,
-                run.scenarios,
-                judge=judge,
-                on_verdict=lambda _: progress.advance(progress.task_ids[0]),
-            )
-        )
-    report = build_report(
-        verdicts,
-        packs,
-        run_id=run.root.name,
-        mode="rescore",
-        agents=run.agents or None,
-        kb_version=run.kb.version,
-        notes=run.notes,
-    )
-    return report, verdicts
-
-
-def judge_from_spec(spec: str | None) -> Any:
-    """An LLM judge (chat messages -> text) over any model spec the agents take
-    ('openai/gpt-4o', 'openai:MODEL@URL', 'hf:smollm2', ...); None if none."""
-    if not spec:
-        return None
-    from clinicgym.agents.backends.registry import (
-        is_model_spec,
-        make_backend,
-        unknown_model_message,
-    )
-    from clinicgym.agents.errors import AgentSpecError
-    from clinicgym.policies.errors import PolicyError
-
-    if not is_model_spec(spec):
-        raise PolicyError("--judge: " + unknown_model_message(spec, what="judge"))
-    try:
-        backend = make_backend(spec)
-    except AgentSpecError as e:
-        raise PolicyError(f"judge {spec!r}: {e}") from None
-
-    async def judge(messages: list[dict[str, str]]) -> str:
-        reply = await backend.chat(messages, temperature=0.0, max_tokens=300)
-        return reply.text
-
-    return judge
 
 
 def print_run_compliance(summary: dict[str, Any]) -> None:
@@ -308,6 +191,8 @@ def policy_diff(
     """What changed between two packs; with --run, which stored episodes change verdict."""
     from clinicgym.policies.diff import diff_packs, verdict_changes
     from clinicgym.policies.library import load
+    from clinicgym.runs.rescoring import rescore_run
+    from clinicgym.runs.store import load_run
 
     try:
         a, b = load(old), load(new)
@@ -421,10 +306,20 @@ def rescore(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Re-judge a run's stored transcripts under other pack versions (the model is not re-run)."""
+    from clinicgym.runs.judge import judge_from_spec
+    from clinicgym.runs.rescoring import rescore_run
+    from clinicgym.runs.store import load_run
+
     t0 = time.perf_counter()
     try:
         stored = load_run(run_dir)
-        report, verdicts = rescore_run(stored, pack, judge=judge_from_spec(judge), quiet=quiet)
+        with _progress(len(stored.episodes), "rescore", quiet) as progress:
+            report, verdicts = rescore_run(
+                stored,
+                pack,
+                judge=judge_from_spec(judge),
+                on_verdict=lambda _: progress.advance(progress.task_ids[0]),
+            )
     except ClinicGymError as e:
         fail(e)
     from clinicgym.scoring.compliance import write_report
@@ -449,6 +344,7 @@ def compliance(
     """Report the violations recorded while a run played (its packs, as run)."""
     from clinicgym.policies import load_packs
     from clinicgym.policies.rescore import live_verdicts
+    from clinicgym.runs.store import load_run
     from clinicgym.scoring.compliance import build_report, write_report
 
     try:

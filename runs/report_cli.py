@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,58 +25,13 @@ from clinicgym.errors import ClinicGymError
 from clinicgym.runs.console import ci_cell, fail
 
 if TYPE_CHECKING:
-    from clinicgym.runs.policy_cli import StoredRun
     from clinicgym.scoring.probes.suite import ProbeResults
 
 console = Console()
-PROBES_FILE = "probes.json"
 
 
-# ---- probes ---------------------------------------------------------------------------------
-
-
-def run_probes_on(
-    run: StoredRun,
-    *,
-    agents: list[str],
-    cases: int,
-    kinds: list[str],
-    value: str,
-    samples: int,
-    permutations: int,
-    attributes: list[str],
-    header: bool,
-    concurrency: int,
-    quiet: bool,
-) -> ProbeResults:
-    """Probe `agents` of a loaded run on its first `cases` cases; merge into its probes.json."""
-    from clinicgym.agents.registry import make_agent_factory
-    from clinicgym.runs.spec import RunSpec
-    from clinicgym.scoring.errors import ProbeError
-    from clinicgym.scoring.probes.suite import ProbeResults, new_results, run_probes
-
-    unknown = [a for a in agents if a not in run.agents]
-    if unknown:
-        raise ProbeError(f"agent(s) {unknown} are not in {run.root}; its agents: {run.agents}")
-    spec = RunSpec.model_validate(run.manifest["spec"])
-    sample = list(run.cases.values())[:cases]
-    if not sample:
-        raise ProbeError(f"{run.root} holds no cases to probe")
-    settings = {
-        "cases": len(sample),
-        "kinds": kinds,
-        "value": value,
-        "samples": samples,
-        "permutations": permutations,
-        "attributes": attributes,
-        "header": header,
-        "max_turns": spec.max_turns,
-    }
-    path = run.root / PROBES_FILE
-    results = ProbeResults.read(path) if path.exists() else new_results(run.root.name, settings)
-    results.settings = settings
-    steps = len(agents) * (len(sample) * ("attribution" in kinds or "self_explanation" in kinds))
-    steps += len(agents) * ("counterfactual" in kinds)
+def _probe_progress(quiet: bool) -> tuple[Progress, Callable[[str, int], Callable[..., None]]]:
+    """A progress display with one bar per probed agent, and the `on_agent` hook that adds it."""
     progress = Progress(
         TextColumn("{task.description:>28}"),
         BarColumn(),
@@ -86,35 +41,11 @@ def run_probes_on(
         disable=quiet,
     )
 
-    async def main() -> None:
-        for agent in agents:
-            factory = make_agent_factory(agent, run.kb, spec.agent_options())
-            task = progress.add_task(f"probe {agent}", total=steps // max(len(agents), 1))
-            try:
-                results.agents[agent] = await run_probes(
-                    factory,
-                    sample,
-                    run.kb,
-                    agent=agent,
-                    kinds=kinds,
-                    value=value,  # type: ignore[arg-type]
-                    samples=samples,
-                    permutations=permutations,
-                    attributes=attributes,
-                    header=header,
-                    max_turns=spec.max_turns,
-                    seed=spec.seed,
-                    concurrency=concurrency,
-                    on_case=lambda *_, t=task: progress.advance(t),
-                )
-            finally:
-                if hasattr(factory, "aclose"):
-                    await factory.aclose()
+    def on_agent(agent: str, steps: int) -> Callable[..., None]:
+        task = progress.add_task(f"probe {agent}", total=steps)
+        return lambda *_: progress.advance(task)
 
-    with progress:
-        asyncio.run(main())
-    results.write(path)
-    return results
+    return progress, on_agent
 
 
 def probe_tables(results: ProbeResults) -> list[Table]:
@@ -182,26 +113,29 @@ def probe(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run explainability probes on a run's agents; results go to RUN_DIR/probes.json."""
-    from clinicgym.runs.policy_cli import load_run
+    from clinicgym.runs.reporting import PROBES_FILE, run_probes_on
+    from clinicgym.runs.store import load_run
     from clinicgym.scoring.probes.counterfactual import ATTRIBUTES
     from clinicgym.scoring.probes.suite import PROBE_KINDS
 
     t0 = time.perf_counter()
     try:
         run = load_run(run_dir)
-        results = run_probes_on(
-            run,
-            agents=agent or run.agents,
-            cases=cases,
-            kinds=kind or list(PROBE_KINDS),
-            value=value,
-            samples=samples,
-            permutations=permutations,
-            attributes=attribute or list(ATTRIBUTES),
-            header=header,
-            concurrency=concurrency,
-            quiet=quiet,
-        )
+        progress, on_agent = _probe_progress(quiet)
+        with progress:
+            results = run_probes_on(
+                run,
+                agents=agent or run.agents,
+                cases=cases,
+                kinds=kind or list(PROBE_KINDS),
+                value=value,
+                samples=samples,
+                permutations=permutations,
+                attributes=attribute or list(ATTRIBUTES),
+                header=header,
+                concurrency=concurrency,
+                on_agent=on_agent,
+            )
     except ClinicGymError as e:
         fail(e)
     for table in probe_tables(results):
@@ -214,75 +148,6 @@ def probe(
                 "is irrelevant to the condition, see docs/scoring.md)"
             )
     console.print(f"probes written to {run_dir / PROBES_FILE} in {time.perf_counter() - t0:.1f} s")
-
-
-# ---- the report -----------------------------------------------------------------------------
-
-
-def build_run_report(run: StoredRun, *, weights: Path | None = None) -> Any:
-    """Score a loaded run and assemble its report (probes.json included if present)."""
-    from clinicgym.runs.summary import score_table, summarise
-    from clinicgym.scoring.metrics import EpisodeScorer
-    from clinicgym.scoring.probes.suite import ProbeResults
-    from clinicgym.scoring.report import build_report
-    from clinicgym.scoring.risk import load_weights, summarise_risk
-
-    w = load_weights(weights) if weights else None
-    packs = run.manifest.get("policy_packs", [])
-    scorer = EpisodeScorer(run.kb, run.scenarios, monitored=bool(packs), weights=w)
-    table = score_table(run.episodes, run.cases, scorer)
-    prices = {k: tuple(v) for k, v in run.manifest["spec"].get("prices", {}).items()}
-    summary = summarise(table, run.agents, run.root.name, prices)  # type: ignore[arg-type]
-    risk = summarise_risk(table, run.agents, w)
-    compliance = _compliance(run) if packs else None
-    path = run.root / PROBES_FILE
-    probes = ProbeResults.read(path) if path.exists() else None
-    notes = list(run.notes)
-    if run.scenarios:
-        notes.append(
-            f"Scenarios {run.scenarios} were applied; every episode is scored against its case "
-            "as played. Probes replay the stored cases without scenarios."
-        )
-    return build_report(
-        run_id=run.root.name,
-        agents=run.agents,
-        summary=summary,
-        risk=risk,
-        episodes=run.episodes,
-        cases=run.cases,
-        scorer=scorer,
-        compliance=compliance,
-        probes=probes,
-        notes=notes,
-    )
-
-
-def _compliance(run: StoredRun) -> dict[str, Any]:
-    """The run's live compliance: per agent pass rate, failures and undecided episodes."""
-    from clinicgym.policies import load_packs
-    from clinicgym.policies.rescore import live_verdicts
-    from clinicgym.scoring.compliance import build_report as compliance_report
-
-    records = run.manifest.get("policy_packs", [])
-    # a pack the run named by file (not in the library) is reloaded from that file
-    packs = load_packs(
-        [r["path"] if Path(r.get("path") or "").is_file() else r["ref"] for r in records]
-    )
-    verdicts = live_verdicts(run.episodes, run.cases, run.scenarios, run.kb)
-    rep = compliance_report(verdicts, packs, run_id=run.root.name, mode="live", agents=run.agents)
-    return {
-        "packs": [p.ref for p in packs],
-        "agents": {
-            a: {
-                "pass_rate": c.pass_rate,
-                "failed": c.failed,
-                "errors": c.errors,
-                "skipped": c.skipped,
-                "violations": c.violations,
-            }
-            for a, c in rep.agents.items()
-        },
-    }
 
 
 def report_table(rep: Any) -> Table:
@@ -325,7 +190,8 @@ def report(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write report.json, report.md and a standalone report.html for a run."""
-    from clinicgym.runs.policy_cli import load_run
+    from clinicgym.runs.reporting import build_run_report, run_probes_on
+    from clinicgym.runs.store import load_run
     from clinicgym.scoring.probes.counterfactual import ATTRIBUTES
     from clinicgym.scoring.probes.suite import PROBE_KINDS
     from clinicgym.scoring.report import write_report
@@ -334,19 +200,21 @@ def report(
     try:
         run = load_run(run_dir)
         if probes:
-            run_probes_on(
-                run,
-                agents=probe_agent or run.agents,
-                cases=probe_cases,
-                kinds=list(PROBE_KINDS),
-                value="confidence",
-                samples=1,
-                permutations=4,
-                attributes=list(ATTRIBUTES),
-                header=True,
-                concurrency=4,
-                quiet=quiet,
-            )
+            progress, on_agent = _probe_progress(quiet)
+            with progress:
+                run_probes_on(
+                    run,
+                    agents=probe_agent or run.agents,
+                    cases=probe_cases,
+                    kinds=list(PROBE_KINDS),
+                    value="confidence",
+                    samples=1,
+                    permutations=4,
+                    attributes=list(ATTRIBUTES),
+                    header=True,
+                    concurrency=4,
+                    on_agent=on_agent,
+                )
         rep = build_run_report(run, weights=weights)
         paths = write_report(rep, out or run_dir)
     except ClinicGymError as e:

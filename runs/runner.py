@@ -122,7 +122,7 @@ def prepare(
     packs = load_packs(spec.policy_packs)
     validate_specs(spec.scenarios, kb)
     if judge is None and spec.judge:
-        from clinicgym.runs.policy_cli import judge_from_spec
+        from clinicgym.runs.judge import judge_from_spec
 
         judge = judge_from_spec(spec.judge)
     require_judge(packs, judge)

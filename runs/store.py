@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -562,3 +563,44 @@ def _pack_records(spec: RunSpec) -> list[dict[str, Any]]:
     from clinicgym.policies.library import load_packs
 
     return [p.record() for p in load_packs(spec.policy_packs)]
+
+
+@dataclass
+class StoredRun:
+    """What re-scoring, the compliance report and the run report need from a run directory."""
+
+    root: Path
+    manifest: dict[str, Any]
+    kb: KnowledgeBase
+    cases: dict[str, Case]
+    episodes: list[Episode]
+    scenarios: list[str]
+    agents: list[str]
+    notes: list[str]
+
+
+def load_run(run_dir: Path) -> StoredRun:
+    """Manifest, KB, cases and episodes of a run; notes if the KB changed since it ran."""
+    from clinicgym.patients.kb import default_kb, load_kb
+
+    store = RunStore(run_dir)
+    manifest = store.manifest()
+    spec = manifest.get("spec", {})
+    kb = load_kb(spec["kb_dir"]) if spec.get("kb_dir") else default_kb()
+    notes = []
+    ran_with = manifest.get("versions", {}).get("kb")
+    if ran_with and ran_with != kb.version:
+        notes.append(
+            f"The run used knowledge base {ran_with}; it is judged with {kb.version}. Drug facts "
+            "may differ; episodes whose case cannot be rebuilt are reported as errors."
+        )
+    return StoredRun(
+        root=store.root,
+        manifest=manifest,
+        kb=kb,
+        cases={c.id: c for c in store.cases()},
+        episodes=list(store.iter_episodes()),
+        scenarios=list(spec.get("scenarios", [])),
+        agents=list(spec.get("agents", [])),
+        notes=notes,
+    )

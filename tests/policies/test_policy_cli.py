@@ -148,7 +148,7 @@ def test_rescore_with_an_llm_judge_over_http(run_dir, tmp_path) -> None:
 
 def test_judge_specs_name_a_chat_backend() -> None:
     from clinicgym.policies.errors import PolicyError
-    from clinicgym.runs.policy_cli import judge_from_spec
+    from clinicgym.runs.judge import judge_from_spec
 
     assert judge_from_spec(None) is None
     with pytest.raises(PolicyError, match=r"judge spec 'gpt4'; did you mean 'openai/gpt4'\?.*hf/"):

@@ -59,8 +59,8 @@ def _flaky(rest, kb, options):
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory):
     """A small run (4 cases; an employer asks for the diagnosis in each), and its report."""
-    from clinicgym.runs.policy_cli import load_run
-    from clinicgym.runs.report_cli import build_run_report
+    from clinicgym.runs.reporting import build_run_report
+    from clinicgym.runs.store import load_run
     from clinicgym.scoring.report import write_report
 
     out = tmp_path_factory.mktemp("report") / "run"
@@ -195,8 +195,8 @@ def _judge_pack(root: Path) -> Path:
 
 def test_judge_failures_are_counted_apart_never_a_pass_or_a_fail(tmp_path):
     """A judge that times out or answers nonsense: its episodes are undecided, not passes."""
-    from clinicgym.runs.policy_cli import load_run
-    from clinicgym.runs.report_cli import build_run_report
+    from clinicgym.runs.reporting import build_run_report
+    from clinicgym.runs.store import load_run
 
     calls = []
 

@@ -271,8 +271,8 @@ def test_the_judge_and_the_patient_are_built_by_the_same_registry(monkeypatch, t
     from clinicgym.patients.kb import default_kb
     from clinicgym.policies.errors import PolicyError
     from clinicgym.runs.errors import RunError
+    from clinicgym.runs.judge import judge_from_spec
     from clinicgym.runs.patient_setup import make_patient_maker
-    from clinicgym.runs.policy_cli import judge_from_spec
 
     with FakeOpenAIServer(lambda body, n: Reply("PASS")) as srv:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
