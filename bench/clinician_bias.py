@@ -21,8 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rich.console import Console
 
-from clinicgym.runs.bias_cli import bias_table
-from clinicgym.runs.bias_probe import run_bias_probe
+from clinicgym.runs.bias_probe import bias_table, run_bias_probe
 
 
 def cpu_s() -> float:

@@ -6,49 +6,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
-from clinicgym.runs.console import ci_cell, fail
-
-if TYPE_CHECKING:
-    from clinicgym.runs.bias_probe import BiasProbe
+from clinicgym.runs.console import fail
 
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
-
-
-def bias_table(result: BiasProbe) -> Table:
-    """One row per arm: n, top-1 with its interval, the difference from no bias, the paired
-    changes, and (cognitive) how often the planted look-alike came first."""
-    table = Table(
-        title=f"clinician bias probe: {result.agent}, {len(result.cases)} cases",
-        caption=(
-            "top-1: Wilson 95%; difference from 'none': Newcombe 95% (arms taken as independent: "
-            "conservative for paired cases); lost/gained: cases right without the bias and wrong "
-            "with it / the reverse; changed: first diagnosis differs from no bias's; look-alike: "
-            "the planted wrong answer ranked first"
-        ),
-    )
-    cols = ("bias", "kind", "n", "errors", "top-1", "difference", "lost/gained", "changed")
-    for col in (*cols, "look-alike"):
-        table.add_column(col, justify="left" if col in ("bias", "kind") else "right")
-    for a in result.arms:
-        table.add_row(
-            a.bias,
-            a.kind,
-            str(a.n),
-            str(a.errors),
-            ci_cell(a.accuracy, pct=True),
-            ci_cell(a.diff, pct=True, sep=", ") if a.diff else "-",
-            f"{a.lost}/{a.gained}" if a.bias != "none" else "-",
-            f"{a.changed}/{a.n}" if a.bias != "none" else "-",
-            ci_cell(a.lured, pct=True) if a.lured else "-",
-        )
-    return table
 
 
 def probe_bias(
@@ -82,7 +48,7 @@ def probe_bias(
     """Play a model on the same cases and seeds without a bias and with each clinician-side bias
     (AgentClinic's cognitive and implicit biases, in its instructions); print top-1 accuracy per
     bias with intervals and write the record to --out."""
-    from clinicgym.runs.bias_probe import run_bias_probe
+    from clinicgym.runs.bias_probe import bias_table, run_bias_probe
 
     t0 = time.perf_counter()
     try:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
 
 from clinicgym.agents.backends.spec import ClinicianFactory
 from clinicgym.agents.biases import NO_BIAS, BiasLibrary, load_biases
@@ -30,6 +31,7 @@ from clinicgym.agents.registry import make_agent_factory
 from clinicgym.envs.episode import TerminationReason
 from clinicgym.patients.case import Case, Diagnosis
 from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
+from clinicgym.runs.console import ci_cell
 from clinicgym.runs.runner import episode_seed
 from clinicgym.scoring.diagnosis import matches, normalise, rank_of
 from clinicgym.scoring.probes._play import play
@@ -280,3 +282,33 @@ def run_bias_probe(
         "concurrency": concurrency,
     }
     return result
+
+
+def bias_table(result: BiasProbe) -> Table:
+    """One row per arm: n, top-1 with its interval, the difference from no bias, the paired
+    changes, and (cognitive) how often the planted look-alike came first."""
+    table = Table(
+        title=f"clinician bias probe: {result.agent}, {len(result.cases)} cases",
+        caption=(
+            "top-1: Wilson 95%; difference from 'none': Newcombe 95% (arms taken as independent: "
+            "conservative for paired cases); lost/gained: cases right without the bias and wrong "
+            "with it / the reverse; changed: first diagnosis differs from no bias's; look-alike: "
+            "the planted wrong answer ranked first"
+        ),
+    )
+    cols = ("bias", "kind", "n", "errors", "top-1", "difference", "lost/gained", "changed")
+    for col in (*cols, "look-alike"):
+        table.add_column(col, justify="left" if col in ("bias", "kind") else "right")
+    for a in result.arms:
+        table.add_row(
+            a.bias,
+            a.kind,
+            str(a.n),
+            str(a.errors),
+            ci_cell(a.accuracy, pct=True),
+            ci_cell(a.diff, pct=True, sep=", ") if a.diff else "-",
+            f"{a.lost}/{a.gained}" if a.bias != "none" else "-",
+            f"{a.changed}/{a.n}" if a.bias != "none" else "-",
+            ci_cell(a.lured, pct=True) if a.lured else "-",
+        )
+    return table

@@ -23,7 +23,7 @@ Display = Literal["summary", "report", "board", "review"]
 UNITS: tuple[Unit, ...] = Unit.__args__  # type: ignore[attr-defined]
 DIRECTIONS: tuple[Direction, ...] = Direction.__args__  # type: ignore[attr-defined]
 DISPLAYS: dict[Display, str] = {
-    "summary": "the run table `clinicgym run` and `runs show` print (runs/cli.py)",
+    "summary": "the run table `clinicgym run` and `runs show` print (runs/console.py)",
     "report": "the first table of `clinicgym report` (every metric is in its group tables)",
     "board": "the columns of the leaderboard page (runs/leaderboard.py)",
     "review": "the scores shown beside a transcript in the review app (the rest a click away)",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from clinicgym.runs.cli import summary_table
+from clinicgym.runs.console import summary_table
 from clinicgym.runs.summary import SUMMARY_FORMAT_VERSION, summarise
 from clinicgym.scoring.metric_registry import MEASUREMENTS, METRICS
 from clinicgym.scoring.stats import wilson_ci

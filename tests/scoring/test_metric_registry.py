@@ -57,12 +57,12 @@ def test_the_derived_views_follow_the_registry():
 
 
 def test_every_display_reads_its_list_from_the_registry():
-    from clinicgym.runs import cli, leaderboard
+    from clinicgym.runs import console, leaderboard
     from clinicgym.runs.review import app
     from clinicgym.scoring import report
 
-    assert list(cli.SUMMARY_COLUMNS) == [m.name for m in shown_in("summary")]
-    assert cli.SUMMARY_COLUMNS["diagnostic_accuracy"] == "top-1"
+    assert list(console.SUMMARY_COLUMNS) == [m.name for m in shown_in("summary")]
+    assert console.SUMMARY_COLUMNS["diagnostic_accuracy"] == "top-1"
     assert tuple(m.name for m in shown_in("report")) == report.HEADLINE
     assert tuple(m.name for m in shown_in("board")) == leaderboard.BOARD_METRICS
     assert set(leaderboard.BOARD_METRICS) & PERCENT == leaderboard.PERCENT_METRICS
