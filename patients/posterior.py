@@ -14,6 +14,8 @@ both the scripted agent and the difficulty measure follow, so there is one polic
 from __future__ import annotations
 
 import functools
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -265,6 +267,34 @@ class KBModel:
                     liks.append(lik)
         return np.array(cond_rows), np.array(weights), np.array(liks)
 
+    @functools.cache  # noqa: B019
+    def askable(self, age: int, sex: str) -> np.ndarray:
+        """History findings that apply to a patient of this age and sex (read-only: a belief
+        copies it); built once per age and sex, not once per belief."""
+        mask = np.array(
+            [_applies(self.kb.findings[f].applies, age, sex) for f in self.history], dtype=bool
+        )
+        mask.flags.writeable = False
+        return mask
+
+    @functools.cache  # noqa: B019
+    def orderable(self, setting: str | None, age: int, sex: str) -> tuple[np.ndarray, np.ndarray]:
+        """Tests this setting can do for a patient of this age and sex, and each test's result
+        delay in the setting (read-only: a belief copies the mask); built once per key."""
+        tests = [self.kb.tests[t] for t in self.tests]
+        ok = np.array(
+            [
+                (setting is None or setting in t.settings) and _applies(t.applies, age, sex)
+                for t in tests
+            ],
+            dtype=bool,
+        )
+        delay = np.array(
+            [t.delay.get(setting, 0) if setting else 0 for t in tests]  # type: ignore[call-overload]
+        )
+        ok.flags.writeable = delay.flags.writeable = False
+        return ok, delay
+
     def member_rows(self, presentation: str, setting: str) -> list[int]:
         """Row indices of the members seen with this presentation in this setting."""
         pres = self.kb.presentations[presentation]
@@ -458,24 +488,12 @@ class Belief:
         """The condition row of each hypothesis."""
         self.test_lik = model.test_lik[self.cond_of]
         self.age, self.sex, self.setting = age, sex, setting
-        kb = model.kb
-        self.open = np.array(
-            [_applies(kb.findings[f].applies, age, sex) for f in model.history], dtype=bool
-        )
+        self.open = model.askable(age, sex).copy()
         """History findings still worth asking: they apply to the patient, not asked yet."""
         self.examined: set[str] = set()
-        tests = [kb.tests[t] for t in model.tests]
-        self.orderable = np.array(
-            [
-                (setting is None or setting in t.settings) and _applies(t.applies, age, sex)
-                for t in tests
-            ],
-            dtype=bool,
-        )
+        orderable, self.delay = model.orderable(setting, age, sex)
+        self.orderable = orderable.copy()
         """Tests this setting can do for this patient and not yet ordered."""
-        self.delay = np.array(
-            [t.delay.get(setting, 0) if setting else 0 for t in tests]  # type: ignore[call-overload]
-        )
 
     @classmethod
     def start(
@@ -580,17 +598,18 @@ class Belief:
         onehot = np.zeros((groups.max() + 1, len(rows)))
         onehot[groups, np.arange(len(rows))] = 1.0
         """Sums hypotheses into conditions: the gain is information about the condition."""
+        h_now = _entropy((onehot @ p)[:, None])[0]
         best: Choice | None = None
         sub = self.lik[rows]
         hist = np.flatnonzero(self.open)
         if len(hist):
-            g = _gain(p, sub[:, hist], onehot)
+            g = _gain(p, sub[:, hist], onehot, h_now)
             j = int(g.argmax())
             if g[j] > MIN_GAIN:
                 best = Choice("ask", m.history[hist[j]], float(g[j]))
         by_system = np.bincount(
             m.exam_system,
-            weights=_gain(p, sub[:, m.exam_cols], onehot),
+            weights=_gain(p, sub[:, m.exam_cols], onehot, h_now),
             minlength=len(m.system_names),
         )
         for k, system in enumerate(m.system_names):
@@ -602,23 +621,23 @@ class Belief:
             ok = ok & (self.delay < turns_left - 1)
         tests = np.flatnonzero(ok)
         if len(tests):
-            g = _gain(p, self.test_lik[np.ix_(rows, tests)], onehot) * TEST_DISCOUNT
+            g = _gain(p, self.test_lik[np.ix_(rows, tests)], onehot, h_now) * TEST_DISCOUNT
             j = int(g.argmax())
             if g[j] > MIN_GAIN and (best is None or g[j] > best.gain):
                 best = Choice("order", m.tests[tests[j]], float(g[j]))
         return best
 
 
-def _gain(p: np.ndarray, lik: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def _gain(p: np.ndarray, lik: np.ndarray, groups: np.ndarray, h_now: float) -> np.ndarray:
     """Expected entropy reduction about the condition from binary observations (one per
     column of `lik`), under the distribution `p` over hypotheses (`lik`'s rows), which
-    `groups` (conditions x hypotheses, 0/1) sums into conditions."""
+    `groups` (conditions x hypotheses, 0/1) sums into conditions; `h_now`: the entropy of
+    `groups @ p`, computed once per step by the caller."""
     yes = groups @ (p[:, None] * lik)
     no = groups @ (p[:, None] * (1 - lik))
     p_yes = yes.sum(axis=0)
     post_yes = yes / np.clip(p_yes, 1e-12, None)
     post_no = no / np.clip(1 - p_yes, 1e-12, None)
-    h_now = _entropy((groups @ p)[:, None])[0]
     return h_now - (p_yes * _entropy(post_yes) + (1 - p_yes) * _entropy(post_no))
 
 
@@ -626,11 +645,51 @@ def _applies(applies: object, age: int, sex: str) -> bool:
     return applies is None or applies.admits(age, sex)  # type: ignore[attr-defined]
 
 
+DIFFICULTY_MEMO = 32768
+"""Difficulties kept, by record content: a run realises each case at play and again at
+finalise, and the second realisation finds its difficulty here (about 200 bytes a case)."""
+_DIFFICULTY: OrderedDict[bytes, tuple[Any, ...]] = OrderedDict()
+
+
+def _difficulty_key(kb: KnowledgeBase, record: Any) -> bytes:
+    """A digest of everything `difficulty` reads from a record: the opening, the condition,
+    atypia, the findings present and the tests abnormal (absent and normal read alike)."""
+    content = (
+        kb.version,
+        record.age,
+        record.sex,
+        record.setting,
+        record.chief_complaint,
+        record.condition_id,
+        bool(record.atypical),
+        sorted(f for f, v in record.findings.items() if v),
+        sorted(t for t, out in record.tests.items() if out and out.abnormal),
+    )
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).digest()
+
+
 def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
     """A record's difficulty features: the members it could be (cluster size), the prior of
     its condition given the opening (complaint, setting, age, sex), and the observations the
     greedy information-gain policy needs, seeing the record's true answers, to put 90% on the
-    true condition. Tests count as observations whatever their delay."""
+    true condition. Tests count as observations whatever their delay. Remembered for the last
+    `DIFFICULTY_MEMO` records, so realising a case again does not walk the policy again."""
+    key = _difficulty_key(kb, record)
+    known = _DIFFICULTY.get(key)
+    if known is None:
+        known = _DIFFICULTY[key] = _difficulty(kb, record)
+        while len(_DIFFICULTY) > DIFFICULTY_MEMO:
+            _DIFFICULTY.popitem(last=False)
+    else:
+        _DIFFICULTY.move_to_end(key)
+    size, prior, steps, atypical, tier = known
+    return Difficulty(
+        cluster_size=size, prior=prior, steps_to_90=steps, atypical=atypical, tier=tier
+    )
+
+
+def _difficulty(kb: KnowledgeBase, record: Any) -> tuple[Any, ...]:
+    """`difficulty`'s fields, computed: (cluster size, prior, steps to 90%, atypical, tier)."""
     m = model_for(kb)
     belief = Belief.start(m, record.age, record.sex, record.setting, record.chief_complaint)
     true = m.cond_index[record.condition_id]
@@ -659,13 +718,7 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
         if steps is not None and steps <= TIERS["medium"]
         else "hard"
     )
-    return Difficulty(
-        cluster_size=size,
-        prior=round(prior, 4),
-        steps_to_90=steps,
-        atypical=record.atypical,
-        tier=tier,  # type: ignore[arg-type]
-    )
+    return size, round(prior, 4), steps, record.atypical, tier
 
 
 def _examined(kb: KnowledgeBase, record: Any, system: str) -> list[str]:
