@@ -324,16 +324,7 @@ class GroundedPatient:
             text = fact.text[:1].upper() + fact.text[1:]
         else:
             text = self.words.deny_said(fact.text)
-        self.ledger.append(
-            LedgerEntry(
-                turn=turn,
-                question=question,
-                concept=fact.concept,
-                status=said,
-                fact_id=fact.id,
-                text=text,
-            )
-        )
+        self._note(turn, question, fact.concept, said, text, fact.id)
         self._told.add(fact.id)
         return text, ConceptAnswer(concept=fact.concept, status=said, fact_id=fact.id), earlier
 
@@ -415,14 +406,26 @@ class GroundedPatient:
             return None
         if any(e.concept == concept for e in self.ledger):
             return None
-        text = self.words.evasive(concept)
+        return self._note(turn, question, concept, "withheld", self.words.evasive(concept), fact.id)
+
+    def _note(
+        self,
+        turn: int,
+        question: str,
+        concept: str,
+        status: AnswerStatus,
+        text: str,
+        fact_id: str | None = None,
+    ) -> str:
+        """Write one answer into the ledger (what was asked, what was said, and how it answered);
+        the text said."""
         self.ledger.append(
             LedgerEntry(
                 turn=turn,
                 question=question,
                 concept=concept,
-                status="withheld",
-                fact_id=fact.id,
+                status=status,
+                fact_id=fact_id,
                 text=text,
             )
         )
@@ -430,18 +433,7 @@ class GroundedPatient:
 
     def _say_unknown(self, concept: str, question: str, turn: int) -> str:
         """Say "I don't know" about `concept` and note it in the ledger; the text said."""
-        text = self.words.unknown(concept)
-        self.ledger.append(
-            LedgerEntry(
-                turn=turn,
-                question=question,
-                concept=concept,
-                status="unknown",
-                fact_id=None,
-                text=text,
-            )
-        )
-        return text
+        return self._note(turn, question, concept, "unknown", self.words.unknown(concept))
 
     def _about(self, concept: str, question: str, turn: int) -> tuple[str, ConceptAnswer, bool]:
         if concept in self.unknown:
@@ -478,16 +470,7 @@ class GroundedPatient:
                 fact.text if status == "affirmed" and fact else earlier.text, concept
             )
         fact_id = fact.id if fact else None
-        self.ledger.append(
-            LedgerEntry(
-                turn=turn,
-                question=question,
-                concept=concept,
-                status=status,
-                fact_id=fact_id,
-                text=text,
-            )
-        )
+        self._note(turn, question, concept, status, text, fact_id)
         if fact_id and status in ("affirmed", "denied"):
             self._told.add(fact_id)
         return text, ConceptAnswer(concept=concept, status=status, fact_id=fact_id), repeated
@@ -512,16 +495,7 @@ class GroundedPatient:
             texts.append(f.text)
             answers.append(ConceptAnswer(concept=f.concept, status="affirmed", fact_id=f.id))
             self._told.add(f.id)
-            self.ledger.append(
-                LedgerEntry(
-                    turn=turn,
-                    question=question,
-                    concept=f.concept,
-                    status="affirmed",
-                    fact_id=f.id,
-                    text=f.text,
-                )
-            )
+            self._note(turn, question, f.concept, "affirmed", f.text, f.id)
         return PatientReply(
             text=self.words.listing(list(dict.fromkeys(texts))),
             intent=intent,
@@ -537,16 +511,7 @@ class GroundedPatient:
         fact_id = facts[0].id if facts else None
         if not facts:
             text = self.words.unknown(concept)
-        self.ledger.append(
-            LedgerEntry(
-                turn=turn,
-                question=question,
-                concept=concept,
-                status=status,
-                fact_id=fact_id,
-                text=text,
-            )
-        )
+        self._note(turn, question, concept, status, text, fact_id)
         if fact_id:
             self._told.add(fact_id)
         return PatientReply(
