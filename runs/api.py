@@ -336,7 +336,7 @@ def _play(
     progress: bool,
     on_episode: Callable[[Any], None] | None,
 ) -> EvaluationResult:
-    """Prepare, play, store and finalise the run, as `clinicgym run` does (runs/cli.py `_run`)."""
+    """Prepare, play, store and finalise the run, as `clinicgym run` does (runs/cli/main.py)."""
     from clinicgym.patients.encoder import minilm_path
     from clinicgym.patients.matching import matcher_for
     from clinicgym.runs.runner import execute, finalise, prepare

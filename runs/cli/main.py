@@ -1,4 +1,5 @@
-"""The `clinicgym` command line: run benchmarks, inspect the knowledge base and cases."""
+"""The `clinicgym` typer app: `run`, `kb`, `cases` and `version` here, the other command groups
+registered from their modules in this package (some lazily, so `--help` stays quick)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ from rich.table import Table
 
 from clinicgym import __version__
 from clinicgym.errors import ClinicGymError
-from clinicgym.runs.cohort_cli import cohort_app
-from clinicgym.runs.console import err_console, fail, summary_table
-from clinicgym.runs.play_cli import play
-from clinicgym.runs.policy_cli import (
+from clinicgym.runs.cli.cohort import cohort_app
+from clinicgym.runs.cli.play import play
+from clinicgym.runs.cli.policy import (
     compliance,
     policy_app,
     print_run_compliance,
     rescore,
 )
-from clinicgym.runs.report_cli import probe, report
-from clinicgym.runs.review_cli import feedback_app, review_app
+from clinicgym.runs.cli.report import probe, report
+from clinicgym.runs.cli.review import feedback_app, review_app
+from clinicgym.runs.console import err_console, fail, summary_table
 
 app = typer.Typer(
     help="clinicgym: benchmark a model that plays the clinician against grounded patients.",
@@ -536,7 +537,7 @@ def cases_sample(
 
 
 def _cases_audit() -> None:
-    from clinicgym.runs.cases_audit_cli import cases_audit
+    from clinicgym.runs.cli.cases import cases_audit
 
     cases_app.command("audit")(cases_audit)
 
@@ -552,7 +553,7 @@ app.command("probe")(probe)
 
 
 def _bias_cli() -> None:
-    from clinicgym.runs.bias_cli import probe_bias
+    from clinicgym.runs.cli.bias import probe_bias
 
     app.command("probe-bias")(probe_bias)
 
@@ -570,7 +571,7 @@ _modality_cli()
 
 
 def _patients_app() -> typer.Typer:
-    from clinicgym.runs.patient_cli import patients_app
+    from clinicgym.runs.cli.patients import patients_app
 
     return patients_app
 
@@ -590,7 +591,7 @@ app.add_typer(feedback_app, name="feedback")
 
 
 def _scale_cli() -> None:
-    from clinicgym.runs.scale_cli import leaderboard_app, runs_app, submit, suite_app
+    from clinicgym.runs.cli.scale import leaderboard_app, runs_app, submit, suite_app
 
     app.add_typer(runs_app, name="runs")
     app.add_typer(suite_app, name="suite")
@@ -614,7 +615,3 @@ def main() -> None:
     except ClinicGymError as e:
         err_console.print(f"[red]error:[/red] {e}", highlight=False)
         raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

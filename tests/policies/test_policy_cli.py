@@ -1,5 +1,5 @@
 """The command line: `clinicgym run --pack --scenario`, `policy ...`, `rescore`, `compliance`
-(tests of runs/policy_cli.py; kept with the policy tests)."""
+(tests of runs/cli/policy.py; kept with the policy tests)."""
 
 from __future__ import annotations
 
