@@ -89,10 +89,10 @@ def test_exit_2_and_one_line_for_a_full_disk_then_the_run_resumes(tmp_path, monk
     write = RunStore._write  # where every episode line is written (append and group commit)
     appended = []
 
-    def full_after_two(self, episodes):
+    def full_after_two(self, episodes, lines=None):
         if len(appended) == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.episodes_path))
-        write(self, episodes)
+        write(self, episodes, lines)
         appended.extend(e.episode_id for e in episodes)
 
     monkeypatch.setattr(RunStore, "_write", full_after_two)
