@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -124,6 +124,15 @@ class KBModel:
         setting, exactly as the generator draws them (`demographic_weights`). Otherwise: every
         condition equally likely, then demographics from its prevalence table (the balanced
         KB sampler)."""
+        p, lik = self._prior(age, sex, setting, complaint)
+        return p.copy(), lik
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019
+    def _prior(
+        self, age: int, sex: str, setting: str | None, complaint: str | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`prior`, kept for the last 256 openings: realising a case asks for its opening's
+        prior three times (difficulty, must-ask facts, look-alikes)."""
         pres = self._presentations(complaint, setting, age)
         if not pres:
             return self.balanced_prior(age, sex), self.lik
@@ -645,27 +654,42 @@ def _applies(applies: object, age: int, sex: str) -> bool:
     return applies is None or applies.admits(age, sex)  # type: ignore[attr-defined]
 
 
-DIFFICULTY_MEMO = 32768
-"""Difficulties kept, by record content: a run realises each case at play and again at
-finalise, and the second realisation finds its difficulty here (about 200 bytes a case)."""
-_DIFFICULTY: OrderedDict[bytes, tuple[Any, ...]] = OrderedDict()
+RECORD_MEMO = 32768
+"""Records whose difficulty and must-ask facts are kept, by content: a run realises each case
+at play and again at finalise, and the second realisation finds them here (a few hundred bytes
+a record)."""
+_MEMO: OrderedDict[bytes, Any] = OrderedDict()
 
 
-def _difficulty_key(kb: KnowledgeBase, record: Any) -> bytes:
-    """A digest of everything `difficulty` reads from a record: the opening, the condition,
-    atypia, the findings present and the tests abnormal (absent and normal read alike)."""
+def _record_key(kb: KnowledgeBase, record: Any, kind: str) -> bytes:
+    """A digest of everything `difficulty` and `discriminating` read from a record: the
+    opening, the condition, atypia, every finding's value and every test's result."""
     content = (
+        kind,
         kb.version,
         record.age,
         record.sex,
         record.setting,
         record.chief_complaint,
         record.condition_id,
-        bool(record.atypical),
-        sorted(f for f, v in record.findings.items() if v),
-        sorted(t for t, out in record.tests.items() if out and out.abnormal),
+        bool(getattr(record, "atypical", False)),
+        sorted((f, bool(v)) for f, v in record.findings.items()),
+        sorted((t, bool(out.abnormal)) for t, out in record.tests.items()),
     )
     return hashlib.blake2b(repr(content).encode(), digest_size=16).digest()
+
+
+def _remembered(kb: KnowledgeBase, record: Any, kind: str, compute: Callable[[], Any]) -> Any:
+    """`compute()` for this record, or what it gave the last time (of `RECORD_MEMO`)."""
+    key = _record_key(kb, record, kind)
+    known = _MEMO.get(key)
+    if known is None:
+        known = _MEMO[key] = compute()
+        while len(_MEMO) > RECORD_MEMO:
+            _MEMO.popitem(last=False)
+    else:
+        _MEMO.move_to_end(key)
+    return known
 
 
 def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
@@ -673,15 +697,8 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
     its condition given the opening (complaint, setting, age, sex), and the observations the
     greedy information-gain policy needs, seeing the record's true answers, to put 90% on the
     true condition. Tests count as observations whatever their delay. Remembered for the last
-    `DIFFICULTY_MEMO` records, so realising a case again does not walk the policy again."""
-    key = _difficulty_key(kb, record)
-    known = _DIFFICULTY.get(key)
-    if known is None:
-        known = _DIFFICULTY[key] = _difficulty(kb, record)
-        while len(_DIFFICULTY) > DIFFICULTY_MEMO:
-            _DIFFICULTY.popitem(last=False)
-    else:
-        _DIFFICULTY.move_to_end(key)
+    `RECORD_MEMO` records, so realising a case again does not walk the policy again."""
+    known = _remembered(kb, record, "difficulty", lambda: _difficulty(kb, record))
     size, prior, steps, atypical, tier = known
     return Difficulty(
         cluster_size=size, prior=prior, steps_to_90=steps, atypical=atypical, tier=tier
@@ -752,7 +769,12 @@ def record_verdict(kb: KnowledgeBase, record: Any) -> str:
 def discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     """The concepts of a record (findings and tests) whose recorded value favours its true
     condition over the other members the patient could have by `must_ask_lr` or more: the
-    case's must-ask facts."""
+    case's must-ask facts (remembered like `difficulty`)."""
+    return set(_remembered(kb, record, "must", lambda: frozenset(_discriminating(kb, record))))
+
+
+def _discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
+    """`discriminating`, computed."""
     m = model_for(kb)
     threshold = kb.generation.must_ask_lr if kb.generation else 3.0
     belief = Belief.start(
