@@ -7,7 +7,7 @@ the installed code and, with `--code DIR`, another checkout (a `git worktree` of
 commit: the "before"), in the same sitting, and prints the ratio. `--check` also asserts that
 both checkouts give the same content hash and difficulty for every case.
 
-    .venv/bin/python bench/realise.py --realise 200 [--code /tmp/before] [--repeat 3]
+    .venv/bin/python bench/realise.py --realise 200 [--code DIR] [--repeat 3] [--check]
 """
 
 from __future__ import annotations
