@@ -441,11 +441,13 @@ _NO_ALLERGY = re.compile(r"^\s*(?:NKDA|NKA|no known (?:drug )?allergies|no aller
 _ON_DRUG = re.compile(r"\bon\s+[A-Za-z]")
 """'... on apixaban': a past-history line that may name the drug it is treated with."""
 _DOSE = re.compile(
-    r"\b\d+(?:\.\d+)?\s*(?:mg|g|mcg|micrograms?|units?|puffs?)\b|"
+    r"\b\d+(?:\.\d+)?\s*(?:mg|mcg|micrograms?|puffs?)\b|"
+    r"\b\d+(?:\.\d+)?\s*g\s+(?:once|twice|three times|four times|daily|at night)\b|"
     r"(?-i:\b(?:OD|BD|BID|TDS|TID|QDS|QID|PRN|prn|nocte|mane)\b)",
     re.IGNORECASE,
 )
-"""A dose or how often it is taken: 'metformin 1 g twice daily', 'paracetamol PRN'."""
+"""A dose or how often it is taken: 'ramipril 10 mg', 'metformin 1 g twice daily', 'paracetamol
+PRN'. Not bare grams or units: '20 g on weekends', '10 units/wk' measure alcohol."""
 
 
 def inline_label(sentence: str, section: str) -> tuple[str, str]:
@@ -472,14 +474,9 @@ def category_of(text: str, section: str, *, drug: bool = False) -> str:
         and not re.search(r"\b(?:lives|living|married)\b", text, re.I)
     ):
         return "family"
-    medication = section in ("pmh", "hpi", "social") and bool(
-        _MEDICATION.search(text) or _DOSE.search(text)
-    )
-    if (
-        drug
-        or _DOSE.search(text)
-        or (medication and re.search(r"\btak|on\b|prescri|treat", text, re.I))
-    ):
+    medication = section in ("pmh", "hpi", "social") and bool(_MEDICATION.search(text))
+    dosed = section in ("pmh", "hpi") and bool(_DOSE.search(text))
+    if drug or dosed or (medication and re.search(r"\btak|on\b|prescri|treat", text, re.I)):
         return "medication"
     if (
         section in ("pmh", "hpi", "ros")

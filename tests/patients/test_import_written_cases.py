@@ -494,6 +494,7 @@ def test_medicines_and_allergies_inside_past_history_are_their_own_facts(kb):
         "Atrial fibrillation on apixaban. Ramipril 10 mg. Meds: none else. Allergies: "
         "trimethoprim (rash)."
     )
+    actor["Social_History"] = "EtOH 10 units/wk. Alcohol about 20 g on weekends."
     case, _ = _case(kb, raw)
     by = {(f.category, f.text, f.present) for f in case.facts}
     meds = {t for c, t, _ in by if c == "medication"}
@@ -502,6 +503,8 @@ def test_medicines_and_allergies_inside_past_history_are_their_own_facts(kb):
     af = next(f for f in case.facts if f.category == "pmh" and "Atrial" in f.text)
     assert af.concept == "atrial_fibrillation"  # the condition keeps its KB link
     assert any(c == "allergy" and "trimethoprim" in t for c, t, _ in by)
+    drinks = [f for f in case.facts if "units" in f.text or "20 g" in f.text]
+    assert len(drinks) == 2 and {f.category for f in drinks} == {"social"}  # alcohol, no dose
     raw = _osce("8-month-old girl", dx="Bronchiolitis")
     raw["OSCE_Examination"]["Patient_Actor"]["Past_Medical_History"] = "Meds: none. NKDA."
     case, _ = _case(kb, raw)
