@@ -841,20 +841,21 @@ class RecordIndex:
                         ok[k] = False
             cand = _candidates(score, ruled, topical)
             said = {k: polarity(self.facts[k], read) for k in cand}
-            pair = _Pair(
-                part,
-                read,
-                stems,
-                focus,
-                row,
-                sent[first + i],
-                kb[first + i],
-                score,
-                shared,
-                ok,
-                topical,
-            )
-            x = self._features(pair, cand, said, len(parts))
+            if self.scorer is not None or self.trace is not None:  # features only when used
+                pair = _Pair(
+                    part,
+                    read,
+                    stems,
+                    focus,
+                    row,
+                    sent[first + i],
+                    kb[first + i],
+                    score,
+                    shared,
+                    ok,
+                    topical,
+                )
+                x = self._features(pair, cand, said, len(parts))
             if self.trace is not None:
                 self.trace.append(
                     (question, part, cand, x, [said[k] for k in cand], emb[first + i])
