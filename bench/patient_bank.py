@@ -8,7 +8,10 @@ Asks every bank with `clinicgym.patients.ask` (one patient per case, questions i
 beside the repository (never copied into it). `dev.jsonl` is the half the patient may be tuned
 on; `heldout.jsonl` (MedQA) and `nejm.jsonl` (NEJM) are held out: report both, tune on neither.
 The last row, "held-out unseen", asks bench/data/unseen's own synthetic clinician-written cases
-(in the repository, so it runs without the shared folder); it is held out too.
+(in the repository, so it runs without the shared folder); it is held out too. "near misses"
+asks the same cases questions written to tempt a patient into answering from a statement that
+only sounds related (half of them the record cannot answer): held out, and its contradictions
+are the figure to watch.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ RUNS = (
     ("held-out MedQA", "heldout.jsonl", "agentclinic_medqa.jsonl"),
     ("held-out NEJM", "nejm.jsonl", "agentclinic_nejm.jsonl"),
     ("held-out unseen", UNSEEN / "questions.jsonl", UNSEEN / "cases.jsonl"),
+    ("near misses", UNSEEN / "near_misses.jsonl", UNSEEN / "cases.jsonl"),
 )
 
 
