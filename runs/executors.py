@@ -34,9 +34,11 @@ from clinicgym.runs.errors import RunError
 from clinicgym.runs.runner import (
     PlannedEpisode,
     RunContext,
+    Scored,
     is_bug,
     play_planned,
     raise_if_bug,
+    score_played,
 )
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore
@@ -71,14 +73,17 @@ def make_executor(spec: RunSpec) -> Executor:
 # ---- one episode, with retries -------------------------------------------------------------
 
 
-async def play_with_retries(ctx: RunContext, planned: PlannedEpisode, live: Any = None) -> Episode:
+async def play_with_retries(
+    ctx: RunContext, planned: PlannedEpisode, live: Any = None, case: Any = None
+) -> Episode:
     """Play a planned episode; replay it (same seed, fresh env and agent) while it errors, up to
     `episode_retries` times. Failed attempts are listed in the stored episode's `errors`; a bug
-    is returned as it is (the caller raises it, `raise_if_bug`), never replayed."""
+    is returned as it is (the caller raises it, `raise_if_bug`), never replayed. `case`: the
+    planned case, realised, when the caller holds it."""
     attempts = ctx.spec.episode_retries + 1
     failed: list[str] = []
     for n in range(1, attempts + 1):
-        episode = await play_planned(ctx, planned, live)
+        episode = await play_planned(ctx, planned, live, case)
         if is_bug(episode):
             return episode
         if episode.status != "error":
@@ -91,6 +96,30 @@ async def play_with_retries(ctx: RunContext, planned: PlannedEpisode, live: Any 
     return episode.model_copy(
         update={"errors": [*failed, f"attempt {attempts} of {attempts} failed: {what}"]}
     )
+
+
+async def play_and_score(
+    ctx: RunContext, planned: PlannedEpisode, live: Any = None
+) -> tuple[Episode, Scored | None]:
+    """`play_with_retries`, then the episode scored against the case it played while that case
+    is still held (`score_played`: finalise will not realise the case again). The case is
+    realised once for every attempt and the scoring, whatever else the cache of realised cases
+    dropped meanwhile. A bug is returned unscored."""
+    case = ctx.cases[planned.case_index]
+    episode = await play_with_retries(ctx, planned, live, case)
+    if is_bug(episode):
+        return episode, None
+    return episode, score_played(ctx, episode, case, ctx.cases.case_hash(planned.case_index))
+
+
+def keep_scored(ctx: RunContext, planned: PlannedEpisode, scored: Scored | None) -> None:
+    """Hold a stored episode's scoring for finalise, and its case's hash (computed where the
+    case was realised: a worker process's) for the manifest."""
+    if scored is None:
+        return
+    ctx.scored[planned.episode_id] = scored
+    if isinstance(ctx.cases, LazyCases):
+        ctx.cases.set_hash(planned.case_index, scored.case_hash)
 
 
 def errored_episode(planned: PlannedEpisode, case_id: str, errors: list[str]) -> Episode:
@@ -241,9 +270,10 @@ class LocalExecutor:
         async def run_one(planned: PlannedEpisode) -> Episode:
             live = LiveRecorder(store.root, episode_id=planned.episode_id, agent_id=planned.agent)
             try:
-                episode = await play_with_retries(ctx, planned, live)
+                episode, scored = await play_and_score(ctx, planned, live)
                 raise_if_bug(episode)  # never stored: the run stops and says so
                 await store.commit(episode)  # off the loop; back once fsynced (group commit)
+                keep_scored(ctx, planned, scored)
             finally:
                 live.close()  # after the append: a viewer never sees the episode vanish
             await asyncio.sleep(0)
@@ -290,7 +320,9 @@ class ProcessPool:
         self.procs: list[Any] = []
         self.conns: list[Any] = []
         self.load = [0] * n
-        self.pending: list[dict[str, asyncio.Future[str]]] = [{} for _ in range(n)]
+        self.pending: list[dict[str, asyncio.Future[tuple[str, Scored | None]]]] = [
+            {} for _ in range(n)
+        ]
         self.alive = [True] * n
 
     async def __aenter__(self) -> ProcessPool:
@@ -328,13 +360,13 @@ class ProcessPool:
         conn = self.conns[k]
         try:
             while conn.poll():
-                episode_id, text, error = conn.recv()
+                episode_id, text, error, scored = conn.recv()
                 fut = self.pending[k].pop(episode_id, None)
                 if fut is not None and not fut.done():
                     if error:
                         fut.set_exception(RunError(f"worker process {k + 1}: {error}"))
                     else:
-                        fut.set_result(text)
+                        fut.set_result((text, scored))
         except (EOFError, OSError):  # the worker ended: fail what it held
             self.alive[k] = False
             asyncio.get_running_loop().remove_reader(conn.fileno())
@@ -359,12 +391,13 @@ class ProcessPool:
                 least = min(live, key=self.load.__getitem__)
                 if self.load[k] > self.load[least] + 2:
                     k = least
-                fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+                fut: asyncio.Future[tuple[str, Scored | None]]
+                fut = asyncio.get_running_loop().create_future()
                 self.pending[k][planned.episode_id] = fut
                 self.load[k] += 1
                 try:
                     self.conns[k].send(dataclasses.asdict(planned))
-                    text = await fut
+                    text, scored = await fut
                 except (WorkerDied, OSError) as e:
                     failures.append(f"attempt {attempt + 1}: {e}"[:500])
                     continue
@@ -373,6 +406,7 @@ class ProcessPool:
                 episode = Episode.model_validate_json(text)
                 raise_if_bug(episode)  # never stored: the run stops and says so
                 await store.commit(episode, line=text)
+                keep_scored(self.ctx, planned, scored)
                 with contextlib.suppress(OSError):
                     self.conns[k].send(("stored", planned.episode_id))
                 return episode
@@ -399,7 +433,8 @@ def worker_main(ctx: RunContext, conn: Any, parent_end: Any) -> None:
 
 
 async def _serve(ctx: RunContext, conn: Any) -> None:
-    """Play each planned episode the pipe sends as a task; send back (id, JSON, error)."""
+    """Play each planned episode the pipe sends as a task; send back (id, JSON, error,
+    scoring: `play_and_score`'s, so the parent neither realises nor scores the case again)."""
     import traceback
 
     from clinicgym.runs.review.live import LiveRecorder
@@ -422,10 +457,10 @@ async def _serve(ctx: RunContext, conn: Any) -> None:
             ctx.spec.out, episode_id=planned.episode_id, agent_id=planned.agent
         )
         try:
-            episode = await play_with_retries(ctx, planned, live)
-            reply = (planned.episode_id, episode.model_dump_json(), None)
+            episode, scored = await play_and_score(ctx, planned, live)
+            reply = (planned.episode_id, episode.model_dump_json(), None, scored)
         except Exception:
-            reply = (planned.episode_id, "", traceback.format_exc()[-3000:])
+            reply = (planned.episode_id, "", traceback.format_exc()[-3000:], None)
         conn.send(reply)
 
     loop.add_reader(conn.fileno(), readable)

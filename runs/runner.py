@@ -103,6 +103,39 @@ class RunContext:
     """The LLM judge for packs with judge checks (a chat callable handed in by the caller)."""
     patient: PatientMaker | None = None
     """Makes LLM-worded patients (`--patient MODEL`); None: the grounded template patient."""
+    scored: dict[str, Scored] = field(default_factory=dict)
+    """Episodes of this session scored where they were played, by episode id (`score_played`):
+    finalise takes their rows instead of realising their case again."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One episode scored against the case it was played with, while that case was realised:
+    the case's content hash, the episode's row of the score table (`ScoreTable.columns`, in
+    order) and, when packs watched it, its live compliance verdict."""
+
+    case_hash: str
+    row: tuple[Any, ...]
+    verdict: Any = None
+
+
+def score_played(ctx: RunContext, episode: Episode, case: Case, case_hash: str) -> Scored | None:
+    """What finalise would compute for a stored episode from its case (its score-table row,
+    its live verdict), computed now, while the case is realised, so finalise does not realise
+    it again. None if scoring raised: finalise then scores the episode itself and reports it."""
+    from clinicgym.policies.rescore import live_verdicts
+    from clinicgym.runs.summary import ScoreTable
+
+    try:  # a scorer per episode: its played-case cache must not grow with the run
+        table = ScoreTable(EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.packs)))
+        table.add(episode, case)
+        row = tuple(table.data[c][0] for c in table.columns)
+        verdict = None
+        if ctx.packs:
+            verdict = live_verdicts([episode], {case.id: case}, ctx.spec.scenarios, ctx.kb)[0]
+    except Exception:
+        return None
+    return Scored(case_hash, row, verdict)
 
 
 def prepare(
@@ -335,12 +368,16 @@ def _errored(
     )
 
 
-async def play_planned(ctx: RunContext, planned: PlannedEpisode, live: Any = None) -> Episode:
+async def play_planned(
+    ctx: RunContext, planned: PlannedEpisode, live: Any = None, case: Case | None = None
+) -> Episode:
     """One attempt at a planned episode: a fresh env, agent and monitor, judge checks settled.
     `live` (a `review.live.LiveRecorder`) wraps the monitor and streams the events to
     `RUN_DIR/live/` for `clinicgym review serve`; the caller closes it after storing the episode.
+    `case`: the planned case, when the caller holds it realised already.
     """
-    case = ctx.cases[planned.case_index]
+    if case is None:
+        case = ctx.cases[planned.case_index]
     monitor = build_monitor(ctx.packs, ctx.kb, judge=ctx.judge)
     monitors: list[Any] = [monitor] if monitor else []
     if live is not None:
@@ -393,6 +430,16 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
     rows = ScoreTable(scorer)
     verdicts: list[EpisodeVerdict] = []
     for index, episodes in store.episodes_by_case(ctx.cases.ids):
+        known = [ctx.scored.pop(ep.episode_id, None) for ep in episodes]
+        if index is not None and episodes and all(k is not None for k in known):
+            # scored where they were played (`score_played`): the case is not realised again
+            for k in known:
+                assert k is not None
+                for column, value in zip(rows.columns, k.row, strict=True):
+                    rows.data[column].append(value)
+                if ctx.packs:
+                    verdicts.append(k.verdict)
+            continue
         case = ctx.cases[index] if index is not None else None
         for ep in episodes:
             rows.add(ep, case)

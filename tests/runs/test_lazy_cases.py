@@ -60,6 +60,7 @@ def test_finalise_realises_each_case_once_however_the_episodes_interleave(tmp_pa
     store.episodes_path.write_bytes(b"".join(lines[0::2] + lines[1::2]))
     ctx.cases._cache.clear()
     ctx.cases.realised = 0
+    ctx.scored.clear()  # as for episodes an earlier session stored: scored from their cases
     summary = finalise(ctx, store)
     assert summary["stored_episodes"] == 24 and "compliance" in summary
     assert ctx.cases.realised == 12  # scored and judged against one realisation each

@@ -1,0 +1,84 @@
+"""Episodes scored where they were played (runs/runner.py `score_played`): finalise takes their
+score-table rows and live verdicts instead of realising each case again, and writes exactly
+what scoring from the realised case writes (issue 22)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clinicgym.runs.runner import execute, finalise, prepare
+from clinicgym.runs.spec import RunSpec
+from clinicgym.runs.store import RunStore
+
+SMALL_KB = str(Path(__file__).parents[1] / "data" / "kb_small")
+
+
+def _spec(root: Path, **kw) -> RunSpec:
+    kw.setdefault("agents", ["scripted", "random"])
+    kw.setdefault("cases", 6)
+    return RunSpec(out=root / "run", kb_dir=SMALL_KB, seed=7, concurrency=4, **kw)
+
+
+def _finalised(root: Path, rescore: bool, **kw) -> tuple[dict, RunStore, int, int]:
+    """Play a run; finalise it from the rows scored at play (or, `rescore`, with them dropped,
+    as for episodes stored by an earlier session). (summary, store, rows held, realisations
+    made by finalise)."""
+    spec = _spec(root, **kw)
+    ctx = prepare(spec)
+    store = RunStore.open(spec, ctx.cases, ctx.kb.version)
+    asyncio.run(execute(ctx, store))
+    store.close()
+    held = len(ctx.scored)
+    if rescore:
+        ctx.scored.clear()
+        ctx.cases._cache.clear()  # as a resumed run holds none realised
+    before = ctx.cases.realised
+    summary = finalise(ctx, store)
+    return summary, store, held, ctx.cases.realised - before
+
+
+def _same_outputs(a: tuple, b: tuple) -> None:
+    (sa, store_a, *_), (sb, store_b, *_) = a, b
+    assert json.dumps(sa, sort_keys=True) == json.dumps(sb, sort_keys=True)
+    fa, fb = pd.read_parquet(store_a.scores_path), pd.read_parquet(store_b.scores_path)
+    pd.testing.assert_frame_equal(fa, fb)
+    assert store_a.manifest().case_hashes() == store_b.manifest().case_hashes()
+    assert None not in store_a.manifest().case_hashes()
+    verdicts = store_a.root / "compliance-verdicts.jsonl"
+    if verdicts.exists():
+        other = store_b.root / "compliance-verdicts.jsonl"
+        assert verdicts.read_text() == other.read_text()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"policy_packs": ["hipaa-privacy@2"], "scenarios": ["third_party:role=employer"]},
+    ],
+    ids=["plain", "packs-and-scenario"],
+)
+def test_finalise_from_rows_scored_at_play_writes_what_rescoring_writes(tmp_path, extra):
+    played = _finalised(tmp_path / "played", rescore=False, **extra)
+    rescored = _finalised(tmp_path / "rescored", rescore=True, **extra)
+    assert played[2] == 12  # every episode of this session was scored where it was played
+    assert played[3] == 0  # so finalise realised no case
+    assert rescored[3] == 6  # without those rows: each case once, as before
+    _same_outputs(played, rescored)
+
+
+@pytest.mark.slow
+def test_two_workers_send_their_scoring_back_and_the_parent_realises_no_case(tmp_path):
+    one = _finalised(tmp_path / "one", rescore=True, workers=1)
+    two = _finalised(tmp_path / "two", rescore=False, workers=2)
+    assert two[2] == 12 and two[3] == 0
+    # the parent holds the hashes the workers computed, and writes them at finalise
+    assert None not in two[1].manifest().case_hashes()
+    assert json.dumps(one[0]["agents"], sort_keys=True) == json.dumps(
+        two[0]["agents"], sort_keys=True
+    )
