@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from clinicgym.runs import layout
+from clinicgym.runs.records import read_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,7 +47,7 @@ def makefile_args(code: Path) -> list[str]:
 def model_usage(run: Path) -> dict[str, int]:
     """Requests and tokens of the model agents (events that carry token counts)."""
     out = {"requests": 0, "prompt_computed": 0, "prompt_cached": 0, "completion": 0}
-    with open(run / "episodes.jsonl") as f:
+    with open(run / layout.EPISODES) as f:
         for line in f:
             for ev in json.loads(line)["events"]:
                 meta = ev.get("meta") or {}
@@ -86,9 +89,9 @@ def main() -> None:
         f"model requests {u['requests']}, prompt tokens computed {u['prompt_computed']:,} / "
         f"cached {u['prompt_cached']:,}, completion tokens {u['completion']:,}"
     )
-    summary = json.loads((out / "summary.json").read_text())
-    for agent, s in summary["agents"].items():
-        acc = s["metrics"]["diagnostic_accuracy"]
+    summary = read_summary(layout.RunPaths(out).summary)
+    for agent, s in summary.agents.items():
+        acc = s.metrics["diagnostic_accuracy"]
         lo, hi = acc["ci95"] or (float("nan"), float("nan"))
         print(f"{agent:>12}  top-1 {acc['mean']:.0%} [{lo:.0%}-{hi:.0%}]  n={acc['n']}")
     print(f"target: 5:00 wall on 2 cores -> {'met' if wall <= 300 else 'missed'}")

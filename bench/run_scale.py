@@ -191,13 +191,14 @@ def run_threads(
     from clinicgym.agents.llm_clinician import LLMClinician
     from clinicgym.envs.consultation import ConsultationEnv
     from clinicgym.envs.episode import Episode
+    from clinicgym.runs import layout
     from clinicgym.runs.runner import play_episode, prepare
     from clinicgym.scoring.metrics import episode_reward
 
     spec = _spec(url, episodes, concurrency, out)
     ctx = prepare(spec)
     out.mkdir(parents=True, exist_ok=True)
-    results = out / ("results.json" if rewrite else "episodes.jsonl")
+    results = out / ("results.json" if rewrite else layout.EPISODES)
     backend = BlockingBackend(url, concurrency)
     lock = threading.Lock()
     sampler = Sampler(len(ctx.plan))
@@ -294,6 +295,8 @@ def whole_run(
     peak RSS (ru_maxrss from wait4: the largest single process), wall and CPU seconds (worker
     processes included), and the run directory's sizes (`packs`: monitored, so finalise also
     writes the compliance report; `workers`: --workers)."""
+    from clinicgym.runs import layout
+
     with tempfile.TemporaryDirectory() as tmp:
         out = keep or Path(tmp) / "run"
         args = ["--agent", "scripted", "--cases", str(cases), "--max-turns", str(max_turns)]
@@ -304,7 +307,7 @@ def whole_run(
             args += ["--workers", str(workers)]
         wall, usage = timed_run(args, code, Path(tmp))
         sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
-        episodes = (out / "episodes.jsonl").read_bytes().count(b"\n")
+        episodes = (out / layout.EPISODES).read_bytes().count(b"\n")
     return {
         "cases": cases,
         "episodes": episodes,
@@ -312,8 +315,8 @@ def whole_run(
         "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "cpu_ms_per_episode": round(1000 * (usage.ru_utime + usage.ru_stime) / max(episodes, 1)),
-        "cases_bytes_per_case": round(sizes.get("cases.jsonl", 0) / max(cases, 1)),
-        "episodes_bytes_per_episode": round(sizes.get("episodes.jsonl", 0) / max(episodes, 1)),
+        "cases_bytes_per_case": round(sizes.get(layout.CASES, 0) / max(cases, 1)),
+        "episodes_bytes_per_episode": round(sizes.get(layout.EPISODES, 0) / max(episodes, 1)),
         "code": str(code) if code else "installed",
     }
 

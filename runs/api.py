@@ -117,7 +117,9 @@ class EvaluationResult:
         one column per metric, for analyses the summary does not make."""
         import pandas as pd
 
-        return pd.read_parquet(self.run_dir / "scores.parquet")
+        from clinicgym.runs.layout import RunPaths
+
+        return pd.read_parquet(RunPaths(self.run_dir).scores)
 
     def __repr__(self) -> str:
         rows = ", ".join(repr(r) for r in self.agents.values())

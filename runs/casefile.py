@@ -23,6 +23,7 @@ from typing import Any, overload
 
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
+from clinicgym.runs import layout
 from clinicgym.runs.errors import StoreError
 
 GENERATOR = "kb-sampler"
@@ -335,7 +336,7 @@ def _check_hash(line: dict[str, Any], got: str) -> None:
 
 
 def read_case_lines(
-    lines: Iterable[str | bytes], kb: KnowledgeBase | None = None, where: str = "cases.jsonl"
+    lines: Iterable[str | bytes], kb: KnowledgeBase | None = None, where: str = layout.CASES
 ) -> Iterator[Case]:
     """The cases of cases.jsonl lines, in order: whole cases parsed, recipes realised (with
     `kb` when it is the recipe's KB version, else the one the recipe names)."""

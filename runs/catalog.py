@@ -16,7 +16,6 @@ samples (Newcombe's interval for 0/1 metrics, a two-sample bootstrap otherwise).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from clinicgym.runs import layout
 from clinicgym.runs.errors import RunError
 from clinicgym.runs.store import RunStore
 from clinicgym.scoring.metric_registry import MEASUREMENTS, METRICS
@@ -49,7 +49,7 @@ def find_runs(roots: Iterable[Path | str], depth: int = 3) -> list[Path]:
     """Run directories (holding manifest.json) at or under the roots, sorted by path."""
     found: set[Path] = set()
     for root in map(Path, roots):
-        if (root / "manifest.json").is_file():
+        if layout.is_run_dir(root):
             found.add(root.resolve())
             continue
         frontier = [root]
@@ -61,7 +61,7 @@ def find_runs(roots: Iterable[Path | str], depth: int = 3) -> list[Path]:
                 for child in d.iterdir():
                     if not child.is_dir() or child.name.startswith("."):
                         continue
-                    if (child / "manifest.json").is_file():
+                    if layout.is_run_dir(child):
                         found.add(child.resolve())
                     else:
                         nxt.append(child)
@@ -73,9 +73,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     """The `runs` row of one run directory."""
     store = RunStore(run_dir)
     manifest = store.manifest()
-    spec = manifest.get("spec", {})
-    agents = list(spec.get("agents", []))
-    planned = len(manifest.get("cases", [])) * int(spec.get("repeats", 1)) * len(agents)
+    spec = manifest.spec
+    planned = manifest.planned_episodes()
     stored = errors = 0
     if store.episodes_path.exists():
         with open(store.episodes_path, "rb") as fh:
@@ -83,9 +82,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
                 if line.endswith(b"\n"):
                     stored += 1
                     errors += b'"status":"error"' in line
-    summary = None
-    if store.summary_path.exists():
-        summary = json.loads(store.summary_path.read_text(encoding="utf-8"))
+    summary = store.summary() if store.summary_path.exists() else None  # damaged: raises
     if summary is None:
         state = "unscored"
     elif store.changed_since_sealed():
@@ -94,19 +91,18 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         state = "partial"
     else:
         state = "complete"
-    suite = manifest.get("suite") or {}
     return {
-        "run_id": manifest.get("run_id", run_dir.name),
+        "run_id": manifest.run_id or run_dir.name,
         "path": str(run_dir),
-        "created": manifest.get("created", ""),
-        "suite": suite.get("ref") or spec.get("suite") or "",
-        "agents": ", ".join(agents),
+        "created": manifest.created,
+        "suite": (manifest.suite.ref if manifest.suite else None) or spec.suite or "",
+        "agents": ", ".join(spec.agents),
         "planned": planned,
         "stored": stored,
         "errors": errors,
         "state": state,
-        "kb_version": manifest.get("versions", {}).get("kb", ""),
-        "clinicgym": manifest.get("versions", {}).get("clinicgym", ""),
+        "kb_version": manifest.versions.kb or "",
+        "clinicgym": manifest.versions.clinicgym,
     }
 
 
@@ -131,7 +127,7 @@ class RunCatalog:
         self.con.register("runs_df", rows)
         self.con.execute("CREATE TABLE runs AS SELECT * FROM runs_df")
         self.con.unregister("runs_df")
-        scored = [(r["run_id"], Path(r["path"]) / "scores.parquet") for _, r in rows.iterrows()]
+        scored = [(r["run_id"], layout.RunPaths(r["path"]).scores) for _, r in rows.iterrows()]
         scored = [(rid, p) for rid, p in scored if p.exists()]
         if scored:
             files = pd.DataFrame(
@@ -233,10 +229,10 @@ def diff_ci(
 
 
 def _scores(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / "scores.parquet"
+    path = layout.RunPaths(run_dir).scores
     if not path.exists():
         raise RunError(
-            f"{run_dir}: no scores.parquet (the run was never finalised); resume it with the "
+            f"{run_dir}: no {layout.SCORES} (the run was never finalised); resume it with the "
             "same `clinicgym run ... --out` to score it"
         )
     table = pd.read_parquet(path)
@@ -248,7 +244,7 @@ def same_cases(run_a: Path, run_b: Path) -> None:
     sets = []
     for run in (run_a, run_b):
         manifest = RunStore(run).manifest()
-        sets.append({(c["id"], c["hash"]) for c in manifest.get("cases", [])})
+        sets.append({(c.id, c.hash) for c in manifest.cases})
     if sets[0] == sets[1]:
         return
     common = len(sets[0] & sets[1])

@@ -30,33 +30,47 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
 from clinicgym import __version__
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs import layout
 from clinicgym.runs.errors import LeaderboardError
-from clinicgym.runs.store import SEALED_FILES, RunStore
+from clinicgym.runs.records import (
+    SUMMARY_FORMAT_VERSION,
+    ManifestSpec,
+    PackRecord,
+    RunFileError,
+    RunManifest,
+    RunSummary,
+    SuiteRecord,
+    parse_manifest,
+    parse_summary,
+)
+from clinicgym.runs.store import RunStore
 from clinicgym.scoring.metric_registry import PERCENT, shown_in
 from clinicgym.scoring.stats import format_ci
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from clinicgym.envs.episode import Episode
     from clinicgym.patients.case import Case
     from clinicgym.patients.kb import KnowledgeBase
     from clinicgym.runs.suite import SuiteDef, SuiteVersion
 
+    R = TypeVar("R", RunManifest, RunSummary)
+
     KBChoice = KnowledgeBase | Path | str | Sequence[KnowledgeBase | Path | str] | None
     """The KB verify re-scores with: one, several (picked by version), or None (bundled)."""
 
 BUNDLE_FORMAT_VERSION = 1
 BUNDLE_INDEX = "bundle.json"
-BUNDLE_FILES = ("manifest.json", *SEALED_FILES)
+BUNDLE_FILES = layout.BUNDLED
 """What a bundle carries besides its index: the manifest, cases, transcripts, summary."""
-HIDDEN_WITHHELD = ("cases.jsonl",)
+HIDDEN_WITHHELD = (layout.CASES,)
 """What a hidden suite's bundle leaves out: its cases, which only the maintainer regenerates."""
 BOARD_METRICS = tuple(m.name for m in shown_in("board"))
 """Columns of the leaderboard page (each a mean with its 95% interval; the metric registry)."""
@@ -148,20 +162,20 @@ def pack(
     out."""
     store = RunStore(Path(run_dir))
     if not store.manifest_path.exists():
-        raise LeaderboardError(f"{run_dir}: not a run directory (no manifest.json)")
+        raise LeaderboardError(f"{run_dir}: not a run directory (no {layout.MANIFEST})")
     manifest = store.manifest()
     problems = [f"no {n}" for n in BUNDLE_FILES if not (store.root / n).exists()]
-    if not manifest.get("content"):
-        problems.append("the run was never finalised (no content hashes in manifest.json)")
+    if not manifest.content:
+        problems.append(f"the run was never finalised (no content hashes in {layout.MANIFEST})")
     changed = store.changed_since_sealed() if not problems else []
     if changed:
         problems.append(f"{', '.join(changed)} changed since the run was finalised")
     if not problems:
-        summary = json.loads(store.summary_path.read_text(encoding="utf-8"))
-        planned, stored = summary.get("planned_episodes"), summary.get("stored_episodes")
+        summary = store.summary()
+        planned, stored = summary.planned_episodes, summary.stored_episodes
         if planned != stored:
             problems.append(f"only {stored} of {planned} planned episodes are stored")
-    agents = manifest.get("spec", {}).get("agents", [])
+    agents = manifest.spec.agents
     card = card or {}
     stray = sorted(set(card.get("models", {})) - set(agents))
     if stray:
@@ -173,9 +187,9 @@ def pack(
             f"cannot submit {run_dir}: " + "; ".join(problems) + " (finish or resume the run "
             "with the same `clinicgym run ... --out` first, or fix the card)"
         )
-    hidden = bool((manifest.get("suite") or {}).get("hidden"))
+    hidden = manifest.suite is not None and manifest.suite.hidden
     names = [n for n in BUNDLE_FILES if not (hidden and n in HIDDEN_WITHHELD)]
-    run_id = manifest.get("run_id", store.root.name)
+    run_id = manifest.run_id or store.root.name
     out = Path(out) if out else Path(f"{run_id}.submission.zip")
     files = {n: (store.root / n).read_bytes() for n in names}
     index = {
@@ -183,7 +197,7 @@ def pack(
         "run_id": run_id,
         "packed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "clinicgym": __version__,
-        "suite": manifest.get("suite"),
+        "suite": manifest.suite.document() if manifest.suite is not None else None,
         "agents": agents,
         "submission": {
             "submitter": submitter or card.get("submitter"),
@@ -234,25 +248,16 @@ def _read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     return index, files
 
 
-def _get(obj: Any, *keys: str) -> Any:
-    """obj[k1][k2]... or None where a level is missing or not a mapping (untrusted JSON)."""
-    for k in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(k)
-    return obj
-
-
-def _json_object(data: bytes, name: str, problems: list[str]) -> dict[str, Any] | None:
+def _record(
+    parse: Callable[[bytes, str], R], data: bytes, name: str, problems: list[str]
+) -> R | None:
+    """A bundle's manifest or summary read as its record; None, with the reason (the file and
+    the field), when it is not one."""
     try:
-        obj = json.loads(data)
-    except ValueError as e:
-        problems.append(f"{name}: not JSON ({e})")
+        return parse(data, name)
+    except RunFileError as e:
+        problems.append(str(e))
         return None
-    if not isinstance(obj, dict):
-        problems.append(f"{name}: not a JSON object")
-        return None
-    return obj
 
 
 def verify(
@@ -273,8 +278,8 @@ def verify(
     index, files = _read_bundle(path)
     p = verdict.problems
     manifest = None
-    if "manifest.json" in files:
-        manifest = _json_object(files["manifest.json"], "manifest.json", p)
+    if layout.MANIFEST in files:
+        manifest = _record(parse_manifest, files[layout.MANIFEST], layout.MANIFEST, p)
     suite = _registry_suite(manifest, p) if manifest is not None else None
     hidden = f"{suite[0]}@{suite[2].version}" if suite is not None and suite[1].hidden else ""
     # 1. hashes: the index's, and the manifest's sealed record
@@ -294,17 +299,17 @@ def verify(
             p.append(f"{n}: sha256 {_sha256(files[n])[:16]}... does not match bundle.json")
     if manifest is None:
         return verdict
-    content = manifest.get("content")
-    for n, rec in (content if isinstance(content, dict) else {}).items():
-        if n in files and _get(rec, "sha256") != _sha256(files[n]):
+    content = manifest.content or {}
+    for n, rec in content.items():
+        if n in files and rec.sha256 != _sha256(files[n]):
             p.append(f"{n} was edited after the run was finalised (manifest sha256 differs)")
     if not content:
-        p.append("manifest.json has no content hashes: the run was never finalised")
+        p.append(f"{layout.MANIFEST} has no content hashes: the run was never finalised")
     try:
         verdict.info.update(_bundle_info(index, manifest))
-        if suite is None or "episodes.jsonl" not in files or "summary.json" not in files:
+        if suite is None or layout.EPISODES not in files or layout.SUMMARY not in files:
             return verdict
-        summary = _json_object(files["summary.json"], "summary.json", p)
+        summary = _record(parse_summary, files[layout.SUMMARY], layout.SUMMARY, p)
         if summary is None:
             return verdict
         _check_run(suite, manifest, files, summary, verdict, rescore=rescore, kb=kb, secret=secret)
@@ -313,34 +318,34 @@ def verify(
         what = str(e).replace("\n", " ")[:300]
         p.append(
             f"the bundle cannot be read by clinicgym {__version__} ({type(e).__name__}: {what}); "
-            f"it was made by clinicgym {_get(manifest, 'versions', 'clinicgym') or '?'} "
-            f"(manifest format {manifest.get('format_version', '?')})"
+            f"it was made by clinicgym {manifest.versions.clinicgym or '?'} "
+            f"(manifest format {manifest.format_version})"
         )
     return verdict
 
 
 def _registry_suite(
-    manifest: dict[str, Any], problems: list[str]
+    manifest: RunManifest, problems: list[str]
 ) -> tuple[str, SuiteDef, SuiteVersion] | None:
     """The suite version a run names, as this install's registry has it; only its name and
     version number are read from the bundle."""
     from clinicgym.runs.errors import SuiteError
     from clinicgym.runs.suite import load_suites, parse_ref
 
-    record = manifest.get("suite")
-    if not isinstance(record, dict) or not (record.get("name") or record.get("ref")):
+    record = manifest.suite
+    if record is None or not (record.name or record.ref):
         problems.append("the run did not play a named suite (run it with `clinicgym run --suite`)")
         return None
-    if not record.get("name"):
+    if not record.name:
         problems.append(
-            f"the run played a suite directory ({record.get('ref')}), not a named suite version "
+            f"the run played a suite directory ({record.ref}), not a named suite version "
             "from the registry"
         )
         return None
-    name, number = str(record["name"]), record.get("version")
+    name, number = record.name, record.version
     if number is None:
         try:
-            number = parse_ref(str(record.get("ref", "")))[1]
+            number = parse_ref(record.ref or "")[1]
         except SuiteError:
             number = None
     if not isinstance(number, int):
@@ -362,34 +367,32 @@ def _registry_suite(
         return None
 
 
-def _bundle_info(index: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+def _bundle_info(index: dict[str, Any], manifest: RunManifest) -> dict[str, Any]:
     """What the board shows about a bundle besides its scores (declared, not verified)."""
-    spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+    spec = manifest.spec
     sub = index.get("submission") if isinstance(index.get("submission"), dict) else {}
     models = sub.get("models") if isinstance(sub.get("models"), dict) else {}
-    sampling = {
-        k: spec.get(k)
-        for k in ("temperature", "max_tokens", "model_seed")
-        if spec.get(k) is not None
-    }
+    declared = {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
+    declared["model_seed"] = spec.model_seed
+    sampling = {k: x for k, x in declared.items() if x is not None}
     return {
-        "run_id": manifest.get("run_id", ""),
-        "created": str(manifest.get("created", ""))[:10],
+        "run_id": manifest.run_id,
+        "created": manifest.created[:10],
         "submitted": str(index.get("packed", ""))[:10],
         "submitter": sub.get("submitter") or "",
         "cards": models,
-        "names": spec.get("names") if isinstance(spec.get("names"), dict) else {},
+        "names": spec.names,
         "sampling": sampling,
-        "kb_version": (manifest.get("versions") or {}).get("kb", ""),
-        "clinicgym": (manifest.get("versions") or {}).get("clinicgym", ""),
+        "kb_version": manifest.versions.kb or "",
+        "clinicgym": manifest.versions.clinicgym,
     }
 
 
 def _check_run(
     suite: tuple[str, SuiteDef, SuiteVersion],
-    manifest: dict[str, Any],
+    manifest: RunManifest,
     files: dict[str, bytes],
-    summary: dict[str, Any],
+    summary: RunSummary,
     verdict: Verdict,
     *,
     rescore: bool,
@@ -401,24 +404,21 @@ def _check_run(
     p = verdict.problems
     name, sdef, ver = suite
     ref = f"{name}@{ver.version}"
-    spec = manifest.get("spec") or {}
+    spec = manifest.spec
     verdict.info.update(suite=ref, hidden=sdef.hidden, superseded=ver.superseded or "")
     if ver.superseded:
         verdict.notes.append(f"{ref} is superseded ({ver.superseded}); ranked with its own runs")
     # 2. the recipe and packs, from the registry
-    p.extend(_recipe_problems(spec, manifest.get("suite") or {}, ver, ref))
-    packs = manifest.get("policy_packs") or []
-    have_refs = [f"{x.get('id')}@{x.get('version')}" for x in packs]
-    if have_refs != list(spec.get("policy_packs") or []):
-        p.append(
-            f"the manifest records packs {have_refs}, its spec names {spec.get('policy_packs')}"
-        )
+    p.extend(_recipe_problems(spec, manifest.suite or SuiteRecord(), ver, ref))
+    packs = manifest.policy_packs
+    have_refs = [f"{x.id}@{x.version}" for x in packs]
+    if have_refs != spec.policy_packs:
+        p.append(f"the manifest records packs {have_refs}, its spec names {spec.policy_packs}")
     p.extend(_pack_problems(packs))
     verdict.info["packs"] = list(ver.recipe.policy_packs)
     # 3. the cases: the frozen hash from the registry
-    listed = manifest.get("cases") or []
-    ids = [str(c["id"]) for c in listed]
-    hashes = [str(c["hash"]) for c in listed]
+    ids = [c.id for c in manifest.cases]
+    hashes = [str(c.hash) for c in manifest.cases]
     listed_sha = _sha256("".join(hashes).encode()) if hashes else ""
     verdict.info["cases_sha256"] = ver.cases_sha256
     if listed_sha != ver.cases_sha256:
@@ -436,12 +436,12 @@ def _check_run(
         zip(ids, hashes, strict=False)
     ):
         p.append(
-            "the cases do not match the case ids and hashes in manifest.json"
+            f"the cases do not match the case ids and hashes in {layout.MANIFEST}"
             + (" (regenerated from the secret)" if sdef.hidden else "")
         )
     # 4. every planned episode once, with the suite's seeds
-    episodes, lines = _episodes(files["episodes.jsonl"], p)
-    agents = [str(a) for a in spec.get("agents") or []]
+    episodes, lines = _episodes(files[layout.EPISODES], p)
+    agents = list(spec.agents)
     planned = _plan(agents, ids, ver)
     _plan_problems(planned, episodes, lines, p)
     # 5. the transcripts: outcomes, turns and endings re-derived
@@ -459,7 +459,7 @@ def _check_run(
     if not rescore or scoring_kb is None:
         if not rescore:
             verdict.notes.append("the monitors and the scores were not re-derived (--no-rescore)")
-        verdict.info["summary"] = summary
+        verdict.info["summary"] = summary.document()
         return
     # 6. monitors re-run, episodes re-scored, the summary re-derived
     fresh = _rederive_summary(derived, cases, ver, agents, spec, summary, planned, scoring_kb, p)
@@ -469,7 +469,7 @@ def _check_run(
 
 
 def _recipe_problems(
-    spec: dict[str, Any], record: dict[str, Any], ver: SuiteVersion, ref: str
+    manifest_spec: ManifestSpec, record: SuiteRecord, ver: SuiteVersion, ref: str
 ) -> list[str]:
     from clinicgym.runs.spec import RunSpec
     from clinicgym.runs.suite import SAMPLER_FIELDS
@@ -478,6 +478,7 @@ def _recipe_problems(
         f = RunSpec.model_fields.get(k)
         return f.get_default(call_default_factory=True) if f is not None else None
 
+    spec = manifest_spec.document()  # every field as written, known here or not
     out = []
     fixed = {**ver.recipe.spec_fields(), **SPEC_MUST}
     for k, want in fixed.items():
@@ -488,7 +489,7 @@ def _recipe_problems(
                 f"{have!r}"
             )
     out += [f"{f}: set, but suite {ref} picks the cases" for f in SAMPLER_FIELDS if spec.get(f)]
-    claimed = record.get("recipe")
+    claimed = record.recipe
     if claimed is not None and claimed != ver.recipe.model_dump(mode="json"):
         keys = sorted(
             k
@@ -499,10 +500,10 @@ def _recipe_problems(
             f"the manifest's record of suite {ref} carries another recipe than the registry's "
             f"(differs in {', '.join(keys) or 'shape'})"
         )
-    if record.get("frozen_sha256") not in (None, ver.cases_sha256):
+    if record.frozen_sha256 not in (None, ver.cases_sha256):
         out.append(
             f"the manifest's record of suite {ref} claims frozen cases "
-            f"{str(record['frozen_sha256'])[:16]}..., the registry's are {ver.cases_sha256[:16]}..."
+            f"{record.frozen_sha256[:16]}..., the registry's are {ver.cases_sha256[:16]}..."
         )
     return out
 
@@ -525,7 +526,7 @@ def _load_kb(kb: KBChoice, version: str | None) -> tuple[KnowledgeBase, str]:
 
 def _scoring_kb(
     kb: KBChoice,
-    manifest: dict[str, Any],
+    manifest: RunManifest,
     ver: SuiteVersion,
     ref: str,
     problems: list[str],
@@ -533,7 +534,7 @@ def _scoring_kb(
 ) -> KnowledgeBase | None:
     """The KB to re-score with: the one given, else the bundled one; it must be the KB the run
     recorded (checked by its content version), else re-scoring is refused with the reason."""
-    used = (manifest.get("versions") or {}).get("kb")
+    used = manifest.versions.kb
     chosen, where = _load_kb(kb, used)
     if used != ver.kb_version:
         notes.append(
@@ -598,10 +599,10 @@ def _bundle_cases(
     from clinicgym.patients.case import Case
     from clinicgym.runs.casefile import is_recipe_line, read_case_lines
 
-    if "cases.jsonl" not in files:
+    if layout.CASES not in files:
         return None
     cases = []
-    for i, line in enumerate(files["cases.jsonl"].splitlines(), start=1):
+    for i, line in enumerate(files[layout.CASES].splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -728,8 +729,8 @@ def _rederive_summary(
     cases: list[Case],
     ver: SuiteVersion,
     agents: list[str],
-    spec: dict[str, Any],
-    claimed: dict[str, Any],
+    spec: ManifestSpec,
+    claimed: RunSummary,
     planned: dict[str, int],
     kb: KnowledgeBase,
     p: list[str],
@@ -790,8 +791,7 @@ def _rederive_summary(
         p.extend(_capped(found))
         derived = redone
     table = score_table(derived, by_id, scorer)
-    prices = {k: tuple(v) for k, v in (spec.get("prices") or {}).items()}
-    fresh = summarise(table, agents, str(claimed.get("run_id", "")), prices)
+    fresh = summarise(table, agents, claimed.run_id, spec.price_table())
     fresh["planned_episodes"] = len(planned)
     fresh["stored_episodes"] = len(table)
     if packs:
@@ -815,20 +815,14 @@ def _rules(keys: list[tuple[int, str, str, str]]) -> str:
 
 
 def _compare_summary(
-    claimed: dict[str, Any], fresh: dict[str, Any], p: list[str], notes: list[str]
+    summary: RunSummary, fresh: dict[str, Any], p: list[str], notes: list[str]
 ) -> None:
     """Every value of the claimed summary against the re-derived one. A summary older than
-    this install's format (intervals computed another way) is held to its counts and means."""
-    from clinicgym.runs.summary import SUMMARY_FORMAT_VERSION
-
-    fmt = claimed.get("format_version", 1)
-    if not isinstance(fmt, int) or fmt > SUMMARY_FORMAT_VERSION:
-        p.append(
-            f"summary.json is format {fmt!r}; this clinicgym ({__version__}) reads up to "
-            f"{SUMMARY_FORMAT_VERSION}: verify with the clinicgym that made it or a newer one"
-        )
-        return
+    this install's format (intervals computed another way) is held to its counts and means
+    (a newer format is refused when the summary is read, `runs/records.py`)."""
+    fmt = summary.format_version
     old = fmt < SUMMARY_FORMAT_VERSION
+    claimed = summary.document()  # as the file holds it: the fields it lacks stay absent
     diffs: list[str] = []
     for part in ("agents", "planned_episodes", "stored_episodes", "repeats"):
         if part == "repeats" and old:
@@ -872,18 +866,18 @@ def _stable(x: Any) -> Any:
     return x
 
 
-def _pack_problems(packs: list[dict[str, Any]]) -> list[str]:
+def _pack_problems(packs: list[PackRecord]) -> list[str]:
     from clinicgym.policies.library import load_packs
 
     out = []
     for rec in packs:
-        ref = f"{rec['id']}@{rec['version']}"
+        ref = f"{rec.id}@{rec.version}"
         try:
             (published,) = load_packs([ref])
         except ClinicGymError as e:
             out.append(f"policy pack {ref}: not available here ({e})")
             continue
-        if published.sha256 != rec.get("sha256"):
+        if published.sha256 != rec.sha256:
             out.append(f"policy pack {ref}: sha256 differs from the published pack")
     return out
 

@@ -17,6 +17,7 @@ from clinicgym.patients.llm_patient import LLMWordedPatient
 from clinicgym.patients.matching import matcher_for
 from clinicgym.patients.patient import GroundedPatient
 from clinicgym.patients.replay import ReplayCache
+from clinicgym.runs import layout
 from clinicgym.runs.errors import RunError
 
 PATIENT_WORDING_PARAMS = {"max_tokens": 64, "temperature": 0.0}
@@ -67,5 +68,5 @@ def make_patient_maker(
         backend = make_backend(spec)
     except AgentSpecError as e:
         raise RunError(f"--patient '{spec}': {e}") from None
-    cache = ReplayCache(Path(cache_path) if cache_path else out / "patient_cache.sqlite", mode)  # type: ignore[arg-type]
+    cache = ReplayCache(Path(cache_path) if cache_path else out / layout.PATIENT_CACHE, mode)  # type: ignore[arg-type]
     return PatientMaker(kb, spec, backend, cache)

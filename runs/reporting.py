@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clinicgym.runs import layout
+
 if TYPE_CHECKING:
     from clinicgym.runs.store import StoredRun
     from clinicgym.scoring.probes.suite import ProbeResults
-
-PROBES_FILE = "probes.json"
 
 
 def run_probes_on(
@@ -36,14 +36,13 @@ def run_probes_on(
     `on_agent(agent, steps)` is called as each agent starts and returns the callback called
     once per probed case, with the probe kind and case id (the command line's progress)."""
     from clinicgym.agents.registry import make_agent_factory
-    from clinicgym.runs.spec import RunSpec
     from clinicgym.scoring.errors import ProbeError
     from clinicgym.scoring.probes.suite import ProbeResults, new_results, run_probes
 
     unknown = [a for a in agents if a not in run.agents]
     if unknown:
         raise ProbeError(f"agent(s) {unknown} are not in {run.root}; its agents: {run.agents}")
-    spec = RunSpec.model_validate(run.manifest["spec"])
+    spec = run.manifest.spec.run_spec()
     sample = list(run.cases.values())[:cases]
     if not sample:
         raise ProbeError(f"{run.root} holds no cases to probe")
@@ -57,7 +56,7 @@ def run_probes_on(
         "header": header,
         "max_turns": spec.max_turns,
     }
-    path = run.root / PROBES_FILE
+    path = layout.RunPaths(run.root).probes
     results = ProbeResults.read(path) if path.exists() else new_results(run.root.name, settings)
     results.settings = settings
     steps = len(agents) * (len(sample) * ("attribution" in kinds or "self_explanation" in kinds))
@@ -102,14 +101,14 @@ def build_run_report(run: StoredRun, *, weights: Path | None = None) -> Any:
     from clinicgym.scoring.risk import load_weights, summarise_risk
 
     w = load_weights(weights) if weights else None
-    packs = run.manifest.get("policy_packs", [])
+    packs = run.manifest.policy_packs
     scorer = EpisodeScorer(run.kb, run.scenarios, monitored=bool(packs), weights=w)
     table = score_table(run.episodes, run.cases, scorer)
-    prices = {k: tuple(v) for k, v in run.manifest["spec"].get("prices", {}).items()}
-    summary = summarise(table, run.agents, run.root.name, prices)  # type: ignore[arg-type]
+    prices = run.manifest.spec.price_table()
+    summary = summarise(table, run.agents, run.root.name, prices)
     risk = summarise_risk(table, run.agents, w)
     compliance = _compliance(run) if packs else None
-    path = run.root / PROBES_FILE
+    path = layout.RunPaths(run.root).probes
     probes = ProbeResults.read(path) if path.exists() else None
     notes = list(run.notes)
     if run.scenarios:
@@ -137,11 +136,8 @@ def _compliance(run: StoredRun) -> dict[str, Any]:
     from clinicgym.policies.rescore import live_verdicts
     from clinicgym.scoring.compliance import build_report as compliance_report
 
-    records = run.manifest.get("policy_packs", [])
     # a pack the run named by file (not in the library) is reloaded from that file
-    packs = load_packs(
-        [r["path"] if Path(r.get("path") or "").is_file() else r["ref"] for r in records]
-    )
+    packs = load_packs([r.source() for r in run.manifest.policy_packs])
     verdicts = live_verdicts(run.episodes, run.cases, run.scenarios, run.kb)
     rep = compliance_report(verdicts, packs, run_id=run.root.name, mode="live", agents=run.agents)
     return {

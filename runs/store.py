@@ -31,22 +31,25 @@ from clinicgym import __version__
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
 from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.runs import layout
 from clinicgym.runs.casefile import LazyCases, RunCases, as_run_cases, read_case_lines
 from clinicgym.runs.errors import RunError, StoreError
+from clinicgym.runs.records import (
+    MANIFEST_FORMAT_VERSION,
+    CaseEntry,
+    FileDigest,
+    ManifestSpec,
+    ManifestVersions,
+    PackRecord,
+    RunFileError,
+    RunManifest,
+    RunSummary,
+    SuiteRecord,
+    field_errors,
+    read_manifest,
+    read_summary,
+)
 from clinicgym.runs.spec import RunSpec
-
-MANIFEST_FORMAT_VERSION = 1
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file, fsync, then rename over the target."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class RunStore:
@@ -54,11 +57,12 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.manifest_path = self.root / "manifest.json"
-        self.episodes_path = self.root / "episodes.jsonl"
-        self.cases_path = self.root / "cases.jsonl"
-        self.summary_path = self.root / "summary.json"
-        self.scores_path = self.root / "scores.parquet"
+        self.paths = layout.RunPaths(self.root)
+        self.manifest_path = self.paths.manifest
+        self.episodes_path = self.paths.episodes
+        self.cases_path = self.paths.cases
+        self.summary_path = self.paths.summary
+        self.scores_path = self.paths.scores
         self._fh: Any = None
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -88,56 +92,58 @@ class RunStore:
         else:
             if store.episodes_path.exists() and store.episodes_path.stat().st_size > 0:
                 raise RunError(
-                    f"{store.root}: holds episodes.jsonl but no manifest.json; refusing to mix "
-                    "runs. Use a new --out directory."
+                    f"{store.root}: holds {layout.EPISODES} but no {layout.MANIFEST}; refusing "
+                    "to mix runs. Use a new --out directory."
                 )
             with open(store.cases_path, "w", encoding="utf-8") as fh:
                 for i in range(len(run_cases)):
                     fh.write(run_cases.line(i) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            write_json_atomic(store.manifest_path, store._manifest(spec, run_cases, kb_version))
+            store._manifest(spec, run_cases, kb_version).write(store.manifest_path)
         store._repair_tail()
         if spec.retry_errored:
             store.set_aside = store.set_aside_errored()
         return store
 
-    def _manifest(self, spec: RunSpec, cases: RunCases, kb_version: str) -> dict[str, Any]:
+    def _manifest(self, spec: RunSpec, cases: RunCases, kb_version: str) -> RunManifest:
+        """The manifest of a new run: spec, identity, versions, cases, suite and packs."""
         hashes = [cases.known_hash(i) for i in range(len(cases))]
-        return {
-            "format_version": MANIFEST_FORMAT_VERSION,
-            "run_id": self.root.name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "spec": spec.model_dump(mode="json"),
-            "identity": spec.identity(),
-            "versions": {
-                "clinicgym": __version__,
-                "kb": kb_version,
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-            },
+        suite = _suite_record(spec, cases)
+        return RunManifest(
+            format_version=MANIFEST_FORMAT_VERSION,
+            run_id=self.root.name,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            spec=ManifestSpec.model_validate(spec.model_dump(mode="json")),
+            identity=spec.identity(),
+            versions=ManifestVersions(
+                clinicgym=__version__,
+                kb=kb_version,
+                python=sys.version.split()[0],
+                platform=platform.platform(),
+            ),
             # a generated case's hash is known once it is realised: filled in at finalise
-            "cases": [{"id": cid, "hash": h} for cid, h in zip(cases.ids, hashes, strict=True)],
-            "cases_sha256": _sha_of(hashes),
-            "suite": _suite_record(spec, cases),
-            "policy_packs": _pack_records(spec),
-            "command": sys.argv,
-        }
+            cases=[CaseEntry(id=cid, hash=h) for cid, h in zip(cases.ids, hashes, strict=True)],
+            cases_sha256=_sha_of(hashes),
+            suite=SuiteRecord.model_validate(suite) if suite is not None else None,
+            policy_packs=[PackRecord.model_validate(p) for p in _pack_records(spec)],
+            command=list(sys.argv),
+        )
 
     def _check_same_run(self, spec: RunSpec, cases: RunCases, kb_version: str) -> None:
         manifest = self.manifest()
-        old = manifest.get("identity", {})
+        old = manifest.identity
         new = spec.identity()
         # a field added to the identity since the run began counts as its default there
         was = {k: old.get(k, _field_default(k)) for k in new}
         diffs = [f"{k}: {was[k]!r} -> {new[k]!r}" for k in new if was[k] != new[k]]
-        if manifest.get("versions", {}).get("kb") != kb_version:
-            diffs.append(f"kb version: {manifest['versions'].get('kb')} -> {kb_version}")
-        old_packs = [(p["ref"], p["sha256"]) for p in manifest.get("policy_packs", [])]
+        if manifest.versions.kb != kb_version:
+            diffs.append(f"kb version: {manifest.versions.kb} -> {kb_version}")
+        old_packs = [(p.ref, p.sha256) for p in manifest.policy_packs]
         new_packs = [(p["ref"], p["sha256"]) for p in _pack_records(spec)]
         if old_packs != new_packs:
             diffs.append(f"policy packs (ref, sha256): {old_packs} -> {new_packs}")
-        old_cases = [(c["id"], c.get("hash")) for c in manifest.get("cases", [])]
+        old_cases = [(c.id, c.hash) for c in manifest.cases]
         # hashes are compared where both are known: a generated case not realised yet has none,
         # and the same spec and KB version generate the same cases
         same = len(old_cases) == len(cases) and all(
@@ -158,7 +164,7 @@ class RunStore:
         the edited bytes as the run's own, so it must stay 'modified' (`clinicgym runs list`)."""
         changed = self.changed_since_sealed()
         if changed:
-            sealed = self.manifest().get("sealed", "?")
+            sealed = self.manifest().sealed or "?"
             raise StoreError(
                 f"{self.root}: {', '.join(changed)} changed after the run was sealed ({sealed}), "
                 "so it is not resumed: that would seal the edited file as the run's own. Restore "
@@ -184,13 +190,15 @@ class RunStore:
 
     # ---- reading ------------------------------------------------------------------------
 
-    def manifest(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RunError(f"{self.root}: not a run directory (no manifest.json)") from None
-        except json.JSONDecodeError as e:
-            raise StoreError(f"{self.manifest_path}: not valid JSON ({e})") from None
+    def manifest(self) -> RunManifest:
+        """The run's manifest (`RunFileError` naming the field when it is damaged)."""
+        if not self.manifest_path.is_file():
+            raise RunError(f"{self.root}: not a run directory (no {layout.MANIFEST})")
+        return read_manifest(self.manifest_path)
+
+    def summary(self) -> RunSummary:
+        """The run's summary as finalise wrote it (`RunFileError` when missing or damaged)."""
+        return read_summary(self.summary_path)
 
     def iter_episodes(self) -> Iterator[Episode]:
         """Episodes on disk, first copy of each id only; a torn last line is ignored."""
@@ -258,7 +266,7 @@ class RunStore:
                 f"{self.episodes_path}, line {n}: not a valid episode ({e.error_count()} "
                 f"errors, first: {e.errors()[0]['msg']}); `clinicgym run` with the same "
                 "options and --retry-errored moves unreadable lines to "
-                f"{UNREADABLE_FILE} and plays their episodes again"
+                f"{layout.UNREADABLE} and plays their episodes again"
             ) from None
 
     def finished_ids(self) -> set[str]:
@@ -272,7 +280,7 @@ class RunStore:
     def iter_cases(self, kb: KnowledgeBase | None = None) -> Iterator[Case]:
         """The run's cases one at a time (runs/casefile.py `read_case_lines`)."""
         if not self.cases_path.exists():
-            raise RunError(f"{self.root}: no cases.jsonl")
+            raise RunError(f"{self.root}: no {layout.CASES}")
         with open(self.cases_path, encoding="utf-8") as fh:
             yield from read_case_lines(fh, kb, where=str(self.cases_path))
 
@@ -283,11 +291,11 @@ class RunStore:
         if not isinstance(cases, LazyCases) or not cases.storable:
             return False
         manifest = self.manifest()
-        listed = manifest.get("cases", [])
+        listed = manifest.cases
         if len(listed) != len(cases):
             return False
-        hashes = [c.get("hash") or cases.known_hash(i) for i, c in enumerate(listed)]
-        if hashes == [c.get("hash") for c in listed]:
+        hashes = [c.hash or cases.known_hash(i) for i, c in enumerate(listed)]
+        if hashes == manifest.case_hashes():
             return False
         tmp = self.cases_path.with_name(f".{self.cases_path.name}.{os.getpid()}.tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -297,11 +305,10 @@ class RunStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.cases_path)
-        manifest["cases"] = [
-            {"id": c["id"], "hash": h} for c, h in zip(listed, hashes, strict=True)
-        ]
-        manifest["cases_sha256"] = _sha_of(hashes)
-        write_json_atomic(self.manifest_path, manifest)
+        for entry, h in zip(listed, hashes, strict=True):
+            entry.hash = h
+        manifest.cases_sha256 = _sha_of(hashes)
+        manifest.write(self.manifest_path)
         return True
 
     # ---- writing ------------------------------------------------------------------------
@@ -410,7 +417,7 @@ class RunStore:
                 (aside if status == "error" else keep).append(line)
         if not aside and not bad:
             return 0
-        for name, lines in ((ERRORED_FILE, aside), (UNREADABLE_FILE, bad)):
+        for name, lines in ((layout.ERRORED, aside), (layout.UNREADABLE, bad)):
             if lines:
                 with open(self.root / name, "ab") as fh:
                     fh.writelines(lines)
@@ -424,37 +431,36 @@ class RunStore:
         os.replace(tmp, self.episodes_path)
         return len(aside)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.summary_path, summary)
+    def write_summary(self, summary: RunSummary | dict[str, Any]) -> None:
+        """Write summary.json through `RunSummary`, so a summary that is not one is never
+        written (finalise hands in `summarise`'s document)."""
+        try:
+            record = RunSummary.model_validate(summary)
+        except ValidationError as e:
+            raise RunFileError(f"{self.summary_path}: {field_errors(e)}") from None
+        record.write(self.summary_path)
 
     # ---- content hashes -----------------------------------------------------------------
 
     def content(self) -> dict[str, dict[str, Any]]:
         """sha256, size and line count of each of the run's data files that exists."""
-        return {n: file_digest(self.root / n) for n in SEALED_FILES if (self.root / n).exists()}
+        return {n: file_digest(self.root / n) for n in layout.SEALED if (self.root / n).exists()}
 
     def seal(self) -> dict[str, dict[str, Any]]:
         """Record the data files' hashes in the manifest (at finalise), so a later edit shows
         (`changed_since_sealed`, `clinicgym runs list`); resuming and finalising re-seal."""
         manifest = self.manifest()
-        manifest["content"] = self.content()
-        manifest["sealed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json_atomic(self.manifest_path, manifest)
-        return manifest["content"]
+        content = self.content()
+        manifest.content = {n: FileDigest.model_validate(d) for n, d in content.items()}
+        manifest.sealed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        manifest.write(self.manifest_path)
+        return content
 
     def changed_since_sealed(self) -> list[str]:
         """Data files whose bytes differ from the sealed record (empty: unchanged or unsealed)."""
-        sealed = self.manifest().get("content") or {}
+        sealed = self.manifest().content or {}
         now = self.content()
-        return [n for n, rec in sealed.items() if now.get(n, {}).get("sha256") != rec["sha256"]]
-
-
-ERRORED_FILE = "errored.jsonl"
-"""Errored episodes set aside by `--retry-errored` so a resume replays them (an audit trail)."""
-UNREADABLE_FILE = "unreadable.jsonl"
-"""Lines of episodes.jsonl that were no readable episode, set aside by `--retry-errored`."""
-SEALED_FILES = ("cases.jsonl", "episodes.jsonl", "summary.json")
-"""The files `seal` hashes: what was played, the transcripts, the claimed numbers."""
+        return [n for n, rec in sealed.items() if now.get(n, {}).get("sha256") != rec.sha256]
 
 
 GROUP_MAX = 256
@@ -570,7 +576,7 @@ class StoredRun:
     """What re-scoring, the compliance report and the run report need from a run directory."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: RunManifest
     kb: KnowledgeBase
     cases: dict[str, Case]
     episodes: list[Episode]
@@ -585,10 +591,10 @@ def load_run(run_dir: Path) -> StoredRun:
 
     store = RunStore(run_dir)
     manifest = store.manifest()
-    spec = manifest.get("spec", {})
-    kb = load_kb(spec["kb_dir"]) if spec.get("kb_dir") else default_kb()
+    spec = manifest.spec
+    kb = load_kb(spec.kb_dir) if spec.kb_dir else default_kb()
     notes = []
-    ran_with = manifest.get("versions", {}).get("kb")
+    ran_with = manifest.versions.kb
     if ran_with and ran_with != kb.version:
         notes.append(
             f"The run used knowledge base {ran_with}; it is judged with {kb.version}. Drug facts "
@@ -600,7 +606,7 @@ def load_run(run_dir: Path) -> StoredRun:
         kb=kb,
         cases={c.id: c for c in store.cases()},
         episodes=list(store.iter_episodes()),
-        scenarios=list(spec.get("scenarios", [])),
-        agents=list(spec.get("agents", [])),
+        scenarios=list(spec.scenarios),
+        agents=list(spec.agents),
         notes=notes,
     )

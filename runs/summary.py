@@ -8,16 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.case import Case
+from clinicgym.runs.records import SUMMARY_FORMAT_VERSION
 from clinicgym.scoring.metric_registry import MEASUREMENTS, METRICS
 from clinicgym.scoring.metrics import SUBGROUP_COLUMNS, EpisodeScorer
 from clinicgym.scoring.stats import mean_ci
 
 if TYPE_CHECKING:  # pandas is imported when a table is built (finalise), not at start-up
     import pandas as pd
-
-SUMMARY_FORMAT_VERSION = 2
-"""2: intervals are Wilson for 0/1 metrics and scipy BCa otherwise, each metric says which
-(`method`), `ci95` is null where undefined (n equal values); `repeats` is recorded."""
 
 
 def score_table(

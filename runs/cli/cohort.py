@@ -164,7 +164,7 @@ def failures_from_run(
     manifest = store.manifest()
     cases = {c.id: c for c in store.cases()}
     scores = score_table(store.iter_episodes(), cases)
-    agents = list(manifest["spec"]["agents"])
+    agents = list(manifest.spec.agents)
     if agent is None:
         if len(agents) > 1:
             raise SynthesisError(f"{run_dir} holds agents {agents}; pick one with --target-agent")

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from clinicgym import __version__
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs import layout
 from clinicgym.runs.cli.cohort import cohort_app
 from clinicgym.runs.cli.play import play
 from clinicgym.runs.cli.policy import (
@@ -339,13 +340,13 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
     if store.set_aside:
         console.print(
             f"--retry-errored: {store.set_aside} errored episodes moved to "
-            f"{store.root / 'errored.jsonl'}; they are played again."
+            f"{store.root / layout.ERRORED}; they are played again."
         )
     if store.unreadable:
         err_console.print(
             f"[yellow]--retry-errored:[/yellow] {len(store.unreadable)} unreadable lines of "
             f"{store.episodes_path} (line {', '.join(map(str, store.unreadable[:5]))}) moved to "
-            f"{store.root / 'unreadable.jsonl'}; their episodes are played again.",
+            f"{store.root / layout.UNREADABLE}; their episodes are played again.",
             soft_wrap=True,
         )
     if done_before:
@@ -362,9 +363,10 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
     names = spec.display_names()
     console.print(summary_table(summary, names))
     print_run_compliance(summary)
+    written = (layout.MANIFEST, layout.CASES, layout.EPISODES, layout.SCORES, layout.SUMMARY)
     console.print(
         f"{ran} episodes run now, {summary['stored_episodes']} of {total} stored in {out}/ "
-        "(manifest.json, cases.jsonl, episodes.jsonl, scores.parquet, summary.json)"
+        f"({', '.join(written)})"
     )
     if progress.total_errors:
         err_console.print(
@@ -410,7 +412,7 @@ def _report_bug(bug: Any, spec: Any) -> None:
     """One line for a bug inside clinicgym (the traceback goes to RUN_DIR/bug.txt); exit 3."""
     where = ""
     if spec is not None:
-        path = Path(spec.out) / "bug.txt"
+        path = layout.RunPaths(spec.out).bug
         try:
             path.write_text(f"{bug}\n\n{bug.trace}\n", encoding="utf-8")
             where = f" The traceback is in {path}."
@@ -447,23 +449,13 @@ def summary(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -
         table = score_table(store.iter_episodes(), cases)
     except ClinicGymError as e:
         fail(e)
-    prices = {k: tuple(v) for k, v in manifest["spec"].get("prices", {}).items()}
+    spec = manifest.spec
     console.print(
         summary_table(
-            summarise(table, manifest["spec"]["agents"], store.root.name, prices),
-            shown_names(manifest["spec"]),
+            summarise(table, spec.agents, store.root.name, spec.price_table()),
+            spec.display_names(),
         )
     )
-
-
-def shown_names(spec: dict[str, Any]) -> dict[str, str]:
-    """Agent spec -> display name from a manifest's spec (older runs have no `names`)."""
-    from clinicgym.runs.spec import RunSpec
-
-    try:
-        return RunSpec.model_validate(spec).display_names()
-    except ValueError:  # a spec this version cannot read: show the specs
-        return {}
 
 
 @kb_app.command("validate")

@@ -71,13 +71,13 @@ def fidelity(
     store = RunStore(run_dir)
     try:
         manifest = store.manifest()
-        kb_dir = manifest["spec"].get("kb_dir")
+        kb_dir = manifest.spec.kb_dir
         kb = load_kb(kb_dir) if kb_dir else default_kb()
         report = run_fidelity(store.iter_episodes(), {c.id: c for c in store.cases()}, kb)
     except ClinicGymError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
-    report["patient"] = manifest["spec"].get("patient", "grounded")
+    report["patient"] = manifest.spec.patient
     t = Table("measure", "value", title=f"patient fidelity: {run_dir} ({report['patient']})")
     for k, v in report.items():
         if k != "patient":

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs import layout
 from clinicgym.runs.console import ci_cell, err_console, fail
 
 policy_app = typer.Typer(
@@ -324,7 +325,7 @@ def rescore(
         fail(e)
     from clinicgym.scoring.compliance import write_report
 
-    paths = write_report(report, verdicts, out or run_dir / "compliance", _stem(pack))
+    paths = write_report(report, verdicts, out or run_dir / layout.COMPLIANCE, _stem(pack))
     console.print(compliance_table(report))
     for n in report.notes:
         err_console.print(f"[yellow]note:[/yellow] {n}", highlight=False)
@@ -349,20 +350,18 @@ def compliance(
 
     try:
         stored = load_run(run_dir)
-        records = stored.manifest.get("policy_packs", [])
+        records = stored.manifest.policy_packs
         if not records:
             raise ClinicGymError(
                 f"{run_dir}: the run monitored no policy packs; use `clinicgym rescore {run_dir} "
                 "--pack ...` to judge its transcripts"
             )
-        packs = load_packs(
-            [r["path"] if Path(r["path"] or "").is_file() else r["ref"] for r in records]
-        )
+        packs = load_packs([r.source() for r in records])
         notes = list(stored.notes)
         for r, p in zip(records, packs, strict=True):
-            if r["sha256"] != p.sha256:
+            if r.sha256 != p.sha256:
                 notes.append(
-                    f"{r['ref']} changed since the run (sha256 {r['sha256'][:12]} -> "
+                    f"{r.ref} changed since the run (sha256 {r.sha256[:12]} -> "
                     f"{p.sha256[:12]}); violations are as recorded, rule titles as now."
                 )
         verdicts = live_verdicts(stored.episodes, stored.cases, stored.scenarios, stored.kb)
@@ -377,6 +376,6 @@ def compliance(
         )
     except ClinicGymError as e:
         fail(e)
-    paths = write_report(report, verdicts, out or run_dir, "compliance")
+    paths = write_report(report, verdicts, out or run_dir, layout.COMPLIANCE)
     console.print(compliance_table(report))
     console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)

@@ -113,7 +113,8 @@ def probe(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run explainability probes on a run's agents; results go to RUN_DIR/probes.json."""
-    from clinicgym.runs.reporting import PROBES_FILE, run_probes_on
+    from clinicgym.runs.layout import PROBES
+    from clinicgym.runs.reporting import run_probes_on
     from clinicgym.runs.store import load_run
     from clinicgym.scoring.probes.counterfactual import ATTRIBUTES
     from clinicgym.scoring.probes.suite import PROBE_KINDS
@@ -147,7 +148,7 @@ def probe(
                 f"{name}: flips not applicable, skipped: {skipped} case(s) (sex only where it "
                 "is irrelevant to the condition, see docs/scoring.md)"
             )
-    console.print(f"probes written to {run_dir / PROBES_FILE} in {time.perf_counter() - t0:.1f} s")
+    console.print(f"probes written to {run_dir / PROBES} in {time.perf_counter() - t0:.1f} s")
 
 
 def report_table(rep: Any) -> Table:

@@ -159,7 +159,7 @@ class ReviewApp:
         """Rule ids of the run's policy packs (offered when reporting a missed violation)."""
         if view.run_id not in self._rules:
             ids: list[str] = []
-            specs = view.manifest.get("spec", {}).get("policy_packs") or []
+            specs = view.manifest.spec.policy_packs
             if specs:
                 try:
                     from clinicgym.policies.library import load_packs
@@ -191,17 +191,15 @@ class ReviewApp:
                 with self._lock:
                     rows = view.rows()
                     live = view.live()
-                spec = view.manifest.get("spec", {})
+                spec = view.manifest.spec
                 out.append(
                     {
                         "id": view.run_id,
-                        "created": view.manifest.get("created", ""),
-                        "agents": spec.get("agents", []),
-                        "packs": spec.get("policy_packs", []),
+                        "created": view.manifest.created,
+                        "agents": spec.agents,
+                        "packs": spec.policy_packs,
                         "stored": len(rows),
-                        "planned": len(view.manifest.get("cases", []))
-                        * len(spec.get("agents", []))
-                        * int(spec.get("repeats", 1)),
+                        "planned": view.manifest.planned_episodes(),
                         "live": len(live),
                         "annotated": len(self.db.annotated_episodes(view.run_id)),
                     }

@@ -23,8 +23,9 @@ from typing import IO, Any
 from clinicgym.envs.episode import Event, Violation
 from clinicgym.envs.protocols import Monitor
 from clinicgym.patients.case import Case
+from clinicgym.runs import layout
 
-LIVE_DIR = "live"
+LIVE_DIR = layout.LIVE
 """Sub-directory of a run directory holding the episodes in flight."""
 
 

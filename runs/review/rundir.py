@@ -18,10 +18,12 @@ from typing import Any
 from clinicgym.envs.episode import Episode, Event
 from clinicgym.patients.bands import age_band
 from clinicgym.patients.case import Case
+from clinicgym.runs import layout
 from clinicgym.runs.casefile import read_case_lines
+from clinicgym.runs.records import RunFileError, RunManifest, read_manifest
 from clinicgym.runs.review.annotation import AnnotationContext, AutoVerdicts, FactRef, event_hash
 from clinicgym.runs.review.errors import ReviewError
-from clinicgym.runs.review.live import LIVE_DIR, episode_key
+from clinicgym.runs.review.live import episode_key
 from clinicgym.scoring.agreement import auto_acceptable
 
 KEY = re.compile(r"^[0-9a-f]{20}$")
@@ -72,15 +74,18 @@ class RunView:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
-        manifest_path = self.root / "manifest.json"
-        if not manifest_path.is_file():
-            raise ReviewError(f"{root}: not a run directory (no manifest.json)")
-        self.manifest: dict[str, Any] = json.loads(manifest_path.read_bytes())
+        self.paths = layout.RunPaths(self.root)
+        if not self.paths.is_run():
+            raise ReviewError(f"{root}: not a run directory (no {layout.MANIFEST})")
+        try:
+            self.manifest: RunManifest = read_manifest(self.paths.manifest)
+        except RunFileError as e:
+            raise ReviewError(str(e)) from None
         self.run_id = self.root.name
         self.run_hash = run_hash(self.manifest)
-        self.episodes_path = self.root / "episodes.jsonl"
+        self.episodes_path = self.paths.episodes
         self.cases: dict[str, Case] = {}
-        cases_path = self.root / "cases.jsonl"
+        cases_path = self.paths.cases
         if cases_path.exists():  # whole cases, or generated ones' recipes (runs/casefile.py)
             with open(cases_path, encoding="utf-8") as fh:
                 for c in read_case_lines(fh, where=str(cases_path)):
@@ -170,7 +175,7 @@ class RunView:
     def metrics(self, episode: Episode) -> dict[str, Any]:
         """The episode's metrics: scores.parquet's row when the run was finalised (scored with
         the run's packs and scenarios), else what the runner stored with the episode."""
-        path = self.root / "scores.parquet"
+        path = self.paths.scores
         if path.exists() and path.stat().st_mtime != self._scores_mtime:
             import pandas as pd
 
@@ -189,7 +194,7 @@ class RunView:
 
     @property
     def live_dir(self) -> Path:
-        return self.root / LIVE_DIR
+        return self.paths.live
 
     def live_path(self, key: str) -> Path:
         if not KEY.match(key):
@@ -323,10 +328,12 @@ class RunView:
         )
 
 
-def run_hash(manifest: dict[str, Any]) -> str:
+def run_hash(manifest: RunManifest) -> str:
     """sha256 of what makes a run that run: its id, creation time, spec identity, case hashes
-    and policy packs (not the manifest's bytes, which finalising re-seals)."""
-    core = {k: manifest.get(k) for k in ("run_id", "created", "identity", "cases", "policy_packs")}
+    and policy packs (not the manifest's bytes, which finalising re-seals), as the file holds
+    them, so annotations keep pointing at runs written by earlier releases."""
+    held = manifest.model_dump(mode="json", exclude_unset=True)
+    core = {k: held.get(k) for k in ("run_id", "created", "identity", "cases", "policy_packs")}
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 

@@ -96,8 +96,8 @@ def test_same_seed_same_episodes_as_cases_prepared_up_front(tmp_path, small_kb):
     back = lazy_store.cases()
     assert [c.model_dump_json() for c in back] == [c.model_dump_json() for c in eager]
     manifest = lazy_store.manifest()
-    assert manifest["cases_sha256"] == cases_sha256(eager)
-    assert eager_store.manifest()["cases_sha256"] == cases_sha256(eager)
+    assert manifest.cases_sha256 == cases_sha256(eager)
+    assert eager_store.manifest().cases_sha256 == cases_sha256(eager)
 
 
 def test_cases_jsonl_holds_recipes_of_a_few_hundred_bytes(tmp_path):
@@ -106,7 +106,7 @@ def test_cases_jsonl_holds_recipes_of_a_few_hundred_bytes(tmp_path):
     assert len(lines) == 4 and all(len(line) <= 5000 for line in lines)
     first = json.loads(lines[0])
     assert first["recipe"]["index"] == 0 and first["recipe"]["seed"] == 5
-    assert first["hash"] == store.manifest()["cases"][0]["hash"]  # filled in at finalise
+    assert first["hash"] == store.manifest().cases[0].hash  # filled in at finalise
 
 
 def test_content_hash_is_computed_once_per_case_not_per_episode(tmp_path, monkeypatch):
@@ -134,12 +134,10 @@ def test_a_killed_run_resumes_in_a_new_process_and_finalises_every_hash(tmp_path
     part = type(ctx)(ctx.spec, ctx.kb, ctx.cases, ctx.factories, ctx.plan[:3])
     asyncio.run(execute(part, store))
     store.close()
-    assert [c["hash"] for c in store.manifest()["cases"]] == [None] * 5  # none written yet
+    assert store.manifest().case_hashes() == [None] * 5  # none written yet
     ctx2, store2 = _play(spec)  # a fresh context: nothing realised, no hash known
     assert len({e.episode_id for e in store2.iter_episodes()}) == 10
-    assert store2.manifest()["cases_sha256"] == cases_sha256(
-        make_sampler(small_kb).sample_many(5, 5)
-    )
+    assert store2.manifest().cases_sha256 == cases_sha256(make_sampler(small_kb).sample_many(5, 5))
     with pytest.raises(Exception, match="different run"):  # the resume check still bites
         RunStore.open(spec.model_copy(update={"seed": 6}), prepare(spec).cases, "other")
 
@@ -159,7 +157,7 @@ def test_written_cases_stay_whole_and_are_hashed_once(tmp_path, small_kb):
     store = RunStore.open(spec, cases, small_kb.version)
     line = store.cases_path.read_text().splitlines()[0]
     assert Case.model_validate_json(line).id == cases[0].id
-    assert store.manifest()["cases"][0]["hash"] == cases.case_hash(0)
+    assert store.manifest().cases[0].hash == cases.case_hash(0)
 
 
 def test_a_recipe_from_another_kb_version_is_named_not_misread(tmp_path, small_kb):

@@ -77,11 +77,11 @@ def test_model_flag_points_to_agent_and_near_misses_get_a_suggestion(tmp_path):
 
 def test_the_board_labels_an_agent_with_its_name():
     from clinicgym.runs.leaderboard import _bundle_info, agent_label
+    from clinicgym.runs.records import RunManifest
 
     assert agent_label("openai:m@http://127.0.0.1:9/v1") == "openai:m"
-    info = _bundle_info(
-        {}, {"spec": {"agents": ["openai/gpt-4o"], "names": {"openai/gpt-4o": "G"}}}
-    )
+    manifest = {"spec": {"agents": ["openai/gpt-4o"], "names": {"openai/gpt-4o": "G"}}}
+    info = _bundle_info({}, RunManifest.model_validate(manifest))
     assert info["names"] == {"openai/gpt-4o": "G"}
 
 
