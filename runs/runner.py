@@ -461,6 +461,7 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
 
 def _write_compliance(ctx: RunContext, store: RunStore, verdicts: list[Any]) -> dict[str, Any]:
     """The run's compliance report from its live verdicts (`scoring.compliance`); its summary."""
+    from clinicgym.runs.layout import COMPLIANCE
     from clinicgym.scoring.compliance import build_report, summary_of, write_report
 
     report = build_report(
@@ -471,5 +472,5 @@ def _write_compliance(ctx: RunContext, store: RunStore, verdicts: list[Any]) -> 
         agents=ctx.spec.agents,
         kb_version=ctx.kb.version,
     )
-    paths = write_report(report, verdicts, store.root, "compliance")
+    paths = write_report(report, verdicts, store.root, COMPLIANCE)
     return {"files": sorted(p.name for p in paths.values()), "agents": summary_of(report)}
