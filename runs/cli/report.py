@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
+from clinicgym.runs import layout
 from clinicgym.runs.console import ci_cell, fail
 
 if TYPE_CHECKING:
@@ -113,7 +114,6 @@ def probe(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run explainability probes on a run's agents; results go to RUN_DIR/probes.json."""
-    from clinicgym.runs.layout import PROBES
     from clinicgym.runs.reporting import run_probes_on
     from clinicgym.runs.store import load_run
     from clinicgym.scoring.probes.counterfactual import ATTRIBUTES
@@ -148,7 +148,8 @@ def probe(
                 f"{name}: flips not applicable, skipped: {skipped} case(s) (sex only where it "
                 "is irrelevant to the condition, see docs/scoring.md)"
             )
-    console.print(f"probes written to {run_dir / PROBES} in {time.perf_counter() - t0:.1f} s")
+    took = time.perf_counter() - t0
+    console.print(f"probes written to {run_dir / layout.PROBES} in {took:.1f} s")
 
 
 def report_table(rep: Any) -> Table:
@@ -217,7 +218,7 @@ def report(
                     on_agent=on_agent,
                 )
         rep = build_run_report(run, weights=weights)
-        paths = write_report(rep, out or run_dir)
+        paths = write_report(rep, out or run_dir, layout.REPORT)
     except ClinicGymError as e:
         fail(e)
     console.print(report_table(rep))
