@@ -6,7 +6,8 @@ record requires, how often it contradicts it, and whether it ever names its diag
 Asks every bank with `clinicgym.patients.ask` (one patient per case, questions in order, as
 `clinicgym patients ask` does) over AgentClinic's public cases, read from the shared data folder
 beside the repository (never copied into it). `dev.jsonl` is the half the patient may be tuned
-on; `heldout.jsonl` (MedQA) and `nejm.jsonl` (NEJM) are held out: report both, tune on neither.
+on, and so is `near_dev.jsonl` (near misses over the same cases); `heldout.jsonl` (MedQA)
+and `nejm.jsonl` (NEJM) are held out: report both, tune on neither.
 The last row, "held-out unseen", asks bench/data/unseen's own synthetic clinician-written cases
 (in the repository, so it runs without the shared folder); it is held out too. "near misses"
 asks the same cases questions written to tempt a patient into answering from a statement that
@@ -28,6 +29,7 @@ UNSEEN = Path(__file__).resolve().parent / "data" / "unseen"
 # (label, bank, cases): a relative name is read from BANKS or SHARED, an absolute path as is.
 RUNS = (
     ("dev (tuned on)", "dev.jsonl", "agentclinic_medqa.jsonl"),
+    ("near-miss dev", "near_dev.jsonl", "agentclinic_medqa.jsonl"),
     ("held-out MedQA", "heldout.jsonl", "agentclinic_medqa.jsonl"),
     ("held-out NEJM", "nejm.jsonl", "agentclinic_nejm.jsonl"),
     ("held-out unseen", UNSEEN / "questions.jsonl", UNSEEN / "cases.jsonl"),

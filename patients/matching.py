@@ -174,6 +174,11 @@ class QuestionMatcher:
         self.categories = {f.id: f.category for f in kb.findings.values()}
         self.names = {f.id: f.name for f in kb.findings.values()}
         """Finding id -> category, so a closed-world denial can be framed for its kind."""
+        self.drugs = {
+            n.lower(): d.id for d in kb.drugs.values() for n in (d.id, d.name, *d.synonyms)
+        }
+        """Drug name or synonym (lower case) -> KB drug id: a question about one drug is not
+        answered by a statement about another."""
         self._starts = np.array(starts)
         self._matrix = cached_embeddings(self.encoder, rows)
 

@@ -30,7 +30,9 @@ from clinicgym.patients.recall import (
     OPEN_QUESTION,
     RecordIndex,
     asks_problem,
+    compatible,
     content_stems,
+    contrasts,
     excepted,
     is_diagnosis_question,
     is_obstetric,
@@ -343,6 +345,11 @@ class GroundedPatient:
         aside = excepted(question)
         if aside:  # 'apart from the arthritis, any other conditions?'
             present = [f for f in present if not aside & content_stems(f.text)]
+            facts = present
+        drugs = self.matcher.drugs
+        asked = contrasts(question, drugs)
+        if asked and present:  # 'allergic to nitrofurantoin?' is not answered by trimethoprim
+            present = [f for f in present if compatible(asked, contrasts(f.text, drugs))]
             facts = present
         if present:
             return self._say_facts(intent, present, turn, question)

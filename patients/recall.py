@@ -341,6 +341,66 @@ def _site(text: str) -> set[str]:
     return {name for name, pattern in _SITES if pattern.search(text)}
 
 
+def _members(groups: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern[str], set[str]]]:
+    return [
+        (re.compile(rf"\b(?:{words})\b", re.IGNORECASE), set(members))
+        for words, members in groups.items()
+    ]
+
+
+_CONTRASTS = {
+    "side": _members(
+        {
+            "left": ("left",),
+            "right": ("right",),
+            "both|bilateral(?:ly)?|either side": ("left", "right"),
+        }
+    ),
+    "relative": _members(
+        {
+            "mother|mum|mom|mam|mummy|mommy|maternal": ("mother",),
+            "father|dad|daddy|paternal": ("father",),
+            "parents?": ("mother", "father"),
+            "brothers?": ("brother",),
+            "sisters?": ("sister",),
+            "siblings?": ("brother", "sister"),
+            "sons?": ("son",),
+            "daughters?": ("daughter",),
+            "children|kids": ("son", "daughter"),
+            "grand(?:mother|ma|mum|mom)|gran|granny|nan|nana": ("grandmother",),
+            "grand(?:father|pa|dad)|granddad": ("grandfather",),
+            "grandparents?": ("grandmother", "grandfather"),
+            "aunts?|auntie|aunty": ("aunt",),
+            "uncles?": ("uncle",),
+            "cousins?": ("cousin",),
+        }
+    ),
+}
+"""Kinds of thing a question names one member of: a statement that names only other members
+answers about them, not about the one asked ('does your mum get gout?' is not answered by
+'father had gout'; 'your left side?' not by 'rolls to the right')."""
+
+
+def contrasts(text: str, drugs: dict[str, str] | None = None) -> dict[str, set[str]]:
+    """The members of each contrast kind (sides, relatives, KB drugs) that a text names."""
+    out: dict[str, set[str]] = {}
+    for kind, patterns in _CONTRASTS.items():
+        found = {m for pattern, members in patterns if pattern.search(text) for m in members}
+        if found:
+            out[kind] = found
+    if drugs:
+        words = f" {' '.join(re.findall(r'[a-z0-9-]+', text.lower()))} "
+        named = {d for n, d in drugs.items() if f" {n} " in words}
+        if named:
+            out["drug"] = named
+    return out
+
+
+def compatible(asked: dict[str, set[str]], said: dict[str, set[str]]) -> bool:
+    """False when, for some kind, the statement names members and none of those asked."""
+    return all(not said.get(kind) or bool(said[kind] & members) for kind, members in asked.items())
+
+
 def content_stems(text: str) -> set[str]:
     """Lower-case content words cut to five letters ('vomiting' and 'vomited' share 'vomit')."""
     words = re.findall(r"[a-z]+", text.lower())
@@ -697,6 +757,8 @@ class RecordIndex:
         self._matrix: np.ndarray | None = None
         self._stems = [content_stems(f.text) for f in facts]
         self._sites = [_site(f.text) for f in facts]
+        self._drugs: dict[str, str] = getattr(matcher, "drugs", None) or {}
+        self._contrasts = [contrasts(f.text, self._drugs) for f in facts]
         self._others = np.array([bool(_OTHERS.search(f.text)) for f in facts])
         self._past = np.array([bool(_PAST.search(f.text)) for f in facts])
         self._denial = np.array([not f.present for f in facts])
@@ -813,6 +875,9 @@ class RecordIndex:
             sites = _site(part)
             if sites:  # "hip pain?" is not answered by "pain in the left knee"
                 row = row * np.array([not fs or bool(fs & sites) for fs in self._sites])
+            asked = contrasts(part, self._drugs)
+            fits = np.array([compatible(asked, c) for c in self._contrasts], dtype=bool)
+            row = row * fits
             score = row + LEXICAL_BONUS * shared
             if _OTHERS.search(part):
                 score = score * self._others
@@ -830,6 +895,7 @@ class RecordIndex:
                 for k in np.flatnonzero(ok):  # answered by 'diagnosed with arthritis'
                     if self._stems[k] & stems and self._stems[k] & stems <= about:
                         ok[k] = False
+            ok &= fits
             topical = self._topical(read) & (score > 0)
             ruled = score
             if not ok.any():  # "what do you do for a living?" -> "Retired teacher."

@@ -336,3 +336,22 @@ def test_run_time_needs_no_scikit_learn() -> None:
         "assert 'sklearn' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_question_about_one_relative_side_or_drug_is_not_answered_about_another(
+    tmp_path: Path,
+) -> None:
+    """A statement naming only other members of what the question names (a relative, a side,
+    a KB drug) answers about them: 'unknown', not a yes borrowed from the father's gout."""
+    patient = _patient(
+        tmp_path,
+        History="Pain when she rolls over in bed to the right.",
+        Past_Medical_History="Allergies: trimethoprim (rash).",
+        Social_History="Family history: father had gout.",
+    )
+    assert _status(patient, "does your dad get gout?") == ["affirmed"]
+    assert _status(patient, "does your mum get gout too?") == ["unknown"]
+    assert _status(patient, "are you allergic to trimethoprim?") == ["affirmed"]
+    assert _status(patient, "are you allergic to nitrofurantoin?") == ["unknown"]
+    assert _status(patient, "does it happen when you roll to the right?") == ["affirmed"]
+    assert _status(patient, "does it happen when you roll onto your left side?") == ["unknown"]
