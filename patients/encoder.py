@@ -166,6 +166,18 @@ class SentenceEncoder:
                 out[i] = fresh[texts[i]]
         return out
 
+    def remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Cache embeddings of `texts` computed earlier (`vectors`, one row per text: an on-disk
+        cache of fixed texts), so encoding them runs no forward pass."""
+        if vectors.shape != (len(texts), self.dim):
+            raise ValueError(f"{len(texts)} texts need ({len(texts)}, {self.dim}) vectors")
+        with self._lock:
+            for t, v in zip(texts, vectors, strict=True):
+                self._cache[t] = v
+                self._cache.move_to_end(t)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
     def _forward(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         # one BLAS thread: on a busy machine more threads spin (measured on the 2-core CI
         # machine at load 5.4: one layer's product for a 12-token question took 0.17 ms on one

@@ -387,6 +387,31 @@ def _pronouns(sex: str) -> dict[str, str]:
     return {"She": "He", "she": "he", "her": "his", "Her": "His", "him": "him"}
 
 
+def finding_text(fd: Finding, present: bool, child: bool, slots: dict[str, str]) -> str:
+    """How a generated case words a finding: its denial when absent, the examination's report,
+    or the patient's (a caregiver's for a child) sentence with the patient's pronouns."""
+    if not present:
+        return f"No {fd.name}."
+    if fd.category == "exam":
+        return fd.text
+    return (fd.text_child if child and fd.text_child else fd.text).format(**slots)
+
+
+def history_wordings(kb: KnowledgeBase) -> list[str]:
+    """Every wording `finding_text` can give a KB history finding (absent or present, adult or
+    child, either sex), once each, in KB order: the texts most facts of generated cases hold,
+    for callers that embed them once instead of case by case."""
+    out: dict[str, None] = {}
+    for fd in kb.findings.values():
+        if fd.category == "exam":
+            continue
+        for present in (False, True):
+            for child in (False, True):
+                for sex in ("female", "male"):
+                    out[finding_text(fd, present, child, _pronouns(sex))] = None
+    return list(out)
+
+
 def _finding_facts(r: Records, i: int, shape: Layout) -> list[dict[str, Any]]:
     child, slots, cc = r.age[i] < CHILD_AGE, _pronouns(r.sex[i]), r.chief_complaint[i]
     out = []
@@ -395,12 +420,7 @@ def _finding_facts(r: Records, i: int, shape: Layout) -> list[dict[str, Any]]:
     ):
         exam = fd.category == "exam"
         category, salience = _role(fid, fd, link, present, cc)
-        if not present:
-            text = f"No {fd.name}."
-        elif exam:
-            text = fd.text
-        else:
-            text = (fd.text_child if child and fd.text_child else fd.text).format(**slots)
+        text = finding_text(fd, present, child, slots)
         out.append(
             {
                 "category": category,

@@ -130,6 +130,22 @@ fault, not the clinician's."""
 _ASKED_CATEGORIES = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication")
 
 
+def warm_fault_lookup(kb: KnowledgeBase) -> int:
+    """Put the embeddings of every history wording a generated case can hold
+    (`patients.realise.history_wordings`: about 1,400 texts for the bundled KB, most of the
+    facts `patient_faults` embeds) into the sentence encoder's cache, read from the on-disk
+    cache of fixed texts (computed there once per KB and model). Without it each process that
+    scores episodes embeds them as the cases come, about 10 ms a text. Returns how many."""
+    from clinicgym.patients.encoder import default_encoder
+    from clinicgym.patients.matching import cached_embeddings
+    from clinicgym.patients.realise import history_wordings
+
+    enc = default_encoder()
+    texts = history_wordings(kb)
+    enc.remember(texts, cached_embeddings(enc, texts))
+    return len(texts)
+
+
 def patient_faults(episode: Episode, case: Case) -> list[dict[str, Any]]:
     """Turns where the simulator, not the clinician, lost information: the patient said it did
     not know what a plain sentence look-up finds in its record, blocked an answer its record

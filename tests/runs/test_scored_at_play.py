@@ -87,3 +87,28 @@ def test_two_workers_send_their_scoring_back_and_the_parent_realises_no_case(tmp
     assert json.dumps(one[0]["agents"], sort_keys=True) == json.dumps(
         two[0]["agents"], sort_keys=True
     )
+
+
+def test_a_long_run_of_kb_worded_cases_embeds_the_history_wordings_before_playing(
+    tmp_path, monkeypatch
+):
+    from clinicgym.runs import executors
+    from clinicgym.scoring import patient_fidelity
+
+    warmed: list[str] = []
+    monkeypatch.setattr(patient_fidelity, "warm_fault_lookup", lambda kb: warmed.append(kb.version))
+    runs = [  # (agents, listed whole, warmed): 5 cases x 20 repeats = 100 episodes an agent
+        (["scripted", "random"], False, 1),
+        (["scripted"], False, 0),  # fewer than MIN_EPISODES_PER_WORKER to play
+        (["scripted", "random"], True, 0),  # cases held whole (a file's): not KB-worded
+    ]
+    for k, (agents, listed, expected) in enumerate(runs):
+        spec = _spec(tmp_path / str(k), agents=agents, cases=5, repeats=20)
+        ctx = prepare(spec)
+        if listed:
+            ctx = prepare(spec, cases=list(ctx.cases))
+        store = RunStore.open(spec, ctx.cases, ctx.kb.version)
+        warmed.clear()
+        executors.warm_scoring(ctx, store)
+        store.close()
+        assert len(warmed) == expected, (agents, listed)
