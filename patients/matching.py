@@ -164,7 +164,6 @@ class QuestionMatcher:
             rows.extend(phrasings)
             targets.append(f.id)
             kinds.append("finding")
-        findings_end = len(rows)
         for name, examples in INTENTS.items():
             starts.append(len(rows))
             rows.extend(examples)
@@ -175,8 +174,6 @@ class QuestionMatcher:
         self.categories = {f.id: f.category for f in kb.findings.values()}
         self.names = {f.id: f.name for f in kb.findings.values()}
         """Finding id -> category, so a closed-world denial can be framed for its kind."""
-        self.finding_texts = rows[:findings_end]
-        """The findings' phrasings: the clinical words a question can ask about."""
         self.drugs = {
             n.lower(): d.id for d in kb.drugs.values() for n in (d.id, d.name, *d.synonyms)
         }

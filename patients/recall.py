@@ -38,10 +38,6 @@ LEXICAL_THRESHOLD = 0.4
 SHARED_TWICE_THRESHOLD = 0.3
 """...or this, when they share two content words of what the part asks (its own or the lay
 words for them: 'look sick' is read as 'appears ill')."""
-RESIDUE_THRESHOLD = 0.2
-"""A yes needs the statement to cover what the question asks beyond the words they share: when
-the clinical words left over ('go away if you cover one eye' of 'Double vision.') embed below
-this against the statement, it does not answer the question."""
 CONFLICT_MARGIN = 0.04
 """A statement of the other polarity within this of the best makes the answer unsafe."""
 KB_EXPAND = 0.65
@@ -383,96 +379,6 @@ _CONTRASTS = {
 """Kinds of thing a question names one member of: a statement that names only other members
 answers about them, not about the one asked ('does your mum get gout?' is not answered by
 'father had gout'; 'your left side?' not by 'rolls to the right')."""
-
-
-@cache
-def _vocabulary(texts: tuple[str, ...]) -> frozenset[str]:
-    """The content stems of the KB findings' phrasings (computed once per matcher)."""
-    return frozenset(s for t in texts for s in content_stems(t))
-
-
-_FRAME = frozenset(
-    [
-        "come",
-        "came",
-        "comes",
-        "coming",
-        "get",
-        "gets",
-        "got",
-        "getting",
-        "gettin",
-        "start",
-        "started",
-        "starts",
-        "still",
-        "too",
-        "also",
-        "again",
-        "ever",
-        "lately",
-        "recently",
-        "now",
-        "currently",
-        "usually",
-        "usual",
-        "normal",
-        "normally",
-        "okay",
-        "alright",
-        "all",
-        "time",
-        "times",
-        "lot",
-        "lots",
-        "much",
-        "many",
-        "long",
-        "often",
-        "take",
-        "taking",
-        "part",
-        "itself",
-        "yourself",
-        "himself",
-        "herself",
-        "happen",
-        "happens",
-        "happened",
-        "make",
-        "makes",
-        "made",
-        "feel",
-        "feeling",
-        "seem",
-        "seems",
-        "change",
-        "changed",
-        "help",
-        "helped",
-        "out",
-        "anywhere",
-        "anything",
-        "something",
-        "one",
-        "these",
-        "those",
-        "this",
-        "that",
-    ]
-)
-"""Words that frame what a question asks ('did it *come on*', 'are you *still*') rather than
-name it: they are no part of what a statement must cover."""
-
-
-def residue(part: str, statement: str, vocabulary: frozenset[str]) -> str:
-    """The clinical words of a question part that the statement does not share, in order."""
-    said = content_stems(statement)
-    words = re.findall(r"[a-z]+", part.lower())
-    kept = [
-        w for w in words if w not in _STOP and w not in _FRAME and len(w) > 2 and w[:5] not in said
-    ]
-    return " ".join(dict.fromkeys(w for w in kept if w[:5] in vocabulary))
 
 
 def contrasts(text: str, drugs: dict[str, str] | None = None) -> dict[str, set[str]]:
@@ -853,7 +759,6 @@ class RecordIndex:
         self._sites = [_site(f.text) for f in facts]
         self._drugs: dict[str, str] = getattr(matcher, "drugs", None) or {}
         self._contrasts = [contrasts(f.text, self._drugs) for f in facts]
-        self._vocabulary = _vocabulary(tuple(getattr(matcher, "finding_texts", ())))
         self._others = np.array([bool(_OTHERS.search(f.text)) for f in facts])
         self._past = np.array([bool(_PAST.search(f.text)) for f in facts])
         self._denial = np.array([not f.present for f in facts])
@@ -947,21 +852,6 @@ class RecordIndex:
                 ]
             )
         return np.asarray(rows, dtype=float)
-
-    def _uncovered(self, question: str, part: str, read: str, fact: Fact, status: str) -> bool:
-        """Whether a yes would go beyond the statement: what the part asks besides the words
-        they share ('does it go away if you cover one eye?' of 'Double vision.'), as asked or in
-        the clinical words for its lay ones, is not what the statement says. Open questions and
-        choices ('gradual or sudden?') are answered by the statement as it is."""
-        if status != "affirmed" or OPEN_QUESTION.match(part) or not self._vocabulary:
-            return False
-        if re.search(r"\bor\b", question, re.IGNORECASE):
-            return False
-        rests = {residue(t, fact.text, self._vocabulary) for t in (part, read)}
-        if "" in rests:  # a wording that the statement covers whole is enough
-            return False
-        *left, stmt = self.encoder.encode([*sorted(rests), fact.text])
-        return max(float(v @ stmt) for v in left) < RESIDUE_THRESHOLD
 
     def recall(self, question: str) -> list[Recall]:
         """One Recall per part of the question (distinct statements only)."""
@@ -1061,9 +951,6 @@ class RecordIndex:
             )
             if rival[1] is not None and rival[0] >= best - CONFLICT_MARGIN:
                 out.append(Recall(part, None, best, blocked=rival[1]))
-                continue
-            if self._uncovered(question, part, read, fact, status):
-                out.append(Recall(part, None, best))
                 continue
             same = [i for i, r in enumerate(out) if r.fact is not None and r.fact.id == fact.id]
             if same:
