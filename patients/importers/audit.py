@@ -28,7 +28,13 @@ from clinicgym.patients.chart import Chart
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.external import detect_format, import_cases
 from clinicgym.patients.importers.problems import ImportProblem
-from clinicgym.patients.importers.record_history import META
+from clinicgym.patients.importers.record_history import (
+    META,
+    UNKNOWN,
+    expand_abbreviations,
+    inline_label,
+    statements,
+)
 from clinicgym.patients.importers.results import is_no_result
 from clinicgym.patients.kb import KnowledgeBase
 
@@ -402,10 +408,14 @@ def _place(
 ) -> list[SentenceAudit]:
     out = []
     for s in texts:
-        hits = _match(s, mine, alone=len(texts) == 1 or vital)
+        hits = _match(expand_abbreviations(s), mine, alone=len(texts) == 1 or vital)
+        label, body = inline_label(s, "")
+        said = [] if hits else statements(body if label else s)
+        if said and all(not st.text for st in said):  # 'Meds: none', 'NKDA', 'Unremarkable'
+            hits = [f.id for f in mine if f.concept.endswith(".none")]
         if hits:
             out.append(SentenceAudit(path, s, "fact", "", hits))
-        elif META.search(s) or ACTOR.search(s) or is_no_result(s):
+        elif META.search(s) or UNKNOWN.search(s) or ACTOR.search(s) or is_no_result(s):
             out.append(SentenceAudit(path, s, "not a fact", "about the record"))
         elif source and f"{s}:" in source and len(s.split()) <= 10:
             out.append(SentenceAudit(path, s, "not a fact", "a heading"))
@@ -413,7 +423,7 @@ def _place(
             out.append(SentenceAudit(path, s, "fact", "demographics"))
         elif re.search(r"\b(?:was|were) performed\.?$", s):
             out.append(SentenceAudit(path, s, "not a fact", "a test done, no result given"))
-        elif (other := _match(s, facts)) and len(texts) > 1:
+        elif (other := _match(expand_abbreviations(s), facts)) and len(texts) > 1:
             out.append(SentenceAudit(path, s, "fact", "said under another field", other))
         else:
             out.append(SentenceAudit(path, s, "unplaced"))

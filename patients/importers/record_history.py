@@ -17,9 +17,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.freetext import slug
+
+ABBREVIATIONS_FILE = Path(__file__).with_name("chart_abbreviations.yaml")
 
 META = re.compile(
     r"\bno (?:mention|information|data|details?|record)\b|\bnot (?:provided|specified|mentioned|"
@@ -70,6 +78,60 @@ class Statement:
     text: str
     negated: bool = False
     verbal: bool = False
+
+
+UNKNOWN = re.compile(
+    r"\b(?:status|history|details?|dose|name|type)\s+(?:is\s+|was\s+|remains\s+)?"
+    r"(?:unknown|unclear|uncertain|not known)\b|^\s*unknown\b",
+    re.IGNORECASE,
+)
+"""A clause that says what the record does not know ('pneumococcal vaccine status unknown'):
+read per clause, so the rest of its sentence still counts ('flu jab this autumn, ...')."""
+_LABEL_SAYS = re.compile(
+    r"^(?P<what>[A-Za-z][^:]{1,40}?)\s*:\s*(?P<says>no|none|nil|negative|never|yes|positive)"
+    r"\s*$",
+    re.IGNORECASE,
+)
+"""A chart's 'label: no' line ('Home oxygen: no', 'Smoking: never'): the label, denied or
+affirmed, never the label said with 'no' after it."""
+
+
+def top_level(text: str, sep: str = ",") -> list[str]:
+    """`text` split at `sep` outside brackets: 'T2DM (metformin, gliclazide), HTN' is two items."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == sep and depth <= 0:
+            out.append(text[start:i])
+            start = i + 1
+    return [*out, text[start:]]
+
+
+class _Abbreviations(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int
+    abbreviations: dict[str, str]
+
+
+@cache
+def _abbreviations(path: Path = ABBREVIATIONS_FILE) -> tuple[re.Pattern[str], dict[str, str]]:
+    """The abbreviation table (validated; a problem names the file) and one pattern for it."""
+    try:
+        table = _Abbreviations.model_validate(yaml.safe_load(path.read_text())).abbreviations
+    except (OSError, yaml.YAMLError, ValidationError) as e:
+        raise ImporterError(f"{path}: {e}") from None
+    names = "|".join(map(re.escape, sorted(table, key=len, reverse=True))) or r"(?!)"
+    return re.compile(rf"(?<![\w&/])(?:{names})(?![\w&/])"), table
+
+
+def expand_abbreviations(text: str) -> str:
+    """A history's chart abbreviations in the words a patient says ('T2DM' -> 'type 2
+    diabetes'), from `chart_abbreviations.yaml`: whole words, as written in capitals."""
+    pattern, table = _abbreviations()
+    return pattern.sub(lambda m: table[m.group(0)], text)
 
 
 def is_meta(text: str) -> bool:
@@ -127,6 +189,10 @@ report under the heading, a denial for the section as a whole."""
 def _one(chunk: str, *, forced_negation: bool = False) -> list[Statement]:
     if is_meta(chunk):
         return []
+    said = _LABEL_SAYS.match(chunk)
+    if said:
+        negated = said["says"].lower() not in ("yes", "positive")
+        return _clause(said["what"], negated)
     if _NOTHING.match(chunk):
         return [Statement("", True)]
     if forced_negation:
@@ -140,7 +206,7 @@ def _one(chunk: str, *, forced_negation: bool = False) -> list[Statement]:
     verbs = _NEXT_VERB.split(chunk)
     if len(verbs) > 1:  # "Lives with his wife, smokes 2 packs a day, has recently immigrated"
         return [st for v in verbs for st in _one(v)]
-    items = [i.strip() for i in chunk.split(",")]
+    items = [i.strip() for i in top_level(chunk)]
     if (
         len(items) > 1
         and all(0 < len(i.split()) <= MAX_ITEM_WORDS for i in items)
@@ -158,7 +224,9 @@ _ADJECTIVES = {"multiple", "small", "large", "painful", "painless", "red", "mild
 
 def _clause(text: str, negated: bool) -> list[Statement]:
     text = text.strip(" ,")
-    return [Statement(text, negated)] if text and not is_meta(text) else []
+    if not text or is_meta(text) or UNKNOWN.search(text):
+        return []
+    return [Statement(text, negated)]
 
 
 def _list_of(body: str, negated: bool) -> list[Statement]:
@@ -166,8 +234,8 @@ def _list_of(body: str, negated: bool) -> list[Statement]:
     """Items of a negated list ('fever, cough, or recent travel'); a long clause stays whole.
     'changes in bladder or bowel habits' is one item: 'or' after a preposition's object joins."""
     items: list[str] = []
-    for part in re.split(r"\s*,\s*(?:and\s+|or\s+|nor\s+)?", body):
-        part = part.strip()
+    for part in top_level(body):
+        part = re.sub(r"^\s*(?:and|or|nor)\s+", "", part).strip()
         if not part:
             continue
         sub = re.split(r"\s+(?:and|or|nor)\s+", part)
@@ -183,7 +251,11 @@ def _list_of(body: str, negated: bool) -> list[Statement]:
         head = ", ".join(items[:verb])
         return _list_of(head, negated) + _one(", ".join(items[verb:]))
     if len(items) > 1 and all(len(p.split()) <= MAX_ITEM_WORDS for p in items):
-        return [Statement(re.sub(r"^(?:any|a|an)\s+", "", p, flags=re.I), negated) for p in items]
+        return [
+            Statement(re.sub(r"^(?:any|a|an)\s+", "", p, flags=re.I), negated)
+            for p in items
+            if not UNKNOWN.search(p)
+        ]
     return _clause(body, negated)
 
 
@@ -438,8 +510,11 @@ _INLINE_LABEL = re.compile(
     re.IGNORECASE,
 )
 _NO_ALLERGY = re.compile(r"^\s*(?:NKDA|NKA|no known (?:drug )?allergies|no allergies)\W*$", re.I)
-_ON_DRUG = re.compile(r"\bon\s+[A-Za-z]")
-"""'... on apixaban': a past-history line that may name the drug it is treated with."""
+_ON_DRUG = re.compile(r"\bon\s+[A-Za-z]|\(")
+"""'... on apixaban', 'T2DM (metformin, gliclazide)': a past-history line that may name the
+drug it is treated with."""
+_TREATED = re.compile(r"^(?P<problem>[^()].*?)\s*\((?P<drugs>[^()]+)\)\s*$")
+"""A problem with the medicines for it in brackets at the end: 'T2DM (metformin, gliclazide)'."""
 _DOSE = re.compile(
     r"\b\d+(?:\.\d+)?\s*(?:mg|mcg|micrograms?|puffs?)\b|"
     r"\b\d+(?:\.\d+)?\s*g\s+(?:once|twice|three times|four times|daily|at night)\b|"
@@ -566,6 +641,7 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
     n = 0
     for sentence in sentences(value):
         n += 1
+        sentence = expand_abbreviations(sentence)
         if section == "chief_complaint":
             has_cc = any(f["category"] == "chief_complaint" for f in b.facts)
             if not is_meta(sentence):
@@ -644,10 +720,16 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
             key = (" ".join(said.lower().split()), fact["present"])
             if any((" ".join(f["text"].lower().split()), f["present"]) == key for f in b.facts):
                 continue  # said again under another heading: one fact, asked once
+            history = fact
+            if category == "medication" and here in ("pmh", "hpi", "ros"):
+                treated = _TREATED.match(st.text)
+                if treated and b.linker.drug(treated["drugs"]):  # 'T2DM (metformin, gliclazide)'
+                    taken = f"takes {treated['drugs']} for {treated['problem']}"
+                    fact = {**fact, "text": speak(taken, caregiver=caregiver, sex=b.sex)}
             b.add(**fact)
             if category == "medication" and here in ("pmh", "hpi", "ros"):
                 cid = b.linker.comorbidity(st.text) if here == "pmh" else None
                 if cid is not None and any(f["concept"] == cid for f in b.facts):
                     cid = None
-                b.add(**{**fact, "category": here, "concept": cid or "", "_link": None})
+                b.add(**{**history, "category": here, "concept": cid or "", "_link": None})
     return n

@@ -21,6 +21,7 @@ from clinicgym.patients.chart import Chart
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.agentclinic import import_agentclinic, osce_case
 from clinicgym.patients.importers.agentclinic_nejm import import_nejm, pe_results
+from clinicgym.patients.importers.audit import audit_case
 from clinicgym.patients.importers.demographics import (
     parse_age,
     sex_from_pronouns,
@@ -511,3 +512,27 @@ def test_medicines_and_allergies_inside_past_history_are_their_own_facts(kb):
     denied = {(f.category, f.concept) for f in case.facts if not f.present}
     assert ("medication", "medication.none") in denied and ("allergy", "allergy.none") in denied
     assert not any(f.concept == "pmh.none" for f in case.facts)  # 'Meds: none' is not 'no PMH'
+    assert not audit_case(case, raw, kb).unplaced  # the audit finds the empty lists they say
+
+
+def test_chart_shorthand_becomes_what_the_patient_would_say(kb):
+    """A chart's 'label: no', its abbreviations and a problem with its medicines in brackets
+    become facts in the patient's words; a status the record does not know gives no fact, and
+    the rest of its sentence still does."""
+    raw = _osce("70-year-old man", dx="Gout")
+    actor = raw["OSCE_Examination"]["Patient_Actor"]
+    actor["Past_Medical_History"] = (
+        "HTN, T2DM (metformin, gliclazide). Home oxygen: no. Smoking: never. "
+        "Had flu jab this autumn, pneumococcal vaccine status unknown."
+    )
+    case, _ = _case(kb, raw)
+    facts = {(f.category, f.text, f.present) for f in case.facts}
+    assert ("pmh", "No home oxygen.", False) in facts
+    assert any(t == "No smoking." and not p for _, t, p in facts)
+    assert ("medication", "I take metformin, gliclazide for type 2 diabetes.", True) in facts
+    pmh = {t for c, t, p in facts if c == "pmh" and p}
+    assert {"High blood pressure.", "Type 2 diabetes (metformin, gliclazide)."} <= pmh
+    assert not any("T2DM" in t or "HTN" in t or "pneumococcal" in t.lower() for _, t, _ in facts)
+    assert any("flu jab" in t for _, t, _ in facts)
+    audit = audit_case(case, raw, kb)
+    assert not audit.unplaced and not audit.meta_denials, audit.unplaced
