@@ -375,16 +375,35 @@ _CONTRASTS = {
             "cousins?": ("cousin",),
         }
     ),
+    "vaccine": _members(
+        {
+            "flu|influenza": ("influenza",),
+            "pneumo\\w*|pneumonia": ("pneumococcal",),
+            "covid(?:-?19)?|coronavirus": ("covid",),
+            "shingles|zoster": ("zoster",),
+            "tetanus": ("tetanus",),
+            "mmr|measles|mumps|rubella": ("mmr",),
+            "hpv": ("hpv",),
+            "hep(?:atitis)? ?b": ("hepatitis b",),
+            "whooping cough|pertussis": ("pertussis",),
+            "bcg|tb": ("bcg",),
+        }
+    ),
 }
 """Kinds of thing a question names one member of: a statement that names only other members
 answers about them, not about the one asked ('does your mum get gout?' is not answered by
-'father had gout'; 'your left side?' not by 'rolls to the right')."""
+'father had gout'; 'your left side?' not by 'rolls to the right'; 'the pneumonia jab?' not by
+'had the flu jab'). Vaccines count only where the text speaks of one (`_VACCINE`)."""
+_VACCINE = re.compile(r"\b(?:jabs?|vaccin\w*|shots?|immuni[sz]\w*|boosters?)\b", re.I)
 
 
 def contrasts(text: str, drugs: dict[str, str] | None = None) -> dict[str, set[str]]:
-    """The members of each contrast kind (sides, relatives, KB drugs) that a text names."""
+    """The members of each contrast kind (sides, relatives, vaccines, KB drugs) that a text
+    names."""
     out: dict[str, set[str]] = {}
     for kind, patterns in _CONTRASTS.items():
+        if kind == "vaccine" and not _VACCINE.search(text):
+            continue
         found = {m for pattern, members in patterns if pattern.search(text) for m in members}
         if found:
             out[kind] = found

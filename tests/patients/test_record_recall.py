@@ -355,3 +355,12 @@ def test_a_question_about_one_relative_side_or_drug_is_not_answered_about_anothe
     assert _status(patient, "are you allergic to nitrofurantoin?") == ["unknown"]
     assert _status(patient, "does it happen when you roll to the right?") == ["affirmed"]
     assert _status(patient, "does it happen when you roll onto your left side?") == ["unknown"]
+
+
+def test_one_vaccine_is_not_another(tmp_path: Path) -> None:
+    """'Had the flu jab' says nothing of the pneumonia vaccine; a disease named without a
+    vaccine word is no vaccine at all."""
+    patient = _patient(tmp_path, Past_Medical_History="Had flu jab this autumn.")
+    assert _status(patient, "did you have the flu jab?") == ["affirmed"]
+    assert _status(patient, "have you had the pneumonia vaccine?") == ["unknown"]
+    assert _status(patient, "are you up to date with your covid boosters?") == ["unknown"]
