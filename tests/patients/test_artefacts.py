@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from clinicgym.envs import ConsultationEnv
-from clinicgym.patients.artefacts import (
+from clinicgym.patients.cases.artefacts import (
     IMAGE_SHAPE,
     build_artefacts,
     parse_chest_report,
@@ -16,12 +16,12 @@ from clinicgym.patients.artefacts import (
     render,
     text_table,
 )
-from clinicgym.patients.case import Artefact
-from clinicgym.patients.chart import Chart
+from clinicgym.patients.cases.case import Artefact
+from clinicgym.patients.cases.pgx import default_panel, draw, load_panel
+from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.patients.errors import KBError
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.pgx import default_panel, draw, load_panel
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.chart import Chart
 
 
 def _image(generator: str, report: str, seed: int = 7, size: int = 128) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Settings, age bands and severities are declared once (patients/bands.py, envs/severity.py),
+"""Settings, age bands and severities are declared once (patients/knowledge/bands.py, envs/severity.py),
 and the two meanings of an age band keep their bounds."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 from clinicgym.envs.severity import SEVERITIES
-from clinicgym.patients.bands import (
+from clinicgym.patients.knowledge.bands import (
     AGE_BANDS,
     ENCODED_AGE_BANDS,
     MAX_GENERATED_AGE,
@@ -18,7 +18,7 @@ from clinicgym.patients.bands import (
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("patients", "envs", "policies", "agents", "scoring", "runs")
 ONCE = {"SEVERITIES": "envs/severity.py", "Severity": "envs/severity.py"} | {
-    name: "patients/bands.py"
+    name: "patients/knowledge/bands.py"
     for name in ("SETTINGS", "Setting", "AGE_BANDS", "AgeBand", "POPULATION_AGE_BANDS")
 }
 

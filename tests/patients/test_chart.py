@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from clinicgym.patients.chart import Chart
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.patient.chart import Chart
 
 
 def _pneumonia(small_kb):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clinicgym.patients.cohort import (
+from clinicgym.patients.cohorts.cohort import (
     ID_COLUMN,
     CohortManifest,
     CohortSchema,
@@ -182,7 +182,7 @@ def test_write_cohort_is_all_or_nothing(small_kb, table, tmp_path):
 
 
 def test_open_refuses_a_cohort_of_another_kb_version(small_kb, table, tmp_path):
-    from clinicgym.patients.cohort import Cohort
+    from clinicgym.patients.cohorts.cohort import Cohort
 
     manifest = _manifest(small_kb).model_copy(update={"kb_version": "1-000000000000"})
     write_cohort(tmp_path / "c", manifest=manifest, table=table, train=table, holdout=table)

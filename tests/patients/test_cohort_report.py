@@ -8,8 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from clinicgym.patients.cohort import Cohort, CohortManifest, CohortSchema, SourceInfo, write_cohort
-from clinicgym.patients.cohort_report import (
+from clinicgym.patients.cohorts.cohort import (
+    Cohort,
+    CohortManifest,
+    CohortSchema,
+    SourceInfo,
+    write_cohort,
+)
+from clinicgym.patients.cohorts.cohort_report import (
     auc,
     compare,
     encode,
@@ -18,8 +24,13 @@ from clinicgym.patients.cohort_report import (
     remix,
     write_report,
 )
+from clinicgym.patients.cohorts.synthesis import (
+    CohortSynthesizer,
+    generate,
+    parse_balance,
+    plan_sampling,
+)
 from clinicgym.patients.errors import CohortError
-from clinicgym.patients.synthesis import CohortSynthesizer, generate, parse_balance, plan_sampling
 
 
 def test_auc_and_nearest():

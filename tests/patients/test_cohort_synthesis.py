@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clinicgym.patients.cohort import CohortSchema
-from clinicgym.patients.errors import SynthesisError
-from clinicgym.patients.synthesis import (
+from clinicgym.patients.cohorts.cohort import CohortSchema
+from clinicgym.patients.cohorts.synthesis import (
     CohortSynthesizer,
     SynthesizerConfig,
     generate,
@@ -20,6 +19,7 @@ from clinicgym.patients.synthesis import (
     plan_sampling,
     subgroup_shares,
 )
+from clinicgym.patients.errors import SynthesisError
 
 
 @pytest.fixture(scope="module")

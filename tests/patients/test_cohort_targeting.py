@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clinicgym.patients.cohort import CohortSchema
+from clinicgym.patients.cohorts.cohort import CohortSchema
+from clinicgym.patients.cohorts.synthesis import plan_sampling
+from clinicgym.patients.cohorts.targeting import target_mix
 from clinicgym.patients.errors import SynthesisError
-from clinicgym.patients.synthesis import plan_sampling
-from clinicgym.patients.targeting import target_mix
 
 CAP, MIG, UTI = (
     "community_acquired_pneumonia",

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from clinicgym.patients.encoder import SentenceEncoder, default_encoder, read_safetensors
 from clinicgym.patients.errors import EncoderError
-from clinicgym.patients.matching import INTENTS
+from clinicgym.patients.patient.encoder import SentenceEncoder, default_encoder, read_safetensors
+from clinicgym.patients.patient.matching import INTENTS
 
 TEXTS = [
     *[t for examples in INTENTS.values() for t in examples],
@@ -76,7 +76,7 @@ def test_a_bad_weights_file_is_an_encoder_error(tmp_path):
 def test_the_encoder_imports_neither_torch_nor_transformers():
     code = (
         "import sys\n"
-        "from clinicgym.patients.encoder import default_encoder\n"
+        "from clinicgym.patients.patient.encoder import default_encoder\n"
         "default_encoder().encode(['Any cough?'])\n"
         "print(sorted(m for m in ('torch', 'transformers', 'scipy') if m in sys.modules))\n"
     )

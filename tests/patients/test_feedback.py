@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinicgym.patients.bands import age_band
-from clinicgym.patients.cohort import (
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.cohorts.cohort import (
     Cohort,
     CohortManifest,
     CohortSchema,
@@ -17,8 +17,7 @@ from clinicgym.patients.cohort import (
     row_ids,
     write_cohort,
 )
-from clinicgym.patients.errors import CohortError
-from clinicgym.patients.feedback import (
+from clinicgym.patients.cohorts.feedback import (
     FEEDBACK_FILE,
     DiagnosisProposal,
     Disagreement,
@@ -30,8 +29,9 @@ from clinicgym.patients.feedback import (
     plan_feedback,
     write_feedback_cohort,
 )
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.errors import CohortError
+from clinicgym.patients.knowledge.bands import age_band
+from clinicgym.patients.patient.patient import GroundedPatient
 from tests.extras import needs
 
 SMALL_KB = Path(__file__).parents[1] / "data" / "kb_small"
@@ -281,7 +281,7 @@ def test_a_bad_feedback_file_names_the_field(parent, tmp_path):
 def test_added_rows_lean_to_where_clinicians_disagreed(small_kb, tmp_path):
     """A parent with a fitted GaussianCopula: the rows a round adds are drawn with the
     disagreement-weighted mix, so the disputed condition gets far more than its parent share."""
-    from clinicgym.patients.synthesis import CohortSynthesizer
+    from clinicgym.patients.cohorts.synthesis import CohortSynthesizer
 
     schema = CohortSchema.for_kb(small_kb)
     sampler = CaseSampler(small_kb)

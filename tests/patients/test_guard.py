@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from clinicgym.patients.guard import AnswerGuard
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.patient.guard import AnswerGuard
+from clinicgym.patients.patient.patient import GroundedPatient
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The history wordings a generated case can hold (patients/realise.py `history_wordings`), and
+"""The history wordings a generated case can hold (patients/cases/realise.py `history_wordings`), and
 the encoder's cache filled from embeddings computed earlier (`SentenceEncoder.remember`): what
 lets a run embed those texts once, before its workers fork, instead of case by case in every
 process (scoring's fault look-up, issue 22)."""
@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clinicgym.patients.encoder import SentenceEncoder
-from clinicgym.patients.presentation import make_sampler
-from clinicgym.patients.realise import history_wordings
+from clinicgym.patients.cases.presentation import make_sampler
+from clinicgym.patients.cases.realise import history_wordings
+from clinicgym.patients.patient.encoder import SentenceEncoder
 from clinicgym.scoring.patient_fidelity import _ASKED_CATEGORIES
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from clinicgym.patients.chart import Chart
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.agentclinic import parse_demographics, read_agentclinic
 from clinicgym.patients.importers.external import detect_format
 from clinicgym.patients.importers.freetext import clauses, patient_text
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.matching import matcher_for
-from clinicgym.patients.patient import GroundedPatient
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.chart import Chart
+from clinicgym.patients.patient.matching import matcher_for
+from clinicgym.patients.patient.patient import GroundedPatient
 from clinicgym.scoring.diagnosis import matches
 
 DATA = Path(__file__).parent / "data" / "agentclinic_cases.jsonl"

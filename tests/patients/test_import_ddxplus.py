@@ -16,7 +16,7 @@ from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.ddxplus import answer, read_ddxplus, statement
 from clinicgym.patients.importers.external import detect_format, read_cases
 from clinicgym.patients.importers.problems import CaseImportWarning
-from clinicgym.patients.kb import default_kb
+from clinicgym.patients.knowledge.kb import default_kb
 
 DATA = Path(__file__).parent / "data"
 RELEASE = DATA / "ddxplus_sample"
@@ -90,7 +90,7 @@ def test_diagnoses_by_code_or_name_and_outside_the_kb(cases):
 
 
 def test_a_diagnosis_outside_the_kb_keeps_its_release_name_and_code():
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
 
     small = load_kb(Path(__file__).parents[1] / "data" / "kb_small")  # no pericarditis there
     peri = read_ddxplus(RELEASE, small)[3]

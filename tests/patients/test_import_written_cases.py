@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from clinicgym.patients.case import Case
-from clinicgym.patients.chart import Chart
+from clinicgym.patients.cases.case import Case
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.agentclinic import import_agentclinic, osce_case
 from clinicgym.patients.importers.agentclinic_nejm import import_nejm, pe_results
@@ -36,7 +35,8 @@ from clinicgym.patients.importers.results import (
     text_abnormal,
 )
 from clinicgym.patients.importers.results import test_names as name_groups
-from clinicgym.patients.kb import default_kb
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.chart import Chart
 from clinicgym.scoring.diagnosis import matches
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "agentclinic"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clinicgym.patients.bands import AGE_BANDS
 from clinicgym.patients.errors import KBError
-from clinicgym.patients.kb import load_kb
+from clinicgym.patients.knowledge.bands import AGE_BANDS
+from clinicgym.patients.knowledge.kb import load_kb
 
 
 def _edit(path: Path, fn) -> None:

@@ -7,12 +7,12 @@ import asyncio
 
 import pytest
 
+from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.patients.errors import PatientReplayError
-from clinicgym.patients.guard import AnswerGuard
-from clinicgym.patients.llm_patient import LLMWordedPatient
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.replay import ReplayCache
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.patient.guard import AnswerGuard
+from clinicgym.patients.patient.llm_patient import LLMWordedPatient
+from clinicgym.patients.patient.patient import GroundedPatient
+from clinicgym.patients.patient.replay import ReplayCache
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clinicgym.patients.case import Fact
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.case import Fact
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.patient.patient import GroundedPatient
 
 
 def _case(small_kb, condition, seed=0, **where):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from clinicgym.patients.case import Fact, Persona
+from clinicgym.patients.cases.case import Fact, Persona
+from clinicgym.patients.cases.persona import load_persona_book
+from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.patients.errors import KBError
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.persona import load_persona_book
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.patient.patient import GroundedPatient
 
 
 @pytest.fixture(scope="module")

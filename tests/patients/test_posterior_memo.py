@@ -9,10 +9,10 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from clinicgym.patients import posterior
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.posterior import Belief, difficulty, discriminating, model_for
-from clinicgym.patients.presentation import PresentationSampler
+from clinicgym.patients.cases import posterior
+from clinicgym.patients.cases.posterior import Belief, difficulty, discriminating, model_for
+from clinicgym.patients.cases.presentation import PresentationSampler
+from clinicgym.patients.knowledge.kb import default_kb
 
 
 def _records(n: int) -> list:

@@ -1,5 +1,5 @@
 """Presentation-first generation: what a case starts from, what its opening may say, and that the
-baselines' model (patients/posterior.py) is the generator's own."""
+baselines' model (patients/cases/posterior.py) is the generator's own."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.plausibility import violations
+from clinicgym.patients.cases.posterior import (
+    Belief,
+    demographic_weights,
+    fitting_members,
+    model_for,
+)
+from clinicgym.patients.cases.presentation import PresentationSampler, _result, make_sampler
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import LabTest, default_kb
-from clinicgym.patients.plausibility import violations
-from clinicgym.patients.posterior import Belief, demographic_weights, fitting_members, model_for
-from clinicgym.patients.presentation import PresentationSampler, _result, make_sampler
+from clinicgym.patients.knowledge.kb import LabTest, default_kb
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clinicgym.patients.errors import KBError
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.question_bank import evaluate_bank, load_bank
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.question_bank import evaluate_bank, load_bank
 
 
 def test_bank_is_valid_and_large_enough():

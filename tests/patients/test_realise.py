@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clinicgym.patients.bands import age_band
-from clinicgym.patients.case import Case
-from clinicgym.patients.cohort import (
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.realise import Records, realise, realise_draws
+from clinicgym.patients.cohorts.cohort import (
     Cohort,
     CohortManifest,
     CohortSchema,
     SourceInfo,
     write_cohort,
 )
-from clinicgym.patients.realise import Records, realise, realise_draws
-from clinicgym.patients.uniforms import BLOCK_ROWS, Uniforms, uniform_rows
+from clinicgym.patients.knowledge.bands import age_band
+from clinicgym.patients.knowledge.uniforms import BLOCK_ROWS, Uniforms, uniform_rows
 
 
 @pytest.fixture(scope="module")

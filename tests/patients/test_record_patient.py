@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from clinicgym.patients.ask import ask, grade, read_questions
 from clinicgym.patients.errors import ImporterError, KBError
 from clinicgym.patients.importers.record_history import is_meta, speak, statements
-from clinicgym.patients.kb import default_kb, name_pattern
-from clinicgym.patients.recall import plain, polarity, question_parts
+from clinicgym.patients.knowledge.kb import default_kb, name_pattern
+from clinicgym.patients.patient.ask import ask, grade, read_questions
+from clinicgym.patients.patient.recall import plain, polarity, question_parts
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "agentclinic"
 MEDQA = SHARED / "agentclinic_medqa.jsonl"
@@ -98,7 +98,7 @@ def test_a_state_word_in_the_statement_answers_no(make_fact) -> None:
 
 @pytest.fixture
 def make_fact():
-    from clinicgym.patients.case import Fact
+    from clinicgym.patients.cases.case import Fact
 
     def make(text: str, present: bool = True) -> Fact:
         return Fact(id="f00", category="hpi", concept="text.0", text=text, present=present)
@@ -107,7 +107,7 @@ def make_fact():
 
 
 def test_lay_word_file_errors_name_the_field(tmp_path: Path) -> None:
-    from clinicgym.patients.recall import load_lexicon
+    from clinicgym.patients.patient.recall import load_lexicon
 
     bad = tmp_path / "lay_words.yaml"
     bad.write_text("schema_version: 1\nsources: []\nwords: [not, a, mapping]\n")
@@ -119,7 +119,9 @@ def test_lay_word_file_errors_name_the_field(tmp_path: Path) -> None:
     )
     with pytest.raises(KBError, match=r"field 'topics\.work\.question'.*regular expression"):
         load_lexicon(bad)
-    assert load_lexicon(Path(__file__).parents[2] / "patients" / "lexicon" / "lay_words.yaml")
+    assert load_lexicon(
+        Path(__file__).parents[2] / "patients" / "patient" / "lexicon" / "lay_words.yaml"
+    )
 
 
 def _written_case(tmp_path: Path, social: str, history: str):
@@ -151,9 +153,9 @@ def test_a_question_about_a_kind_of_thing_finds_a_statement_of_that_kind(tmp_pat
     """'What was your job?' names no word of 'Retired school teacher.'; its topic does. An
     open question is answered with the statement, not a 'yes'; a topic never answers a
     question about something else."""
-    from clinicgym.patients.matching import matcher_for
-    from clinicgym.patients.patient import GroundedPatient
-    from clinicgym.patients.recall import topics
+    from clinicgym.patients.patient.matching import matcher_for
+    from clinicgym.patients.patient.patient import GroundedPatient
+    from clinicgym.patients.patient.recall import topics
 
     assert topics(), "the bundled lexicon has topics"
     assert question_parts("When you came round, were you confused or dizzy?") == [
@@ -195,8 +197,8 @@ def medqa():
     if not MEDQA.exists():
         pytest.skip(f"AgentClinic cases not found at {MEDQA} (shared data folder)")
     from clinicgym.patients.importers.external import read_cases
-    from clinicgym.patients.kb import default_kb
-    from clinicgym.patients.matching import matcher_for
+    from clinicgym.patients.knowledge.kb import default_kb
+    from clinicgym.patients.patient.matching import matcher_for
 
     kb = default_kb()
     return read_cases(MEDQA, kb), matcher_for(kb)
@@ -224,7 +226,7 @@ def test_every_history_statement_is_said_in_the_first_person(medqa) -> None:
 @pytest.mark.slow
 @needs_cases
 def test_the_patient_never_names_or_denies_its_diagnosis(medqa) -> None:
-    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.patient.patient import GroundedPatient
 
     cases, matcher = medqa
     for c in cases:
@@ -242,7 +244,7 @@ def test_the_patient_never_names_or_denies_its_diagnosis(medqa) -> None:
 @pytest.mark.slow
 @needs_cases
 def test_patients_ask_answers_a_bank_and_grades_it(medqa, tmp_path: Path) -> None:
-    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.patient.patient import GroundedPatient
 
     cases, matcher = medqa
     rows = [

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import yaml
 
-from clinicgym.patients.case import Fact
+from clinicgym.patients.cases.case import Fact
 from clinicgym.patients.errors import KBError
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.matching import matcher_for
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.recall import (
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.matching import matcher_for
+from clinicgym.patients.patient.patient import GroundedPatient
+from clinicgym.patients.patient.recall import (
     ACCEPTANCE_FILE,
     FEATURES,
     AcceptanceScorer,
@@ -205,7 +205,7 @@ def test_anything_else_and_past_illness_are_answered_by_the_records_general_deni
 def test_a_long_denial_that_names_every_word_asked_answers_it(tmp_path: Path) -> None:
     """The words of a denial list can dilute its meaning below the threshold; naming every word
     the part asks about is enough for a denial, naming some of them is not."""
-    from clinicgym.patients.recall import RecordIndex
+    from clinicgym.patients.patient.recall import RecordIndex
 
     patient = _patient(tmp_path)
     index = patient._record
@@ -331,7 +331,7 @@ def test_the_scorer_rescues_and_vetoes_what_the_thresholds_decide(tmp_path: Path
 def test_run_time_needs_no_scikit_learn() -> None:
     code = (
         "import sys, numpy as np\n"
-        "from clinicgym.patients.recall import acceptance_scorer, FEATURES\n"
+        "from clinicgym.patients.patient.recall import acceptance_scorer, FEATURES\n"
         "acceptance_scorer().prob(np.zeros((1, len(FEATURES))))\n"
         "assert 'sklearn' not in sys.modules\n"
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.posterior import Belief, model_for, record_verdict
-from clinicgym.patients.presentation import PresentationSampler
+from clinicgym.patients.cases.posterior import Belief, model_for, record_verdict
+from clinicgym.patients.cases.presentation import PresentationSampler
+from clinicgym.patients.knowledge.kb import default_kb
 
 
 def test_the_whole_record_decides_far_more_cases_than_the_opening() -> None:

@@ -7,10 +7,10 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
 
 
 def test_same_seed_same_cases(sampler):

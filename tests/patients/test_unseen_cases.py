@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from clinicgym.patients.importers.external import import_cases
-from clinicgym.patients.kb import default_kb
+from clinicgym.patients.knowledge.kb import default_kb
 
 UNSEEN = Path(__file__).resolve().parents[2] / "bench" / "data" / "unseen"
 CASES = UNSEEN / "cases.jsonl"

@@ -40,11 +40,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from clinicgym.patients.bands import AGE_BANDS, age_band
-from clinicgym.patients.case import Case, Lineage
-from clinicgym.patients.errors import CohortError
-from clinicgym.patients.kb import Condition, KnowledgeBase
-from clinicgym.patients.realise import (
+from clinicgym.patients.cases.case import Case, Lineage
+from clinicgym.patients.cases.realise import (
     ABNORMAL,
     NORMAL,
     CaseTable,
@@ -54,8 +51,11 @@ from clinicgym.patients.realise import (
     realise,
     realise_draws,
 )
-from clinicgym.patients.sampler import CaseSampler, PatientRecord
-from clinicgym.patients.uniforms import uniform_rows
+from clinicgym.patients.cases.sampler import CaseSampler, PatientRecord
+from clinicgym.patients.errors import CohortError
+from clinicgym.patients.knowledge.bands import AGE_BANDS, age_band
+from clinicgym.patients.knowledge.kb import Condition, KnowledgeBase
+from clinicgym.patients.knowledge.uniforms import uniform_rows
 
 COHORT_FORMAT_VERSION = 1
 TABLE = "patients"
@@ -830,7 +830,7 @@ class Cohort:
                 f"'{'.'.join(map(str, first['loc']))}': {first['msg']})"
             ) from None
         if kb is None:
-            from clinicgym.patients.kb import default_kb, load_kb
+            from clinicgym.patients.knowledge.kb import default_kb, load_kb
 
             kb = load_kb(manifest.kb_dir) if manifest.kb_dir else default_kb()
         if kb.version != manifest.kb_version:
@@ -924,8 +924,8 @@ class Cohort:
     @cached_property
     def feedback(self) -> Any:
         """Clinician feedback this cohort applies to every case it realises (feedback.json,
-        written by `clinicgym feedback apply`; see patients/feedback.py), or None."""
-        from clinicgym.patients.feedback import load_feedback
+        written by `clinicgym feedback apply`; see patients/cohorts/feedback.py), or None."""
+        from clinicgym.patients.cohorts.feedback import load_feedback
 
         return load_feedback(self.root)
 

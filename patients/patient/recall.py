@@ -23,9 +23,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from clinicgym.patients.case import Fact
-from clinicgym.patients.encoder import SentenceEncoder
+from clinicgym.patients.cases.case import Fact
 from clinicgym.patients.errors import KBError
+from clinicgym.patients.patient.encoder import SentenceEncoder
 
 LAY_WORDS_FILE = Path(__file__).parent / "lexicon" / "lay_words.yaml"
 """Not part of the KB (its version, and so frozen suites, do not depend on how the patient

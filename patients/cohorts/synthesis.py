@@ -44,9 +44,9 @@ except ImportError:  # the light core: cohorts need the 'cohorts' extra
     require_extra("cohorts", "SDV cohorts (clinicgym cohort ...)", "sdv")
     raise
 
-from clinicgym.patients.bands import AGE_BANDS
-from clinicgym.patients.cohort import ID_COLUMN, TABLE, CohortSchema, row_ids
+from clinicgym.patients.cohorts.cohort import ID_COLUMN, TABLE, CohortSchema, row_ids
 from clinicgym.patients.errors import SynthesisError
+from clinicgym.patients.knowledge.bands import AGE_BANDS
 
 SynthesizerName = Literal["gaussian_copula", "ctgan", "tvae"]
 SYNTHESIZERS: dict[str, str] = {

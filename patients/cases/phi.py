@@ -12,8 +12,8 @@ import datetime as dt
 from functools import cache
 from itertools import accumulate
 
-from clinicgym.patients.case import PHI
-from clinicgym.patients.uniforms import Uniforms
+from clinicgym.patients.cases.case import PHI
+from clinicgym.patients.knowledge.uniforms import Uniforms
 
 ENCOUNTER_YEAR = 2025
 """Encounter dates fall in this year, so ages and dates of birth never depend on today's date."""

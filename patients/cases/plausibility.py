@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from clinicgym.patients.bands import age_band
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import CHILD_AGE, KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.bands import age_band
+from clinicgym.patients.knowledge.kb import CHILD_AGE, KnowledgeBase
 
 ADULT_ONLY_AGE = 10
 """Below this age a child has no social history of their own (smoking, drink, drugs, living

@@ -16,12 +16,12 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from clinicgym.patients.case import Case, Persona
+from clinicgym.patients.cases.case import Case, Persona
+from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.patients.errors import KBError
-from clinicgym.patients.kb import KNOWLEDGE_DIR, KnowledgeBase, name_pattern
-from clinicgym.patients.matching import INTENTS, matcher_for
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import KNOWLEDGE_DIR, KnowledgeBase, name_pattern
+from clinicgym.patients.patient.matching import INTENTS, matcher_for
+from clinicgym.patients.patient.patient import GroundedPatient
 
 BANK_FILE = KNOWLEDGE_DIR / "question_bank.yaml"
 NEUTRAL = Persona(style="plain", health_literacy="high")

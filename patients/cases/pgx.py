@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clinicgym.patients.errors import KBError
-from clinicgym.patients.kb import KNOWLEDGE_DIR, SCHEMA_VERSION
-from clinicgym.patients.uniforms import Uniforms
+from clinicgym.patients.knowledge.kb import KNOWLEDGE_DIR, SCHEMA_VERSION
+from clinicgym.patients.knowledge.uniforms import Uniforms
 
 PANEL_FILE = KNOWLEDGE_DIR / "pharmacogenomics.yaml"
 SOURCE_PREFIX = "pgx:"

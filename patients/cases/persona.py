@@ -15,10 +15,10 @@ from typing import Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clinicgym.patients.case import Persona
+from clinicgym.patients.cases.case import Persona
 from clinicgym.patients.errors import KBError
-from clinicgym.patients.kb import KNOWLEDGE_DIR, Condition, KnowledgeBase
-from clinicgym.patients.uniforms import Uniforms
+from clinicgym.patients.knowledge.kb import KNOWLEDGE_DIR, Condition, KnowledgeBase
+from clinicgym.patients.knowledge.uniforms import Uniforms
 
 PERSONAS_FILE = KNOWLEDGE_DIR / "personas.yaml"
 

@@ -17,13 +17,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clinicgym.patients.bands import AGE_BANDS, AgeBand, Setting
 from clinicgym.patients.errors import KBError
+from clinicgym.patients.knowledge.bands import AGE_BANDS, AgeBand, Setting
 
 SCHEMA_VERSION = 1
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader when available: the KB parses ~10x faster than with pure Python."""
-KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
+KNOWLEDGE_DIR = Path(__file__).parent
 
 Sex = Literal["female", "male"]
 FindingCategory = Literal["hpi", "ros", "pmh", "social", "family", "exam"]

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clinicgym.patients.bands import AGE_BANDS
-from clinicgym.patients.cohort import ID_COLUMN, Cohort, CohortSchema
+from clinicgym.patients.cohorts.cohort import ID_COLUMN, Cohort, CohortSchema
+from clinicgym.patients.cohorts.synthesis import BALANCE_ATTRIBUTES, row_hashes
 from clinicgym.patients.errors import CohortError
-from clinicgym.patients.synthesis import BALANCE_ATTRIBUTES, row_hashes
+from clinicgym.patients.knowledge.bands import AGE_BANDS
 
 REPORT_FORMAT_VERSION = 1
 FIDELITY_ROWS = 3000
@@ -94,7 +94,7 @@ def _f(x: Any) -> float | None:
 def remix(real: pd.DataFrame, plan: dict[str, Any], n: int, seed: int = 0) -> pd.DataFrame:
     """The seed resampled to the plan's cell counts (scaled to n rows): the reference for a
     cohort that was sampled into a target mix on purpose."""
-    from clinicgym.patients.synthesis import _allocate, _match
+    from clinicgym.patients.cohorts.synthesis import _allocate, _match
 
     cells = plan.get("cells", [])
     counts = _allocate(n, [c["count"] for c in cells])
@@ -568,11 +568,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def render_html(template: str, **context: Any) -> str:
-    """Render a template from patients/templates (jinja2, autoescaped)."""
+    """Render a template from patients/cohorts/templates (jinja2, autoescaped)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(
-        loader=PackageLoader("clinicgym.patients", "templates"),
+        loader=PackageLoader("clinicgym.patients.cohorts", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
     )
     env.filters["pct"] = lambda v, d=1: "-" if v is None else f"{100 * float(v):.{d}f}%"

@@ -173,7 +173,7 @@ class Artefact(_Record):
 
 class Difficulty(_Record):
     """How hard a generated case is, measured with the generator's own model
-    (patients/posterior.py) when the case is realised."""
+    (patients/cases/posterior.py) when the case is realised."""
 
     cluster_size: int
     """Conditions still possible after the opening (complaint, setting, age and sex)."""

@@ -34,10 +34,10 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from clinicgym.patients.case import Case, Persona
-from clinicgym.patients.cohort import ID_COLUMN, Cohort, write_cohort
+from clinicgym.patients.cases.case import Case, Persona
+from clinicgym.patients.cohorts.cohort import ID_COLUMN, Cohort, write_cohort
 from clinicgym.patients.errors import CohortError
-from clinicgym.patients.kb import name_pattern
+from clinicgym.patients.knowledge.kb import name_pattern
 
 FEEDBACK_FILE = "feedback.json"
 FEEDBACK_FORMAT_VERSION = 1
@@ -419,7 +419,7 @@ def plan_feedback(
             )
     mix = None
     if inputs.disagreements:
-        from clinicgym.patients.targeting import target_mix
+        from clinicgym.patients.cohorts.targeting import target_mix
 
         failures = pd.DataFrame(
             [
@@ -473,7 +473,7 @@ def write_feedback_cohort(
                 "--add needs reviewed episodes to weight by (episode labels compared with the "
                 "automatic verdicts); none were given"
             )
-        from clinicgym.patients.synthesis import (
+        from clinicgym.patients.cohorts.synthesis import (
             CohortSynthesizer,
             SynthesizerConfig,
             generate,

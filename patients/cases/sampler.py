@@ -14,11 +14,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from clinicgym.patients.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
-from clinicgym.patients.case import Case, Lineage
+from clinicgym.patients.cases.case import Case, Lineage
+from clinicgym.patients.cases.realise import Records, realise, realise_draws
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import Condition, KnowledgeBase, default_kb, name_pattern
-from clinicgym.patients.realise import Records, realise, realise_draws
+from clinicgym.patients.knowledge.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
+from clinicgym.patients.knowledge.kb import Condition, KnowledgeBase, default_kb, name_pattern
 
 ETHNICITIES = {
     "White": 0.58,
@@ -166,7 +166,8 @@ class CaseSampler:
 
     def pertinent_negatives(self, cond: Condition, age: int, sex: str) -> list[str]:
         """Must-ask findings of the look-alikes this patient could have: denied unless the
-        condition itself has them (a hook shared with cohort decoding, patients/cohort.py)."""
+        condition itself has them (a hook shared with cohort decoding,
+        patients/cohorts/cohort.py)."""
         out: list[str] = []
         for d in cond.differential:
             other = self.kb.conditions[d]
@@ -232,7 +233,7 @@ class CaseSampler:
         rng: np.random.Generator,
         lineage: Lineage | None = None,
     ) -> Case:
-        """Turn a record into a Case (patients/realise.py): worded facts, synthetic PHI,
+        """Turn a record into a Case (patients/cases/realise.py): worded facts, synthetic PHI,
         persona and pharmacogenomic results drawn from `rng`, lineage."""
         records = Records.from_records(self.kb, [record])
         draws = rng.random((1, realise_draws()))

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from clinicgym.patients.case import Artefact, Case, Fact
+from clinicgym.patients.cases.case import Artefact, Case, Fact
+from clinicgym.patients.cases.pgx import SOURCE_PREFIX, PgxPanel, default_panel
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.pgx import SOURCE_PREFIX, PgxPanel, default_panel
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 IMAGE_SIZE = 128
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE)

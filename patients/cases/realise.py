@@ -23,16 +23,16 @@ from typing import Any, NamedTuple, overload
 import numpy as np
 
 from clinicgym import __version__
-from clinicgym.patients.artefacts import build_artefacts
-from clinicgym.patients.bands import AGE_BANDS, age_band
-from clinicgym.patients.case import PHI, Case, Lineage, Persona
+from clinicgym.patients.cases.artefacts import build_artefacts
+from clinicgym.patients.cases.case import PHI, Case, Lineage, Persona
+from clinicgym.patients.cases.persona import default_persona_book, persona_draws, sample_persona
+from clinicgym.patients.cases.pgx import PgxGene, PgxResult, default_panel, draw, pgx_fact_rows
+from clinicgym.patients.cases.phi import PHI_DRAWS, draw_phi
+from clinicgym.patients.cases.posterior import difficulty, discriminating, look_alikes, model_for
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import CHILD_AGE, Condition, Finding, KnowledgeBase
-from clinicgym.patients.persona import default_persona_book, persona_draws, sample_persona
-from clinicgym.patients.pgx import PgxGene, PgxResult, default_panel, draw, pgx_fact_rows
-from clinicgym.patients.phi import PHI_DRAWS, draw_phi
-from clinicgym.patients.posterior import difficulty, discriminating, look_alikes, model_for
-from clinicgym.patients.uniforms import Uniforms
+from clinicgym.patients.knowledge.bands import AGE_BANDS, age_band
+from clinicgym.patients.knowledge.kb import CHILD_AGE, Condition, Finding, KnowledgeBase
+from clinicgym.patients.knowledge.uniforms import Uniforms
 
 NORMAL, ABNORMAL, ABSENT = 1, 2, 0
 """`Records.test_state` values: a test's result in the record, or no result at all."""
@@ -171,7 +171,7 @@ class Records:
 
     def record(self, i: int) -> Any:
         """Row `i` as a `PatientRecord`."""
-        from clinicgym.patients.sampler import PatientRecord, TestOutcome
+        from clinicgym.patients.cases.sampler import PatientRecord, TestOutcome
 
         kb = self.kb
         shape = self.layouts[self.layout[i]]

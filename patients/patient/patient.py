@@ -22,11 +22,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from clinicgym.patients.case import Case, Fact
-from clinicgym.patients.kb import name_pattern
-from clinicgym.patients.matching import QuestionMatcher
-from clinicgym.patients.persona import default_persona_book
-from clinicgym.patients.recall import (
+from clinicgym.patients.cases.case import Case, Fact
+from clinicgym.patients.cases.persona import default_persona_book
+from clinicgym.patients.knowledge.kb import name_pattern
+from clinicgym.patients.patient.matching import QuestionMatcher
+from clinicgym.patients.patient.recall import (
     OPEN_QUESTION,
     RecordIndex,
     asks_problem,
@@ -39,7 +39,7 @@ from clinicgym.patients.recall import (
     is_onset_fact,
     polarity,
 )
-from clinicgym.patients.wording import Wording, lower_first
+from clinicgym.patients.patient.wording import Wording, lower_first
 
 AnswerStatus = Literal["affirmed", "denied", "unknown", "withheld"]
 _HISTORY = ("hpi", "ros")

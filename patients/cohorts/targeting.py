@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from clinicgym.patients.cohort import CohortSchema
+from clinicgym.patients.cohorts.cohort import CohortSchema
 from clinicgym.patients.errors import SynthesisError
 
 FAILURE_COLUMNS = ("condition_id", "sex", "age_band", "failed")

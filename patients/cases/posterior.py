@@ -1,6 +1,6 @@
 """The generator's model of a case, inverted: P(condition | what has been observed so far).
 
-Presentation-first generation (patients/presentation.py) draws a presentation and a setting, a
+Presentation-first generation (patients/cases/presentation.py) draws a presentation and a setting, a
 member condition by prevalence for the patient's age and sex, then each finding and test result
 independently given the condition (with atypical presentations and distractors at the rates in
 `generation.yaml`). This module holds exactly that model as likelihood tables, so the KB-aware
@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from clinicgym.patients.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
-from clinicgym.patients.case import Difficulty
-from clinicgym.patients.kb import SYMPTOM_CATEGORIES, KnowledgeBase, Presentation
+from clinicgym.patients.cases.case import Difficulty
+from clinicgym.patients.knowledge.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
+from clinicgym.patients.knowledge.kb import SYMPTOM_CATEGORIES, KnowledgeBase, Presentation
 
 LEAK = 0.002
 """P(finding | condition) for a finding neither the condition nor its presentation touches."""

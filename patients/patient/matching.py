@@ -18,8 +18,8 @@ from typing import Literal
 
 import numpy as np
 
-from clinicgym.patients.encoder import SentenceEncoder, default_encoder
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.patient.encoder import SentenceEncoder, default_encoder
 
 INTENTS: dict[str, tuple[str, ...]] = {
     "opening": (

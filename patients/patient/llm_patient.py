@@ -20,9 +20,9 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from clinicgym.patients.guard import AnswerGuard, Catch
-from clinicgym.patients.patient import GroundedPatient, PatientReply
-from clinicgym.patients.replay import ReplayCache, cache_key
+from clinicgym.patients.patient.guard import AnswerGuard, Catch
+from clinicgym.patients.patient.patient import GroundedPatient, PatientReply
+from clinicgym.patients.patient.replay import ReplayCache, cache_key
 
 ChatFn = Callable[[list[dict[str, str]]], Awaitable[str]]
 T = TypeVar("T")

@@ -12,7 +12,7 @@ findings and test results, each independently:
   flagged against the reference range for the patient's age and sex;
 - only findings and tests that apply to the patient's age and sex.
 The opening is the complaint plus what the persona volunteers from findings that cannot single
-out a member (`KBModel.opening_safe`). `patients/posterior.py` holds the same model inverted;
+out a member (`KBModel.opening_safe`). `patients/cases/posterior.py` holds the same model inverted;
 each case records its difficulty measured with it (`posterior.difficulty`).
 """
 
@@ -22,9 +22,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clinicgym.patients.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
+from clinicgym.patients.cases.plausibility import ADULT_ONLY_AGE
+from clinicgym.patients.cases.posterior import (
+    distractor_ids,
+    fitting_members,
+    usable_settings,
+)
+from clinicgym.patients.cases.sampler import CaseSampler, PatientRecord, TestOutcome, _uniform
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import (
+from clinicgym.patients.knowledge.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
+from clinicgym.patients.knowledge.kb import (
     CHILD_AGE,
     SYMPTOM_CATEGORIES,
     Condition,
@@ -33,13 +40,6 @@ from clinicgym.patients.kb import (
     LabTest,
     Presentation,
 )
-from clinicgym.patients.plausibility import ADULT_ONLY_AGE
-from clinicgym.patients.posterior import (
-    distractor_ids,
-    fitting_members,
-    usable_settings,
-)
-from clinicgym.patients.sampler import CaseSampler, PatientRecord, TestOutcome, _uniform
 
 
 class PresentationSampler(CaseSampler):

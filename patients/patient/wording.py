@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from clinicgym.patients.case import Case, Persona
+from clinicgym.patients.cases.case import Case, Persona
 
 _AFFIRM = {
     "terse": ("{text}",),

@@ -32,10 +32,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, name_pattern
-from clinicgym.patients.matching import QuestionMatcher
-from clinicgym.patients.wording import Wording
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase, name_pattern
+from clinicgym.patients.patient.matching import QuestionMatcher
+from clinicgym.patients.patient.wording import Wording
 
 RECORD_THRESHOLD = 0.75
 """A sentence this close to a record fact's text (or a persona line) says that fact."""

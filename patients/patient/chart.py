@@ -13,8 +13,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from clinicgym.patients.case import Case, Fact
-from clinicgym.patients.kb import EXAM_SYSTEMS, KnowledgeBase
+from clinicgym.patients.cases.case import Case, Fact
+from clinicgym.patients.knowledge.kb import EXAM_SYSTEMS, KnowledgeBase
 
 SYSTEM_ALIASES: dict[str, str] = {
     "vitals": "vitals",

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.patients.errors import ImporterError
-from clinicgym.patients.patient import GroundedPatient, PatientReply
+from clinicgym.patients.patient.patient import GroundedPatient, PatientReply
 
 STATUSES = ("affirmed", "denied", "unknown", "deflected", "withheld")
 

@@ -1,0 +1,1 @@
+"""Cases: the `Case` record, generation (samplers, the posterior) and realisation."""

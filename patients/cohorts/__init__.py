@@ -1,0 +1,1 @@
+"""SDV cohorts: the cohort table, synthesis, report, targeting and clinicians' feedback."""

@@ -1,0 +1,1 @@
+"""The patient itself: the grounded patient, matching, recall, wording, guard and replay."""
