@@ -28,7 +28,8 @@ from clinicgym.patients.cases.posterior import (
     fitting_members,
     usable_settings,
 )
-from clinicgym.patients.cases.sampler import CaseSampler, PatientRecord, TestOutcome, _uniform
+from clinicgym.patients.cases.record import PatientRecord, TestOutcome
+from clinicgym.patients.cases.sampler import CaseSampler, _uniform
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.knowledge.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
 from clinicgym.patients.knowledge.kb import (

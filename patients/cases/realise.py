@@ -29,6 +29,7 @@ from clinicgym.patients.cases.persona import default_persona_book, persona_draws
 from clinicgym.patients.cases.pgx import PgxGene, PgxResult, default_panel, draw, pgx_fact_rows
 from clinicgym.patients.cases.phi import PHI_DRAWS, draw_phi
 from clinicgym.patients.cases.posterior import difficulty, discriminating, look_alikes, model_for
+from clinicgym.patients.cases.record import PatientRecord, TestOutcome
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.knowledge.bands import AGE_BANDS, age_band
 from clinicgym.patients.knowledge.kb import CHILD_AGE, Condition, Finding, KnowledgeBase
@@ -171,8 +172,6 @@ class Records:
 
     def record(self, i: int) -> Any:
         """Row `i` as a `PatientRecord`."""
-        from clinicgym.patients.cases.sampler import PatientRecord, TestOutcome
-
         kb = self.kb
         shape = self.layouts[self.layout[i]]
         specs = {t.id: t for t in shape.cond.tests}

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from clinicgym.patients.cases.case import Case, Lineage
 from clinicgym.patients.cases.realise import Records, realise, realise_draws
+from clinicgym.patients.cases.record import PatientRecord, TestOutcome
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.knowledge.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
 from clinicgym.patients.knowledge.kb import Condition, KnowledgeBase, default_kb, name_pattern
@@ -29,39 +29,6 @@ ETHNICITIES = {
 }
 """US Census 2020 shares (rounded); demographic only, it never changes a fact."""
 Weighting = Literal["balanced", "population"]
-
-
-class TestOutcome(BaseModel):
-    """One test in a record: whether it is abnormal and its value or report."""
-
-    model_config = ConfigDict(extra="forbid")
-    abnormal: bool
-    value: float | None = None
-    text: str | None = None
-
-
-class PatientRecord(BaseModel):
-    """What is true of one synthetic patient: one row of a cohort, before wording."""
-
-    model_config = ConfigDict(extra="forbid")
-    age: int
-    sex: Literal["female", "male"]
-    ethnicity: str
-    insurance: str
-    condition_id: str
-    chief_complaint: str
-    findings: dict[str, bool]
-    """Finding id -> present; absent ones become pertinent negatives."""
-    vitals: dict[str, float]
-    tests: dict[str, TestOutcome]
-    comorbidities: list[str] = []
-    allergies: list[str] = []
-    setting: str | None = None
-    """Where the patient is seen; None: the condition's first setting."""
-    presentation: str | None = None
-    """The presentation the case was drawn from (presentation-first generation)."""
-    atypical: bool = False
-    """True if the case presents atypically (its linked findings were scaled down)."""
 
 
 class CaseSampler:

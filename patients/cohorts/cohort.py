@@ -51,7 +51,9 @@ from clinicgym.patients.cases.realise import (
     realise,
     realise_draws,
 )
-from clinicgym.patients.cases.sampler import CaseSampler, PatientRecord
+from clinicgym.patients.cases.record import PatientRecord
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.cohorts.feedback import load_feedback
 from clinicgym.patients.errors import CohortError
 from clinicgym.patients.knowledge.bands import AGE_BANDS, age_band
 from clinicgym.patients.knowledge.kb import Condition, KnowledgeBase
@@ -924,9 +926,7 @@ class Cohort:
     @cached_property
     def feedback(self) -> Any:
         """Clinician feedback this cohort applies to every case it realises (feedback.json,
-        written by `clinicgym feedback apply`; see patients/cohorts/feedback.py), or None."""
-        from clinicgym.patients.cohorts.feedback import load_feedback
-
+        written by `clinicgym feedback apply`; see patients/cohorts/feedback_round.py), or None."""
         return load_feedback(self.root)
 
 

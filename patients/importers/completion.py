@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from clinicgym.patients.cases.sampler import CaseSampler, PatientRecord, TestOutcome
+from clinicgym.patients.cases.record import PatientRecord, TestOutcome
+from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.patients.cohorts.cohort import icd10_chapter
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.knowledge.kb import Condition, KnowledgeBase

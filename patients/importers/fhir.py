@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from clinicgym.errors import require_extra
 from clinicgym.patients.cases.phi import ENCOUNTER_YEAR
-from clinicgym.patients.cases.sampler import PatientRecord
+from clinicgym.patients.cases.record import PatientRecord
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.codes import (
     ICD10CM,

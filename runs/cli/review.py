@@ -206,11 +206,8 @@ def apply_cmd(
     truth-changing fixes are queued for review, not applied."""
     try:
         from clinicgym.patients.cohorts.cohort import Cohort
-        from clinicgym.patients.cohorts.feedback import (
-            plan_feedback,
-            queue_lines,
-            write_feedback_cohort,
-        )
+        from clinicgym.patients.cohorts.feedback import queue_lines
+        from clinicgym.patients.cohorts.feedback_round import plan_feedback, write_feedback_cohort
         from clinicgym.patients.knowledge.kb import load_kb
         from clinicgym.runs.review.verdicts import feedback_inputs
 

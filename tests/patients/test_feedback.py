@@ -26,9 +26,8 @@ from clinicgym.patients.cohorts.feedback import (
     PersonaFix,
     Unfixed,
     load_feedback,
-    plan_feedback,
-    write_feedback_cohort,
 )
+from clinicgym.patients.cohorts.feedback_round import plan_feedback, write_feedback_cohort
 from clinicgym.patients.errors import CohortError
 from clinicgym.patients.knowledge.bands import age_band
 from clinicgym.patients.patient.patient import GroundedPatient
