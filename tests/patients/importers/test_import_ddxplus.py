@@ -18,7 +18,7 @@ from clinicgym.patients.importers.external import detect_format, read_cases
 from clinicgym.patients.importers.problems import CaseImportWarning
 from clinicgym.patients.knowledge.kb import default_kb
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 RELEASE = DATA / "ddxplus_sample"
 
 
@@ -92,7 +92,7 @@ def test_diagnoses_by_code_or_name_and_outside_the_kb(cases):
 def test_a_diagnosis_outside_the_kb_keeps_its_release_name_and_code():
     from clinicgym.patients.knowledge.kb import load_kb
 
-    small = load_kb(Path(__file__).parents[1] / "data" / "kb_small")  # no pericarditis there
+    small = load_kb(Path(__file__).parents[2] / "data" / "kb_small")  # no pericarditis there
     peri = read_ddxplus(RELEASE, small)[3]
     assert peri.diagnosis.condition_id is None and peri.diagnosis.name == "Pericarditis"
     assert peri.diagnosis.code == "I30.9"

@@ -33,7 +33,7 @@ from clinicgym.patients.knowledge.bands import age_band
 from clinicgym.patients.patient.patient import GroundedPatient
 from tests.extras import needs
 
-SMALL_KB = Path(__file__).parents[1] / "data" / "kb_small"
+SMALL_KB = Path(__file__).parents[2] / "data" / "kb_small"
 
 
 @pytest.fixture(scope="module")

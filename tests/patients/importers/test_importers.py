@@ -18,7 +18,7 @@ from clinicgym.patients.importers.plain_csv import parse_mapping, read_csv
 from clinicgym.patients.importers.synthea import read_synthea
 from tests.extras import needs
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 MAPPING = ["age=AGE_YEARS", "sex=GENDER", "condition=DX", "finding.fever=fever_flag"]
 
 

@@ -17,7 +17,7 @@ import pytest
 from clinicgym.patients.importers.external import import_cases
 from clinicgym.patients.knowledge.kb import default_kb
 
-UNSEEN = Path(__file__).resolve().parents[2] / "bench" / "data" / "unseen"
+UNSEEN = Path(__file__).resolve().parents[3] / "bench" / "data" / "unseen"
 CASES = UNSEEN / "cases.jsonl"
 QUESTIONS = UNSEEN / "questions.jsonl"
 EXPECT = {"affirmed", "denied", "unknown", "deflected"}

@@ -15,7 +15,7 @@ from clinicgym.patients.knowledge.bands import (
     age_band,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LAYERS = ("patients", "envs", "policies", "agents", "scoring", "runs")
 ONCE = {"SEVERITIES": "envs/severity.py", "Severity": "envs/severity.py"} | {
     name: "patients/knowledge/bands.py"

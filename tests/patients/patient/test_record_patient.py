@@ -18,7 +18,7 @@ from clinicgym.patients.knowledge.kb import default_kb, name_pattern
 from clinicgym.patients.patient.ask import ask, grade, read_questions
 from clinicgym.patients.patient.recall import plain, polarity, question_parts
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "agentclinic"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "agentclinic"
 MEDQA = SHARED / "agentclinic_medqa.jsonl"
 needs_cases = pytest.mark.skipif(
     not MEDQA.exists(), reason=f"AgentClinic cases not found at {MEDQA} (shared data folder)"
@@ -120,7 +120,7 @@ def test_lay_word_file_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(KBError, match=r"field 'topics\.work\.question'.*regular expression"):
         load_lexicon(bad)
     assert load_lexicon(
-        Path(__file__).parents[2] / "patients" / "patient" / "lexicon" / "lay_words.yaml"
+        Path(__file__).parents[3] / "patients" / "patient" / "lexicon" / "lay_words.yaml"
     )
 
 

@@ -18,7 +18,7 @@ from clinicgym.patients.patient.matching import matcher_for
 from clinicgym.patients.patient.patient import GroundedPatient
 from clinicgym.scoring.diagnosis import matches
 
-DATA = Path(__file__).parent / "data" / "agentclinic_cases.jsonl"
+DATA = Path(__file__).parents[1] / "data" / "agentclinic_cases.jsonl"
 
 
 @pytest.fixture(scope="module")
