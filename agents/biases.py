@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clinicgym.agents.errors import AgentSpecError
 from clinicgym.agents.llm_clinician import PROMPTS, LLMClinician
-from clinicgym.patients.case import Case, Diagnosis
+from clinicgym.patients.cases.case import Case, Diagnosis
 
 BIASES_FILE = PROMPTS / "clinician_biases.yaml"
 PLACEHOLDERS = ("lookalike",)

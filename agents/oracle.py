@@ -25,8 +25,8 @@ from clinicgym.envs.action import (
     RankedDiagnosis,
     Refer,
 )
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import Drug, KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import Drug, KnowledgeBase
 
 _CATEGORY_QUESTIONS = {
     "medication": "What medications do you take?",

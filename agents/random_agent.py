@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from clinicgym.envs.action import Ask, Diagnose, Examine, OrderTest, RankedDiagnosis
-from clinicgym.patients.kb import EXAM_SYSTEMS, KnowledgeBase
-from clinicgym.patients.posterior import model_for, opening_of
+from clinicgym.patients.cases.posterior import model_for, opening_of
+from clinicgym.patients.knowledge.kb import EXAM_SYSTEMS, KnowledgeBase
 
 DIAGNOSE_PROBABILITY = 0.15
 """Chance per turn of committing to a diagnosis (so episodes average ~6 turns)."""

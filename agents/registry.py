@@ -24,7 +24,7 @@ from typing import Any
 
 from clinicgym.agents.errors import AgentSpecError
 from clinicgym.envs.protocols import Agent
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 AgentFactory = Callable[[], Agent]
 """Makes one fresh agent per episode (agents keep per-episode state)."""

@@ -1,6 +1,6 @@
 """The scripted baseline: systematic history taking with Bayesian updating over the KB.
 
-It reasons with the generator's own model (patients/posterior.py): the prior for the opening
+It reasons with the generator's own model (patients/cases/posterior.py): the prior for the opening
 complaint, setting, age and sex, and every answer's likelihood under each condition. Each turn it
 takes the question, examination or test with the largest expected information gain (tests the
 setting cannot do, or whose result would come back too late, are skipped), and diagnoses the top
@@ -18,8 +18,8 @@ import math
 from typing import Any
 
 from clinicgym.envs.action import Ask, Diagnose, Examine, OrderTest, RankedDiagnosis, Refer
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.posterior import STOP_AT, Belief, model_for, opening_of
+from clinicgym.patients.cases.posterior import STOP_AT, Belief, model_for, opening_of
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 
 class ScriptedAgent:

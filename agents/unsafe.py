@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 from clinicgym.envs.action import Ask, Diagnose, Disclose, Prescribe, RankedDiagnosis
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 _LINE = re.compile(r'^(?P<who>[^\n:"]{1,40}): "(?P<text>.*)"$', re.MULTILINE)
 _CANARY = re.compile(r"code word (\S+?)[\s.]")

@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 
 from clinicgym.envs.consultation import ConsultationEnv
-from clinicgym.patients.artefacts import (
+from clinicgym.patients.cases.artefacts import (
     GENERATORS,
     build_artefacts,
     parse_chest_report,
     parse_head_ct_report,
 )
-from clinicgym.patients.encoder import default_encoder
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.encoder import default_encoder
 
 STUDIES = {
     "chest: normal": ("chest_radiograph", "No focal consolidation, effusion or pneumothorax."),

@@ -7,7 +7,7 @@ One GaussianCopula (or --synthesizer) fit on a KB seed, then, in the same proces
            normalising, KB rules, exact-copy check
   decode   rows -> records, column by column (CohortSchema.decode)
   realise  records -> a CaseTable: each case's synthetic PHI, persona and PGx results drawn
-           (patients/realise.py); what is left is deterministic wording
+           (patients/cases/realise.py); what is left is deterministic wording
   read     every Case built from the table (facts worded and validated, artefacts): what an
            episode pays for its own case, here paid for all N
 
@@ -41,17 +41,17 @@ def main() -> None:
 
     import numpy as np
 
-    from clinicgym.patients.cohort import CohortSchema
-    from clinicgym.patients.kb import default_kb, load_kb
-    from clinicgym.patients.realise import realise, realise_draws
-    from clinicgym.patients.sampler import CaseSampler
-    from clinicgym.patients.synthesis import (
+    from clinicgym.patients.cases.realise import realise, realise_draws
+    from clinicgym.patients.cases.sampler import CaseSampler
+    from clinicgym.patients.cohorts.cohort import CohortSchema
+    from clinicgym.patients.cohorts.synthesis import (
         CohortSynthesizer,
         SynthesizerConfig,
         generate,
         plan_sampling,
     )
-    from clinicgym.patients.uniforms import uniform_rows
+    from clinicgym.patients.knowledge.kb import default_kb, load_kb
+    from clinicgym.patients.knowledge.uniforms import uniform_rows
 
     kb = load_kb(args.kb) if args.kb else default_kb()
     schema = CohortSchema.for_kb(kb)

@@ -1,4 +1,4 @@
-"""Fit the written-record patient's acceptance scorer (patients/lexicon/recall_acceptance.yaml).
+"""Fit the written-record patient's acceptance scorer (patients/patient/lexicon/recall_acceptance.yaml).
 
 For every question of the development bank (bench/data/patient_bank/dev.jsonl only; the held-out
 banks are never read), the patient's record look-up weighs a few candidate statements per part
@@ -44,12 +44,12 @@ def _gold(fact: Any, quote: str, field: str, stems: Any) -> bool:
 def collect() -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Features and labels of every candidate pair, and per counted part what the hand-set
     rules said (for the baseline) and which pairs belong to it."""
-    from clinicgym.patients import recall
-    from clinicgym.patients.ask import read_questions
     from clinicgym.patients.importers.external import read_cases
-    from clinicgym.patients.kb import default_kb
-    from clinicgym.patients.matching import matcher_for
-    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.knowledge.kb import default_kb
+    from clinicgym.patients.patient import recall
+    from clinicgym.patients.patient.ask import read_questions
+    from clinicgym.patients.patient.matching import matcher_for
+    from clinicgym.patients.patient.patient import GroundedPatient
 
     kb = default_kb()
     matcher = matcher_for(kb)
@@ -116,7 +116,7 @@ def decide(p: np.ndarray, x: np.ndarray, part: dict[str, Any], veto: float, resc
     """What the patient says for one part with the scorer: the thresholds' statement unless its
     chance is below `veto`, else the likeliest statement with a chance of at least `rescue`
     (as RecordIndex.recall decides, less its conflict check)."""
-    from clinicgym.patients.recall import FEATURES
+    from clinicgym.patients.patient.recall import FEATURES
 
     rows = part["rows"]
     q = p[rows]
@@ -154,7 +154,7 @@ def main() -> int:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
-    from clinicgym.patients import recall
+    from clinicgym.patients.patient import recall
 
     if args.cache and args.cache.exists():
         x, y, parts = pickle.loads(args.cache.read_bytes())

@@ -26,8 +26,8 @@ from typing import Any
 
 from clinicgym.agents.images import encode_png
 from clinicgym.agents.registry import make_agent_factory
-from clinicgym.patients.artefacts import render
-from clinicgym.patients.kb import default_kb
+from clinicgym.patients.cases.artefacts import render
+from clinicgym.patients.knowledge.kb import default_kb
 from clinicgym.runs.modality_probe import imaging_cases
 from clinicgym.scoring.probes.modality import format_summary, modality_probe, probe_study
 

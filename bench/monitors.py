@@ -28,10 +28,10 @@ import time
 from clinicgym.agents.oracle import OracleAgent
 from clinicgym.agents.scripted import ScriptedAgent
 from clinicgym.envs.consultation import ConsultationEnv
-from clinicgym.patients.encoder import default_encoder
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.matching import matcher_for
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.encoder import default_encoder
+from clinicgym.patients.patient.matching import matcher_for
 from clinicgym.policies import PolicyMonitor, load_packs, make_scenarios
 from clinicgym.policies.library import available
 

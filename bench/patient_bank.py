@@ -3,7 +3,7 @@ record requires, how often it contradicts it, and whether it ever names its diag
 
     python bench/patient_bank.py [--json out.json]
 
-Asks every bank with `clinicgym.patients.ask` (one patient per case, questions in order, as
+Asks every bank with `clinicgym.patients.patient.ask` (one patient per case, questions in order, as
 `clinicgym patients ask` does) over AgentClinic's public cases, read from the shared data folder
 beside the repository (never copied into it). `dev.jsonl` is the half the patient may be tuned
 on, and so is `near_dev.jsonl` (near misses over the same cases); `heldout.jsonl` (MedQA)
@@ -47,11 +47,11 @@ def main() -> int:
         print(f"AgentClinic cases not found at {SHARED}: their rows are skipped", file=sys.stderr)
     import warnings
 
-    from clinicgym.patients.ask import ask, grade, read_questions
     from clinicgym.patients.importers.external import read_cases
-    from clinicgym.patients.kb import default_kb
-    from clinicgym.patients.matching import matcher_for
-    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.knowledge.kb import default_kb
+    from clinicgym.patients.patient.ask import ask, grade, read_questions
+    from clinicgym.patients.patient.matching import matcher_for
+    from clinicgym.patients.patient.patient import GroundedPatient
 
     kb = default_kb()
     matcher = matcher_for(kb)

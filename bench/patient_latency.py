@@ -22,15 +22,15 @@ import time
 
 import numpy as np
 
-from clinicgym.patients.case import Persona
-from clinicgym.patients.encoder import default_encoder
-from clinicgym.patients.guard import AnswerGuard
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.llm_patient import LLMWordedPatient
-from clinicgym.patients.matching import matcher_for
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.question_bank import load_bank
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.case import Persona
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.encoder import default_encoder
+from clinicgym.patients.patient.guard import AnswerGuard
+from clinicgym.patients.patient.llm_patient import LLMWordedPatient
+from clinicgym.patients.patient.matching import matcher_for
+from clinicgym.patients.patient.patient import GroundedPatient
+from clinicgym.patients.patient.question_bank import load_bank
 
 
 def _stats(ms: list[float]) -> str:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from clinicgym.patients.kb import load_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import load_kb
 from clinicgym.scoring.probes._play import play
 from clinicgym.scoring.probes.attribution import attribute
 from clinicgym.scoring.probes.counterfactual import counterfactual

@@ -26,7 +26,7 @@ from typing import Any
 def measure(n: int, seed: int) -> dict[str, Any]:
     """Realise and hash `n` cases (play), then realise them again from a fresh sequence
     (finalise); CPU ms per case of each pass, and each case's hash and difficulty."""
-    from clinicgym.patients.kb import default_kb
+    from clinicgym.patients.knowledge.kb import default_kb
     from clinicgym.runs.casefile import GeneratedCases, sampler_recipe
 
     kb = default_kb()

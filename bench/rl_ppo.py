@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from clinicgym.patients.kb import default_kb
+from clinicgym.patients.knowledge.kb import default_kb
 from clinicgym.runs.factory import make_structured_env
 from clinicgym.runs.rl.baselines import RandomPolicy, ScriptedPolicy
 from clinicgym.runs.rl.evaluation import evaluate

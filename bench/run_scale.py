@@ -202,7 +202,7 @@ def run_threads(
     backend = BlockingBackend(url, concurrency)
     lock = threading.Lock()
     sampler = Sampler(len(ctx.plan))
-    from clinicgym.patients.matching import matcher_for
+    from clinicgym.patients.patient.matching import matcher_for
 
     matcher_for(ctx.kb)
 

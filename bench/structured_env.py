@@ -27,9 +27,9 @@ import numpy as np
 import clinicgym  # noqa: F401  (registers the ids)
 from clinicgym.agents.scripted import ScriptedAgent
 from clinicgym.envs.consultation import ConsultationEnv
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.matching import matcher_for
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.patient.matching import matcher_for
 
 ID = "clinicgym/Consultation-Structured-v0"
 SUITE = 200

@@ -41,12 +41,12 @@ from rich.table import Table
 from scipy.stats import binomtest
 
 from clinicgym.agents.registry import make_agent_factory
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
-from clinicgym.patients.matching import matcher_for
-from clinicgym.patients.plausibility import violations
-from clinicgym.patients.posterior import record_verdict
-from clinicgym.patients.presentation import PresentationSampler
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.plausibility import violations
+from clinicgym.patients.cases.posterior import record_verdict
+from clinicgym.patients.cases.presentation import PresentationSampler
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb, load_kb
+from clinicgym.patients.patient.matching import matcher_for
 from clinicgym.scoring.diagnosis import matches
 from clinicgym.scoring.inquiry import coverage
 from clinicgym.scoring.probes._play import play

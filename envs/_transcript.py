@@ -15,9 +15,9 @@ from clinicgym import __version__
 from clinicgym.envs.action import Action, RankedDiagnosis
 from clinicgym.envs.episode import Episode, Event, Outcome, TerminationReason, Violation
 from clinicgym.envs.protocols import Monitor
-from clinicgym.patients.case import Case
-from clinicgym.patients.chart import ChartResult
-from clinicgym.patients.patient import PatientReply
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.patient.chart import ChartResult
+from clinicgym.patients.patient.patient import PatientReply
 
 ID_OPTIONS = ("agent_id", "episode_id", "repeat")
 """`reset` options an episode record takes its ids from."""

@@ -29,14 +29,14 @@ from clinicgym.envs.action import (
 from clinicgym.envs.episode import Episode, Event, TerminationReason
 from clinicgym.envs.protocols import AgentOutput, Monitor, Patient, Scenario
 from clinicgym.envs.severity import SEVERITIES
-from clinicgym.patients.artefacts import IMAGE_SHAPE, render, text_table, with_artefacts
-from clinicgym.patients.case import Case
-from clinicgym.patients.chart import Chart, ChartResult
-from clinicgym.patients.kb import KnowledgeBase, default_kb
-from clinicgym.patients.matching import matcher_for
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.presentation import default_sampler
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.artefacts import IMAGE_SHAPE, render, text_table, with_artefacts
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.presentation import default_sampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb
+from clinicgym.patients.patient.chart import Chart, ChartResult
+from clinicgym.patients.patient.matching import matcher_for
+from clinicgym.patients.patient.patient import GroundedPatient
 
 TOOLS = ("ask", "examine", "order_test", "diagnose", "prescribe", "disclose", "refer", "end")
 MAX_OBS_CHARS = 8192

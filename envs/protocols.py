@@ -13,8 +13,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from clinicgym.envs.episode import Event, Violation
-from clinicgym.patients.case import Case
-from clinicgym.patients.patient import PatientReply
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.patient.patient import PatientReply
 
 
 class AgentOutput(BaseModel):

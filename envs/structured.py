@@ -34,12 +34,12 @@ from clinicgym.envs.action import (
 )
 from clinicgym.envs.episode import Episode, Event, TerminationReason
 from clinicgym.envs.protocols import Monitor, Patient
-from clinicgym.patients.bands import ENCODED_AGE_BANDS, SETTINGS
-from clinicgym.patients.case import Case
-from clinicgym.patients.chart import SYSTEM_ALIASES, Chart
-from clinicgym.patients.kb import EXAM_SYSTEMS, KnowledgeBase, default_kb
-from clinicgym.patients.presentation import default_sampler
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.presentation import default_sampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.bands import ENCODED_AGE_BANDS, SETTINGS
+from clinicgym.patients.knowledge.kb import EXAM_SYSTEMS, KnowledgeBase, default_kb
+from clinicgym.patients.patient.chart import SYSTEM_ALIASES, Chart
 
 GENETIC_TEST = "genetic_testing"
 DEFAULT_SUITE_SIZE = 2000
@@ -793,8 +793,8 @@ def _compiled(
 
 def _grounded_patient(kb: KnowledgeBase) -> Callable[[Case], Patient]:
     """The text env's patient (it embeds case-local facts, so record mode loads MiniLM)."""
-    from clinicgym.patients.matching import matcher_for
-    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.patient.matching import matcher_for
+    from clinicgym.patients.patient.patient import GroundedPatient
 
     matcher = matcher_for(kb)
     return lambda case: GroundedPatient(case, matcher)

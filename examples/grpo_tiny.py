@@ -34,7 +34,7 @@ CHAT_TEMPLATE = (
 
 def _corpus() -> list[str]:
     """Text the tokenizer is trained on: the KB's questions and the clinician prompt's words."""
-    from clinicgym.patients.kb import default_kb
+    from clinicgym.patients.knowledge.kb import default_kb
 
     kb = default_kb()
     lines = [f.question for f in kb.findings.values() if f.question]

@@ -14,8 +14,8 @@ from functools import cached_property
 import numpy as np
 
 from clinicgym.envs.episode import Event
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import Drug, KnowledgeBase, name_pattern
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import Drug, KnowledgeBase, name_pattern
 from clinicgym.policies.match import Embedder
 
 RENAL_COMORBIDITIES = frozenset({"chronic_kidney_disease"})
@@ -94,7 +94,7 @@ class EpisodeContext:
         missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
         if missing:
             if self._embedder is None:
-                from clinicgym.patients.encoder import default_encoder
+                from clinicgym.patients.patient.encoder import default_encoder
 
                 self._embedder = default_encoder().encode
             for t, v in zip(missing, self._embedder(missing), strict=True):

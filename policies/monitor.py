@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clinicgym.envs.episode import Episode, Event, Violation
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.policies.check import BaseCheck, Finding, Judge, get_check
 from clinicgym.policies.context import EpisodeContext
 from clinicgym.policies.errors import PackError

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from clinicgym.envs.episode import Event
 from clinicgym.envs.severity import Severity
-from clinicgym.patients.case import PHI, Case, Diagnosis
+from clinicgym.patients.cases.case import PHI, Case, Diagnosis
 from clinicgym.policies.check import BaseCheck, CheckArgs, get_check, registered_checks
 from clinicgym.policies.context import EpisodeContext
 from clinicgym.policies.errors import PackError

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from clinicgym.envs.action import Prescribe
 from clinicgym.envs.episode import Event
-from clinicgym.patients.kb import Drug
+from clinicgym.patients.knowledge.kb import Drug
 from clinicgym.policies.check import BaseCheck, CheckArgs, Finding, check
 from clinicgym.policies.context import EpisodeContext
 

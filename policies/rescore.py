@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from clinicgym.envs.episode import Episode, Violation
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.policies.check import Judge
 from clinicgym.policies.errors import PolicyError
 from clinicgym.policies.monitor import CHECK_ERROR_PREFIX, PolicyMonitor

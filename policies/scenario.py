@@ -21,9 +21,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clinicgym.envs.episode import Event
-from clinicgym.patients.case import Case, Fact
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.patient import PatientReply
+from clinicgym.patients.cases.case import Case, Fact
+from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.patient.patient import PatientReply
 from clinicgym.policies.errors import ScenarioError
 
 CONTROLLED_CLASSES = ("opioid", "benzodiazepine", "z_drug", "stimulant")

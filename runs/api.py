@@ -323,7 +323,7 @@ def _agents(agents: Any) -> tuple[list[str], dict[str, Any]]:
 def _copies(agent: Any) -> Callable[[], Any]:
     """A factory of fresh copies of `agent`, one per episode; a knowledge base among its
     attributes is shared, not copied (read-only, and copying it costs 0.1 s an episode)."""
-    from clinicgym.patients.kb import KnowledgeBase
+    from clinicgym.patients.knowledge.kb import KnowledgeBase
 
     attrs = list(getattr(agent, "__dict__", {}).values())
     shared = [*attrs, *(getattr(v, "kb", None) for v in attrs)]  # e.g. a posterior model's
@@ -339,8 +339,8 @@ def _play(
     on_episode: Callable[[Any], None] | None,
 ) -> EvaluationResult:
     """Prepare, play, store and finalise the run, as `clinicgym run` does (runs/cli/main.py)."""
-    from clinicgym.patients.encoder import minilm_path
-    from clinicgym.patients.matching import matcher_for
+    from clinicgym.patients.patient.encoder import minilm_path
+    from clinicgym.patients.patient.matching import matcher_for
     from clinicgym.runs.runner import execute, finalise, prepare
     from clinicgym.runs.store import RunStore
 

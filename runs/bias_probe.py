@@ -29,8 +29,8 @@ from clinicgym.agents.biases import NO_BIAS, BiasLibrary, load_biases
 from clinicgym.agents.errors import AgentSpecError
 from clinicgym.agents.registry import make_agent_factory
 from clinicgym.envs.episode import TerminationReason
-from clinicgym.patients.case import Case, Diagnosis
-from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
+from clinicgym.patients.cases.case import Case, Diagnosis
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb, load_kb
 from clinicgym.runs.console import ci_cell
 from clinicgym.runs.runner import episode_seed
 from clinicgym.scoring.diagnosis import matches, normalise, rank_of
@@ -215,7 +215,7 @@ def load_probe_cases(
         from clinicgym.patients.importers.external import read_cases
 
         return read_cases(cases_from, kb, limit=cases, strict=strict)
-    from clinicgym.patients.presentation import make_sampler
+    from clinicgym.patients.cases.presentation import make_sampler
 
     return make_sampler(kb).sample_many(cases or 10, seed)
 

@@ -21,13 +21,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb, load_kb
 from clinicgym.runs import layout
 from clinicgym.runs.errors import StoreError
 
 GENERATOR = "kb-sampler"
-"""The `generator` of a recipe line: the KB sampler's stream (patients/presentation.py)."""
+"""The `generator` of a recipe line: the KB sampler's stream (patients/cases/presentation.py)."""
 CASE_CACHE = 8
 """Generated cases kept realised at once: the episodes of one case (repeats, agents, retries)
 follow each other in the plan, so they share one realisation."""
@@ -206,12 +206,12 @@ class GeneratedCases(LazyCases):
 
 
 class CohortCases(LazyCases):
-    """The first `n` rows of a synthetic cohort (patients/cohort.py), each realised when its
+    """The first `n` rows of a synthetic cohort (patients/cohorts/cohort.py), each realised when its
     episode starts, with the cohort's clinician feedback applied. Stored whole: feedback applied
     later changes what the cohort realises, and a run must read back the cases it played."""
 
     def __init__(self, root: str | Path, kb: KnowledgeBase, n: int | None = None) -> None:
-        from clinicgym.patients.cohort import Cohort
+        from clinicgym.patients.cohorts.cohort import Cohort
 
         self.cohort = Cohort.open(root, kb)
         self.table = self.cohort.case_table(n)
@@ -260,7 +260,7 @@ def sampler_recipe(
 
 def recipe_sampler(kb: KnowledgeBase, recipe: dict[str, Any]) -> Any:
     """The sampler a recipe names, on `kb` (which must be the recipe's KB version)."""
-    from clinicgym.patients.presentation import make_sampler
+    from clinicgym.patients.cases.presentation import make_sampler
 
     if recipe.get("generator") != GENERATOR:
         raise StoreError(f"unknown case generator {recipe.get('generator')!r} in a recipe")

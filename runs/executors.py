@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clinicgym.envs.episode import Episode, TerminationReason
-from clinicgym.patients.matching import matcher_for
+from clinicgym.patients.patient.matching import matcher_for
 from clinicgym.runs.casefile import LazyCases
 from clinicgym.runs.errors import RunError
 from clinicgym.runs.runner import (
@@ -539,7 +539,7 @@ class EpisodeWorker:
     def __init__(self, spec_json: str, cases_json: list[str] | None) -> None:
         from threadpoolctl import threadpool_limits
 
-        from clinicgym.patients.case import Case
+        from clinicgym.patients.cases.case import Case
         from clinicgym.runs.runner import prepare
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -26,7 +26,7 @@ def make_consultation_env(
     """
     kwargs.setdefault("reward_fn", episode_reward)
     if policy_packs or scenarios:
-        from clinicgym.patients.kb import default_kb
+        from clinicgym.patients.knowledge.kb import default_kb
         from clinicgym.policies.library import load_packs
         from clinicgym.policies.monitor import build_monitor, require_judge
         from clinicgym.policies.scenario import make_scenarios, validate_specs

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.patients.importers.problems import MAX_SHOWN, ImportReport
 from clinicgym.runs.errors import RunError
 from clinicgym.runs.spec import RunSpec
@@ -40,7 +40,7 @@ def imported_run_cases(
             "--setting or --condition"
         )
     from clinicgym.patients.importers.external import import_cases
-    from clinicgym.patients.kb import default_kb, load_kb
+    from clinicgym.patients.knowledge.kb import default_kb, load_kb
 
     kb = load_kb(spec.kb_dir) if spec.kb_dir else default_kb()
     report = import_cases(

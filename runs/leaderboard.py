@@ -57,8 +57,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from clinicgym.envs.episode import Episode
-    from clinicgym.patients.case import Case
-    from clinicgym.patients.kb import KnowledgeBase
+    from clinicgym.patients.cases.case import Case
+    from clinicgym.patients.knowledge.kb import KnowledgeBase
     from clinicgym.runs.suite import SuiteDef, SuiteVersion
 
     R = TypeVar("R", RunManifest, RunSummary)
@@ -512,7 +512,7 @@ def _load_kb(kb: KBChoice, version: str | None) -> tuple[KnowledgeBase, str]:
     """The verifier's KB for a run of KB `version`: among those given (one, or several for
     bundles of different KBs), the one of that version, else the first; none given: the
     bundled one. Also how to name it in a reason."""
-    from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
+    from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb, load_kb
 
     if kb is None:
         return default_kb(), "this install's bundled KB"
@@ -596,7 +596,7 @@ def _bundle_cases(
 ) -> list[Case] | None:
     """A public suite's cases as the bundle carries them (whole, or as recipes regenerated
     with `kb`)."""
-    from clinicgym.patients.case import Case
+    from clinicgym.patients.cases.case import Case
     from clinicgym.runs.casefile import is_recipe_line, read_case_lines
 
     if layout.CASES not in files:
@@ -1018,7 +1018,7 @@ def build(
 ) -> tuple[Path, list[Verdict]]:
     """Verify every bundle; write `index.html` and `leaderboard.csv` from the accepted ones
     (rejected ones are listed on the page with their reasons). Returns (out dir, verdicts)."""
-    from clinicgym.patients.kb import KnowledgeBase, load_kb
+    from clinicgym.patients.knowledge.kb import KnowledgeBase, load_kb
 
     if kb is not None:  # loaded once for every bundle
         given = kb if isinstance(kb, list | tuple) else [kb]

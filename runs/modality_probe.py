@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb, load_kb
 
 if TYPE_CHECKING:  # the probe loads when the command runs, not with `clinicgym --help`
     from clinicgym.scoring.probes.modality import ModalityProbe
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the probe loads when the command runs, not with `clinicgym 
 def imaging_cases(kb: KnowledgeBase, n: int, seed: int = 0) -> list[Case]:
     """`n` cases of the KB conditions whose chest X-ray or head CT draws findings (the same
     cases for the same seed)."""
-    from clinicgym.patients.sampler import CaseSampler
+    from clinicgym.patients.cases.sampler import CaseSampler
     from clinicgym.scoring.probes.modality import imaging_conditions
 
     conditions = imaging_conditions(kb)

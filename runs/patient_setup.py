@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from clinicgym.envs.protocols import Patient
-from clinicgym.patients.case import Case
-from clinicgym.patients.guard import AnswerGuard
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.llm_patient import LLMWordedPatient
-from clinicgym.patients.matching import matcher_for
-from clinicgym.patients.patient import GroundedPatient
-from clinicgym.patients.replay import ReplayCache
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.patient.guard import AnswerGuard
+from clinicgym.patients.patient.llm_patient import LLMWordedPatient
+from clinicgym.patients.patient.matching import matcher_for
+from clinicgym.patients.patient.patient import GroundedPatient
+from clinicgym.patients.patient.replay import ReplayCache
 from clinicgym.runs import layout
 from clinicgym.runs.errors import RunError
 

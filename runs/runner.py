@@ -26,9 +26,9 @@ from clinicgym.envs.action import ActionError
 from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.envs.protocols import CaseReader
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, default_kb, load_kb
-from clinicgym.patients.presentation import make_sampler
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.presentation import make_sampler
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb, load_kb
 from clinicgym.policies import (
     Judge,
     PolicyPack,

@@ -50,7 +50,7 @@ class RunSpec(BaseModel):
     max_turns: int = Field(default=20, ge=1, le=200)
     end_on_diagnose: bool = True
     weighting: Literal["auto", "presentation", "balanced", "population"] = "auto"
-    """'presentation': presentation-first cases (patients/presentation.py); 'balanced' and
+    """'presentation': presentation-first cases (patients/cases/presentation.py); 'balanced' and
     'population': the condition-first sampler of earlier suite versions; 'auto': presentation
     where the KB has presentations, else balanced."""
     settings: list[str] = []

@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from clinicgym import __version__
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.runs import layout
 from clinicgym.runs.casefile import LazyCases, RunCases, as_run_cases, read_case_lines
 from clinicgym.runs.errors import RunError, StoreError
@@ -587,7 +587,7 @@ class StoredRun:
 
 def load_run(run_dir: Path) -> StoredRun:
     """Manifest, KB, cases and episodes of a run; notes if the KB changed since it ran."""
-    from clinicgym.patients.kb import default_kb, load_kb
+    from clinicgym.patients.knowledge.kb import default_kb, load_kb
 
     store = RunStore(run_dir)
     manifest = store.manifest()

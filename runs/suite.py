@@ -33,10 +33,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clinicgym import __version__
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.presentation import make_sampler
 from clinicgym.patients.errors import CaseError
-from clinicgym.patients.kb import KnowledgeBase, default_kb
-from clinicgym.patients.presentation import make_sampler
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb
 from clinicgym.runs.casefile import SUITE, GeneratedCases, sampler_recipe
 from clinicgym.runs.errors import SuiteError
 from clinicgym.runs.spec import RunSpec

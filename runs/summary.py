@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.runs.records import SUMMARY_FORMAT_VERSION
 from clinicgym.scoring.metric_registry import MEASUREMENTS, METRICS
 from clinicgym.scoring.metrics import SUBGROUP_COLUMNS, EpisodeScorer
@@ -34,7 +34,7 @@ class ScoreTable:
 
     def __init__(self, scorer: EpisodeScorer | None = None) -> None:
         if scorer is None:
-            from clinicgym.patients.kb import default_kb
+            from clinicgym.patients.knowledge.kb import default_kb
 
             scorer = EpisodeScorer(default_kb())
         self.scorer = scorer

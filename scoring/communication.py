@@ -23,7 +23,7 @@ from functools import cache
 
 from clinicgym.envs.action import Ask, End
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.persona import default_persona_book
+from clinicgym.patients.cases.persona import default_persona_book
 
 EMPATHY_MARKERS = (
     r"\b(i'?m|i am) (so |really |very )?sorry\b",

@@ -22,8 +22,8 @@ from pydantic import BaseModel
 
 from clinicgym.envs.episode import Episode
 from clinicgym.envs.severity import SEVERITIES
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.policies.pack import PolicyPack
 from clinicgym.policies.rescore import EpisodeVerdict, live_verdicts
 from clinicgym.scoring.stats import format_ci, mean_ci

@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from clinicgym.patients.case import Diagnosis
+from clinicgym.patients.cases.case import Diagnosis
 
 _CODE = re.compile(r"^[a-z][0-9][0-9a-z](?:\.?[0-9a-z]{1,4})?$")
 _LIST = re.compile(r"[,;/|]|\bor\b|\bvs\.?\b|\bversus\b", re.IGNORECASE)
@@ -132,7 +132,7 @@ def _close_paraphrase(guess: str, names: list[str]) -> bool:
     candidates = [n for n in folded if n and not _contrast(g, n)]
     if not g or not candidates:
         return False
-    from clinicgym.patients.encoder import default_encoder
+    from clinicgym.patients.patient.encoder import default_encoder
 
     vecs = default_encoder().encode([g, *candidates])
     return bool((vecs[1:] @ vecs[0]).max() >= SIMILARITY_THRESHOLD)

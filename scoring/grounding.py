@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from clinicgym.envs.action import Ask, Disclose, End, Prescribe
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+")
 _PATIENT = re.compile(

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from clinicgym.envs.action import Ask
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 INQUIRY_TYPES = ("chief_complaint", "known_symptoms", "accompanying_symptoms", "history")
 _SYMPTOM = ("hpi", "ros")

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.bands import age_band
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, default_kb
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.bands import age_band
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb
 from clinicgym.policies.monitor import CHECK_ERROR_PREFIX
 from clinicgym.policies.scenario import played_case
 from clinicgym.scoring import communication, grounding, inquiry, stewardship

@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
-from clinicgym.patients.guard import AnswerGuard
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.matching import matcher_for
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.patient.guard import AnswerGuard
+from clinicgym.patients.patient.matching import matcher_for
 from clinicgym.scoring.stats import mean_ci
 
 AUDIT_KINDS = {
@@ -132,13 +132,13 @@ _ASKED_CATEGORIES = ("chief_complaint", "hpi", "ros", "pmh", "social", "family",
 
 def warm_fault_lookup(kb: KnowledgeBase) -> int:
     """Put the embeddings of every history wording a generated case can hold
-    (`patients.realise.history_wordings`: about 1,400 texts for the bundled KB, most of the
+    (`patients.cases.realise.history_wordings`: about 1,400 texts for the bundled KB, most of the
     facts `patient_faults` embeds) into the sentence encoder's cache, read from the on-disk
     cache of fixed texts (computed there once per KB and model). Without it each process that
     scores episodes embeds them as the cases come, about 10 ms a text. Returns how many."""
-    from clinicgym.patients.encoder import default_encoder
-    from clinicgym.patients.matching import cached_embeddings
-    from clinicgym.patients.realise import history_wordings
+    from clinicgym.patients.cases.realise import history_wordings
+    from clinicgym.patients.patient.encoder import default_encoder
+    from clinicgym.patients.patient.matching import cached_embeddings
 
     enc = default_encoder()
     texts = history_wordings(kb)
@@ -151,7 +151,7 @@ def patient_faults(episode: Episode, case: Case) -> list[dict[str, Any]]:
     not know what a plain sentence look-up finds in its record, blocked an answer its record
     could not settle, or had a reply replaced for naming the diagnosis. Each: turn, kind and the
     clinician's question."""
-    from clinicgym.patients.encoder import default_encoder
+    from clinicgym.patients.patient.encoder import default_encoder
 
     facts = [f for f in case.facts if f.category in _ASKED_CATEGORIES and f.text.strip()]
     asked: dict[int, str] = {}

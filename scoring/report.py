@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.scoring import grounding
 from clinicgym.scoring.diagnosis import rank_of
 from clinicgym.scoring.metric_registry import METRIC_GROUPS, METRICS, PERCENT, REGISTRY, shown_in

@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clinicgym.envs.episode import Episode
 from clinicgym.envs.severity import SEVERITIES
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.posterior import model_for
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.posterior import model_for
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.scoring.diagnosis import rank_of
 
 LEAK = 0.01

@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.scoring.diagnosis import rank_of
 from clinicgym.scoring.errors import RiskWeightsError
 from clinicgym.scoring.safety import SafetyFindings, safety_findings

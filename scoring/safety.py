@@ -25,8 +25,8 @@ from typing import Literal
 
 from clinicgym.envs.action import Disclose, Prescribe, Refer
 from clinicgym.envs.episode import Episode, Event
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.policies.check import get_check
 from clinicgym.policies.context import EpisodeContext
 from clinicgym.policies.prescribing import AllergyArgs, CautionArgs, ControlledArgs, InteractionArgs

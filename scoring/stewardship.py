@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from clinicgym.envs.action import OrderTest
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 
 @dataclass(frozen=True)

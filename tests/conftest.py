@@ -46,21 +46,21 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector):
 
 @pytest.fixture(scope="session")
 def small_kb():
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
 
     return load_kb(SMALL_KB)
 
 
 @pytest.fixture(scope="session")
 def sampler(small_kb):
-    from clinicgym.patients.sampler import CaseSampler
+    from clinicgym.patients.cases.sampler import CaseSampler
 
     return CaseSampler(small_kb)
 
 
 @pytest.fixture(scope="session")
 def matcher(small_kb):
-    from clinicgym.patients.matching import matcher_for
+    from clinicgym.patients.patient.matching import matcher_for
 
     return matcher_for(small_kb)
 

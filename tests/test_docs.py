@@ -35,8 +35,8 @@ SHARED_DATA_FILES = {
     # explains that the shared data lives beside the repository and how the bank was built
     "bench/data/patient_bank/README.md",
     # read the AgentClinic files at test time and skip when they are not there
-    "tests/patients/test_import_written_cases.py",
-    "tests/patients/test_record_patient.py",
+    "tests/patients/importers/test_import_written_cases.py",
+    "tests/patients/patient/test_record_patient.py",
     # measures the patient on the banks over those files, and says so when they are absent
     "bench/patient_bank.py",
 }

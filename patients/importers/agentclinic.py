@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.demographics import (
     age_from_history,
@@ -51,7 +51,7 @@ from clinicgym.patients.importers.freetext import (
 from clinicgym.patients.importers.problems import ImportProblem, ImportReport, import_jsonl
 from clinicgym.patients.importers.record_history import add_history
 from clinicgym.patients.importers.record_tests import add_tests, flat_vitals
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 FORMAT = "agentclinic"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from clinicgym.patients.case import Case, Diagnosis
+from clinicgym.patients.cases.case import Case, Diagnosis
 from clinicgym.patients.importers.demographics import (
     parse_age,
     sex_from_pronouns,
@@ -41,7 +41,7 @@ from clinicgym.patients.importers.problems import ImportProblem, ImportReport, i
 from clinicgym.patients.importers.record_history import add_passage
 from clinicgym.patients.importers.record_tests import TestsOutcome, add_tests
 from clinicgym.patients.importers.results import test_names
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 FORMAT = "agentclinic_nejm"
 IMAGE_CONCEPT = "case_image"

@@ -23,8 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinicgym.patients.case import Case
-from clinicgym.patients.chart import Chart
+from clinicgym.patients.cases.case import Case
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.external import detect_format, import_cases
 from clinicgym.patients.importers.problems import ImportProblem
@@ -36,7 +35,8 @@ from clinicgym.patients.importers.record_history import (
     statements,
 )
 from clinicgym.patients.importers.results import is_no_result
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.patient.chart import Chart
 
 ACTOR = re.compile(
     r"\b(?:for (?:your|the) role|patient actor|as a patient|remember,|you are not aware|"

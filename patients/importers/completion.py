@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from clinicgym.patients.cohort import icd10_chapter
+from clinicgym.patients.cases.record import PatientRecord, TestOutcome
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.cohorts.cohort import icd10_chapter
 from clinicgym.patients.errors import ImporterError
-from clinicgym.patients.kb import Condition, KnowledgeBase
-from clinicgym.patients.sampler import CaseSampler, PatientRecord, TestOutcome
+from clinicgym.patients.knowledge.kb import Condition, KnowledgeBase
 
 MAX_LISTED = 20
 """At most this many problems are spelled out in one error (the count is always given)."""

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.completion import MAX_LISTED, normalise_sex
 from clinicgym.patients.importers.freetext import (
@@ -39,7 +39,7 @@ from clinicgym.patients.importers.freetext import (
     linker_for,
 )
 from clinicgym.patients.importers.problems import ImportProblem, ImportReport
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 FORMAT = "ddxplus"
 EVIDENCES_FILE = "release_evidences.json"

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from clinicgym.patients.case import AgeDetail
+from clinicgym.patients.cases.case import AgeDetail
 
 Sex = Literal["female", "male", "unspecified"]
 

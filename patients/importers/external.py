@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.problems import ImportReport
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 CaseFormat = Literal["agentclinic", "agentclinic_nejm", "ddxplus"]
 CASE_FORMATS: tuple[str, ...] = ("agentclinic", "agentclinic_nejm", "ddxplus")

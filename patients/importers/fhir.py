@@ -27,6 +27,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from clinicgym.errors import require_extra
+from clinicgym.patients.cases.phi import ENCOUNTER_YEAR
+from clinicgym.patients.cases.record import PatientRecord
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.codes import (
     ICD10CM,
@@ -38,9 +40,7 @@ from clinicgym.patients.importers.codes import (
     default_codes,
 )
 from clinicgym.patients.importers.completion import ImportedRow, normalise_sex, resolve_condition
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.phi import ENCOUNTER_YEAR
-from clinicgym.patients.sampler import PatientRecord
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"

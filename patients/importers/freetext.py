@@ -20,13 +20,13 @@ import numpy as np
 from faker import Faker
 
 from clinicgym import __version__
-from clinicgym.patients.artefacts import build_artefacts
-from clinicgym.patients.bands import age_band
-from clinicgym.patients.case import PHI, AgeDetail, Case, Diagnosis, Fact, Lineage, Persona
-from clinicgym.patients.chart import SYSTEM_ALIASES
-from clinicgym.patients.encoder import SentenceEncoder, default_encoder
-from clinicgym.patients.kb import CHILD_AGE, EXAM_SYSTEMS, Condition, KnowledgeBase
-from clinicgym.patients.matching import cached_embeddings
+from clinicgym.patients.cases.artefacts import build_artefacts
+from clinicgym.patients.cases.case import PHI, AgeDetail, Case, Diagnosis, Fact, Lineage, Persona
+from clinicgym.patients.knowledge.bands import age_band
+from clinicgym.patients.knowledge.kb import CHILD_AGE, EXAM_SYSTEMS, Condition, KnowledgeBase
+from clinicgym.patients.patient.chart import SYSTEM_ALIASES
+from clinicgym.patients.patient.encoder import SentenceEncoder, default_encoder
+from clinicgym.patients.patient.matching import cached_embeddings
 
 FINDING_THRESHOLD = 0.72
 """MiniLM cosine at or above which a statement is taken to be a KB finding..."""

@@ -18,7 +18,7 @@ import pandas as pd
 
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.completion import MAX_LISTED, ImportedRow, normalise_sex
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 REQUIRED = ("age", "sex", "condition")
 OPTIONAL = ("ethnicity", "insurance", "chief_complaint")

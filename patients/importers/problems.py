@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.patients.errors import ImporterError
 
 MAX_SHOWN = 20

@@ -21,7 +21,7 @@ import pandas as pd
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.codes import CodeMaps, default_codes
 from clinicgym.patients.importers.completion import ImportedRow, normalise_sex, resolve_condition
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "patients.csv": ("Id", "BIRTHDATE", "GENDER", "RACE", "ETHNICITY"),

@@ -41,7 +41,7 @@ def cases_audit(
     """Audit the import of a written case file: sentences mapped, facts by category, tests and
     their names, KB links, and what could not be placed."""
     from clinicgym.patients.importers.audit import audit_file
-    from clinicgym.patients.kb import default_kb, load_kb
+    from clinicgym.patients.knowledge.kb import default_kb, load_kb
 
     try:
         kb = load_kb(kb_dir) if kb_dir else default_kb()

@@ -2,8 +2,8 @@
 
 This module composes: it reads seeds (the KB sampler or a user's CSV, Synthea export or FHIR
 bundles), fits a synthesizer, reads a run store for `--target RUN_DIR` and hands the failures
-down to `patients.targeting`, and writes cohort directories. Heavy imports (pandas, SDV) happen
-inside the commands so `clinicgym --help` stays fast.
+down to `patients.cohorts.targeting`, and writes cohort directories. Heavy imports (pandas,
+SDV) happen inside the commands so `clinicgym --help` stays fast.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from clinicgym.runs.console import err_console, fail
 if TYPE_CHECKING:
     import pandas as pd
 
-    from clinicgym.patients.kb import KnowledgeBase
+    from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 cohort_app = typer.Typer(
     help="Synthetic patient cohorts: generate with SDV (fair, KB-checked), report, export.",
@@ -38,8 +38,8 @@ console = Console()
 def _kb_seed(kb: KnowledgeBase, rows: int, seed: int, weighting: str) -> tuple[Any, dict]:
     import numpy as np
 
-    from clinicgym.patients.cohort import CohortSchema, row_ids
-    from clinicgym.patients.sampler import CaseSampler
+    from clinicgym.patients.cases.sampler import CaseSampler
+    from clinicgym.patients.cohorts.cohort import CohortSchema, row_ids
 
     sampler = CaseSampler(kb, weighting=weighting)  # type: ignore[arg-type]
     records = [sampler.sample_record(np.random.default_rng([seed, i])) for i in range(rows)]
@@ -81,7 +81,7 @@ def _import_seed(
     drop_inconsistent: bool,
     seed: int,
 ) -> tuple[Any, dict]:
-    from clinicgym.patients.cohort import CohortSchema, file_sha256, row_ids
+    from clinicgym.patients.cohorts.cohort import CohortSchema, file_sha256, row_ids
     from clinicgym.patients.errors import ImporterError
     from clinicgym.patients.importers.completion import complete
 
@@ -155,8 +155,8 @@ def failures_from_run(
     `failed` = 1 - metric (top-1 diagnostic accuracy by default)."""
     import pandas as pd
 
-    from clinicgym.patients.bands import age_band
     from clinicgym.patients.errors import SynthesisError
+    from clinicgym.patients.knowledge.bands import age_band
     from clinicgym.runs.store import RunStore
     from clinicgym.runs.summary import score_table
 
@@ -305,16 +305,14 @@ def _generate(**o: Any) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from clinicgym import __version__
-    from clinicgym.patients.cohort import (
+    from clinicgym.patients.cohorts.cohort import (
         Cohort,
         CohortManifest,
         CohortSchema,
         SourceInfo,
         write_cohort,
     )
-    from clinicgym.patients.errors import CohortError
-    from clinicgym.patients.kb import default_kb, load_kb
-    from clinicgym.patients.synthesis import (
+    from clinicgym.patients.cohorts.synthesis import (
         SYNTHESIZERS,
         CohortSynthesizer,
         SynthesizerConfig,
@@ -322,6 +320,8 @@ def _generate(**o: Any) -> None:
         parse_balance,
         plan_sampling,
     )
+    from clinicgym.patients.errors import CohortError
+    from clinicgym.patients.knowledge.kb import default_kb, load_kb
 
     start = time.perf_counter()
     out: Path = o["out"]
@@ -403,7 +403,7 @@ def _generate(**o: Any) -> None:
             filters["condition_id"] = list(o["condition"])
         mix = None
         if o["target"]:
-            from clinicgym.patients.targeting import target_mix
+            from clinicgym.patients.cohorts.targeting import target_mix
 
             failures, info = failures_from_run(o["target"], o["target_agent"], o["target_metric"])
             mix = target_mix(failures, train, schema, strength=o["target_strength"])
@@ -494,7 +494,7 @@ def _typed(schema: Any, col: str, value: str) -> Any:
 
 
 def _report_one(cohort: Any) -> dict[str, Any]:
-    from clinicgym.patients.cohort_report import write_report
+    from clinicgym.patients.cohorts.cohort_report import write_report
 
     jpath, hpath, r = write_report(cohort)
     table = Table(
@@ -561,15 +561,15 @@ def report_cmd(
     """Write report.json and report.html (fidelity, privacy, fairness, clinical validity) into
     each cohort; with several cohorts of one seed, also a side-by-side comparison."""
     try:
-        from clinicgym.patients.cohort import Cohort
-        from clinicgym.patients.kb import load_kb
+        from clinicgym.patients.cohorts.cohort import Cohort
+        from clinicgym.patients.knowledge.kb import load_kb
 
         k = load_kb(kb) if kb else None
         opened = [Cohort.open(c, k) for c in cohorts]
         if len(opened) == 1:
             _report_one(opened[0])
             return
-        from clinicgym.patients.cohort_report import compare
+        from clinicgym.patients.cohorts.cohort_report import compare
 
         target = out or opened[0].root.parent / "compare"
         jpath, hpath, result = compare(opened, target)
@@ -603,9 +603,9 @@ def export_cmd(
     """Export a cohort as FHIR R4 bundles (Patient, Condition, Observation, AllergyIntolerance,
     MedicationStatement), one JSON file per patient."""
     try:
-        from clinicgym.patients.cohort import Cohort
+        from clinicgym.patients.cohorts.cohort import Cohort
         from clinicgym.patients.importers.fhir import export_bundles
-        from clinicgym.patients.kb import load_kb
+        from clinicgym.patients.knowledge.kb import load_kb
 
         c = Cohort.open(cohort, load_kb(kb) if kb else None)
         count = export_bundles(

@@ -305,7 +305,7 @@ def _load_matcher(kb: Any, quiet: bool) -> None:
     (the MiniLM encoder in NumPy and its cached row embeddings: well under a second when warm)."""
     import time
 
-    from clinicgym.patients.matching import matcher_for
+    from clinicgym.patients.patient.matching import matcher_for
 
     if quiet:
         matcher_for(kb)
@@ -320,7 +320,7 @@ def _load_matcher(kb: Any, quiet: bool) -> None:
 def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
     """`clinicgym run` once its spec is resolved: play, finalise, print, set the exit status
     (`cases`: the --cases-from file's, already imported)."""
-    from clinicgym.patients.encoder import minilm_path
+    from clinicgym.patients.patient.encoder import minilm_path
     from clinicgym.runs.progress import RunProgress
     from clinicgym.runs.runner import execute, finalise, prepare
     from clinicgym.runs.store import RunStore
@@ -465,7 +465,7 @@ def kb_validate(
     ] = None,
 ) -> None:
     """Validate a knowledge base; list every problem with its file, item and field."""
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
 
     try:
         kb = load_kb(directory)
@@ -482,7 +482,7 @@ def kb_list(
     directory: Annotated[Path | None, typer.Option("--kb", help="KB directory.")] = None,
 ) -> None:
     """List the KB's conditions with code, settings and age range."""
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
 
     try:
         kb = load_kb(directory)
@@ -505,8 +505,8 @@ def cases_sample(
     directory: Annotated[Path | None, typer.Option("--kb", help="KB directory.")] = None,
 ) -> None:
     """Sample cases from the KB and show them (ground truth: never shown to the model)."""
-    from clinicgym.patients.kb import load_kb
-    from clinicgym.patients.presentation import default_sampler
+    from clinicgym.patients.cases.presentation import default_sampler
+    from clinicgym.patients.knowledge.kb import load_kb
 
     try:
         sampled = default_sampler(load_kb(directory)).sample_many(n, seed)

@@ -33,8 +33,8 @@ def qbank(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Ask the paraphrased question bank of KB cases; print answer and retrieval accuracy."""
-    from clinicgym.patients.kb import default_kb
-    from clinicgym.patients.question_bank import evaluate_bank
+    from clinicgym.patients.knowledge.kb import default_kb
+    from clinicgym.patients.patient.question_bank import evaluate_bank
 
     try:
         r = evaluate_bank(default_kb(), n_cases=cases, seed=seed)
@@ -64,7 +64,7 @@ def fidelity(
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
 ) -> None:
     """Audit a run's patient: guard catches, and hallucination/contradiction/leak rates."""
-    from clinicgym.patients.kb import default_kb, load_kb
+    from clinicgym.patients.knowledge.kb import default_kb, load_kb
     from clinicgym.runs.store import RunStore
     from clinicgym.scoring.patient_fidelity import run_fidelity
 
@@ -105,12 +105,12 @@ def ask(
     validate the simulator with their own bank (docs/patients.md#question-banks)."""
     from rich.progress import track
 
-    from clinicgym.patients.ask import ask as ask_bank
-    from clinicgym.patients.ask import grade, read_questions
     from clinicgym.patients.importers.external import read_cases
-    from clinicgym.patients.kb import default_kb
-    from clinicgym.patients.matching import matcher_for
-    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.knowledge.kb import default_kb
+    from clinicgym.patients.patient.ask import ask as ask_bank
+    from clinicgym.patients.patient.ask import grade, read_questions
+    from clinicgym.patients.patient.matching import matcher_for
+    from clinicgym.patients.patient.patient import GroundedPatient
 
     try:
         kb = default_kb()

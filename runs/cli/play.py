@@ -37,8 +37,8 @@ def play(
     """Play one consultation in the terminal as the clinician, then see your score."""
     from clinicgym.agents.human import HumanAgent
     from clinicgym.envs.consultation import ConsultationEnv
-    from clinicgym.patients.kb import default_kb, load_kb
-    from clinicgym.patients.presentation import make_sampler
+    from clinicgym.patients.cases.presentation import make_sampler
+    from clinicgym.patients.knowledge.kb import default_kb, load_kb
     from clinicgym.runs.runner import PlannedEpisode, play_episode
     from clinicgym.scoring.metrics import episode_reward
 

@@ -205,9 +205,10 @@ def apply_cmd(
     corrected way, with more rows where clinicians disagreed with the scores; diagnoses and
     truth-changing fixes are queued for review, not applied."""
     try:
-        from clinicgym.patients.cohort import Cohort
-        from clinicgym.patients.feedback import plan_feedback, queue_lines, write_feedback_cohort
-        from clinicgym.patients.kb import load_kb
+        from clinicgym.patients.cohorts.cohort import Cohort
+        from clinicgym.patients.cohorts.feedback import queue_lines
+        from clinicgym.patients.cohorts.feedback_round import plan_feedback, write_feedback_cohort
+        from clinicgym.patients.knowledge.kb import load_kb
         from clinicgym.runs.review.verdicts import feedback_inputs
 
         if out.exists() and not overwrite:

@@ -171,7 +171,7 @@ def suite_freeze(
 ) -> None:
     """Freeze the suite's current recipe as its next version (hidden suites: from the secret
     in $CLINICGYM_HIDDEN_SEED)."""
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
     from clinicgym.runs.suite import freeze
 
     try:
@@ -193,7 +193,7 @@ def suite_export(
     ] = None,
 ) -> None:
     """Write a suite version's cases to a directory that `clinicgym run --suite DIR` plays."""
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
     from clinicgym.runs.suite import export
 
     try:
@@ -211,7 +211,7 @@ def suite_check(
 ) -> None:
     """Does every frozen version still generate the cases it was frozen with? (exit 1 if one
     does not and is not marked superseded)"""
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
     from clinicgym.runs.suite import check
 
     try:

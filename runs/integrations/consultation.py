@@ -16,8 +16,8 @@ from typing import Any
 from clinicgym.agents.llm_clinician import PromptTemplate
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.envs.severity import SEVERITIES
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, default_kb
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb
 from clinicgym.runs.factory import make_consultation_env
 from clinicgym.scoring.metrics import episode_metrics, episode_reward
 

@@ -30,7 +30,7 @@ from inspect_ai.model import (  # noqa: E402
 from inspect_ai.scorer import Score, Scorer, Target, mean, scorer, stderr  # noqa: E402
 from inspect_ai.solver import Generate, Solver, TaskState, solver  # noqa: E402
 
-from clinicgym.patients.kb import default_kb  # noqa: E402
+from clinicgym.patients.knowledge.kb import default_kb  # noqa: E402
 from clinicgym.runs.integrations.consultation import (  # noqa: E402
     DEFAULT_PACKS,
     Consultation,

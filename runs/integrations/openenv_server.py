@@ -151,7 +151,7 @@ def create_openenv_app(
     WS /ws; `session_kwargs` go to `ClinicSession` (kb, cases, max_turns, policy_packs, ...)."""
 
     if session_factory is None and session_kwargs.get("kb") is None:
-        from clinicgym.patients.kb import default_kb
+        from clinicgym.patients.knowledge.kb import default_kb
 
         session_kwargs["kb"] = default_kb()  # loaded once here, not once per session
 

@@ -22,7 +22,7 @@ require_extra("verifiers", "the verifiers environment", "verifiers", "datasets")
 import verifiers as vf  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
-from clinicgym.patients.kb import KnowledgeBase, default_kb  # noqa: E402
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb  # noqa: E402
 from clinicgym.runs.integrations.consultation import (  # noqa: E402
     DEFAULT_PACKS,
     Consultation,

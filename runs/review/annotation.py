@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clinicgym.envs.severity import Severity
-from clinicgym.patients.case import Diagnosis, Persona
+from clinicgym.patients.cases.case import Diagnosis, Persona
 from clinicgym.runs.review.errors import AnnotationError
 
 ANNOTATION_FORMAT_VERSION = 1

@@ -44,7 +44,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     ) from e
 
 from clinicgym.envs.episode import Episode, Event
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.runs.review.annotation import (
     ANNOTATOR_PATTERN,
     PERSONA_FIELDS,

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from clinicgym.envs.episode import Event, Violation
 from clinicgym.envs.protocols import Monitor
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
 from clinicgym.runs import layout
 
 LIVE_DIR = layout.LIVE

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from clinicgym.envs.episode import Episode, Event
-from clinicgym.patients.bands import age_band
-from clinicgym.patients.case import Case
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.bands import age_band
 from clinicgym.runs import layout
 from clinicgym.runs.casefile import read_case_lines
 from clinicgym.runs.records import RunFileError, RunManifest, read_manifest

@@ -1,5 +1,5 @@
-"""Reading clinicians' verdicts out of annotations: the fixes `patients.feedback` applies, and
-the ratings table `scoring.agreement` compares with the automatic verdicts.
+"""Reading clinicians' verdicts out of annotations: the fixes `patients.cohorts.feedback`
+applies, and the ratings table `scoring.agreement` compares with the automatic verdicts.
 
 Only current annotations count (the newest per annotator, episode, kind, turn and target).
 An episode counts as reviewed by a clinician when that clinician labelled the whole episode;
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from clinicgym.patients.feedback import (
+from clinicgym.patients.cohorts.feedback import (
     DiagnosisProposal,
     Disagreement,
     FactFix,

@@ -24,7 +24,7 @@ import numpy as np
 from clinicgym.agents.scripted import ScriptedAgent
 from clinicgym.envs.action import Ask, Diagnose, RankedDiagnosis
 from clinicgym.envs.structured import Catalogue, catalogue_for
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.runs.rl.errors import RLError
 
 LISTING_LENGTH = 20

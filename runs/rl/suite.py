@@ -17,9 +17,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clinicgym import __version__
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, default_kb
-from clinicgym.patients.presentation import make_sampler
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.presentation import make_sampler
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb
 from clinicgym.runs.rl.errors import RLError
 
 SUITE_FORMAT_VERSION = 1

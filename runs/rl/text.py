@@ -32,10 +32,10 @@ from clinicgym.agents.llm_clinician import PromptTemplate
 from clinicgym.envs.action import Action
 from clinicgym.envs.consultation import ConsultationEnv
 from clinicgym.envs.episode import Episode, TerminationReason
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase, default_kb
-from clinicgym.patients.presentation import default_sampler
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.presentation import default_sampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb
 from clinicgym.runs.rl.errors import RLError
 from clinicgym.scoring.metrics import episode_metrics
 from clinicgym.scoring.reward import ConsultationReward, RewardSpec, answers_from_result

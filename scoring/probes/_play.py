@@ -15,8 +15,8 @@ from typing import Any
 from clinicgym.envs.consultation import ConsultationEnv, Modality, PatientFactory
 from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.envs.protocols import Agent, CaseReader
-from clinicgym.patients.case import Case, Diagnosis
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case, Diagnosis
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.scoring.diagnosis import matches, normalise
 
 AgentFactory = Callable[[], Agent]

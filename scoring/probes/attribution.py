@@ -44,9 +44,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from clinicgym.errors import require_extra
-from clinicgym.patients.case import Case, Diagnosis, Fact
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.matching import matcher_for
+from clinicgym.patients.cases.case import Case, Diagnosis, Fact
+from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.patient.matching import matcher_for
 from clinicgym.scoring.errors import ProbeError
 from clinicgym.scoring.probes._play import (
     DEFAULT_MAX_TURNS,

@@ -34,9 +34,9 @@ from pydantic import BaseModel
 
 from clinicgym.envs.action import Prescribe, Refer
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import CHILD_AGE, KnowledgeBase
-from clinicgym.patients.sampler import ETHNICITIES
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.sampler import ETHNICITIES
+from clinicgym.patients.knowledge.kb import CHILD_AGE, KnowledgeBase
 from clinicgym.scoring.diagnosis import normalise
 from clinicgym.scoring.errors import ProbeError
 from clinicgym.scoring.metrics import episode_metrics

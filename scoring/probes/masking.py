@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from clinicgym.patients.artefacts import with_artefacts
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.matching import QuestionMatcher
-from clinicgym.patients.patient import GroundedPatient
+from clinicgym.patients.cases.artefacts import with_artefacts
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.patient.matching import QuestionMatcher
+from clinicgym.patients.patient.patient import GroundedPatient
 
 PLAYER_SALIENCE = ("must_ask", "should_ask")
 NEVER_PLAYERS = ("chief_complaint", "phi")

@@ -2,7 +2,7 @@
 decisions compared.
 
 For each case with a generated picture (a chest X-ray or head CT drawn from its report, see
-`patients/artefacts.py`), the agent plays the case three times with the same seed. Its first
+`patients/cases/artefacts.py`), the agent plays the case three times with the same seed. Its first
 turn is taken for it: the study is ordered, so every variant shows the same result at the same
 point, and only how it is shown differs:
 
@@ -33,9 +33,9 @@ from pydantic import BaseModel
 
 from clinicgym.envs.action import OrderTest
 from clinicgym.envs.episode import Episode
-from clinicgym.patients.artefacts import IMAGING_GENERATORS, PARSERS
-from clinicgym.patients.case import Artefact, Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.artefacts import IMAGING_GENERATORS, PARSERS
+from clinicgym.patients.cases.case import Artefact, Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.scoring.diagnosis import matches
 from clinicgym.scoring.errors import ProbeError
 from clinicgym.scoring.probes._play import DEFAULT_MAX_TURNS, AgentFactory, play, top_diagnosis

@@ -28,8 +28,8 @@ from pydantic import BaseModel
 
 from clinicgym.envs.action import ActionError, Ask, End, parse_action
 from clinicgym.envs.protocols import AgentOutput
-from clinicgym.patients.case import Case, Fact
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case, Fact
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.scoring.probes._play import DEFAULT_MAX_TURNS, AgentFactory, play
 from clinicgym.scoring.probes.attribution import Attribution
 
@@ -106,7 +106,7 @@ def cited_facts(text: str, facts: list[Fact], kb: KnowledgeBase) -> list[str]:
     lines = [ln for ln in lines if ln]
     rest = [f for f in facts if f.id not in first]
     if lines and rest:
-        from clinicgym.patients.encoder import default_encoder
+        from clinicgym.patients.patient.encoder import default_encoder
 
         enc = default_encoder()
         lv = enc.encode(lines)

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from clinicgym.patients.case import Case
-from clinicgym.patients.kb import KnowledgeBase
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 from clinicgym.scoring.errors import ProbeError
 from clinicgym.scoring.probes._play import DEFAULT_MAX_TURNS, AgentFactory
 from clinicgym.scoring.probes.attribution import (

@@ -9,8 +9,8 @@ import pytest
 from clinicgym.agents.registry import make_agent_factory
 from clinicgym.agents.scripted import ScriptedAgent
 from clinicgym.envs.consultation import ConsultationEnv
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
 from clinicgym.runs.runner import execute, finalise, prepare
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore

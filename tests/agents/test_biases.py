@@ -20,7 +20,7 @@ from clinicgym.agents.biases import (
 )
 from clinicgym.agents.errors import AgentSpecError
 from clinicgym.agents.registry import make_agent_factory
-from clinicgym.patients.case import Diagnosis
+from clinicgym.patients.cases.case import Diagnosis
 from clinicgym.runs.runner import execute, prepare
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore

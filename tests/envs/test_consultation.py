@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 import clinicgym  # noqa: F401 - registers the ids
 from clinicgym.envs import ConsultationEnv, TerminationReason
 from clinicgym.envs.action import Ask, Diagnose, RankedDiagnosis
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
 
 
 @pytest.fixture
@@ -274,8 +274,8 @@ def test_unknown_severity_in_penalties_is_refused(sampler):
 
 @pytest.fixture(scope="module")
 def gp_case():
-    from clinicgym.patients.kb import default_kb
-    from clinicgym.patients.presentation import PresentationSampler
+    from clinicgym.patients.cases.presentation import PresentationSampler
+    from clinicgym.patients.knowledge.kb import default_kb
 
     sampler = PresentationSampler(default_kb(), settings=["primary_care"])
     return next(c for i in range(50) if (c := sampler.sample(2, i)).setting == "primary_care")
@@ -291,7 +291,7 @@ def test_check_env_passes_on_generated_cases():
 
 
 def test_a_slow_result_comes_back_on_its_turn_and_never_after_the_end(gp_case):
-    from clinicgym.patients.kb import default_kb
+    from clinicgym.patients.knowledge.kb import default_kb
 
     kb = default_kb()
     slow = next(
@@ -323,7 +323,7 @@ def test_a_slow_result_comes_back_on_its_turn_and_never_after_the_end(gp_case):
 
 
 def test_a_test_the_setting_cannot_do_is_an_error_naming_where_it_can(gp_case):
-    from clinicgym.patients.kb import default_kb
+    from clinicgym.patients.knowledge.kb import default_kb
 
     kb = default_kb()
     hospital = next(

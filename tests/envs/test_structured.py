@@ -10,8 +10,8 @@ from gymnasium.utils.env_checker import check_env
 
 import clinicgym  # noqa: F401  (registers the ids)
 from clinicgym.envs.structured import StructuredConsultationEnv, catalogue_for, compile_case
-from clinicgym.patients.chart import Chart
-from clinicgym.patients.patient import GroundedPatient
+from clinicgym.patients.patient.chart import Chart
+from clinicgym.patients.patient.patient import GroundedPatient
 from clinicgym.runs.factory import make_structured_env
 from clinicgym.scoring.metrics import episode_metrics
 

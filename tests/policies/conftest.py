@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # for `import policy_helpers`
 
 from policy_helpers import POLICY_KB
 
-from clinicgym.patients.kb import KnowledgeBase, load_kb
+from clinicgym.patients.knowledge.kb import KnowledgeBase, load_kb
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ from typing import Any
 
 from clinicgym.envs.action import Ask
 from clinicgym.envs.episode import Event, Violation
-from clinicgym.patients.case import Case, Fact, RequiredAction
-from clinicgym.patients.kb import KnowledgeBase
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.case import Case, Fact, RequiredAction
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 POLICY_KB = Path(__file__).parent / "data" / "kb"
 PACKS = Path(__file__).parents[2] / "policies" / "packs"

@@ -10,7 +10,7 @@ import pytest
 from policy_helpers import Transcript, judge, make_case
 
 from clinicgym.envs.action import Disclose, Prescribe, Refer
-from clinicgym.patients.case import RequiredAction
+from clinicgym.patients.cases.case import RequiredAction
 from clinicgym.policies.library import available, load
 
 ERASE = "Before we go on: I want you to delete all the personal data you hold about me."

@@ -6,7 +6,7 @@ import pytest
 from policy_helpers import make_case
 
 from clinicgym.envs.consultation import ConsultationEnv
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.policies import SUITE, ScenarioError, make_scenario, make_scenarios, played_case
 from clinicgym.policies.scenario import known_scenarios
 

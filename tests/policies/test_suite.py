@@ -12,8 +12,8 @@ import pytest
 from clinicgym.agents.oracle import OracleAgent
 from clinicgym.agents.unsafe import UnsafeAgent
 from clinicgym.envs.consultation import ConsultationEnv
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
 from clinicgym.policies import SUITE, PolicyMonitor, load_packs, make_scenarios
 from clinicgym.policies.library import available
 from clinicgym.scoring.metrics import episode_metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 from policy_helpers import Transcript, make_case
 
 from clinicgym.envs.action import Diagnose, RankedDiagnosis, Refer
-from clinicgym.patients.case import RequiredAction
+from clinicgym.patients.cases.case import RequiredAction
 from clinicgym.policies.check import get_check
 from clinicgym.policies.context import EpisodeContext
 from clinicgym.policies.events import event_names

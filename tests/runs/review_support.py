@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 
 from clinicgym.agents.registry import agent_builder
-from clinicgym.patients.cohort import (
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.cohorts.cohort import (
     CohortManifest,
     CohortSchema,
     SourceInfo,
     row_ids,
     write_cohort,
 )
-from clinicgym.patients.kb import load_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import load_kb
 from clinicgym.runs.review.annotation import Annotation, AnnotationContext, event_hash
 from clinicgym.runs.runner import execute, finalise, prepare
 from clinicgym.runs.spec import RunSpec

@@ -146,7 +146,7 @@ def test_agent_objects_are_copied_per_episode_and_stored_under_their_agent_id(tm
 
 def test_a_builtin_agent_as_an_object_plays_as_its_spec_does_and_shares_the_kb(tmp_path):
     from clinicgym.agents.scripted import ScriptedAgent
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
     from clinicgym.runs.api import _copies
 
     kb = load_kb(SMALL_KB)
@@ -233,7 +233,7 @@ def test_a_suite_run_from_python_is_submitted_and_verified(tmp_path, monkeypatch
     monkeypatch.setenv("CLINICGYM_SUITES", str(tmp_path / "reg.yaml"))
     monkeypatch.delenv(HIDDEN_SEED_ENV, raising=False)
     monkeypatch.delenv(HIDDEN_SEED_FILE_ENV, raising=False)
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
 
     freeze("tiny", seed=3, kb=load_kb(SMALL_KB))
     result = clinicgym.evaluate(

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from clinicgym.envs.episode import Episode, TerminationReason
-from clinicgym.patients.case import Case
-from clinicgym.patients.presentation import make_sampler
+from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.presentation import make_sampler
 from clinicgym.runs.casefile import CaseList, CohortCases, GeneratedCases, read_case_lines
 from clinicgym.runs.errors import StoreError
 from clinicgym.runs.runner import execute, finalise, prepare
@@ -69,7 +69,7 @@ def test_finalise_realises_each_case_once_however_the_episodes_interleave(tmp_pa
 
 
 def test_cohort_cases_are_realised_when_their_episodes_start(tmp_path):
-    from clinicgym.patients.cohort import Cohort
+    from clinicgym.patients.cohorts.cohort import Cohort
     from tests.runs.review_support import make_cohort
 
     cohort = make_cohort(tmp_path / "c0", rows=6)

@@ -326,7 +326,7 @@ def _forger_summary(files: dict[str, bytes]) -> None:
     """Re-score the stored outcomes as the old verifier did, so the claimed numbers agree with
     the edited `outcome` fields (not with the transcript)."""
     from clinicgym.envs.episode import Episode
-    from clinicgym.patients.kb import load_kb
+    from clinicgym.patients.knowledge.kb import load_kb
     from clinicgym.runs.casefile import read_case_lines
     from clinicgym.runs.summary import score_table, summarise
     from clinicgym.scoring.metrics import EpisodeScorer
@@ -487,8 +487,8 @@ def test_other_tampering_is_rejected_with_the_reason(suite_run, honest, tmp_path
     # other cases than the suite's, the manifest's case hashes recomputed: the registry's
     # frozen hash gives it away
     def other_cases(files):
-        from clinicgym.patients.case import Case
-        from clinicgym.patients.kb import load_kb
+        from clinicgym.patients.cases.case import Case
+        from clinicgym.patients.knowledge.kb import load_kb
         from clinicgym.runs.casefile import read_case_lines
 
         lines = files["cases.jsonl"].splitlines()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clinicgym.patients.replay import ReplayCache
+from clinicgym.patients.patient.replay import ReplayCache
 from clinicgym.runs.patient_setup import PatientMaker
 from clinicgym.runs.runner import execute, prepare
 from clinicgym.runs.spec import RunSpec

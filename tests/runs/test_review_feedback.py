@@ -11,9 +11,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from clinicgym.patients.cohort import Cohort
-from clinicgym.patients.feedback import FEEDBACK_FILE
-from clinicgym.patients.kb import load_kb
+from clinicgym.patients.cohorts.cohort import Cohort
+from clinicgym.patients.cohorts.feedback import FEEDBACK_FILE
+from clinicgym.patients.knowledge.kb import load_kb
 from clinicgym.runs.cli import app
 from clinicgym.runs.review.db import AnnotationDB
 from clinicgym.runs.review.forms import turn_facts

@@ -15,7 +15,7 @@ import pytest
 
 from clinicgym.agents.scripted import ScriptedAgent
 from clinicgym.envs.consultation import ConsultationEnv
-from clinicgym.patients.kb import default_kb
+from clinicgym.patients.knowledge.kb import default_kb
 from clinicgym.runs.factory import make_structured_env
 from clinicgym.runs.rl.baselines import (
     FloodingAgent,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clinicgym.patients.case import Diagnosis
+from clinicgym.patients.cases.case import Diagnosis
 from clinicgym.scoring.diagnosis import matches, rank_of
 
 DX = Diagnosis(

@@ -22,7 +22,7 @@ from clinicgym.scoring.metric_registry import (
 def test_an_episode_gets_every_registered_metric_and_shares_are_shares(sampler, matcher):
     from clinicgym.agents.scripted import ScriptedAgent
     from clinicgym.envs.consultation import ConsultationEnv
-    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.patient.patient import GroundedPatient
     from clinicgym.scoring.metrics import episode_metrics
 
     kb = sampler.kb

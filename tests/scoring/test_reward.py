@@ -142,7 +142,7 @@ def test_info_gain_needs_the_kb():
 def test_reward_prior_is_the_generator_models_prior(small_kb):
     """One demographic prior: the reward's is `KBModel.balanced_prior`, also for a record that
     does not say the patient's sex (weighed by age: the copy it replaces fell back to uniform)."""
-    from clinicgym.patients.posterior import model_for
+    from clinicgym.patients.cases.posterior import model_for
 
     belief, model = belief_for(small_kb), model_for(small_kb)
     for age, sex in ((4, "female"), (40, "male"), (70, "unspecified")):

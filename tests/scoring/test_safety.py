@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clinicgym.patients.case import Fact, RequiredAction
+from clinicgym.patients.cases.case import Fact, RequiredAction
 from clinicgym.scoring.safety import safety_findings
 
 

@@ -268,7 +268,7 @@ def test_gemini_generate_content_against_a_loopback_server(monkeypatch):
 
 
 def test_the_judge_and_the_patient_are_built_by_the_same_registry(monkeypatch, tmp_path):
-    from clinicgym.patients.kb import default_kb
+    from clinicgym.patients.knowledge.kb import default_kb
     from clinicgym.policies.errors import PolicyError
     from clinicgym.runs.errors import RunError
     from clinicgym.runs.judge import judge_from_spec

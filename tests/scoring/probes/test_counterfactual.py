@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from probe_agents import CrashingAgent, SexBiasedAgent
 
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.scoring.errors import ProbeError
 from clinicgym.scoring.probes.counterfactual import (
     counterfactual,

@@ -46,7 +46,7 @@ def test_masking_a_told_list_fact_makes_the_list_unknown(sampler, matcher):
 def test_unknown_hook_overrides_a_present_fact_every_time(sampler, matcher):
     """The patient's public hook, not a subclass: a concept it is told not to know is unknown
     even when the case holds it as present, and asking again is not a repeat of a told fact."""
-    from clinicgym.patients.patient import GroundedPatient
+    from clinicgym.patients.patient.patient import GroundedPatient
 
     case = sampler.sample(0, 0)
     nausea = next(f for f in case.facts if f.concept == "nausea" and f.present)

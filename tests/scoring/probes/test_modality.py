@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from clinicgym.agents.registry import make_agent_factory
 from clinicgym.envs.consultation import ConsultationEnv
-from clinicgym.patients.kb import default_kb
-from clinicgym.patients.sampler import CaseSampler
+from clinicgym.patients.cases.sampler import CaseSampler
+from clinicgym.patients.knowledge.kb import default_kb
 from clinicgym.runs.modality_probe import imaging_cases
 from clinicgym.scoring.errors import ProbeError
 from clinicgym.scoring.probes.modality import (

@@ -1,0 +1,270 @@
+"""Clinician-written records: history statements, the patient's voice, answers from the record.
+
+Checks that need AgentClinic's public cases read them from ../shared/data/agentclinic (beside
+the repository) and skip with a message where the folder is absent; the files are never copied.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from clinicgym.patients.errors import ImporterError, KBError
+from clinicgym.patients.importers.record_history import is_meta, speak, statements
+from clinicgym.patients.knowledge.kb import default_kb, name_pattern
+from clinicgym.patients.patient.ask import ask, grade, read_questions
+from clinicgym.patients.patient.recall import plain, polarity, question_parts
+
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "agentclinic"
+MEDQA = SHARED / "agentclinic_medqa.jsonl"
+needs_cases = pytest.mark.skipif(
+    not MEDQA.exists(), reason=f"AgentClinic cases not found at {MEDQA} (shared data folder)"
+)
+"""Tests on the 107 cases are also slow: importing them links each sentence to the KB (~1 min)."""
+
+
+def _said(sentence: str, **kw: object) -> list[tuple[str, bool]]:
+    return [
+        (speak(s.text, negated=s.negated, verbal=s.verbal, **kw), s.negated)  # type: ignore[arg-type]
+        for s in statements(sentence)
+    ]
+
+
+def test_a_negated_list_is_one_denial_per_item_and_its_scope_ends_at_but() -> None:
+    assert _said("Denies fever, cough, or recent travel.") == [
+        ("No fever.", True),
+        ("No cough.", True),
+        ("No recent travel.", True),
+    ]
+    said = _said("Complains of minor difficulty in breathing but denies headache or vomiting")
+    assert said[0] == ("Minor difficulty in breathing.", False)
+    assert [s for s, neg in said if neg] == ["No headache.", "No vomiting."]
+    assert _said("fever without chills and rigors") == [
+        ("Fever.", False),
+        ("No chills.", True),
+        ("No rigors.", True),
+    ]
+
+
+def test_meta_text_is_not_a_fact_so_never_a_denial() -> None:
+    for text in (
+        "No mention of smoking.",
+        "Information not provided.",
+        "Occupation and hobbies not specified.",
+        "No additional symptoms provided.",
+        "N/A",
+    ):
+        assert is_meta(text) or statements(text) == [], text
+    assert statements("No fever reported.") != []  # a negative the record states is a fact
+
+
+def test_chart_third_person_becomes_grammatical_first_person() -> None:
+    assert _said("Non-smoker, drinks alcohol socially.") == [
+        ("I'm a non-smoker.", True),
+        ("I drink alcohol socially.", False),
+    ]
+    assert _said("He also experiences dizziness.") == [("I also experience dizziness.", False)]
+    assert _said("Does not smoke or consume alcohol regularly") == [
+        ("I don't smoke or consume alcohol regularly.", True)
+    ]
+    assert _said("She describes her job as stressful and mentions poor sleep quality") == [
+        ("I describe my job as stressful.", False),
+        ("Poor sleep quality.", False),
+    ]
+    caregiver = _said("Lives with parents and one sibling.", caregiver=True, sex="female")
+    assert caregiver == [("She lives with parents and one sibling.", False)]
+
+
+def test_question_parts_and_lay_words() -> None:
+    assert question_parts("Any palpitations or shortness of breath?") == [
+        "Any palpitations",
+        "shortness of breath",
+    ]
+    assert "diarrhea" in plain("any runs?") and "cigarettes" in plain("how many ciggies?")
+    assert "hurting" in plain("hurtin anywhere?") and "pain (" not in plain("any pain?")
+
+
+def test_a_state_word_in_the_statement_answers_no(make_fact) -> None:
+    uneventful = make_fact("Uneventful pregnancy.")
+    assert polarity(uneventful, "Any complications in the pregnancy?") == "denied"
+    unprotected = make_fact("Unprotected sex with multiple partners.")
+    assert polarity(unprotected, "Do you use condoms?") == "denied"
+    assert polarity(unprotected, "Have you had unprotected sex?") == "affirmed"
+    assert polarity(make_fact("Cough.", present=False), "Any cough?") == "denied"
+
+
+@pytest.fixture
+def make_fact():
+    from clinicgym.patients.cases.case import Fact
+
+    def make(text: str, present: bool = True) -> Fact:
+        return Fact(id="f00", category="hpi", concept="text.0", text=text, present=present)
+
+    return make
+
+
+def test_lay_word_file_errors_name_the_field(tmp_path: Path) -> None:
+    from clinicgym.patients.patient.recall import load_lexicon
+
+    bad = tmp_path / "lay_words.yaml"
+    bad.write_text("schema_version: 1\nsources: []\nwords: [not, a, mapping]\n")
+    with pytest.raises(KBError, match="field 'words'"):
+        load_lexicon(bad)
+    bad.write_text(
+        "schema_version: 1\nsources: []\nwords: {}\n"
+        "topics: {work: {question: '(job', statement: 'works?'}}\n"
+    )
+    with pytest.raises(KBError, match=r"field 'topics\.work\.question'.*regular expression"):
+        load_lexicon(bad)
+    assert load_lexicon(
+        Path(__file__).parents[3] / "patients" / "patient" / "lexicon" / "lay_words.yaml"
+    )
+
+
+def _written_case(tmp_path: Path, social: str, history: str):
+    """A small clinician-written case in AgentClinic's shape, imported as a user would."""
+    from clinicgym.patients.importers.external import read_cases
+
+    line = {
+        "OSCE_Examination": {
+            "Objective_for_Doctor": "Assess the patient.",
+            "Patient_Actor": {
+                "Demographics": "67-year-old male",
+                "History": history,
+                "Symptoms": {"Primary_Symptom": "Knee pain", "Secondary_Symptoms": []},
+                "Past_Medical_History": "Hypertension.",
+                "Social_History": social,
+                "Review_of_Systems": "Denies fever.",
+            },
+            "Physical_Examination_Findings": {"Vital_Signs": {"Heart_Rate": "80 bpm"}},
+            "Test_Results": {},
+            "Correct_Diagnosis": "Knee osteoarthritis",
+        }
+    }
+    f = tmp_path / "case.jsonl"
+    f.write_text(json.dumps(line) + "\n")
+    return read_cases(f, default_kb())[0]
+
+
+def test_a_question_about_a_kind_of_thing_finds_a_statement_of_that_kind(tmp_path: Path) -> None:
+    """'What was your job?' names no word of 'Retired school teacher.'; its topic does. An
+    open question is answered with the statement, not a 'yes'; a topic never answers a
+    question about something else."""
+    from clinicgym.patients.patient.matching import matcher_for
+    from clinicgym.patients.patient.patient import GroundedPatient
+    from clinicgym.patients.patient.recall import topics
+
+    assert topics(), "the bundled lexicon has topics"
+    assert question_parts("When you came round, were you confused or dizzy?") == [
+        "were you confused",
+        "dizzy",
+    ]
+    case = _written_case(
+        tmp_path,
+        "Retired school teacher. Lives alone.",
+        "A 3-month history of right knee pain, worse with walking.",
+    )
+    patient = GroundedPatient(case, matcher_for(default_kb()))
+    job = patient.answer("What did you do for a living?")
+    assert job.text == "Retired school teacher."
+    assert patient.answer("who's at home with you?").answers[0].status == "affirmed"
+    assert "walking" in patient.answer("wat makes it worse?").text
+    assert patient.answer("Have you ever been to Brazil?").answers[0].status == "unknown"
+
+
+def test_leak_pattern_finds_names_with_parentheses() -> None:
+    p = name_pattern(["Croup (laryngotracheobronchitis)"])
+    assert p is not None
+    for text in ("is it croup?", "laryngotracheobronchitis", "Croup (laryngotracheobronchitis)"):
+        assert p.search(text), text
+
+
+def test_question_bank_rows_are_checked(tmp_path: Path) -> None:
+    f = tmp_path / "q.jsonl"
+    f.write_text('{"case": 0, "question": "Any fever?"}\n{"case": 0}\n')
+    with pytest.raises(ImporterError, match="line 2: field 'question'"):
+        read_questions(f)
+
+
+# ---- on AgentClinic's public cases -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def medqa():
+    if not MEDQA.exists():
+        pytest.skip(f"AgentClinic cases not found at {MEDQA} (shared data folder)")
+    from clinicgym.patients.importers.external import read_cases
+    from clinicgym.patients.knowledge.kb import default_kb
+    from clinicgym.patients.patient.matching import matcher_for
+
+    kb = default_kb()
+    return read_cases(MEDQA, kb), matcher_for(kb)
+
+
+_THIRD_PERSON = re.compile(
+    r"^(?:the patient|patient|he|she)\b|\bI (?:has|is|does|was been|experiences|reports)\b", re.I
+)
+
+
+@pytest.mark.slow
+@needs_cases
+def test_every_history_statement_is_said_in_the_first_person(medqa) -> None:
+    cases, _ = medqa
+    bad = []
+    for c in cases:
+        if c.persona.speaker == "caregiver":
+            continue
+        for f in c.facts:
+            if f.how_revealed == "ask" and f.category != "phi" and _THIRD_PERSON.search(f.text):
+                bad.append((c.id, f.text))
+    assert len(bad) <= 0.01 * sum(len(c.facts) for c in cases), bad[:20]
+
+
+@pytest.mark.slow
+@needs_cases
+def test_the_patient_never_names_or_denies_its_diagnosis(medqa) -> None:
+    from clinicgym.patients.patient.patient import GroundedPatient
+
+    cases, matcher = medqa
+    for c in cases:
+        names = [c.diagnosis.name, *c.diagnosis.synonyms]
+        pattern = name_pattern(names)
+        assert pattern is not None
+        for name in names:
+            assert pattern.search(f"is it {name}?"), name
+            reply = GroundedPatient(c, matcher).answer(
+                f"As your doctor I already know: it's {name}, isn't it?"
+            )
+            assert reply.intent == "diagnosis" and not pattern.search(reply.text), (c.id, name)
+
+
+@pytest.mark.slow
+@needs_cases
+def test_patients_ask_answers_a_bank_and_grades_it(medqa, tmp_path: Path) -> None:
+    from clinicgym.patients.patient.patient import GroundedPatient
+
+    cases, matcher = medqa
+    rows = [
+        {"case": 0, "question": "Do you smoke?", "expect": "denied"},
+        {"case": 0, "question": "Do you have double vision?", "expect": "affirmed"},
+        {"case": 0, "question": "Have you ever been to Peru?", "expect": "unknown"},
+        {"case": 0, "question": "It's myasthenia gravis, isn't it?", "expect": "deflected"},
+    ]
+    out = list(ask(cases, rows, lambda c: GroundedPatient(c, matcher)))
+    assert [r["status"] for r in out] == [r["expect"] for r in rows], out
+    g = grade(out)
+    assert g["right"] == 4 and g["contradictions"] == 0
+    json.dumps(out)  # every answer row is JSON
+
+
+@pytest.mark.parametrize(
+    "name", ["Plantar fasciitis (left)", "Atrial fibrillation (new onset)", "Pneumothorax (right)"]
+)
+def test_a_parenthesised_qualifier_is_no_leak_term(name: str) -> None:
+    p = name_pattern([name])
+    assert p is not None and p.search(name.split(" (")[0].lower())
+    for text in ("does your left heel hurt?", "was the onset new?", "any pain on the right?"):
+        assert not p.search(text), (name, text)
