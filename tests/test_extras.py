@@ -60,3 +60,16 @@ def test_hf_without_the_local_extra_says_which_extra(monkeypatch):
         MissingExtraError, match=r"hf:smollm2 needs the 'local' extra .*clinicgym\[local\]"
     ):
         hf.load_model("smollm2")
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    """A folder with an __init__.py that pyproject's `packages` leaves out is missing from the
+    installed wheel (runs/cli was, so the installed `clinicgym` command could not start)."""
+    root = Path(__file__).parents[1]
+    skip = {".venv", "tests", "bench", "examples", "build", "dist"}
+    found = {
+        ".".join(["clinicgym", *f.parent.relative_to(root).parts])
+        for f in root.rglob("__init__.py")
+        if not skip & set(f.relative_to(root).parts) and f.relative_to(root).parts[0][0] != "."
+    }
+    assert found == set(PYPROJECT["tool"]["setuptools"]["packages"])
