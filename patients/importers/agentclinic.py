@@ -68,6 +68,16 @@ def read_agentclinic(
     return report.cases
 
 
+def detects(path: Path, head: Any) -> bool:
+    """A JSONL file whose first record is an OSCE case (`OSCE_Examination` or `Patient_Actor`)."""
+    return isinstance(head, dict) and ("OSCE_Examination" in head or "Patient_Actor" in head)
+
+
+def read(path: Path | str, kb: KnowledgeBase, *, limit: int | None = None) -> ImportReport:
+    """The format registry's reader (`importers/external.py`): `import_agentclinic`."""
+    return import_agentclinic(path, kb, limit=limit)
+
+
 def import_agentclinic(
     path: Path | str, kb: KnowledgeBase, *, limit: int | None = None
 ) -> ImportReport:

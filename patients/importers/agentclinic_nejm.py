@@ -70,6 +70,26 @@ def read_nejm(
     return report.cases
 
 
+NEJM_KEYS = frozenset({"question", "patient_info", "answers"})
+"""Keys every NEJM-shaped AgentClinic record has (with `image_url` and `physical_exams`)."""
+
+
+def detects(path: Path, head: Any) -> bool:
+    """A JSONL file whose first record has the NEJM-shaped keys (`NEJM_KEYS`)."""
+    return isinstance(head, dict) and set(head) >= NEJM_KEYS
+
+
+def read(
+    path: Path | str,
+    kb: KnowledgeBase,
+    *,
+    limit: int | None = None,
+    images: Path | str | None = None,
+) -> ImportReport:
+    """The format registry's reader (`importers/external.py`): `import_nejm`."""
+    return import_nejm(path, kb, limit=limit, images=images)
+
+
 def import_nejm(
     path: Path | str,
     kb: KnowledgeBase,

@@ -157,6 +157,18 @@ def read_ddxplus(
     return report.cases
 
 
+def detects(path: Path, head: Any) -> bool:
+    """A DDXPlus release directory, or a patients CSV/zip beside its evidence file."""
+    if path.is_dir():
+        return (path / EVIDENCES_FILE).exists()
+    return path.suffix.lower() in (".csv", ".zip") and (path.parent / EVIDENCES_FILE).exists()
+
+
+def read(path: Path | str, kb: KnowledgeBase, *, limit: int | None = None) -> ImportReport:
+    """The format registry's reader (`importers/external.py`): `import_ddxplus`."""
+    return import_ddxplus(path, kb, limit=limit)
+
+
 def import_ddxplus(
     path: Path | str, kb: KnowledgeBase, *, limit: int | None = None
 ) -> ImportReport:

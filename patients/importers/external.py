@@ -9,63 +9,97 @@ fails the file if any line cannot be imported.
 
 from __future__ import annotations
 
+import importlib
 import json
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from clinicgym.patients.cases.case import Case
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.problems import ImportReport
 from clinicgym.patients.knowledge.kb import KnowledgeBase
 
-CaseFormat = Literal["agentclinic", "agentclinic_nejm", "ddxplus"]
-CASE_FORMATS: tuple[str, ...] = ("agentclinic", "agentclinic_nejm", "ddxplus")
-NEJM_KEYS = frozenset({"question", "patient_info", "answers"})
-"""Keys every NEJM-shaped AgentClinic record has (with `image_url` and `physical_exams`)."""
+
+@dataclass(frozen=True)
+class CaseFormat:
+    """A written-case format: the module that reads it, by name. The module has
+    `detects(path, head) -> bool` (`head` is a JSONL file's first record that parses, else None)
+    and `read(path, kb, *, limit, images) -> ImportReport` (`images` only if `takes_images`)."""
+
+    name: str
+    module: str
+    takes_images: bool = False
+
+    def load(self) -> Any:
+        """The format's module (imported on first use: a run imports only what it reads)."""
+        return importlib.import_module(self.module)
 
 
-def detect_format(path: Path | str) -> CaseFormat:
-    """'agentclinic' for JSONL whose first object has `OSCE_Examination`; 'agentclinic_nejm'
-    for JSONL whose first object has `question`, `patient_info` and `answers`; 'ddxplus' for a
-    directory with `release_evidences.json`, or a patients CSV/zip beside one."""
-    from clinicgym.patients.importers.ddxplus import EVIDENCES_FILE
+FORMATS: dict[str, CaseFormat] = {
+    f.name: f
+    for f in (
+        CaseFormat("agentclinic", "clinicgym.patients.importers.agentclinic"),
+        CaseFormat(
+            "agentclinic_nejm", "clinicgym.patients.importers.agentclinic_nejm", takes_images=True
+        ),
+        CaseFormat("ddxplus", "clinicgym.patients.importers.ddxplus"),
+    )
+}
+"""The bundled formats, tried in this order by `detect_format`. A package adds its own under
+the entry-point group `clinicgym.case_formats` (name = "module"; docs/importers.md)."""
+ENTRY_POINT_GROUP = "clinicgym.case_formats"
 
+
+def case_formats() -> dict[str, CaseFormat]:
+    """The bundled formats and those other installed packages register."""
+    found = dict(FORMATS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, CaseFormat(ep.name, ep.value))
+    return found
+
+
+def _head(path: Path) -> Any:
+    """A JSONL file's first record that parses, else None."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in (x for x in fh if x.strip()):
+                try:
+                    return json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+    except (UnicodeDecodeError, IsADirectoryError):
+        return None
+    return None
+
+
+def detect_format(path: Path | str) -> str:
+    """The name of the first format whose module `detects` the file (AgentClinic MedQA- or
+    NEJM-shaped JSONL by their keys, a DDXPlus release by its evidence file, ...)."""
     path = Path(path)
     if not path.exists():
         raise ImporterError(f"{path}: no such file or directory")
+    head = None if path.is_dir() else _head(path)
+    formats = case_formats()
+    for fmt in formats.values():
+        if fmt.load().detects(path, head):
+            return fmt.name
+    names = ", ".join(formats)
     if path.is_dir():
-        if (path / EVIDENCES_FILE).exists():
-            return "ddxplus"
         raise ImporterError(
-            f"{path}: a directory, but not a DDXPlus release (no {EVIDENCES_FILE}); pass an "
-            "AgentClinic .jsonl file or a DDXPlus release directory"
+            f"{path}: a directory that no case format reads (a DDXPlus release has "
+            f"release_evidences.json); pass a case file, or --cases-format, one of {names}"
         )
     if path.suffix.lower() in (".csv", ".zip"):
-        if (path.parent / EVIDENCES_FILE).exists():
-            return "ddxplus"
         raise ImporterError(
-            f"{path}: a CSV/zip but no {EVIDENCES_FILE} beside it; DDXPlus patient files need "
-            "the release's evidence and condition files in the same directory"
+            f"{path}: a CSV/zip that no case format reads (DDXPlus patient files need the "
+            f"release's evidence and condition files in the same directory); one of {names}"
         )
-    head = None
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for line in (x for x in fh if x.strip()):  # the first record that parses
-                try:
-                    head = json.loads(line)
-                    break
-                except json.JSONDecodeError:
-                    continue
-    except UnicodeDecodeError:
-        head = None
-    if isinstance(head, dict) and ("OSCE_Examination" in head or "Patient_Actor" in head):
-        return "agentclinic"
-    if isinstance(head, dict) and set(head) >= NEJM_KEYS:
-        return "agentclinic_nejm"
     raise ImporterError(
         f"{path}: cannot tell the format (not JSONL with 'OSCE_Examination' or with "
         "'question', 'patient_info' and 'answers', not a DDXPlus release); pass "
-        f"--cases-format, one of {', '.join(CASE_FORMATS)}"
+        f"--cases-format, one of {names}"
     )
 
 
@@ -96,17 +130,15 @@ def import_cases(
 ) -> ImportReport:
     """The cases of an external file with every problem and note (see `ImportReport`);
     `images` is a local image file or folder for the NEJM-shaped cases."""
-    fmt = fmt or detect_format(path)
-    if fmt == "agentclinic":
-        from clinicgym.patients.importers.agentclinic import import_agentclinic
-
-        return import_agentclinic(path, kb, limit=limit)
-    if fmt == "agentclinic_nejm":
-        from clinicgym.patients.importers.agentclinic_nejm import import_nejm
-
-        return import_nejm(path, kb, limit=limit, images=images)
-    if fmt == "ddxplus":
-        from clinicgym.patients.importers.ddxplus import import_ddxplus
-
-        return import_ddxplus(path, kb, limit=limit)
-    raise ImporterError(f"unknown case format {fmt!r}; use one of {', '.join(CASE_FORMATS)}")
+    formats = case_formats()
+    name = fmt or detect_format(path)
+    if name not in formats:
+        raise ImporterError(f"unknown case format {name!r}; use one of {', '.join(formats)}")
+    spec = formats[name]
+    if images is not None and not spec.takes_images:
+        raise ImporterError(
+            f"{path}: --case-images is for formats whose cases reference images "
+            f"({', '.join(f.name for f in formats.values() if f.takes_images)}), not {name!r}"
+        )
+    extra = {"images": images} if spec.takes_images else {}
+    return spec.load().read(path, kb, limit=limit, **extra)
