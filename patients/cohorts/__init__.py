@@ -1,7 +1,9 @@
 """SDV cohorts: the cohort table with its SDV metadata and KB rules (`cohort`), the
 synthesizers and fair, KB-checked sampling (`synthesis`, which needs the 'cohorts' extra), the
-cohort report, failure targeting, and clinicians' feedback (`feedback`: what a cohort keeps and
-applies; `feedback_round`: planning a round and writing the next cohort).
+cohort report, failure targeting, a generation job (`job`: every option of `clinicgym cohort
+generate`, checked before anything is fitted, and `generate_cohort`), and clinicians' feedback
+(`feedback`: what a cohort keeps and applies; `feedback_round`: planning a round and writing
+the next cohort).
 
 Names load on first use (PEP 562), so importing one module of this package does not import the
 others (the synthesizers need SDV, the patient's encoder its weights).
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
         queue_lines,
     )
     from clinicgym.patients.cohorts.feedback_round import plan_feedback, write_feedback_cohort
+    from clinicgym.patients.cohorts.job import CohortJob, CohortResult, KBSeed, generate_cohort
     from clinicgym.patients.cohorts.synthesis import (
         SYNTHESIZERS,
         CohortSynthesizer,
@@ -70,6 +73,10 @@ _EXPORTS = {
     "build_report": "cohort_report",
     "write_report": "cohort_report",
     "compare": "cohort_report",
+    "CohortJob": "job",
+    "CohortResult": "job",
+    "KBSeed": "job",
+    "generate_cohort": "job",
     "TargetMix": "targeting",
     "target_mix": "targeting",
     "FEEDBACK_FILE": "feedback",
@@ -92,13 +99,16 @@ __all__ = [
     "SYNTHESIZERS",
     "Cohort",
     "CohortFeedback",
+    "CohortJob",
     "CohortManifest",
+    "CohortResult",
     "CohortSchema",
     "CohortSynthesizer",
     "DiagnosisProposal",
     "Disagreement",
     "FactFix",
     "FeedbackInputs",
+    "KBSeed",
     "PersonaFix",
     "SourceInfo",
     "SynthesizerConfig",
@@ -109,6 +119,7 @@ __all__ = [
     "dump_queue",
     "file_sha256",
     "generate",
+    "generate_cohort",
     "icd10_chapter",
     "load_feedback",
     "parse_balance",
