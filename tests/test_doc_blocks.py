@@ -9,6 +9,9 @@ text. HTML comments on the lines just above a fence say how its block is treated
 - `<!-- not-run: REASON -->`: never executed (a reason is required: needs an API key, a GPU, a
   server, placeholders, minutes of CPU...);
 - `<!-- slow -->`: executed by the slow test only (`-m slow`);
+- `<!-- file: PATH -->`: the block is saved as PATH (relative) in its page's folder, for later
+  blocks to read: a text block (a spec file, a pack) is only written, a python block is saved
+  there and run from there (so a later block can import it);
 - `<!-- output -->`: what the docs show the block printing is checked: for a console block, the
   lines after each `$ command`; for a python block, the untagged block that follows it. Every
   shown line must appear in what was printed (spaces and table borders normalised; `...`
@@ -17,8 +20,13 @@ text. HTML comments on the lines just above a fence say how its block is treated
 
 Without a marker a block runs in the default test: python blocks as a script, shell blocks
 command by command (the `$ ` lines, or every line when there are none) with bash; each must
-exit 0. Both run in a temporary directory that links the repository's `tests`, `examples` and
-`bench`, so relative paths in the docs resolve and nothing is written into the checkout.
+exit 0. Each page's blocks run in document order in one temporary folder per page (linking the
+repository's `tests`, `examples` and `bench`, so relative paths in the docs resolve and nothing
+is written into the checkout), so a block reads what an earlier block of its page wrote: a run
+directory, a saved file. A slow block run alone (`-m slow`) first runs the page's earlier
+default blocks; a default block never waits for a slow one (one that needs a slow block's
+output is itself slow). When an earlier block failed, the later blocks of its page are skipped
+(or failed, when the earlier one ran as their prerequisite) with a message naming it.
 
 Whatever the marker, the fast test checks every `clinicgym ...` line of every code block names
 a real subcommand and only options it has, and every `python FILE.py` names a file that exists.
@@ -40,7 +48,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^ {0,3}(`{3,})\s*(\S*)")
-MARKER = re.compile(r"^\s*<!--\s*(not-run|slow|output)\s*(?::\s*(.*?))?\s*-->\s*$")
+MARKER = re.compile(r"^\s*<!--\s*(not-run|slow|output|file)\s*(?::\s*(.*?))?\s*-->\s*$")
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
 COMMAND = re.compile(
     r"^(\$ |(clinicgym|python|pip|inspect|curl|\.venv/bin/\S+)(\s|$)|[A-Z_]+=\S*\s+(clinicgym|inspect)\b)"
@@ -64,7 +72,8 @@ class Block:
     @property
     def id(self) -> str:
         """`docs/x.md:LINE`, the block's test id."""
-        return f"{self.path.relative_to(ROOT).as_posix()}:{self.line}"
+        path = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{path.as_posix()}:{self.line}"
 
     @property
     def kind(self) -> str | None:
@@ -145,7 +154,14 @@ def test_every_code_block_runs_or_says_why_not():
     assert not missing, f"<!-- not-run: REASON --> needs a reason: {missing}"
     assert len(CODE) > 40  # the extraction finds the docs' blocks
     text_only = {b.id for b in ALL if b.kind is None}
-    stray = [b.id for b in ALL if b.markers and b.id in text_only and "output" not in b.markers]
+    stray = [
+        b.id
+        for b in ALL
+        if b.markers and b.id in text_only and not b.markers.keys() & {"output", "file"}
+    ]
+    saved = [(b.id, b.kind, Path(b.markers["file"])) for b in ALL if "file" in b.markers]
+    bad = [i for i, kind, f in saved if kind == "shell" or f.is_absolute() or ".." in f.parts]
+    assert not bad, f"<!-- file: PATH --> takes a relative path, on a text or python block: {bad}"
     assert not stray, f"markers on blocks that are not code: {stray}"
 
 
@@ -275,7 +291,8 @@ def run_block(b: Block, where: Path) -> None:
     not printed."""
     env = _env()
     if b.kind == "python":
-        script = where / "block.py"
+        script = where / b.markers.get("file", "block.py")
+        script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(b.text + "\n")
         p = subprocess.run(
             [sys.executable, str(script)],
@@ -314,16 +331,122 @@ def _check_shown(b: Block, what: str, shown: list[str], printed: str) -> None:
             pytest.fail(f"{b.id}: {what} did not print {line!r}; it printed:\n{printed}")
 
 
-FAST = [b for b in CODE if not b.markers.keys() & {"not-run", "slow"}]
-SLOW = [b for b in CODE if "slow" in b.markers and "not-run" not in b.markers]
+def _is_file(b: Block) -> bool:
+    """A text block whose `<!-- file: PATH -->` marker saves it into the page's folder."""
+    return b.kind is None and "file" in b.markers
 
 
-@pytest.mark.parametrize("block", FAST, ids=[b.id for b in FAST])
-def test_block_runs(block, tmp_path):
-    run_block(block, _workdir(tmp_path))
+def _slow(b: Block) -> bool:
+    return "slow" in b.markers
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("block", SLOW, ids=[b.id for b in SLOW])
-def test_slow_block_runs(block, tmp_path):
-    run_block(block, _workdir(tmp_path))
+STEPS = {
+    p: [b for b in ALL if b.path == p and (_is_file(b) or (b.kind and "not-run" not in b.markers))]
+    for p in DOCS
+}
+"""Each page's blocks that take part, in document order: the code blocks that run and the
+files written."""
+
+
+@dataclass
+class Page:
+    """One page's working folder, shared by its blocks in order, and how each step went."""
+
+    where: Path
+    done: dict[str, str] = dataclasses.field(default_factory=dict)
+    """block id -> '' once it ran, or why it failed."""
+
+
+def _play(b: Block, where: Path) -> None:
+    """Run a code block in `where`, or write a `file` block there."""
+    if not _is_file(b):
+        run_block(b, where)
+        return
+    (where / b.markers["file"]).parent.mkdir(parents=True, exist_ok=True)
+    (where / b.markers["file"]).write_text(b.text + "\n", encoding="utf-8")
+
+
+def play_in_order(block: Block, steps: list[Block], page: Page) -> None:
+    """Run `block` in its page's folder after the page's earlier steps.
+
+    An earlier step that already ran in this session is not repeated; one that failed skips
+    this block, naming it. One not run yet (deselected: a slow block under `-m slow` runs the
+    earlier default blocks first) runs now, and its failure fails this block, naming it. A
+    default block never waits for a slow one: a block that needs a slow block's output is
+    itself marked slow."""
+    for earlier in steps[: steps.index(block)]:
+        if earlier.id in page.done:
+            if page.done[earlier.id]:
+                pytest.skip(
+                    f"{block.id}: not run: the earlier block {earlier.id} of this page failed "
+                    "(a page's blocks run in order in one folder)"
+                )
+            continue
+        if _slow(earlier) and not _slow(block):
+            continue
+        try:
+            _play(earlier, page.where)
+        except (Exception, pytest.fail.Exception) as e:
+            page.done[earlier.id] = f"failed: {e}"
+            pytest.fail(
+                f"{block.id}: the earlier block {earlier.id}, run first because this one may "
+                f"need what it writes, failed:\n{e}"
+            )
+        page.done[earlier.id] = ""
+    page.done[block.id] = "did not finish"
+    try:
+        _play(block, page.where)
+    except (Exception, pytest.fail.Exception) as e:
+        page.done[block.id] = f"failed: {e}"
+        raise
+    page.done[block.id] = ""
+
+
+@pytest.fixture(scope="session")
+def pages(tmp_path_factory):
+    """The working folder of each page, made on first use and shared by its blocks."""
+    made: dict[Path, Page] = {}
+
+    def page(path: Path) -> Page:
+        if path not in made:
+            name = path.relative_to(ROOT).as_posix().replace("/", "-")
+            made[path] = Page(_workdir(tmp_path_factory.mktemp(name, numbered=True)))
+        return made[path]
+
+    return page
+
+
+RUN = [b for p in DOCS for b in STEPS[p] if not _is_file(b)]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [pytest.param(b, marks=[pytest.mark.slow] if _slow(b) else [], id=b.id) for b in RUN],
+)
+def test_block_runs(block, pages):
+    play_in_order(block, STEPS[block.path], pages(block.path))
+
+
+def test_a_failed_earlier_block_is_named_by_the_later_ones(tmp_path):
+    md = tmp_path / "page.md"
+    md.write_text(
+        "<!-- file: notes/a.txt -->\n```\nkept\n```\n\n"
+        "```bash\nexit 3\n```\n\n"
+        "```bash\ncat notes/a.txt\n```\n",
+        encoding="utf-8",
+    )
+    steps = blocks(md)
+    first, later = steps[1], steps[2]
+    # the earlier block was not selected: it runs first, and its failure names it
+    page = Page(tmp_path / "w")
+    page.where.mkdir()
+    with pytest.raises(pytest.fail.Exception, match=f"earlier block {re.escape(first.id)}.*failed"):
+        play_in_order(later, steps, page)
+    assert (page.where / "notes/a.txt").read_text() == "kept\n"
+    # the earlier block failed as its own test: the later one is skipped, naming it
+    with pytest.raises(pytest.skip.Exception, match=re.escape(first.id)):
+        play_in_order(later, steps, page)
+    # with the failing block fixed, the later block sees the file the page wrote
+    fixed = Page(page.where)
+    play_in_order(later, [steps[0], later], fixed)
+    assert list(fixed.done.values()) == ["", ""]
