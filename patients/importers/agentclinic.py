@@ -43,7 +43,6 @@ from clinicgym.patients.importers.freetext import (
     CaseBuilder,
     KBLinker,
     diagnosis_for,
-    humanise,
     lineage,
     linker_for,
     vital_facts,
@@ -51,6 +50,7 @@ from clinicgym.patients.importers.freetext import (
 from clinicgym.patients.importers.problems import ImportProblem, ImportReport, import_jsonl
 from clinicgym.patients.importers.record_history import add_history
 from clinicgym.patients.importers.record_tests import add_tests, flat_vitals
+from clinicgym.patients.importers.text import humanise
 from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 FORMAT = "agentclinic"

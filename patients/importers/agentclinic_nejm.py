@@ -35,12 +35,12 @@ from clinicgym.patients.importers.freetext import (
     diagnosis_for,
     lineage,
     linker_for,
-    norm,
 )
 from clinicgym.patients.importers.problems import ImportProblem, ImportReport, import_jsonl
 from clinicgym.patients.importers.record_history import add_passage
 from clinicgym.patients.importers.record_tests import TestsOutcome, add_tests
 from clinicgym.patients.importers.results import test_names
+from clinicgym.patients.importers.text import norm
 from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 FORMAT = "agentclinic_nejm"

@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from clinicgym.patients.importers.freetext import Clause
 from clinicgym.patients.importers.results import NORMALLY_PRESENT
+from clinicgym.patients.importers.text import Clause
 
 _SENTENCES = re.compile(r"(?<!\d)[.;](?!\d)\s*|\n+")
 _NEG_LEAD = re.compile(

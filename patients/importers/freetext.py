@@ -22,6 +22,7 @@ from faker import Faker
 from clinicgym import __version__
 from clinicgym.patients.cases.artefacts import build_artefacts
 from clinicgym.patients.cases.case import PHI, AgeDetail, Case, Diagnosis, Fact, Lineage, Persona
+from clinicgym.patients.importers.text import Clause, humanise, norm, slug
 from clinicgym.patients.knowledge.bands import age_band
 from clinicgym.patients.knowledge.kb import CHILD_AGE, EXAM_SYSTEMS, Condition, KnowledgeBase
 from clinicgym.patients.patient.chart import SYSTEM_ALIASES
@@ -55,30 +56,6 @@ _IMAGING = re.compile(
     r"\bcxr\b|\bkub\b",
     re.IGNORECASE,
 )
-
-
-def slug(text: str) -> str:
-    """'Chest_X-Ray' -> 'chest_x_ray'."""
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "item"
-
-
-def humanise(key: str) -> str:
-    """'Past_Medical_History' -> 'Past Medical History'; acronyms (WBC, CRP) keep capitals."""
-    words = re.sub(r"[_\s]+", " ", key).strip()
-    return words[:1].upper() + words[1:]
-
-
-def norm(text: str) -> str:
-    """Lower case, punctuation to single spaces."""
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
-
-
-@dataclass(frozen=True)
-class Clause:
-    """One atomic statement of a passage: its words, and whether the passage negates it."""
-
-    text: str
-    negated: bool = False
 
 
 def clauses(passage: Any) -> list[Clause]:

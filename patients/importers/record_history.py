@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clinicgym.patients.errors import ImporterError
-from clinicgym.patients.importers.freetext import slug
+from clinicgym.patients.importers.text import slug
 
 ABBREVIATIONS_FILE = Path(__file__).with_name("chart_abbreviations.yaml")
 

@@ -27,15 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinicgym.patients.importers.freetext import (
-    CaseBuilder,
-    clauses,
-    humanise,
-    is_imaging,
-    norm,
-    slug,
-    vital_facts,
-)
+from clinicgym.patients.importers.freetext import CaseBuilder, clauses, is_imaging, vital_facts
 from clinicgym.patients.importers.results import (
     SUGGESTION_KEYS,
     Flag,
@@ -44,6 +36,7 @@ from clinicgym.patients.importers.results import (
     is_pending,
     test_names,
 )
+from clinicgym.patients.importers.text import humanise, norm, slug
 
 CATEGORY_KEYS = re.compile(
     r"^(blood|blood_?tests?|blood_?work|labs?|lab_?(?:results|work|tests?)|"
