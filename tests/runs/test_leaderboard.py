@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -414,7 +415,12 @@ def test_an_llm_action_edited_without_its_reply_is_rejected(suite_run, honest, t
     problems = " | ".join(
         verify(rebundle(honest, tmp_path / "llm.zip", rewrite), kb=SMALL_KB).problems
     )
-    assert f"episode {LLM}|tiny-v1-0000|r0: turn 3: the model's reply parses to " in problems
+    # the turn of the diagnosis is not the point (it was 3 on Python 3.11, 2 on 3.13)
+    assert re.search(
+        rf"episode {re.escape(LLM)}\|tiny-v1-0000\|r0: turn \d+: the model's reply "
+        "parses to ",
+        problems,
+    ), problems
     assert "'DIAGNOSIS: Migraine without aura', the transcript records 'DIAGNOSIS: " in problems
 
 
