@@ -408,11 +408,13 @@ def _place(
 ) -> list[SentenceAudit]:
     out = []
     for s in texts:
-        hits = _match(expand_abbreviations(s), mine, alone=len(texts) == 1 or vital)
-        label, body = inline_label(s, "")
-        said = [] if hits else statements(body if label else s)
-        if said and all(not st.text for st in said):  # 'Meds: none', 'NKDA', 'Unremarkable'
-            hits = [f.id for f in mine if f.concept.endswith(".none")]
+        words = expand_abbreviations(s)  # the facts say the abbreviations in full
+        hits = _match(words, mine, alone=len(texts) == 1 or vital)
+        if not hits:  # 'Meds: none', 'NKDA', 'Unremarkable': a section's denial
+            label, body = inline_label(s, "")
+            said = statements(body if label else s)
+            if said and all(not st.text for st in said):
+                hits = [f.id for f in mine if f.concept.endswith(".none")]
         if hits:
             out.append(SentenceAudit(path, s, "fact", "", hits))
         elif META.search(s) or UNKNOWN.search(s) or ACTOR.search(s) or is_no_result(s):
@@ -423,7 +425,7 @@ def _place(
             out.append(SentenceAudit(path, s, "fact", "demographics"))
         elif re.search(r"\b(?:was|were) performed\.?$", s):
             out.append(SentenceAudit(path, s, "not a fact", "a test done, no result given"))
-        elif (other := _match(expand_abbreviations(s), facts)) and len(texts) > 1:
+        elif (other := _match(words, facts)) and len(texts) > 1:
             out.append(SentenceAudit(path, s, "fact", "said under another field", other))
         else:
             out.append(SentenceAudit(path, s, "unplaced"))

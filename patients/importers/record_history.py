@@ -720,14 +720,14 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
             key = (" ".join(said.lower().split()), fact["present"])
             if any((" ".join(f["text"].lower().split()), f["present"]) == key for f in b.facts):
                 continue  # said again under another heading: one fact, asked once
-            history = fact
-            if category == "medication" and here in ("pmh", "hpi", "ros"):
-                treated = _TREATED.match(st.text)
-                if treated and b.linker.drug(treated["drugs"]):  # 'T2DM (metformin, gliclazide)'
-                    taken = f"takes {treated['drugs']} for {treated['problem']}"
-                    fact = {**fact, "text": speak(taken, caregiver=caregiver, sex=b.sex)}
+            history = fact  # a medicine found under a history heading is kept there too
+            also_history = category == "medication" and here in ("pmh", "hpi", "ros")
+            treated = _TREATED.match(st.text) if also_history else None
+            if treated and b.linker.drug(treated["drugs"]):  # 'T2DM (metformin, gliclazide)'
+                taken = f"takes {treated['drugs']} for {treated['problem']}"
+                fact = {**fact, "text": speak(taken, caregiver=caregiver, sex=b.sex)}
             b.add(**fact)
-            if category == "medication" and here in ("pmh", "hpi", "ros"):
+            if also_history:
                 cid = b.linker.comorbidity(st.text) if here == "pmh" else None
                 if cid is not None and any(f["concept"] == cid for f in b.facts):
                     cid = None
