@@ -24,6 +24,7 @@ from clinicgym.policies.scenario import (
     played_case,
     validate_specs,
 )
+from clinicgym.policies.setup import PolicySetup
 
 __all__ = [
     "SUITE",
@@ -36,6 +37,7 @@ __all__ = [
     "PolicyError",
     "PolicyMonitor",
     "PolicyPack",
+    "PolicySetup",
     "ReplayError",
     "Rule",
     "ScenarioError",

@@ -27,17 +27,12 @@ def make_consultation_env(
     kwargs.setdefault("reward_fn", episode_reward)
     if policy_packs or scenarios:
         from clinicgym.patients.knowledge.kb import default_kb
-        from clinicgym.policies.library import load_packs
-        from clinicgym.policies.monitor import build_monitor, require_judge
-        from clinicgym.policies.scenario import make_scenarios, validate_specs
+        from clinicgym.policies.setup import PolicySetup
 
-        kb = kwargs.get("kb") or default_kb()
-        packs = load_packs(list(policy_packs))
-        require_judge(packs, judge)
-        validate_specs(list(scenarios), kb)
-        monitor = build_monitor(packs, kb, judge=judge)
+        policy = PolicySetup.load(policy_packs, scenarios, kwargs.get("kb") or default_kb(), judge)
+        monitor = policy.monitor()
         kwargs["monitors"] = [*kwargs.get("monitors", ()), *([monitor] if monitor else [])]
-        kwargs["scenarios"] = [*kwargs.get("scenarios", ()), *make_scenarios(list(scenarios), kb)]
+        kwargs["scenarios"] = [*kwargs.get("scenarios", ()), *policy.scenarios()]
     return ConsultationEnv(**kwargs)
 
 

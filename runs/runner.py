@@ -29,16 +29,8 @@ from clinicgym.envs.protocols import CaseReader
 from clinicgym.patients.cases.case import Case
 from clinicgym.patients.cases.presentation import make_sampler
 from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb, load_kb
-from clinicgym.policies import (
-    Judge,
-    PolicyPack,
-    apply_settled,
-    build_monitor,
-    load_packs,
-    make_scenarios,
-    require_judge,
-    validate_specs,
-)
+from clinicgym.policies import Judge, apply_settled
+from clinicgym.policies.setup import PolicySetup
 from clinicgym.runs.casefile import (
     CaseList,
     CohortCases,
@@ -98,9 +90,8 @@ class RunContext:
     """Generated cases realised when their episode starts (runs/casefile.py), or a file's."""
     factories: dict[str, AgentFactory]
     plan: list[PlannedEpisode]
-    packs: list[PolicyPack] = field(default_factory=list)
-    judge: Judge | None = None
-    """The LLM judge for packs with judge checks (a chat callable handed in by the caller)."""
+    policy: PolicySetup
+    """The run's packs, scenarios and judge (for packs with judge checks), checked once."""
     patient: PatientMaker | None = None
     """Makes LLM-worded patients (`--patient MODEL`); None: the grounded template patient."""
     scored: dict[str, Scored] = field(default_factory=dict)
@@ -127,11 +118,13 @@ def score_played(ctx: RunContext, episode: Episode, case: Case, case_hash: str) 
     from clinicgym.runs.summary import ScoreTable
 
     try:  # a scorer per episode: its played-case cache must not grow with the run
-        table = ScoreTable(EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.packs)))
+        table = ScoreTable(
+            EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.policy.packs))
+        )
         table.add(episode, case)
         row = tuple(table.data[c][0] for c in table.columns)
         verdict = None
-        if ctx.packs:
+        if ctx.policy.packs:
             verdict = live_verdicts([episode], {case.id: case}, ctx.spec.scenarios, ctx.kb)[0]
     except Exception:
         return None
@@ -152,13 +145,11 @@ def prepare(
     `spec.judge` names; `factories` by agent id are used instead of building those agents from
     their specs (agent objects handed to `clinicgym.evaluate`)."""
     kb = load_kb(spec.kb_dir) if spec.kb_dir else default_kb()
-    packs = load_packs(spec.policy_packs)
-    validate_specs(spec.scenarios, kb)
     if judge is None and spec.judge:
         from clinicgym.runs.judge import judge_from_spec
 
         judge = judge_from_spec(spec.judge)
-    require_judge(packs, judge)
+    policy = PolicySetup.load(spec.policy_packs, spec.scenarios, kb, judge)
     run_cases = _run_cases(spec, kb) if cases is None else as_run_cases(cases)
     options = {**spec.agent_options(), **(agent_options or {})}
     given = dict(factories or {})
@@ -167,7 +158,7 @@ def prepare(
         spec.patient, kb, spec.out, spec.patient_cache, spec.patient_cache_mode
     )
     plan = plan_episodes(spec, run_cases)
-    return RunContext(spec, kb, run_cases, built, plan, packs, judge, patient)
+    return RunContext(spec, kb, run_cases, built, plan, policy, patient)
 
 
 def _run_cases(spec: RunSpec, kb: KnowledgeBase) -> RunCases:
@@ -378,7 +369,7 @@ async def play_planned(
     """
     if case is None:
         case = ctx.cases[planned.case_index]
-    monitor = build_monitor(ctx.packs, ctx.kb, judge=ctx.judge)
+    monitor = ctx.policy.monitor()
     monitors: list[Any] = [monitor] if monitor else []
     if live is not None:
         live.monitors = monitors
@@ -391,7 +382,7 @@ async def play_planned(
         reward_fn=episode_reward,
         monitors=monitors,
         patient_factory=ctx.patient,
-        scenarios=make_scenarios(ctx.spec.scenarios, ctx.kb),
+        scenarios=ctx.policy.scenarios(),
         modality=ctx.spec.modality,
     )
     agent = ctx.factories[planned.agent]()
@@ -426,7 +417,7 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
     from clinicgym.policies.rescore import EpisodeVerdict, live_verdicts
     from clinicgym.runs.summary import ScoreTable, summarise
 
-    scorer = EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.packs))
+    scorer = EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.policy.packs))
     rows = ScoreTable(scorer)
     verdicts: list[EpisodeVerdict] = []
     for index, episodes in store.episodes_by_case(ctx.cases.ids):
@@ -437,13 +428,13 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
                 assert k is not None
                 for column, value in zip(rows.columns, k.row, strict=True):
                     rows.data[column].append(value)
-                if ctx.packs:
+                if ctx.policy.packs:
                     verdicts.append(k.verdict)
             continue
         case = ctx.cases[index] if index is not None else None
         for ep in episodes:
             rows.add(ep, case)
-        if ctx.packs:  # the violations recorded live, judged against the same case
+        if ctx.policy.packs:  # the violations recorded live, judged against the same case
             held = {case.id: case} if case is not None else {}
             verdicts += live_verdicts(episodes, held, ctx.spec.scenarios, ctx.kb)
     table = rows.frame()
@@ -451,7 +442,7 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
     summary = summarise(table, ctx.spec.agents, store.root.name, ctx.spec.prices)
     summary["planned_episodes"] = len(ctx.plan)
     summary["stored_episodes"] = len(table)
-    if ctx.packs:  # compliance.json/.md/.html from the violations recorded live
+    if ctx.policy.packs:  # compliance.json/.md/.html from the violations recorded live
         summary["compliance"] = _write_compliance(ctx, store, verdicts)
     store.write_summary(summary)
     store.record_case_hashes(ctx.cases)
@@ -466,7 +457,7 @@ def _write_compliance(ctx: RunContext, store: RunStore, verdicts: list[Any]) -> 
 
     report = build_report(
         verdicts,
-        ctx.packs,
+        ctx.policy.packs,
         run_id=store.root.name,
         mode="live",
         agents=ctx.spec.agents,

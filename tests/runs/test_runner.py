@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_resume_runs_only_what_is_missing(tmp_path):
     spec = RunSpec(out=tmp_path / "r", kb_dir=str(SMALL_KB), agents=["scripted", "oracle"], cases=5)
     ctx = prepare(spec)
     store = RunStore.open(spec, ctx.cases, ctx.kb.version)
-    ctx_part = type(ctx)(ctx.spec, ctx.kb, ctx.cases, ctx.factories, ctx.plan[:4])
+    ctx_part = dataclasses.replace(ctx, plan=ctx.plan[:4])
     assert asyncio.run(execute(ctx_part, store)) == 4
     store.close()
     store = RunStore.open(spec, ctx.cases, ctx.kb.version)
