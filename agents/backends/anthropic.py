@@ -14,7 +14,13 @@ import os
 from typing import Any
 
 from clinicgym.agents.backends.base import ChatReply, Message, ToolCall
-from clinicgym.agents.backends.openai import OpenAIBackend, _malformed, _Retryable, _tokens, _utf8
+from clinicgym.agents.backends.openai import (
+    OpenAIBackend,
+    Retryable,
+    malformed_reply,
+    token_count,
+    utf8_safe,
+)
 
 API_VERSION = "2023-06-01"
 """The `anthropic-version` header: the Messages API version this client speaks."""
@@ -76,13 +82,13 @@ class AnthropicBackend(OpenAIBackend):
         """A ChatReply from a Messages API answer; a body of the wrong shape is retried."""
         try:
             return _parse_message(data, self.model)
-        except _Retryable:
+        except Retryable:
             raise
         except (AttributeError, KeyError, IndexError, TypeError, ValueError) as e:
-            raise _Retryable(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
+            raise Retryable(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
 
 
-def _text(content: Any) -> str:
+def content_text(content: Any) -> str:
     """A message's text: a string, or the text of OpenAI-style content parts."""
     if isinstance(content, list):
         return "".join(str(p.get("text") or "") for p in content if p.get("type") == "text")
@@ -127,14 +133,14 @@ def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     for m in messages:
         role = m.get("role")
         if role == "system":
-            system.append(_text(m.get("content")))
+            system.append(content_text(m.get("content")))
             continue
         if role == "tool":
             blocks = [
                 {
                     "type": "tool_result",
                     "tool_use_id": str(m.get("tool_call_id") or ""),
-                    "content": _text(m.get("content")),
+                    "content": content_text(m.get("content")),
                 }
             ]
             role = "user"
@@ -160,35 +166,35 @@ def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
 
 def _parse_message(data: dict[str, Any], model: str) -> ChatReply:
     if data.get("type") == "error":
-        raise _Retryable(f"error body: {json.dumps(data.get('error'))[:80]}")
+        raise Retryable(f"error body: {json.dumps(data.get('error'))[:80]}")
     content = data.get("content")
     if not isinstance(content, list):
-        raise _malformed("content", content)
+        raise malformed_reply("content", content)
     text, calls = [], []
     for i, block in enumerate(content):
         if not isinstance(block, dict):
-            raise _malformed(f"content[{i}]", block)
+            raise malformed_reply(f"content[{i}]", block)
         if block.get("type") == "text":
             text.append(str(block.get("text") or ""))
         elif block.get("type") == "tool_use":
             args = block.get("input")
             calls.append(
                 ToolCall(
-                    id=_utf8(str(block.get("id") or f"call_{i}")),
-                    name=_utf8(str(block.get("name") or "")),
-                    arguments=_utf8(args if isinstance(args, dict) else {"_raw": str(args)}),
+                    id=utf8_safe(str(block.get("id") or f"call_{i}")),
+                    name=utf8_safe(str(block.get("name") or "")),
+                    arguments=utf8_safe(args if isinstance(args, dict) else {"_raw": str(args)}),
                 )
             )
     usage = data.get("usage") or {}
     if not isinstance(usage, dict):
-        raise _malformed("usage", usage)
+        raise malformed_reply("usage", usage)
     stop = data.get("stop_reason")
     return ChatReply(
-        text=_utf8("".join(text)),
+        text=utf8_safe("".join(text)),
         tool_calls=calls,
-        prompt_tokens=_tokens(usage, "input_tokens"),
-        completion_tokens=_tokens(usage, "output_tokens"),
-        cached_tokens=_tokens(usage, "cache_read_input_tokens"),
-        finish_reason=None if stop is None else _utf8(str(stop)),
-        model=_utf8(str(data.get("model") or model)),
+        prompt_tokens=token_count(usage, "input_tokens"),
+        completion_tokens=token_count(usage, "output_tokens"),
+        cached_tokens=token_count(usage, "cache_read_input_tokens"),
+        finish_reason=None if stop is None else utf8_safe(str(stop)),
+        model=utf8_safe(str(data.get("model") or model)),
     )

@@ -12,9 +12,15 @@ import os
 import urllib.parse
 from typing import Any
 
-from clinicgym.agents.backends.anthropic import _text, call_arguments
+from clinicgym.agents.backends.anthropic import call_arguments, content_text
 from clinicgym.agents.backends.base import ChatReply, Message, ToolCall
-from clinicgym.agents.backends.openai import OpenAIBackend, _malformed, _Retryable, _tokens, _utf8
+from clinicgym.agents.backends.openai import (
+    OpenAIBackend,
+    Retryable,
+    malformed_reply,
+    token_count,
+    utf8_safe,
+)
 from clinicgym.agents.errors import BackendError
 
 API_VERSION = "v1beta"
@@ -78,10 +84,10 @@ class GeminiBackend(OpenAIBackend):
         """A ChatReply from a generateContent answer; a body of the wrong shape is retried."""
         try:
             return _parse_content(data, self.model)
-        except (_Retryable, BackendError):
+        except (Retryable, BackendError):
             raise
         except (AttributeError, KeyError, IndexError, TypeError, ValueError) as e:
-            raise _Retryable(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
+            raise Retryable(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
@@ -111,7 +117,7 @@ def to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     for m in messages:
         role = m.get("role")
         if role == "system":
-            system.append(_text(m.get("content")))
+            system.append(content_text(m.get("content")))
             continue
         if role == "tool":
             call_id = str(m.get("tool_call_id") or "")
@@ -119,7 +125,7 @@ def to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
                 {
                     "functionResponse": {
                         "name": names.get(call_id, call_id),
-                        "response": {"content": _text(m.get("content"))},
+                        "response": {"content": content_text(m.get("content"))},
                     }
                 }
             ]
@@ -151,17 +157,17 @@ def _parse_content(data: dict[str, Any], model: str) -> ChatReply:
         blocked = (data.get("promptFeedback") or {}).get("blockReason")
         if blocked:  # the same prompt is blocked again: not worth a retry
             raise BackendError(f"google/{model}: the prompt was blocked ({blocked})")
-        raise _Retryable(f"no candidates in {str(data)[:80]}")
+        raise Retryable(f"no candidates in {str(data)[:80]}")
     first = candidates[0]
     if not isinstance(first, dict):
-        raise _malformed("candidates[0]", first)
+        raise malformed_reply("candidates[0]", first)
     parts = (first.get("content") or {}).get("parts") or []
     if not isinstance(parts, list):
-        raise _malformed("content.parts", parts)
+        raise malformed_reply("content.parts", parts)
     text, calls = [], []
     for i, part in enumerate(parts):
         if not isinstance(part, dict):
-            raise _malformed(f"parts[{i}]", part)
+            raise malformed_reply(f"parts[{i}]", part)
         if part.get("thought"):  # a thinking model's summary, not its answer
             continue
         if "text" in part:
@@ -171,21 +177,21 @@ def _parse_content(data: dict[str, Any], model: str) -> ChatReply:
             args = call.get("args")
             calls.append(
                 ToolCall(
-                    id=_utf8(str(call.get("id") or f"call_{i}")),
-                    name=_utf8(str(call.get("name") or "")),
-                    arguments=_utf8(args if isinstance(args, dict) else {}),
+                    id=utf8_safe(str(call.get("id") or f"call_{i}")),
+                    name=utf8_safe(str(call.get("name") or "")),
+                    arguments=utf8_safe(args if isinstance(args, dict) else {}),
                 )
             )
     usage = data.get("usageMetadata") or {}
     if not isinstance(usage, dict):
-        raise _malformed("usageMetadata", usage)
+        raise malformed_reply("usageMetadata", usage)
     finish = first.get("finishReason")
     return ChatReply(
-        text=_utf8("".join(text)),
+        text=utf8_safe("".join(text)),
         tool_calls=calls,
-        prompt_tokens=_tokens(usage, "promptTokenCount"),
-        completion_tokens=_tokens(usage, "candidatesTokenCount"),
-        cached_tokens=_tokens(usage, "cachedContentTokenCount"),
-        finish_reason=None if finish is None else _utf8(str(finish)),
-        model=_utf8(str(data.get("modelVersion") or model)),
+        prompt_tokens=token_count(usage, "promptTokenCount"),
+        completion_tokens=token_count(usage, "candidatesTokenCount"),
+        cached_tokens=token_count(usage, "cachedContentTokenCount"),
+        finish_reason=None if finish is None else utf8_safe(str(finish)),
+        model=utf8_safe(str(data.get("modelVersion") or model)),
     )

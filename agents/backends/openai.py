@@ -35,7 +35,7 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 PARAMS = ("max_tokens", "temperature", "top_p", "seed", "stop")
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     """One failed attempt that may succeed if tried again."""
 
     def __init__(self, what: str, wait: float | None = None) -> None:
@@ -150,7 +150,7 @@ class OpenAIBackend:
                 try:
                     data = await self._attempt(session, payload)
                     reply = self.parse(data)
-                except _Retryable as e:
+                except Retryable as e:
                     failures.append(str(e))
                     if attempt == self.max_retries:
                         break
@@ -175,13 +175,13 @@ class OpenAIBackend:
                 content = await resp.read()
                 wait = _retry_after(resp.headers.get("retry-after"))
         except TimeoutError as e:  # aiohttp's connect and read time-outs are TimeoutErrors
-            raise _Retryable(f"timed out ({type(e).__name__})") from None
+            raise Retryable(f"timed out ({type(e).__name__})") from None
         except aiohttp.InvalidURL as e:
             raise BackendError(f"{self.name}: invalid URL {e}") from None
         except aiohttp.ClientError as e:  # refused, reset, dropped mid-answer, bad framing
-            raise _Retryable(f"connection failed ({type(e).__name__}: {e})") from None
+            raise Retryable(f"connection failed ({type(e).__name__}: {e})") from None
         if status in RETRY_STATUS:
-            raise _Retryable(f"HTTP {status}", wait)
+            raise Retryable(f"HTTP {status}", wait)
         if status >= 400:
             text = content[:300].decode("utf-8", "replace")
             raise BackendError(
@@ -191,9 +191,9 @@ class OpenAIBackend:
         try:
             data = json.loads(content)
         except (ValueError, RecursionError):
-            raise _Retryable(f"malformed JSON body {content[:60]!r}") from None
+            raise Retryable(f"malformed JSON body {content[:60]!r}") from None
         if not isinstance(data, dict):
-            raise _Retryable(f"body is not a JSON object: {content[:60]!r}")
+            raise Retryable(f"body is not a JSON object: {content[:60]!r}")
         return data
 
     async def aclose(self) -> None:
@@ -223,36 +223,37 @@ def _retry_after(value: str | None) -> float | None:
 def _parse(data: dict[str, Any], model: str) -> ChatReply:
     """A ChatReply from a chat-completion body. A body of the wrong shape (no choices, a
     `message`, `usage` or `tool_calls` of the wrong type, a negative token count) is the
-    server's fault: `_Retryable`, so it goes through the retries and then surfaces as a
+    server's fault: `Retryable`, so it goes through the retries and then surfaces as a
     BackendError, never as an AttributeError in the episode."""
     try:
         return _parse_reply(data, model)
-    except _Retryable:
+    except Retryable:
         raise
     except (AttributeError, KeyError, IndexError, TypeError, ValueError, ValidationError) as e:
-        raise _Retryable(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
+        raise Retryable(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
 
 
-def _malformed(what: str, value: Any) -> _Retryable:
-    return _Retryable(f"malformed reply: {what} is {type(value).__name__}: {str(value)[:60]!r}")
+def malformed_reply(what: str, value: Any) -> Retryable:
+    """A retryable error naming the reply field that had the wrong type (for subclasses' parse)."""
+    return Retryable(f"malformed reply: {what} is {type(value).__name__}: {str(value)[:60]!r}")
 
 
 def _parse_reply(data: dict[str, Any], model: str) -> ChatReply:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
-        raise _Retryable(f"no choices[0].message in {json.dumps(data)[:80]}")
+        raise Retryable(f"no choices[0].message in {json.dumps(data)[:80]}")
     choice = choices[0]
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
-        raise _malformed("choices[0].message", message)
+        raise malformed_reply("choices[0].message", message)
     raw_calls = message.get("tool_calls") or []
     if not isinstance(raw_calls, list):
-        raise _malformed("message.tool_calls", raw_calls)
+        raise malformed_reply("message.tool_calls", raw_calls)
     calls = []
     for i, tc in enumerate(raw_calls):
         fn = tc.get("function") if isinstance(tc, dict) else None
         if not isinstance(fn, dict):
-            raise _malformed(f"tool_calls[{i}].function", fn)
+            raise malformed_reply(f"tool_calls[{i}].function", fn)
         args = fn.get("arguments") or "{}"
         try:
             parsed = json.loads(args) if isinstance(args, str) else dict(args)
@@ -262,57 +263,60 @@ def _parse_reply(data: dict[str, Any], model: str) -> ChatReply:
             parsed = {"_raw": str(args)[:2000]}
         calls.append(
             ToolCall(
-                id=_utf8(str(tc.get("id") or f"call_{i}")),
-                name=_utf8(str(fn.get("name", ""))),
-                arguments=_utf8(parsed),
+                id=utf8_safe(str(tc.get("id") or f"call_{i}")),
+                name=utf8_safe(str(fn.get("name", ""))),
+                arguments=utf8_safe(parsed),
             )
         )
     usage = data.get("usage") or {}
     if not isinstance(usage, dict):
-        raise _malformed("usage", usage)
+        raise malformed_reply("usage", usage)
     details = usage.get("prompt_tokens_details") or {}
     if not isinstance(details, dict):
-        raise _malformed("usage.prompt_tokens_details", details)
+        raise malformed_reply("usage.prompt_tokens_details", details)
     return ChatReply(
         text=_content(message.get("content")),
         tool_calls=calls,
-        prompt_tokens=_tokens(usage, "prompt_tokens"),
-        completion_tokens=_tokens(usage, "completion_tokens"),
-        cached_tokens=_tokens(details, "cached_tokens"),
-        finish_reason=_utf8(_str_or_none(choice.get("finish_reason"))),
-        model=_utf8(str(data.get("model") or model)),
+        prompt_tokens=token_count(usage, "prompt_tokens"),
+        completion_tokens=token_count(usage, "completion_tokens"),
+        cached_tokens=token_count(details, "cached_tokens"),
+        finish_reason=utf8_safe(_str_or_none(choice.get("finish_reason"))),
+        model=utf8_safe(str(data.get("model") or model)),
     )
 
 
 def _content(content: Any) -> str:
     """The message text: a string, null, or a list of {'type': 'text', 'text': ...} parts."""
     if content is None or isinstance(content, str):
-        return _utf8(content or "")
+        return utf8_safe(content or "")
     if isinstance(content, list) and all(isinstance(p, dict) for p in content):
-        return _utf8("".join(str(p.get("text") or "") for p in content if p.get("type") == "text"))
-    raise _malformed("message.content", content)
+        return utf8_safe(
+            "".join(str(p.get("text") or "") for p in content if p.get("type") == "text")
+        )
+    raise malformed_reply("message.content", content)
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _utf8(value: Any) -> Any:
+def utf8_safe(value: Any) -> Any:
     """`value` with every lone surrogate in its strings (JSON may escape half a pair,
     '\\ud83d', and json.loads keeps it) replaced by U+FFFD: otherwise the episode holding the
     model's reply could not be written as UTF-8, and the run store would fail on it."""
     if isinstance(value, str):
         return _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {_utf8(k): _utf8(v) for k, v in value.items()}
+        return {utf8_safe(k): utf8_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_utf8(v) for v in value]
+        return [utf8_safe(v) for v in value]
     return value
 
 
-def _tokens(usage: dict[str, Any], key: str) -> int:
+def token_count(usage: dict[str, Any], key: str) -> int:
+    """A usage field as a token count, or a retryable error if it is not a sane number."""
     value = usage.get(key) or 0
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**53:
-        raise _malformed(f"usage.{key}", value)
+        raise malformed_reply(f"usage.{key}", value)
     return int(value)
 
 
