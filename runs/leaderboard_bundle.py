@@ -13,12 +13,15 @@ import json
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinicgym import __version__
 from clinicgym.runs import layout
 from clinicgym.runs.errors import LeaderboardError
 from clinicgym.runs.store import RunStore
+
+if TYPE_CHECKING:
+    from clinicgym.runs.records import RunManifest
 
 BUNDLE_FORMAT_VERSION = 1
 BUNDLE_INDEX = "bundle.json"
@@ -71,6 +74,62 @@ def read_card(path: Path | str) -> dict[str, Any]:
     }
 
 
+def _unsubmittable(store: RunStore, manifest: RunManifest, card: dict[str, Any]) -> list[str]:
+    """Why this run cannot be packed yet: missing, unsealed, edited, incomplete, or a stray card."""
+    problems = [f"no {n}" for n in BUNDLE_FILES if not (store.root / n).exists()]
+    if not manifest.content:
+        problems.append(f"the run was never finalised (no content hashes in {layout.MANIFEST})")
+    changed = store.changed_since_sealed() if not problems else []
+    if changed:
+        problems.append(f"{', '.join(changed)} changed since the run was finalised")
+    if not problems:
+        summary = store.summary()
+        planned, stored = summary.planned_episodes, summary.stored_episodes
+        if planned != stored:
+            problems.append(f"only {stored} of {planned} planned episodes are stored")
+    agents = manifest.spec.agents
+    stray = sorted(set(card.get("models", {})) - set(agents))
+    if stray:
+        problems.append(
+            f"the card describes agents the run did not play: {stray}; it played {agents}"
+        )
+    return problems
+
+
+def _bundle_index(
+    manifest: RunManifest,
+    run_id: str,
+    files: dict[str, bytes],
+    submitter: str | None,
+    card: dict[str, Any],
+) -> dict[str, Any]:
+    """`bundle.json`: what was packed, when, by which clinicgym, file hashes, the declarations."""
+    return {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "run_id": run_id,
+        "packed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "clinicgym": __version__,
+        "suite": manifest.suite.document() if manifest.suite is not None else None,
+        "agents": manifest.spec.agents,
+        "submission": {
+            "submitter": submitter or card.get("submitter"),
+            "models": card.get("models", {}),
+        },
+        "files": {n: {"sha256": _sha256(b), "bytes": len(b)} for n, b in files.items()},
+    }
+
+
+def _write_zip(out: Path, index: dict[str, Any], files: dict[str, bytes]) -> None:
+    """Write the zip under a temporary name, then move it into place: never a half-written `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(BUNDLE_INDEX, json.dumps(index, indent=2) + "\n")
+        for n, b in files.items():
+            z.writestr(n, b)
+    tmp.replace(out)
+
+
 def pack(
     run_dir: Path | str,
     out: Path | str | None = None,
@@ -86,24 +145,8 @@ def pack(
     if not store.manifest_path.exists():
         raise LeaderboardError(f"{run_dir}: not a run directory (no {layout.MANIFEST})")
     manifest = store.manifest()
-    problems = [f"no {n}" for n in BUNDLE_FILES if not (store.root / n).exists()]
-    if not manifest.content:
-        problems.append(f"the run was never finalised (no content hashes in {layout.MANIFEST})")
-    changed = store.changed_since_sealed() if not problems else []
-    if changed:
-        problems.append(f"{', '.join(changed)} changed since the run was finalised")
-    if not problems:
-        summary = store.summary()
-        planned, stored = summary.planned_episodes, summary.stored_episodes
-        if planned != stored:
-            problems.append(f"only {stored} of {planned} planned episodes are stored")
-    agents = manifest.spec.agents
     card = card or {}
-    stray = sorted(set(card.get("models", {})) - set(agents))
-    if stray:
-        problems.append(
-            f"the card describes agents the run did not play: {stray}; it played {agents}"
-        )
+    problems = _unsubmittable(store, manifest, card)
     if problems:
         raise LeaderboardError(
             f"cannot submit {run_dir}: " + "; ".join(problems) + " (finish or resume the run "
@@ -114,24 +157,5 @@ def pack(
     run_id = manifest.run_id or store.root.name
     out = Path(out) if out else Path(f"{run_id}.submission.zip")
     files = {n: (store.root / n).read_bytes() for n in names}
-    index = {
-        "format_version": BUNDLE_FORMAT_VERSION,
-        "run_id": run_id,
-        "packed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "clinicgym": __version__,
-        "suite": manifest.suite.document() if manifest.suite is not None else None,
-        "agents": agents,
-        "submission": {
-            "submitter": submitter or card.get("submitter"),
-            "models": card.get("models", {}),
-        },
-        "files": {n: {"sha256": _sha256(b), "bytes": len(b)} for n, b in files.items()},
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr(BUNDLE_INDEX, json.dumps(index, indent=2) + "\n")
-        for n, b in files.items():
-            z.writestr(n, b)
-    tmp.replace(out)
+    _write_zip(out, _bundle_index(manifest, run_id, files, submitter, card), files)
     return out

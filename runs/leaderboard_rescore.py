@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from clinicgym.envs.episode import Episode
     from clinicgym.patients.cases.case import Case
     from clinicgym.patients.knowledge.kb import KnowledgeBase
+    from clinicgym.policies.pack import PolicyPack
+    from clinicgym.policies.rescore import EpisodeVerdict
     from clinicgym.runs.suite import SuiteVersion
+    from clinicgym.scoring.metrics import EpisodeScorer
 
 
 MAX_EPISODE_REASONS = 20
@@ -26,6 +29,76 @@ def _capped(reasons: list[str]) -> list[str]:
     if len(reasons) <= MAX_EPISODE_REASONS:
         return reasons
     return [*reasons[:MAX_EPISODE_REASONS], f"... and {len(reasons) - MAX_EPISODE_REASONS} more"]
+
+
+def _case_hash_problems(
+    derived: list[Episode], by_id: dict[str, Case], scorer: EpisodeScorer, p: list[str]
+) -> bool:
+    """Recorded case hashes against the cases as played; False at a case not the suite's."""
+    wrong = []
+    for ep in derived:
+        case = by_id.get(ep.case_id)
+        if case is None:
+            p.append(f"episode {ep.episode_id}: case {ep.case_id} is not one of the suite's")
+            return False
+        played = scorer.played(ep, case).content_hash()
+        if ep.status == "completed" and ep.case_hash != played:
+            wrong.append(
+                f"episode {ep.episode_id}: it records case hash {ep.case_hash[:12] or '(none)'}, "
+                f"the suite's case as played hashes to {played[:12]}"
+            )
+    p.extend(_capped(wrong))
+    return True
+
+
+def _replay_monitors(
+    derived: list[Episode], verdicts: list[EpisodeVerdict]
+) -> tuple[list[Episode], list[str]]:
+    """The episodes with the replayed verdicts in place, and where the replay disagrees."""
+    from clinicgym.policies.monitor import CHECK_ERROR_PREFIX
+
+    redone, found = [], []
+    for ep, v in zip(derived, verdicts, strict=True):
+        if v.status == "error" and not v.violations and v.errors and ep.status == "completed":
+            found.append(
+                f"episode {ep.episode_id}: the monitors could not replay it: {v.errors[0]}"
+            )
+        if v.status != "skipped":
+            want = sorted((x.turn, x.pack, x.rule_id, x.severity) for x in v.violations)
+            have = sorted((x.turn, x.pack, x.rule_id, x.severity) for x in ep.violations)
+            if want != have:
+                found.append(
+                    f"episode {ep.episode_id}: the monitors re-run on its transcript find "
+                    f"{_rules(want)}; the episode records {_rules(have)}"
+                )
+            keep = [e for e in ep.errors if not e.startswith(CHECK_ERROR_PREFIX)]
+            ep = ep.model_copy(update={"violations": v.violations, "errors": keep + list(v.errors)})
+        redone.append(ep)
+    return redone, found
+
+
+def _rerun_monitors(
+    derived: list[Episode],
+    by_id: dict[str, Case],
+    ver: SuiteVersion,
+    kb: KnowledgeBase,
+    p: list[str],
+) -> tuple[list[PolicyPack], list[EpisodeVerdict], list[Episode]] | None:
+    """The registry's packs, their verdicts and the replayed episodes; None if they cannot run."""
+    from clinicgym.policies import load_packs
+    from clinicgym.policies.monitor import require_judge
+    from clinicgym.policies.rescore import rescore
+
+    try:
+        packs = load_packs(ver.recipe.policy_packs)
+        require_judge(packs, None)
+    except ClinicGymError as e:
+        p.append(f"cannot re-run the monitors: {e}".replace("\n", " "))
+        return None
+    verdicts = asyncio.run(rescore(derived, by_id, packs, kb, ver.recipe.scenarios))
+    redone, found = _replay_monitors(derived, verdicts)
+    p.extend(_capped(found))
+    return packs, verdicts, redone
 
 
 def _rederive_summary(
@@ -41,59 +114,21 @@ def _rederive_summary(
 ) -> dict[str, Any] | None:
     """Replay the registry's packs over the re-derived transcripts (violations that differ from
     the stored ones are reasons), then score and summarise them as `finalise` does."""
-    from clinicgym.policies import load_packs
-    from clinicgym.policies.monitor import CHECK_ERROR_PREFIX, require_judge
-    from clinicgym.policies.rescore import rescore
     from clinicgym.runs.summary import score_table, summarise
     from clinicgym.scoring.compliance import build_report, summary_of
     from clinicgym.scoring.metrics import EpisodeScorer
 
     by_id = {c.id: c for c in cases}
     scorer = EpisodeScorer(kb, ver.recipe.scenarios, monitored=bool(ver.recipe.policy_packs))
-    wrong = []
-    for ep in derived:
-        case = by_id.get(ep.case_id)
-        if case is None:
-            p.append(f"episode {ep.episode_id}: case {ep.case_id} is not one of the suite's")
-            return None
-        played = scorer.played(ep, case).content_hash()
-        if ep.status == "completed" and ep.case_hash != played:
-            wrong.append(
-                f"episode {ep.episode_id}: it records case hash {ep.case_hash[:12] or '(none)'}, "
-                f"the suite's case as played hashes to {played[:12]}"
-            )
-    p.extend(_capped(wrong))
+    if not _case_hash_problems(derived, by_id, scorer, p):
+        return None
     packs = []
     verdicts = []
     if ver.recipe.policy_packs:
-        try:
-            packs = load_packs(ver.recipe.policy_packs)
-            require_judge(packs, None)
-        except ClinicGymError as e:
-            p.append(f"cannot re-run the monitors: {e}".replace("\n", " "))
+        replayed = _rerun_monitors(derived, by_id, ver, kb, p)
+        if replayed is None:
             return None
-        verdicts = asyncio.run(rescore(derived, by_id, packs, kb, ver.recipe.scenarios))
-        redone, found = [], []
-        for ep, v in zip(derived, verdicts, strict=True):
-            if v.status == "error" and not v.violations and v.errors and ep.status == "completed":
-                found.append(
-                    f"episode {ep.episode_id}: the monitors could not replay it: {v.errors[0]}"
-                )
-            if v.status != "skipped":
-                want = sorted((x.turn, x.pack, x.rule_id, x.severity) for x in v.violations)
-                have = sorted((x.turn, x.pack, x.rule_id, x.severity) for x in ep.violations)
-                if want != have:
-                    found.append(
-                        f"episode {ep.episode_id}: the monitors re-run on its transcript find "
-                        f"{_rules(want)}; the episode records {_rules(have)}"
-                    )
-                keep = [e for e in ep.errors if not e.startswith(CHECK_ERROR_PREFIX)]
-                ep = ep.model_copy(
-                    update={"violations": v.violations, "errors": keep + list(v.errors)}
-                )
-            redone.append(ep)
-        p.extend(_capped(found))
-        derived = redone
+        packs, verdicts, derived = replayed
     table = score_table(derived, by_id, scorer)
     fresh = summarise(table, agents, claimed.run_id, spec.price_table())
     fresh["planned_episodes"] = len(planned)

@@ -93,6 +93,38 @@ def _record(
         return None
 
 
+def _index_hash_problems(index: dict[str, Any], files: dict[str, bytes], hidden: str) -> list[str]:
+    """Files missing, or not as bundle.json hashes them; a hidden suite's (`hidden`) omits cases."""
+    out = []
+    recorded = index.get("files") if isinstance(index.get("files"), dict) else {}
+    for n in BUNDLE_FILES:
+        if n not in files:
+            if not (hidden and n in HIDDEN_WITHHELD):
+                out.append(f"{n} is missing from the bundle")
+            continue
+        if hidden and n in HIDDEN_WITHHELD:
+            out.append(
+                f"{n}: a bundle of hidden suite {hidden} must not carry its cases "
+                "(`clinicgym submit` leaves them out; the maintainer regenerates them)"
+            )
+        want = (recorded.get(n) or {}).get("sha256") if isinstance(recorded.get(n), dict) else None
+        if want != _sha256(files[n]):
+            out.append(f"{n}: sha256 {_sha256(files[n])[:16]}... does not match bundle.json")
+    return out
+
+
+def _sealed_hash_problems(manifest: RunManifest, files: dict[str, bytes]) -> list[str]:
+    """Each bundled file against the hash the manifest sealed when the run finished."""
+    out = []
+    content = manifest.content or {}
+    for n, rec in content.items():
+        if n in files and rec.sha256 != _sha256(files[n]):
+            out.append(f"{n} was edited after the run was finalised (manifest sha256 differs)")
+    if not content:
+        out.append(f"{layout.MANIFEST} has no content hashes: the run was never finalised")
+    return out
+
+
 def verify(
     bundle: Path | str,
     *,
@@ -116,28 +148,10 @@ def verify(
     suite = _registry_suite(manifest, p) if manifest is not None else None
     hidden = f"{suite[0]}@{suite[2].version}" if suite is not None and suite[1].hidden else ""
     # 1. hashes: the index's, and the manifest's sealed record
-    recorded = index.get("files") if isinstance(index.get("files"), dict) else {}
-    for n in BUNDLE_FILES:
-        if n not in files:
-            if not (hidden and n in HIDDEN_WITHHELD):
-                p.append(f"{n} is missing from the bundle")
-            continue
-        if hidden and n in HIDDEN_WITHHELD:
-            p.append(
-                f"{n}: a bundle of hidden suite {hidden} must not carry its cases "
-                "(`clinicgym submit` leaves them out; the maintainer regenerates them)"
-            )
-        want = (recorded.get(n) or {}).get("sha256") if isinstance(recorded.get(n), dict) else None
-        if want != _sha256(files[n]):
-            p.append(f"{n}: sha256 {_sha256(files[n])[:16]}... does not match bundle.json")
+    p.extend(_index_hash_problems(index, files, hidden))
     if manifest is None:
         return verdict
-    content = manifest.content or {}
-    for n, rec in content.items():
-        if n in files and rec.sha256 != _sha256(files[n]):
-            p.append(f"{n} was edited after the run was finalised (manifest sha256 differs)")
-    if not content:
-        p.append(f"{layout.MANIFEST} has no content hashes: the run was never finalised")
+    p.extend(_sealed_hash_problems(manifest, files))
     try:
         verdict.info.update(_bundle_info(index, manifest))
         if suite is None or layout.EPISODES not in files or layout.SUMMARY not in files:
@@ -232,8 +246,7 @@ def _check_run(
     kb: KBChoice,
     secret: str | None,
 ) -> None:
-    from clinicgym.runs.rederive import rederive
-
+    """Everything past the hashes: recipe, packs, cases, plan, transcripts, monitors and scores."""
     p = verdict.problems
     name, sdef, ver = suite
     ref = f"{name}@{ver.version}"
@@ -243,47 +256,23 @@ def _check_run(
         verdict.notes.append(f"{ref} is superseded ({ver.superseded}); ranked with its own runs")
     # 2. the recipe and packs, from the registry
     p.extend(_recipe_problems(spec, manifest.suite or SuiteRecord(), ver, ref))
-    packs = manifest.policy_packs
-    have_refs = [f"{x.id}@{x.version}" for x in packs]
-    if have_refs != spec.policy_packs:
-        p.append(f"the manifest records packs {have_refs}, its spec names {spec.policy_packs}")
-    p.extend(_pack_problems(packs))
+    p.extend(_pack_ref_problems(manifest))
+    p.extend(_pack_problems(manifest.policy_packs))
     verdict.info["packs"] = list(ver.recipe.policy_packs)
     # 3. the cases: the frozen hash from the registry
     ids = [c.id for c in manifest.cases]
-    hashes = [str(c.hash) for c in manifest.cases]
-    listed_sha = _sha256("".join(hashes).encode()) if hashes else ""
+    frozen = _frozen_hash_problems(manifest, ver, ref)
     verdict.info["cases_sha256"] = ver.cases_sha256
-    if listed_sha != ver.cases_sha256:
-        p.append(
-            f"the run's cases hash to {listed_sha[:16]}... ({len(ids)} cases), not to suite "
-            f"{ref}'s frozen {ver.cases_sha256[:16]}... ({ver.recipe.cases} cases, this "
-            "install's registry): not the suite's cases"
-        )
+    p.extend(frozen)
     scoring_kb = _scoring_kb(kb, manifest, ver, ref, p, verdict.notes)
-    if sdef.hidden:
-        cases = _hidden_cases(name, sdef, ver, kb, secret, p)
-    else:
-        cases = _bundle_cases(files, p, scoring_kb)
-    if cases is not None and [(c.id, c.content_hash()) for c in cases] != list(
-        zip(ids, hashes, strict=False)
-    ):
-        p.append(
-            f"the cases do not match the case ids and hashes in {layout.MANIFEST}"
-            + (" (regenerated from the secret)" if sdef.hidden else "")
-        )
+    cases = _suite_cases(suite, manifest, files, kb, scoring_kb, secret, p)
     # 4. every planned episode once, with the suite's seeds
     episodes, lines = _episodes(files[layout.EPISODES], p)
     agents = list(spec.agents)
     planned = _plan(agents, ids, ver)
     _plan_problems(planned, episodes, lines, p)
     # 5. the transcripts: outcomes, turns and endings re-derived
-    derived, found = [], []
-    for ep in episodes.values():
-        again = rederive(ep, ver.recipe.max_turns)
-        found += again.problems
-        derived.append(again.episode)
-    p.extend(_capped(found))
+    derived = _rederived(episodes, ver.recipe.max_turns, p)
     verdict.info["served"] = _served(episodes.values())
     if cases is None:
         if sdef.hidden and not _has_secret(secret):
@@ -299,6 +288,64 @@ def _check_run(
     if fresh is not None:
         _compare_summary(summary, fresh, p, verdict.notes)
         verdict.info["summary"] = fresh
+
+
+def _pack_ref_problems(manifest: RunManifest) -> list[str]:
+    """The packs the manifest records against those its spec names."""
+    have_refs = [f"{x.id}@{x.version}" for x in manifest.policy_packs]
+    if have_refs == manifest.spec.policy_packs:
+        return []
+    return [f"the manifest records packs {have_refs}, its spec names {manifest.spec.policy_packs}"]
+
+
+def _frozen_hash_problems(manifest: RunManifest, ver: SuiteVersion, ref: str) -> list[str]:
+    """The run's case hashes against the suite version's frozen cases hash (the registry's)."""
+    hashes = [str(c.hash) for c in manifest.cases]
+    listed_sha = _sha256("".join(hashes).encode()) if hashes else ""
+    if listed_sha == ver.cases_sha256:
+        return []
+    return [
+        f"the run's cases hash to {listed_sha[:16]}... ({len(hashes)} cases), not to suite "
+        f"{ref}'s frozen {ver.cases_sha256[:16]}... ({ver.recipe.cases} cases, this "
+        "install's registry): not the suite's cases"
+    ]
+
+
+def _suite_cases(
+    suite: tuple[str, SuiteDef, SuiteVersion],
+    manifest: RunManifest,
+    files: dict[str, bytes],
+    kb: KBChoice,
+    scoring_kb: KnowledgeBase | None,
+    secret: str | None,
+    p: list[str],
+) -> list[Case] | None:
+    """The suite's cases (from the secret if hidden, else the bundle), checked with the manifest."""
+    name, sdef, ver = suite
+    if sdef.hidden:
+        cases = _hidden_cases(name, sdef, ver, kb, secret, p)
+    else:
+        cases = _bundle_cases(files, p, scoring_kb)
+    listed = [(c.id, str(c.hash)) for c in manifest.cases]
+    if cases is not None and [(c.id, c.content_hash()) for c in cases] != listed:
+        p.append(
+            f"the cases do not match the case ids and hashes in {layout.MANIFEST}"
+            + (" (regenerated from the secret)" if sdef.hidden else "")
+        )
+    return cases
+
+
+def _rederived(episodes: dict[str, Episode], max_turns: int, p: list[str]) -> list[Episode]:
+    """Each transcript rebuilt from its events (outcome, turns, ending); differences are reasons."""
+    from clinicgym.runs.rederive import rederive
+
+    derived, found = [], []
+    for ep in episodes.values():
+        again = rederive(ep, max_turns)
+        found += again.problems
+        derived.append(again.episode)
+    p.extend(_capped(found))
+    return derived
 
 
 def _recipe_problems(
