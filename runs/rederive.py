@@ -2,8 +2,8 @@
 fields.
 
 A stored episode carries fields that can be edited without touching the transcript: `outcome`,
-`turns` and `termination` (and `violations`, which `runs/leaderboard.py` re-derives by replaying
-the monitors). `rederive` rebuilds the first three from the clinician's events the way
+`turns` and `termination` (and `violations`, which `runs/leaderboard_rescore.py` re-derives by
+replaying the monitors). `rederive` rebuilds the first three from the clinician's events the way
 `ConsultationEnv` builds them, and names every difference. Each clinician action is re-parsed
 from the model's own reply where the agent recorded it (the LLM clinician keeps it in the
 event's `meta["reply"]`); for agents that hand the env a parsed action (the baselines) the
