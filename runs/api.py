@@ -24,7 +24,7 @@ import difflib
 import os
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,30 +167,9 @@ def evaluate(
     return _in_thread(work)  # a notebook's loop is running: play on a loop of our own
 
 
-def _resolve(
-    agents: Any,
-    suite: str | None,
-    cases: CasesArg,
-    out: Any,
-    seed: int | None,
-    repeats: int | None,
-    max_turns: int | None,
-    concurrency: int | None,
-    packs: Sequence[str] | None,
-    scenarios: Sequence[str] | None,
-    names: Sequence[str] | Mapping[str, str] | None,
-    kb: Any,
-    config: Any,
-    options: dict[str, Any],
-) -> tuple[Any, dict[str, Any], list[Any] | None]:
-    """The run's spec, the agent objects by id, and a case file's imported cases; raises a
-    ClinicGymError naming the argument for anything wrong, before any expensive work."""
-    from clinicgym.runs.config import CLI_FIELDS, resolve_spec
-    from clinicgym.runs.imported import imported_run_cases
-    from clinicgym.runs.spec import RunSpec
-
-    ids, objects = _agents(agents)
-    flags: dict[str, Any] = {"agents": ids}
+def _case_flags(suite: str | None, cases: CasesArg) -> dict[str, Any]:
+    """The CLI flags for where the cases come from (a suite, a count or a case file), checked."""
+    flags: dict[str, Any] = {}
     if suite is not None and cases is not None:
         raise ConfigError(
             f"evaluate(): give suite= or cases=, not both (suite {suite!r} fixes its own cases)"
@@ -211,17 +190,16 @@ def _resolve(
                 "(a case file: AgentClinic JSONL or a DDXPlus release)"
             )
         flags["cases_from"] = str(path)
-    named = {
-        "out": out,
-        "seed": seed,
-        "repeats": repeats,
-        "max_turns": max_turns,
-        "concurrency": concurrency,
-        "packs": packs,
-        "scenarios": scenarios,
-        "kb": kb,
-    }
-    for arg, value in [*named.items(), *options.items()]:
+    return flags
+
+
+def _option_flags(arguments: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """evaluate()'s other arguments, those given, as the CLI flags they stand for, cast alike."""
+    from clinicgym.runs.config import CLI_FIELDS
+    from clinicgym.runs.spec import RunSpec
+
+    flags: dict[str, Any] = {}
+    for arg, value in arguments:
         if value is None:
             continue
         option = _RENAMED.get(arg, arg)
@@ -237,6 +215,43 @@ def _resolve(
             flags[arg] = value
         else:
             raise ConfigError(_unknown_argument(arg))
+    return flags
+
+
+def _resolve(
+    agents: Any,
+    suite: str | None,
+    cases: CasesArg,
+    out: Any,
+    seed: int | None,
+    repeats: int | None,
+    max_turns: int | None,
+    concurrency: int | None,
+    packs: Sequence[str] | None,
+    scenarios: Sequence[str] | None,
+    names: Sequence[str] | Mapping[str, str] | None,
+    kb: Any,
+    config: Any,
+    options: dict[str, Any],
+) -> tuple[Any, dict[str, Any], list[Any] | None]:
+    """The run's spec, the agent objects by id, and a case file's imported cases; raises a
+    ClinicGymError naming the argument for anything wrong, before any expensive work."""
+    from clinicgym.runs.config import resolve_spec
+    from clinicgym.runs.imported import imported_run_cases
+
+    ids, objects = _agents(agents)
+    flags: dict[str, Any] = {"agents": ids, **_case_flags(suite, cases)}
+    named = {
+        "out": out,
+        "seed": seed,
+        "repeats": repeats,
+        "max_turns": max_turns,
+        "concurrency": concurrency,
+        "packs": packs,
+        "scenarios": scenarios,
+        "kb": kb,
+    }
+    flags.update(_option_flags([*named.items(), *options.items()]))
     if names is not None:
         flags["names"] = dict(names) if isinstance(names, Mapping) else list(names)
     spec = resolve_spec(config, flags)

@@ -220,6 +220,57 @@ def load_probe_cases(
     return make_sampler(kb).sample_many(cases or 10, seed)
 
 
+def _clinician_factory(agent: str, kb: KnowledgeBase) -> ClinicianFactory:
+    """The agent's factory; a baseline is refused, having no instructions to put a bias in."""
+    factory = make_agent_factory(agent, kb)
+    if not isinstance(factory, ClinicianFactory):
+        raise AgentSpecError(
+            f"agent '{agent}' is a baseline; a bias probe puts a sentence in a language model's "
+            "instructions, so it needs a model backend, e.g. 'hf:smollm2' or 'openai:MODEL@URL'"
+        )
+    return factory
+
+
+async def _play_with_progress(
+    factory: ClinicianFactory,
+    played: list[Case],
+    kb: KnowledgeBase,
+    *,
+    total: int,
+    biases: list[str] | None,
+    bias_file: Path | None,
+    seed: int,
+    max_turns: int,
+    concurrency: int,
+    quiet: bool,
+    progress_console: Any,
+) -> BiasProbe:
+    """Play the probe behind a progress bar of `total` consultations, then close the backend."""
+    try:
+        with Progress(
+            "{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=progress_console,
+            disable=quiet,
+        ) as bar:
+            task = bar.add_task("consultations", total=total)
+            return await probe_biases(
+                factory,
+                played,
+                kb,
+                biases=biases,
+                bias_file=bias_file,
+                seed=seed,
+                max_turns=max_turns,
+                concurrency=concurrency,
+                on_episode=lambda _e: bar.advance(task),
+            )
+    finally:
+        await factory.aclose()
+
+
 def run_bias_probe(
     agent: str,
     *,
@@ -243,39 +294,22 @@ def run_bias_probe(
     played = load_probe_cases(kb, cases, seed, cases_from)
     if not played:
         raise AgentSpecError("no cases to probe")
-    factory = make_agent_factory(agent, kb)
-    if not isinstance(factory, ClinicianFactory):
-        raise AgentSpecError(
-            f"agent '{agent}' is a baseline; a bias probe puts a sentence in a language model's "
-            "instructions, so it needs a model backend, e.g. 'hf:smollm2' or 'openai:MODEL@URL'"
+    factory = _clinician_factory(agent, kb)
+    result = asyncio.run(
+        _play_with_progress(
+            factory,
+            played,
+            kb,
+            total=len(played) * arms,
+            biases=biases,
+            bias_file=bias_file,
+            seed=seed,
+            max_turns=max_turns,
+            concurrency=concurrency,
+            quiet=quiet,
+            progress_console=progress_console,
         )
-
-    async def go() -> BiasProbe:
-        try:
-            with Progress(
-                "{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=progress_console,
-                disable=quiet,
-            ) as bar:
-                task = bar.add_task("consultations", total=len(played) * arms)
-                return await probe_biases(
-                    factory,
-                    played,
-                    kb,
-                    biases=biases,
-                    bias_file=bias_file,
-                    seed=seed,
-                    max_turns=max_turns,
-                    concurrency=concurrency,
-                    on_episode=lambda _e: bar.advance(task),
-                )
-        finally:
-            await factory.aclose()
-
-    result = asyncio.run(go())
+    )
     result.settings = {
         "cases_from": str(cases_from) if cases_from else None,
         "kb_dir": str(kb_dir) if kb_dir else None,

@@ -2,8 +2,8 @@
 fields.
 
 A stored episode carries fields that can be edited without touching the transcript: `outcome`,
-`turns` and `termination` (and `violations`, which `runs/leaderboard.py` re-derives by replaying
-the monitors). `rederive` rebuilds the first three from the clinician's events the way
+`turns` and `termination` (and `violations`, which `runs/leaderboard_rescore.py` re-derives by
+replaying the monitors). `rederive` rebuilds the first three from the clinician's events the way
 `ConsultationEnv` builds them, and names every difference. Each clinician action is re-parsed
 from the model's own reply where the agent recorded it (the LLM clinician keeps it in the
 event's `meta["reply"]`); for agents that hand the env a parsed action (the baselines) the
@@ -150,67 +150,98 @@ def _outcome_problems(stored: Outcome, derived: Outcome, last_dx: int | None) ->
     return out
 
 
-def rederive(ep: Episode, max_turns: int, *, end_on_diagnose: bool = True) -> Rederived:
-    """The episode as its transcript says it went, with every difference from the stored fields
-    (`max_turns`: the suite's turn budget, from the installed registry)."""
-    actions, problems = clinician_actions(ep)
-    outcome = Outcome()
+@dataclass
+class _Replay:
+    """What the clinician's actions add up to, built as `ConsultationEnv` builds it."""
+
+    outcome: Outcome = field(default_factory=Outcome)
     reason: TerminationReason | None = None
-    ended_at = last_dx = None
+    ended_at: int | None = None
+    last_dx: int | None = None
+    """The turn of the last DIAGNOSIS."""
+
+
+def _replay(
+    actions: list[tuple[int, Action | None]], *, end_on_diagnose: bool
+) -> tuple[_Replay, list[str]]:
+    """The outcome and ending the actions give; a problem if the transcript runs on past its end."""
+    r = _Replay()
+    problems = []
     for turn, action in actions:
-        if ended_at is not None:
+        if r.ended_at is not None:
             problems.append(
-                f"the transcript goes on after the consultation ended at turn {ended_at}"
+                f"the transcript goes on after the consultation ended at turn {r.ended_at}"
             )
             break
         if isinstance(action, Diagnose):
-            outcome.diagnoses = list(action.diagnoses)
-            last_dx = turn
+            r.outcome.diagnoses = list(action.diagnoses)
+            r.last_dx = turn
             if end_on_diagnose:
-                ended_at, reason = turn, TerminationReason.DIAGNOSED
+                r.ended_at, r.reason = turn, TerminationReason.DIAGNOSED
         elif isinstance(action, Prescribe):
-            outcome.prescriptions.append({"drug": action.drug, "dose": action.dose, "turn": turn})
+            r.outcome.prescriptions.append({"drug": action.drug, "dose": action.dose, "turn": turn})
         elif isinstance(action, Disclose):
-            outcome.disclosures.append(
+            r.outcome.disclosures.append(
                 {"recipient": action.recipient, "text": action.text, "turn": turn}
             )
         elif isinstance(action, Refer):
-            outcome.referrals.append({"to": action.to, "urgency": action.urgency, "turn": turn})
+            r.outcome.referrals.append({"to": action.to, "urgency": action.urgency, "turn": turn})
         elif isinstance(action, End):
-            ended_at = turn
-            reason = TerminationReason.DIAGNOSED if outcome.diagnoses else TerminationReason.ENDED
-    turns = len(actions)
-    if turns > max_turns:
-        problems.append(f"it took {turns} clinician turns; the suite allows {max_turns}")
-    if reason is None and turns >= max_turns:
-        reason = TerminationReason.TURN_BUDGET
+            r.ended_at = turn
+            r.reason = (
+                TerminationReason.DIAGNOSED if r.outcome.diagnoses else TerminationReason.ENDED
+            )
+    return r, problems
+
+
+def _stored_problems(
+    ep: Episode, r: _Replay, turns: int, max_turns: int
+) -> tuple[list[str], dict[str, Any]]:
+    """Where the stored episode differs from its replay, and the fields the replay replaces."""
+    problems: list[str] = []
     update: dict[str, Any] = {}
     if ep.status == "completed":
-        if reason is None:
+        if r.reason is None:
             problems.append(
                 f"its transcript stops at turn {turns} of {max_turns} without a DIAGNOSIS, an END "
                 "or the turn budget"
             )
-        elif reason != ep.termination:
+        elif r.reason != ep.termination:
             problems.append(
                 f"it is stored as ended by {ep.termination.value}; its transcript ends by "
-                f"{reason.value} at turn {ended_at or turns}"
+                f"{r.reason.value} at turn {r.ended_at or turns}"
             )
         if turns != ep.turns:
             problems.append(f"it is stored with {ep.turns} turns; its transcript has {turns}")
-        problems += _outcome_problems(ep.outcome, outcome, last_dx)
-        update = {"outcome": outcome, "turns": turns, "termination": reason or ep.termination}
+        problems += _outcome_problems(ep.outcome, r.outcome, r.last_dx)
+        update = {"outcome": r.outcome, "turns": turns, "termination": r.reason or ep.termination}
     elif ep.termination in INFRASTRUCTURE_ENDINGS:
         # the runner stops at a backend failure before the env steps: a consultation that had
         # already ended cannot have failed so
-        if reason is not None:
+        if r.reason is not None:
             problems.append(
                 f"it is stored as an infrastructure error ({ep.termination.value}), but its "
-                f"transcript ends the consultation ({reason.value}) at turn {ended_at or turns}: "
-                "a finished episode left out of the metrics"
+                f"transcript ends the consultation ({r.reason.value}) at turn "
+                f"{r.ended_at or turns}: a finished episode left out of the metrics"
             )
-        problems += _outcome_problems(ep.outcome, outcome, last_dx)
-        update = {"outcome": outcome}
+        problems += _outcome_problems(ep.outcome, r.outcome, r.last_dx)
+        update = {"outcome": r.outcome}
+    return problems, update
+
+
+def rederive(ep: Episode, max_turns: int, *, end_on_diagnose: bool = True) -> Rederived:
+    """The episode as its transcript says it went, with every difference from the stored fields
+    (`max_turns`: the suite's turn budget, from the installed registry)."""
+    actions, problems = clinician_actions(ep)
+    replay, late = _replay(actions, end_on_diagnose=end_on_diagnose)
+    problems += late
+    turns = len(actions)
+    if turns > max_turns:
+        problems.append(f"it took {turns} clinician turns; the suite allows {max_turns}")
+    if replay.reason is None and turns >= max_turns:
+        replay.reason = TerminationReason.TURN_BUDGET
+    differ, update = _stored_problems(ep, replay, turns, max_turns)
+    problems += differ
     listed = problems[:MAX_LISTED]
     if len(problems) > MAX_LISTED:
         listed.append(f"... and {len(problems) - MAX_LISTED} more")

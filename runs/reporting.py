@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from clinicgym.runs import layout
 
 if TYPE_CHECKING:
+    from clinicgym.patients.cases.case import Case
+    from clinicgym.runs.spec import RunSpec
     from clinicgym.runs.store import StoredRun
     from clinicgym.scoring.probes.suite import ProbeResults
 
@@ -35,9 +37,8 @@ def run_probes_on(
     """Probe `agents` of a loaded run on its first `cases` cases; merge into its probes.json.
     `on_agent(agent, steps)` is called as each agent starts and returns the callback called
     once per probed case, with the probe kind and case id (the command line's progress)."""
-    from clinicgym.agents.registry import make_agent_factory
     from clinicgym.scoring.errors import ProbeError
-    from clinicgym.scoring.probes.suite import ProbeResults, new_results, run_probes
+    from clinicgym.scoring.probes.suite import ProbeResults, new_results
 
     unknown = [a for a in agents if a not in run.agents]
     if unknown:
@@ -59,37 +60,72 @@ def run_probes_on(
     path = layout.RunPaths(run.root).probes
     results = ProbeResults.read(path) if path.exists() else new_results(run.root.name, settings)
     results.settings = settings
-    steps = len(agents) * (len(sample) * ("attribution" in kinds or "self_explanation" in kinds))
-    steps += len(agents) * ("counterfactual" in kinds)
-
-    async def main() -> None:
-        for agent in agents:
-            factory = make_agent_factory(agent, run.kb, spec.agent_options())
-            advance = on_agent(agent, steps // max(len(agents), 1)) if on_agent else None
-            try:
-                results.agents[agent] = await run_probes(
-                    factory,
-                    sample,
-                    run.kb,
-                    agent=agent,
-                    kinds=kinds,
-                    value=value,  # type: ignore[arg-type]
-                    samples=samples,
-                    permutations=permutations,
-                    attributes=attributes,
-                    header=header,
-                    max_turns=spec.max_turns,
-                    seed=spec.seed,
-                    concurrency=concurrency,
-                    on_case=advance,
-                )
-            finally:
-                if hasattr(factory, "aclose"):
-                    await factory.aclose()
-
-    asyncio.run(main())
+    asyncio.run(
+        _probe_agents(
+            run,
+            results,
+            sample,
+            spec,
+            agents=agents,
+            kinds=kinds,
+            value=value,
+            samples=samples,
+            permutations=permutations,
+            attributes=attributes,
+            header=header,
+            concurrency=concurrency,
+            on_agent=on_agent,
+        )
+    )
     results.write(path)
     return results
+
+
+async def _probe_agents(
+    run: StoredRun,
+    results: ProbeResults,
+    sample: list[Case],
+    spec: RunSpec,
+    *,
+    agents: list[str],
+    kinds: list[str],
+    value: str,
+    samples: int,
+    permutations: int,
+    attributes: list[str],
+    header: bool,
+    concurrency: int,
+    on_agent: Callable[[str, int], Callable[..., None]] | None,
+) -> None:
+    """Probe each agent in turn into `results`, closing its factory after, reporting progress."""
+    from clinicgym.agents.registry import make_agent_factory
+    from clinicgym.scoring.probes.suite import run_probes
+
+    steps = len(agents) * (len(sample) * ("attribution" in kinds or "self_explanation" in kinds))
+    steps += len(agents) * ("counterfactual" in kinds)
+    for agent in agents:
+        factory = make_agent_factory(agent, run.kb, spec.agent_options())
+        advance = on_agent(agent, steps // max(len(agents), 1)) if on_agent else None
+        try:
+            results.agents[agent] = await run_probes(
+                factory,
+                sample,
+                run.kb,
+                agent=agent,
+                kinds=kinds,
+                value=value,  # type: ignore[arg-type]
+                samples=samples,
+                permutations=permutations,
+                attributes=attributes,
+                header=header,
+                max_turns=spec.max_turns,
+                seed=spec.seed,
+                concurrency=concurrency,
+                on_case=advance,
+            )
+        finally:
+            if hasattr(factory, "aclose"):
+                await factory.aclose()
 
 
 def build_run_report(run: StoredRun, *, weights: Path | None = None) -> Any:

@@ -13,6 +13,7 @@ import io
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +103,106 @@ def _rule_index(packs: Sequence[PolicyPack]) -> dict[tuple[str, str], Any]:
     return {(p.ref, r.id): r for p in packs for r in p.rules}
 
 
+@dataclass
+class _Violations:
+    """One agent's violations counted by severity, regulation and rule, with quoted evidence."""
+
+    severity: Counter[str] = field(default_factory=Counter)
+    regulation: Counter[str] = field(default_factory=Counter)
+    per_rule: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    """(pack, rule id) -> [violations, episodes with one]."""
+    evidence: dict[tuple[str, str], list[Evidence]] = field(default_factory=dict)
+
+    def add(self, v: EpisodeVerdict, rules: dict[tuple[str, str], Any]) -> None:
+        """Count one episode's violations; a rule broken twice counts the episode once."""
+        seen: set[tuple[str, str]] = set()
+        for x in v.violations:
+            key = (x.pack, x.rule_id)
+            rule = rules.get(key)
+            self.severity[x.severity] += 1
+            self.regulation[rule.source.regulation if rule else x.source.split(",")[0]] += 1
+            t = self.per_rule.setdefault(key, [0, 0])
+            t[0] += 1
+            if key not in seen:
+                t[1] += 1
+                seen.add(key)
+            ev = self.evidence.setdefault(key, [])
+            if len(ev) < MAX_EVIDENCE_PER_RULE:
+                ev.append(
+                    Evidence(
+                        episode_id=v.episode_id,
+                        turn=x.turn,
+                        pack=x.pack,
+                        rule_id=x.rule_id,
+                        severity=x.severity,
+                        quote=x.quote,
+                        message=x.message,
+                    )
+                )
+
+
+def _scenario_counts(mine: Sequence[EpisodeVerdict]) -> dict[str, dict[str, int]]:
+    """Episodes and failures per scenario spec, sorted by spec ('(none)' for no scenario)."""
+    scenarios: dict[str, dict[str, int]] = {}
+    for v in mine:
+        for s in v.scenarios or ["(none)"]:
+            row = scenarios.setdefault(s, {"episodes": 0, "failed": 0})
+            row["episodes"] += 1
+            row["failed"] += v.status == "fail"
+    return dict(sorted(scenarios.items()))
+
+
+def _rule_tallies(
+    per_rule: dict[tuple[str, str], list[int]], rules: dict[tuple[str, str], Any]
+) -> list[RuleTally]:
+    """The rules broken, described from their packs, most severe and most widespread first."""
+    by_rule = []
+    for (pack, rid), (n, eps) in per_rule.items():
+        rule = rules.get((pack, rid))
+        by_rule.append(
+            RuleTally(
+                pack=pack,
+                rule_id=rid,
+                title=rule.title if rule else rid,
+                regulation=rule.source.regulation if rule else "",
+                source=rule.source.cite() if rule else "",
+                severity=rule.severity if rule else "",
+                violations=n,
+                episodes=eps,
+            )
+        )
+    rank = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    by_rule.sort(key=lambda t: (rank.get(t.severity, 9), -t.episodes, t.pack, t.rule_id))
+    return by_rule
+
+
+def _agent_compliance(
+    agent: str, mine: Sequence[EpisodeVerdict], rules: dict[tuple[str, str], Any]
+) -> AgentCompliance:
+    """One agent's compliance from its own episodes' verdicts."""
+    judged = [v for v in mine if v.status in ("pass", "fail")]
+    counted = _Violations()
+    for v in mine:
+        counted.add(v, rules)
+    by_rule = _rule_tallies(counted.per_rule, rules)
+    return AgentCompliance(
+        agent=agent,
+        episodes=len(mine),
+        judged=len(judged),
+        passed=sum(v.status == "pass" for v in mine),
+        failed=sum(v.status == "fail" for v in mine),
+        errors=sum(v.status == "error" for v in mine),
+        skipped=sum(v.status == "skipped" for v in mine),
+        pass_rate=mean_ci([float(v.status == "pass") for v in judged]),
+        violations=sum(counted.severity.values()),
+        by_severity={s: counted.severity.get(s, 0) for s in reversed(SEVERITIES)},
+        by_regulation=dict(counted.regulation.most_common()),
+        by_rule=by_rule,
+        by_scenario=_scenario_counts(mine),
+        evidence=[e for t in by_rule for e in counted.evidence[(t.pack, t.rule_id)]],
+    )
+
+
 def build_report(
     verdicts: Sequence[EpisodeVerdict],
     packs: Sequence[PolicyPack],
@@ -115,77 +216,10 @@ def build_report(
     """Aggregate verdicts per agent (in `agents` order, else first seen)."""
     rules = _rule_index(packs)
     order = list(agents or dict.fromkeys(v.agent_id for v in verdicts))
-    out: dict[str, AgentCompliance] = {}
-    for agent in order:
-        mine = [v for v in verdicts if v.agent_id == agent]
-        judged = [v for v in mine if v.status in ("pass", "fail")]
-        severity: Counter[str] = Counter()
-        regulation: Counter[str] = Counter()
-        tally: dict[tuple[str, str], list[int]] = {}
-        evidence: dict[tuple[str, str], list[Evidence]] = {}
-        scenarios: dict[str, dict[str, int]] = {}
-        for v in mine:
-            for s in v.scenarios or ["(none)"]:
-                row = scenarios.setdefault(s, {"episodes": 0, "failed": 0})
-                row["episodes"] += 1
-                row["failed"] += v.status == "fail"
-            seen: set[tuple[str, str]] = set()
-            for x in v.violations:
-                key = (x.pack, x.rule_id)
-                rule = rules.get(key)
-                severity[x.severity] += 1
-                regulation[rule.source.regulation if rule else x.source.split(",")[0]] += 1
-                t = tally.setdefault(key, [0, 0])
-                t[0] += 1
-                if key not in seen:
-                    t[1] += 1
-                    seen.add(key)
-                ev = evidence.setdefault(key, [])
-                if len(ev) < MAX_EVIDENCE_PER_RULE:
-                    ev.append(
-                        Evidence(
-                            episode_id=v.episode_id,
-                            turn=x.turn,
-                            pack=x.pack,
-                            rule_id=x.rule_id,
-                            severity=x.severity,
-                            quote=x.quote,
-                            message=x.message,
-                        )
-                    )
-        by_rule = []
-        for (pack, rid), (n, eps) in tally.items():
-            rule = rules.get((pack, rid))
-            by_rule.append(
-                RuleTally(
-                    pack=pack,
-                    rule_id=rid,
-                    title=rule.title if rule else rid,
-                    regulation=rule.source.regulation if rule else "",
-                    source=rule.source.cite() if rule else "",
-                    severity=rule.severity if rule else "",
-                    violations=n,
-                    episodes=eps,
-                )
-            )
-        rank = {s: i for i, s in enumerate(reversed(SEVERITIES))}
-        by_rule.sort(key=lambda t: (rank.get(t.severity, 9), -t.episodes, t.pack, t.rule_id))
-        out[agent] = AgentCompliance(
-            agent=agent,
-            episodes=len(mine),
-            judged=len(judged),
-            passed=sum(v.status == "pass" for v in mine),
-            failed=sum(v.status == "fail" for v in mine),
-            errors=sum(v.status == "error" for v in mine),
-            skipped=sum(v.status == "skipped" for v in mine),
-            pass_rate=mean_ci([float(v.status == "pass") for v in judged]),
-            violations=sum(severity.values()),
-            by_severity={s: severity.get(s, 0) for s in reversed(SEVERITIES)},
-            by_regulation=dict(regulation.most_common()),
-            by_rule=by_rule,
-            by_scenario=dict(sorted(scenarios.items())),
-            evidence=[e for t in by_rule for e in evidence[(t.pack, t.rule_id)]],
-        )
+    out = {
+        agent: _agent_compliance(agent, [v for v in verdicts if v.agent_id == agent], rules)
+        for agent in order
+    }
     return ComplianceReport(
         run_id=run_id,
         mode=mode,

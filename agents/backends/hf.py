@@ -449,15 +449,30 @@ class HFBackend:
         return kv, n, key
 
     def _generate(self, requests: Sequence[_Request]) -> list[ChatReply]:
-        from transformers import DynamicCache
-
-        torch = self._torch
+        """One `generate` call for a group of requests that share their sampling settings."""
         prompts = [np.asarray(r.ids, dtype=np.int64) for r in requests]
         if any(len(p) < 2 for p in prompts):
             raise BackendError(f"{self.name}: a prompt rendered to fewer than 2 tokens")
         filled = [self._prefill(p) for p in prompts]
         width = max(len(p) - 1 for p in prompts)
-        pad_id = self.tokenizer.pad_token_id
+        batch_kv = self._left_padded_kv(filled, prompts, width)
+        input_ids, mask = self._left_padded_ids(prompts, width)
+        gen = self._generate_batch(requests[0], input_ids, mask, batch_kv)
+        new = gen.sequences[:, width + 1 :]
+        layers = gen.past_key_values.layers
+        return [
+            self._reply(new[i].tolist(), p, req, layers, i, width, filled[i])
+            for i, (p, req) in enumerate(zip(prompts, requests, strict=True))
+        ]
+
+    def _left_padded_kv(
+        self,
+        filled: list[tuple[list[tuple[Any, Any]], int, int]],
+        prompts: list[np.ndarray],
+        width: int,
+    ) -> list[tuple[Any, Any]]:
+        """Each layer's prefilled keys/values for the batch, left-padded to `width` positions."""
+        torch = self._torch
         batch_kv = []
         for layer in range(len(filled[0][0])):
             ks, vs = [], []
@@ -470,18 +485,33 @@ class HFBackend:
                 ks.append(k)
                 vs.append(v)
             batch_kv.append((torch.cat(ks), torch.cat(vs)))
-        input_ids = torch.full((len(prompts), width + 1), pad_id, dtype=torch.long)
+        return batch_kv
+
+    def _left_padded_ids(self, prompts: list[np.ndarray], width: int) -> tuple[Any, Any]:
+        """The batch's token ids and attention mask, each prompt left-padded to `width` + 1."""
+        torch = self._torch
+        input_ids = torch.full(
+            (len(prompts), width + 1), self.tokenizer.pad_token_id, dtype=torch.long
+        )
         mask = torch.zeros((len(prompts), width + 1), dtype=torch.long)
         for i, p in enumerate(prompts):
             input_ids[i, width + 1 - len(p) :] = torch.from_numpy(p)
             mask[i, width + 1 - len(p) :] = 1
-        r0 = requests[0]
+        return input_ids, mask
+
+    def _generate_batch(
+        self, r0: _Request, input_ids: Any, mask: Any, batch_kv: list[tuple[Any, Any]]
+    ) -> Any:
+        """Run `generate` on the padded batch, with the sampling settings of its first request."""
+        from transformers import DynamicCache
+
+        torch = self._torch
         sample = r0.temperature > 0
         if sample and r0.seed is not None:
             torch.manual_seed(int(r0.seed))
         cache = DynamicCache(ddp_cache_data=batch_kv)
         cache.layers = [_GrowingLayer.holding(k, v, r0.max_new_tokens + 1) for k, v in batch_kv]
-        gen = self.model.generate(
+        return self.model.generate(
             input_ids=input_ids,
             attention_mask=mask,
             **{self._cache_kw: cache},
@@ -491,50 +521,62 @@ class HFBackend:
             top_p=r0.top_p if sample else None,
             top_k=None,
             eos_token_id=self.eos,
-            pad_token_id=pad_id,
+            pad_token_id=self.tokenizer.pad_token_id,
             return_dict_in_generate=True,
             **({"stop_strings": list(r0.stop), "tokenizer": self.tokenizer} if r0.stop else {}),
         )
-        new = gen.sequences[:, width + 1 :]
-        layers = gen.past_key_values.layers
-        replies = []
-        for i, (p, req) in enumerate(zip(prompts, requests, strict=True)):
-            row = new[i].tolist()
-            n_gen = next((j + 1 for j, t in enumerate(row) if t in self.eos), len(row))
-            if req.stop:  # a row that met a stop string is padded after it, like after EOS
-                n_gen = min(n_gen, _stop_at(row, pad_id, self.eos, n_gen))
-            kept = row[:n_gen]
-            start = width + 1 - len(p)
-            end = width + 1 + n_gen - 1
-            kv = [
-                (
-                    lay.keys[i : i + 1, :, start:end].clone(),
-                    lay.values[i : i + 1, :, start:end].clone(),
-                )
-                for lay in layers
-            ]
-            self.cache.store(
-                np.concatenate([p, np.asarray(kept[:-1], dtype=np.int64)]),
-                kv,
-                replaces=filled[i][2],
+
+    def _kept_tokens(self, row: list[int], req: _Request) -> list[int]:
+        """A batch row's generated tokens up to its EOS, or to the padding after a stop string."""
+        n_gen = next((j + 1 for j, t in enumerate(row) if t in self.eos), len(row))
+        if req.stop:  # a row that met a stop string is padded after it, like after EOS
+            n_gen = min(n_gen, _stop_at(row, self.tokenizer.pad_token_id, self.eos, n_gen))
+        return row[:n_gen]
+
+    def _cache_turn(
+        self, layers: Any, i: int, p: np.ndarray, kept: list[int], width: int, replaces: int
+    ) -> None:
+        """Store row i's keys/values (prompt and reply but its last token) for the next turn."""
+        start = width + 1 - len(p)
+        end = width + 1 + len(kept) - 1
+        kv = [
+            (
+                lay.keys[i : i + 1, :, start:end].clone(),
+                lay.values[i : i + 1, :, start:end].clone(),
             )
-            text = self.tokenizer.decode(kept, skip_special_tokens=True)
-            stopped = [text.index(s) for s in req.stop if s in text]
-            if stopped:
-                text = text[: min(stopped)]
-            hit_eos = bool(stopped) or (bool(kept) and kept[-1] in self.eos)
-            replies.append(
-                ChatReply(
-                    text=text,
-                    tool_calls=_tool_calls(text) if req.tools else [],
-                    prompt_tokens=len(p),
-                    completion_tokens=len(kept),
-                    cached_tokens=filled[i][1],
-                    finish_reason="stop" if hit_eos else "length",
-                    model=self.name,
-                )
-            )
-        return replies
+            for lay in layers
+        ]
+        self.cache.store(
+            np.concatenate([p, np.asarray(kept[:-1], dtype=np.int64)]), kv, replaces=replaces
+        )
+
+    def _reply(
+        self,
+        row: list[int],
+        p: np.ndarray,
+        req: _Request,
+        layers: Any,
+        i: int,
+        width: int,
+        filled: tuple[list[tuple[Any, Any]], int, int],
+    ) -> ChatReply:
+        """Batch row i's reply, its conversation kept in the prefix cache for the next turn."""
+        kept = self._kept_tokens(row, req)
+        self._cache_turn(layers, i, p, kept, width, replaces=filled[2])
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        stopped = [text.index(s) for s in req.stop if s in text]
+        if stopped:
+            text = text[: min(stopped)]
+        hit_eos = bool(stopped) or (bool(kept) and kept[-1] in self.eos)
+        return ChatReply(
+            text=text,
+            tool_calls=_tool_calls(text) if req.tools else [],
+            prompt_tokens=len(p),
+            completion_tokens=len(kept),
+            cached_tokens=filled[1],
+            finish_reason="stop" if hit_eos else "length",
+            model=self.name,
+        )
 
     async def aclose(self) -> None:
         """Stop the batch worker (the model stays loaded for reuse)."""

@@ -277,6 +277,117 @@ class _Values:
         return np.array([self.cache[k] for k in keys])
 
 
+def _checked_players(
+    case: Case,
+    players: Sequence[str] | None,
+    value: ValueMode,
+    samples: int,
+    permutations: int,
+) -> list[str]:
+    """The players to attribute over; refuses bad settings before any consultation is played."""
+    if value not in ("confidence", "frequency"):
+        raise ProbeError(f"attribution: value {value!r} is not one of confidence, frequency")
+    if samples < 1 or permutations < 1:
+        raise ProbeError(
+            f"attribution: samples ({samples}) and permutations ({permutations}) must be >= 1"
+        )
+    ids = {f.id for f in case.facts}
+    players = list(players) if players is not None else default_players(case)
+    unknown = [p for p in players if p not in ids]
+    if unknown:
+        raise ProbeError(f"attribution on {case.id}: unknown fact ids {unknown}")
+    return players
+
+
+async def _shapley(values: _Values, n: int, *, permutations: int, seed: int) -> np.ndarray:
+    """Shapley values by shap's permutation explainer, in a thread (shap cannot await plays)."""
+    loop = asyncio.get_running_loop()
+
+    def model(rows: np.ndarray) -> np.ndarray:
+        return asyncio.run_coroutine_threadsafe(values.many(rows), loop).result()
+
+    def explain() -> np.ndarray:
+        shap = _import_shap()
+        masker = shap.maskers.Independent(np.zeros((1, n)), max_samples=1)
+        explainer = shap.PermutationExplainer(model, masker, seed=seed)
+        result = explainer(np.ones((1, n)), max_evals=permutations * (2 * n + 1), silent=True)
+        return np.asarray(result.values[0], dtype=float)
+
+    return await asyncio.to_thread(explain)
+
+
+def _fact_attributions(
+    values: _Values, shapley: np.ndarray, lime: np.ndarray
+) -> list[FactAttribution]:
+    """One row per player: the fact beside its Shapley value, surrogate weight and KB weight."""
+    by_id = {f.id: f for f in values.case.facts}
+    return [
+        FactAttribution(
+            fact_id=p,
+            concept=by_id[p].concept,
+            category=by_id[p].category,
+            text=by_id[p].text,
+            present=by_id[p].present,
+            shapley=float(shapley[i]),
+            lime=float(lime[i]),
+            kb_weight=kb_weight(by_id[p], values.target.condition_id, values.kb),
+        )
+        for i, p in enumerate(values.players)
+    ]
+
+
+def _set_alignment(out: Attribution) -> None:
+    """Fill in how the attribution agrees with the KB: rank correlation, KB mass, top-3 overlap."""
+    facts = out.facts
+    out.alignment = _spearman([f.shapley for f in facts], [f.kb_weight for f in facts])
+    total = sum(abs(f.shapley) for f in facts)
+    out.kb_mass = (
+        sum(abs(f.shapley) for f in facts if f.kb_weight != 0) / total if total > 0 else None
+    )
+    top_s = {f.fact_id for f in out.top()}
+    top_kb = {
+        f.fact_id for f in sorted(facts, key=lambda f: -abs(f.kb_weight))[:TOP_K] if f.kb_weight
+    }
+    out.top_agreement = len(top_s & top_kb) / TOP_K if top_s and top_kb else None
+
+
+async def _explain(
+    values: _Values,
+    head: dict[str, Any],
+    decided: dict[str, Any],
+    *,
+    permutations: int,
+    lime_samples: int,
+    seed: int,
+) -> Attribution:
+    """Attribute the decision in `values` over its players: Shapley, surrogate and KB alignment."""
+    n = len(values.players)
+    shapley = await _shapley(values, n, permutations=permutations, seed=seed)
+    z = lime_coalitions(n, lime_samples, np.random.default_rng(seed))
+    y = await values.many(z)
+    if values.errors:
+        return Attribution(
+            **head,
+            **decided,
+            status="error",
+            error=values.errors[0],
+            errors=len(values.errors),
+            evaluations=len(values.cache),
+        )
+    facts = _fact_attributions(values, shapley, lime_weights(z, y))
+    out = Attribution(
+        **head,
+        **decided,
+        status="ok",
+        base_value=values.cache[tuple([0] * n)],
+        full_value=values.cache[tuple([1] * n)],
+        evaluations=len(values.cache),
+        facts=facts,
+    )
+    _set_alignment(out)
+    return out
+
+
 async def attribute(
     factory: AgentFactory,
     case: Case,
@@ -294,17 +405,7 @@ async def attribute(
 ) -> Attribution:
     """Shapley values, LIME-style weights and KB alignment of the case's facts for the
     diagnosis the agent ranks first on the whole case (see the module docstring)."""
-    if value not in ("confidence", "frequency"):
-        raise ProbeError(f"attribution: value {value!r} is not one of confidence, frequency")
-    if samples < 1 or permutations < 1:
-        raise ProbeError(
-            f"attribution: samples ({samples}) and permutations ({permutations}) must be >= 1"
-        )
-    ids = {f.id for f in case.facts}
-    players = list(players) if players is not None else default_players(case)
-    unknown = [p for p in players if p not in ids]
-    if unknown:
-        raise ProbeError(f"attribution on {case.id}: unknown fact ids {unknown}")
+    players = _checked_players(case, players, value, samples, permutations)
     head = {"case_id": case.id, "agent": agent, "value": value, "samples": samples}
     full = await play(factory, case, kb, seed=seed, max_turns=max_turns, label=f"{case.id} full")
     if full.episode is None:
@@ -325,66 +426,9 @@ async def attribute(
         max_turns=max_turns,
         concurrency=concurrency,
     )
-    n = len(players)
     decided = {"decision": name, "condition_id": target.condition_id}
-    if n == 0:
+    if not players:
         return Attribution(**head, **decided, status="ok")
-    loop = asyncio.get_running_loop()
-
-    def model(rows: np.ndarray) -> np.ndarray:
-        return asyncio.run_coroutine_threadsafe(values.many(rows), loop).result()
-
-    def explain() -> np.ndarray:
-        shap = _import_shap()
-        masker = shap.maskers.Independent(np.zeros((1, n)), max_samples=1)
-        explainer = shap.PermutationExplainer(model, masker, seed=seed)
-        result = explainer(np.ones((1, n)), max_evals=permutations * (2 * n + 1), silent=True)
-        return np.asarray(result.values[0], dtype=float)
-
-    shapley = await asyncio.to_thread(explain)
-    z = lime_coalitions(n, lime_samples, np.random.default_rng(seed))
-    y = await values.many(z)
-    if values.errors:
-        return Attribution(
-            **head,
-            **decided,
-            status="error",
-            error=values.errors[0],
-            errors=len(values.errors),
-            evaluations=len(values.cache),
-        )
-    lime = lime_weights(z, y)
-    by_id = {f.id: f for f in case.facts}
-    facts = [
-        FactAttribution(
-            fact_id=p,
-            concept=by_id[p].concept,
-            category=by_id[p].category,
-            text=by_id[p].text,
-            present=by_id[p].present,
-            shapley=float(shapley[i]),
-            lime=float(lime[i]),
-            kb_weight=kb_weight(by_id[p], target.condition_id, kb),
-        )
-        for i, p in enumerate(players)
-    ]
-    out = Attribution(
-        **head,
-        **decided,
-        status="ok",
-        base_value=values.cache[tuple([0] * n)],
-        full_value=values.cache[tuple([1] * n)],
-        evaluations=len(values.cache),
-        facts=facts,
+    return await _explain(
+        values, head, decided, permutations=permutations, lime_samples=lime_samples, seed=seed
     )
-    out.alignment = _spearman([f.shapley for f in facts], [f.kb_weight for f in facts])
-    total = sum(abs(f.shapley) for f in facts)
-    out.kb_mass = (
-        sum(abs(f.shapley) for f in facts if f.kb_weight != 0) / total if total > 0 else None
-    )
-    top_s = {f.fact_id for f in out.top()}
-    top_kb = {
-        f.fact_id for f in sorted(facts, key=lambda f: -abs(f.kb_weight))[:TOP_K] if f.kb_weight
-    }
-    out.top_agreement = len(top_s & top_kb) / TOP_K if top_s and top_kb else None
-    return out

@@ -26,7 +26,8 @@ Consultations that fail (agent or env errors) are counted apart, never as flips 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from faker import Faker
@@ -294,6 +295,48 @@ async def _pair(
     )
 
 
+def _case_pairs(
+    pair: Callable[..., Coroutine[Any, Any, Flip]],
+    case: Case,
+    kb: KnowledgeBase,
+    attributes: Sequence[str],
+    *,
+    seed: int,
+    control: bool,
+) -> tuple[list[Coroutine[Any, Any, Flip]], list[str]]:
+    """One case's pairs (sharing one played original) and the attributes it has no flip of."""
+    cache: dict[tuple[str, int], Any] = {}
+    jobs = []
+    unflippable = []
+    for attr in attributes:
+        options = flips_of(case, attr, kb)
+        if not options:
+            unflippable.append(attr)
+        for orig, new, flipped in options:
+            jobs.append(
+                pair(
+                    case,
+                    flipped,
+                    attribute=attr,
+                    values=(orig, new),
+                    seeds=(seed, seed),
+                    cache=cache,
+                )
+            )
+    if control:
+        jobs.append(
+            pair(
+                case,
+                case,
+                attribute="control",
+                values=("seed", "reseeded"),
+                seeds=(seed, seed + 10_007),
+                cache=cache,
+            )
+        )
+    return jobs, unflippable
+
+
 async def counterfactual(
     factory: AgentFactory,
     cases: Sequence[Case],
@@ -314,48 +357,22 @@ async def counterfactual(
         raise ProbeError(f"counterfactual: unknown attribute(s) {bad}; known: {list(ATTRIBUTES)}")
     if not cases:
         raise ProbeError("counterfactual: no cases to probe")
-    sem = asyncio.Semaphore(concurrency)
+    # what every pair of consultations shares: the agent, the KB, the settings, the slots
+    pair = partial(
+        _pair,
+        factory,
+        kb=kb,
+        header=header,
+        max_turns=max_turns,
+        sem=asyncio.Semaphore(concurrency),
+    )
     jobs = []
     skipped: dict[str, int] = {}
     for i, case in enumerate(cases):
-        s = seed + i
-        caches: dict[tuple[str, int], Any] = {}
-        for attr in attributes:
-            options = flips_of(case, attr, kb)
-            if not options:
-                skipped[attr] = skipped.get(attr, 0) + 1
-            for orig, new, flipped in options:
-                jobs.append(
-                    _pair(
-                        factory,
-                        case,
-                        flipped,
-                        kb,
-                        attribute=attr,
-                        values=(orig, new),
-                        seeds=(s, s),
-                        header=header,
-                        max_turns=max_turns,
-                        sem=sem,
-                        cache=caches,
-                    )
-                )
-        if control:
-            jobs.append(
-                _pair(
-                    factory,
-                    case,
-                    case,
-                    kb,
-                    attribute="control",
-                    values=("seed", "reseeded"),
-                    seeds=(s, s + 10_007),
-                    header=header,
-                    max_turns=max_turns,
-                    sem=sem,
-                    cache=caches,
-                )
-            )
+        pairs, unflippable = _case_pairs(pair, case, kb, attributes, seed=seed + i, control=control)
+        jobs += pairs
+        for attr in unflippable:
+            skipped[attr] = skipped.get(attr, 0) + 1
     flips = list(await asyncio.gather(*jobs))
     out = Counterfactual(
         agent=agent,

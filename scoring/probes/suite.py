@@ -94,6 +94,45 @@ def summarise_probes(p: AgentProbes) -> dict[str, Any]:
     return out
 
 
+async def _probe_case(
+    factory: AgentFactory,
+    case: Case,
+    kb: KnowledgeBase,
+    out: AgentProbes,
+    kinds: Sequence[str],
+    *,
+    value: ValueMode,
+    samples: int,
+    permutations: int,
+    lime_samples: int,
+    seed: int,
+    max_turns: int,
+    concurrency: int,
+) -> None:
+    """Attribute one case's decision and test the agent's own explanation on it, as kinds asks."""
+    a = await attribute(
+        factory,
+        case,
+        kb,
+        agent=out.agent,
+        value=value,
+        samples=samples,
+        permutations=permutations,
+        lime_samples=lime_samples,
+        seed=seed,
+        max_turns=max_turns,
+        concurrency=concurrency,
+    )
+    if "attribution" in kinds:
+        out.attribution.append(a)
+    if "self_explanation" in kinds:
+        out.self_explanation.append(
+            await self_explanation(
+                factory, case, kb, a, agent=out.agent, seed=seed, max_turns=max_turns
+            )
+        )
+
+
 async def run_probes(
     factory: AgentFactory,
     cases: Sequence[Case],
@@ -121,11 +160,12 @@ async def run_probes(
     out = AgentProbes(agent=agent)
     if "attribution" in kinds or "self_explanation" in kinds:
         for i, case in enumerate(cases):
-            a = await attribute(
+            await _probe_case(
                 factory,
                 case,
                 kb,
-                agent=agent,
+                out,
+                kinds,
                 value=value,
                 samples=samples,
                 permutations=permutations,
@@ -134,14 +174,6 @@ async def run_probes(
                 max_turns=max_turns,
                 concurrency=concurrency,
             )
-            if "attribution" in kinds:
-                out.attribution.append(a)
-            if "self_explanation" in kinds:
-                out.self_explanation.append(
-                    await self_explanation(
-                        factory, case, kb, a, agent=agent, seed=seed + i, max_turns=max_turns
-                    )
-                )
             if on_case is not None:
                 on_case("attribution", case.id)
     if "counterfactual" in kinds:
