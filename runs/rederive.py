@@ -2,7 +2,7 @@
 fields.
 
 A stored episode carries fields that can be edited without touching the transcript: `outcome`,
-`turns` and `termination` (and `violations`, which `runs/leaderboard_rescore.py` re-derives by
+`turns` and `termination` (and `violations`, which `runs/leaderboard/rescore.py` re-derives by
 replaying the monitors). `rederive` rebuilds the first three from the clinician's events the way
 `ConsultationEnv` builds them, and names every difference. Each clinician action is re-parsed
 from the model's own reply where the agent recorded it (the LLM clinician keeps it in the

@@ -25,7 +25,7 @@ DIRECTIONS: tuple[Direction, ...] = Direction.__args__  # type: ignore[attr-defi
 DISPLAYS: dict[Display, str] = {
     "summary": "the run table `clinicgym run` and `runs show` print (runs/console.py)",
     "report": "the first table of `clinicgym report` (every metric is in its group tables)",
-    "board": "the columns of the leaderboard page (runs/leaderboard_site.py)",
+    "board": "the columns of the leaderboard page (runs/leaderboard/site.py)",
     "review": "the scores shown beside a transcript in the review app (the rest a click away)",
 }
 """Where a metric can be shown, besides the report's per-group tables, which show them all."""

@@ -76,24 +76,24 @@ def test_model_flag_points_to_agent_and_near_misses_get_a_suggestion(tmp_path):
 
 
 def test_the_board_labels_an_agent_with_its_name():
-    from clinicgym.runs.leaderboard import _bundle_info, agent_label
+    from clinicgym.runs.leaderboard import agent_label, bundle_info
     from clinicgym.runs.records import RunManifest
 
     assert agent_label("openai:m@http://127.0.0.1:9/v1") == "openai:m"
     manifest = {"spec": {"agents": ["openai/gpt-4o"], "names": {"openai/gpt-4o": "G"}}}
-    info = _bundle_info({}, RunManifest.model_validate(manifest))
+    info = bundle_info({}, RunManifest.model_validate(manifest))
     assert info["names"] == {"openai/gpt-4o": "G"}
 
 
 def test_the_board_shows_no_server_url_and_reads_slash_specs():
-    from clinicgym.runs.leaderboard import _model_meta
+    from clinicgym.runs.leaderboard import model_meta
 
     served = {"backend": ["openai:m@http://10.0.0.5:8000/v1"], "model": ["m-served"]}
-    meta = _model_meta(
+    meta = model_meta(
         "openai:m@http://10.0.0.5:8000/v1", {"served": {"openai:m@http://10.0.0.5:8000/v1": served}}
     )
     assert meta["backend"] == "openai:m" and "10.0.0.5" not in str(meta)
-    meta = _model_meta("anthropic/claude-x#tools=1", {})
+    meta = model_meta("anthropic/claude-x#tools=1", {})
     assert meta["backend"] == "anthropic" and meta["model"] == "claude-x"
-    assert _model_meta("hf/smollm2", {})["parameters"] == "135M"
-    assert _model_meta("hf:smollm2", {})["parameters"] == "135M"
+    assert model_meta("hf/smollm2", {})["parameters"] == "135M"
+    assert model_meta("hf:smollm2", {})["parameters"] == "135M"

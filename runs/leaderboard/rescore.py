@@ -25,7 +25,8 @@ MAX_EPISODE_REASONS = 20
 """Episode-level reasons listed per check; the rest are counted."""
 
 
-def _capped(reasons: list[str]) -> list[str]:
+def capped_reasons(reasons: list[str]) -> list[str]:
+    """At most MAX_EPISODE_REASONS reasons, then how many more: a verdict stays readable."""
     if len(reasons) <= MAX_EPISODE_REASONS:
         return reasons
     return [*reasons[:MAX_EPISODE_REASONS], f"... and {len(reasons) - MAX_EPISODE_REASONS} more"]
@@ -47,7 +48,7 @@ def _case_hash_problems(
                 f"episode {ep.episode_id}: it records case hash {ep.case_hash[:12] or '(none)'}, "
                 f"the suite's case as played hashes to {played[:12]}"
             )
-    p.extend(_capped(wrong))
+    p.extend(capped_reasons(wrong))
     return True
 
 
@@ -97,11 +98,11 @@ def _rerun_monitors(
         return None
     verdicts = asyncio.run(rescore(derived, by_id, packs, kb, ver.recipe.scenarios))
     redone, found = _replay_monitors(derived, verdicts)
-    p.extend(_capped(found))
+    p.extend(capped_reasons(found))
     return packs, verdicts, redone
 
 
-def _rederive_summary(
+def rederive_summary(
     derived: list[Episode],
     cases: list[Case],
     ver: SuiteVersion,
@@ -153,7 +154,7 @@ def _rules(keys: list[tuple[int, str, str, str]]) -> str:
     return shown + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
-def _compare_summary(
+def compare_summary(
     summary: RunSummary, fresh: dict[str, Any], p: list[str], notes: list[str]
 ) -> None:
     """Every value of the claimed summary against the re-derived one. A summary older than

@@ -17,16 +17,16 @@ Every reason is collected. What this cannot catch: a transcript edited consisten
 model's reply, the action and the outcome alike) with every hash recomputed. Bundles are not
 signed; the hidden suite, run by the maintainer, is the answer to that (docs/runs.md).
 
-The work is split by what it does, one module each: `leaderboard_bundle` packs a run (`pack`,
-`read_card`), `leaderboard_verify` checks a bundle against the registry (`verify`, `Verdict`),
-`leaderboard_rescore` re-derives its scores and compares them with the claimed summary, and
-`leaderboard_site` builds the board (`build`, `write_site`, `board_rows`). This module is their
-face: every name it exported before the split is importable from here.
+The work is split by what it does, one module each: `bundle` packs a run (`pack`,
+`read_card`), `verify` checks a bundle against the registry (`verify`, `Verdict`),
+`rescore` re-derives its scores and compares them with the claimed summary, and
+`site` builds the board (`build`, `write_site`, `board_rows`). This module is their
+face: every public name is importable from here.
 """
 
 from __future__ import annotations
 
-from clinicgym.runs.leaderboard_bundle import (
+from clinicgym.runs.leaderboard.bundle import (
     BUNDLE_FILES,
     BUNDLE_FORMAT_VERSION,
     BUNDLE_INDEX,
@@ -35,8 +35,8 @@ from clinicgym.runs.leaderboard_bundle import (
     pack,
     read_card,
 )
-from clinicgym.runs.leaderboard_rescore import MAX_EPISODE_REASONS
-from clinicgym.runs.leaderboard_site import (
+from clinicgym.runs.leaderboard.rescore import MAX_EPISODE_REASONS
+from clinicgym.runs.leaderboard.site import (
     BOARD_METRICS,
     KNOWN_PARAMETERS,
     PERCENT_METRICS,
@@ -47,14 +47,11 @@ from clinicgym.runs.leaderboard_site import (
     board_rows,
     build,
     is_reference,
+    model_meta,
     write_site,
 )
-from clinicgym.runs.leaderboard_site import _model_meta as _model_meta
-from clinicgym.runs.leaderboard_verify import SPEC_MUST, Verdict, verify
-from clinicgym.runs.leaderboard_verify import _bundle_info as _bundle_info
+from clinicgym.runs.leaderboard.verify import SPEC_MUST, Verdict, bundle_info, verify
 
-# `_model_meta` and `_bundle_info` are private, but were importable from this module before the
-# split (the model-spec tests read them): re-exported by alias, left out of `__all__`
 __all__ = [
     "BOARD_METRICS",
     "BUNDLE_FILES",
@@ -73,7 +70,9 @@ __all__ = [
     "agent_label",
     "board_rows",
     "build",
+    "bundle_info",
     "is_reference",
+    "model_meta",
     "pack",
     "read_card",
     "verify",

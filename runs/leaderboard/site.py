@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clinicgym import __version__
-from clinicgym.runs.leaderboard_verify import Verdict, verify
+from clinicgym.runs.leaderboard.verify import Verdict, verify
 from clinicgym.scoring.metric_registry import PERCENT, shown_in
 from clinicgym.scoring.stats import format_ci
 
 if TYPE_CHECKING:
-    from clinicgym.runs.leaderboard_verify import KBChoice
+    from clinicgym.runs.leaderboard.verify import KBChoice
 
 BOARD_METRICS = tuple(m.name for m in shown_in("board"))
 """Columns of the leaderboard page (each a mean with its 95% interval; the metric registry)."""
@@ -47,7 +47,7 @@ def is_reference(spec: str) -> bool:
     return agent_kind(spec) in REFERENCE_AGENTS
 
 
-def _model_meta(agent: str, info: dict[str, Any]) -> dict[str, str]:
+def model_meta(agent: str, info: dict[str, Any]) -> dict[str, str]:
     """Model name, backend and parameters of an agent: declared on the card first, then what
     its transcripts record, then what its spec string says."""
     card = (info.get("cards") or {}).get(agent) or {}
@@ -97,7 +97,7 @@ def board_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
         info = v.info
         summary = info.get("summary") or {}
         for agent, s in (summary.get("agents") or {}).items():
-            meta = _model_meta(agent, info)
+            meta = model_meta(agent, info)
             metrics = s.get("metrics") or {}
             row: dict[str, Any] = {
                 "suite": info.get("suite", ""),

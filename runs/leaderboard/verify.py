@@ -3,7 +3,7 @@
 Only the suite's name and version number are read from the bundle; its recipe, frozen cases
 hash and policy packs come from the registry. The hashes, recipe, packs, cases, planned
 episodes and seeds are checked here, each transcript re-derived (`runs/rederive.py`), then
-the scores re-derived and compared (`leaderboard_rescore`). Every reason is collected.
+the scores re-derived and compared (`rescore`). Every reason is collected.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ from clinicgym import __version__
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs import layout
 from clinicgym.runs.errors import LeaderboardError
-from clinicgym.runs.leaderboard_bundle import BUNDLE_FILES, BUNDLE_INDEX, HIDDEN_WITHHELD, _sha256
-from clinicgym.runs.leaderboard_rescore import _capped, _compare_summary, _rederive_summary
+from clinicgym.runs.leaderboard.bundle import (
+    BUNDLE_FILES,
+    BUNDLE_INDEX,
+    HIDDEN_WITHHELD,
+    sha256_hex,
+)
+from clinicgym.runs.leaderboard.rescore import capped_reasons, compare_summary, rederive_summary
 from clinicgym.runs.records import (
     ManifestSpec,
     PackRecord,
@@ -108,8 +113,8 @@ def _index_hash_problems(index: dict[str, Any], files: dict[str, bytes], hidden:
                 "(`clinicgym submit` leaves them out; the maintainer regenerates them)"
             )
         want = (recorded.get(n) or {}).get("sha256") if isinstance(recorded.get(n), dict) else None
-        if want != _sha256(files[n]):
-            out.append(f"{n}: sha256 {_sha256(files[n])[:16]}... does not match bundle.json")
+        if want != sha256_hex(files[n]):
+            out.append(f"{n}: sha256 {sha256_hex(files[n])[:16]}... does not match bundle.json")
     return out
 
 
@@ -118,7 +123,7 @@ def _sealed_hash_problems(manifest: RunManifest, files: dict[str, bytes]) -> lis
     out = []
     content = manifest.content or {}
     for n, rec in content.items():
-        if n in files and rec.sha256 != _sha256(files[n]):
+        if n in files and rec.sha256 != sha256_hex(files[n]):
             out.append(f"{n} was edited after the run was finalised (manifest sha256 differs)")
     if not content:
         out.append(f"{layout.MANIFEST} has no content hashes: the run was never finalised")
@@ -153,7 +158,7 @@ def verify(
         return verdict
     p.extend(_sealed_hash_problems(manifest, files))
     try:
-        verdict.info.update(_bundle_info(index, manifest))
+        verdict.info.update(bundle_info(index, manifest))
         if suite is None or layout.EPISODES not in files or layout.SUMMARY not in files:
             return verdict
         summary = _record(parse_summary, files[layout.SUMMARY], layout.SUMMARY, p)
@@ -214,7 +219,7 @@ def _registry_suite(
         return None
 
 
-def _bundle_info(index: dict[str, Any], manifest: RunManifest) -> dict[str, Any]:
+def bundle_info(index: dict[str, Any], manifest: RunManifest) -> dict[str, Any]:
     """What the board shows about a bundle besides its scores (declared, not verified)."""
     spec = manifest.spec
     sub = index.get("submission") if isinstance(index.get("submission"), dict) else {}
@@ -284,9 +289,9 @@ def _check_run(
         verdict.info["summary"] = summary.document()
         return
     # 6. monitors re-run, episodes re-scored, the summary re-derived
-    fresh = _rederive_summary(derived, cases, ver, agents, spec, summary, planned, scoring_kb, p)
+    fresh = rederive_summary(derived, cases, ver, agents, spec, summary, planned, scoring_kb, p)
     if fresh is not None:
-        _compare_summary(summary, fresh, p, verdict.notes)
+        compare_summary(summary, fresh, p, verdict.notes)
         verdict.info["summary"] = fresh
 
 
@@ -301,7 +306,7 @@ def _pack_ref_problems(manifest: RunManifest) -> list[str]:
 def _frozen_hash_problems(manifest: RunManifest, ver: SuiteVersion, ref: str) -> list[str]:
     """The run's case hashes against the suite version's frozen cases hash (the registry's)."""
     hashes = [str(c.hash) for c in manifest.cases]
-    listed_sha = _sha256("".join(hashes).encode()) if hashes else ""
+    listed_sha = sha256_hex("".join(hashes).encode()) if hashes else ""
     if listed_sha == ver.cases_sha256:
         return []
     return [
@@ -344,7 +349,7 @@ def _rederived(episodes: dict[str, Episode], max_turns: int, p: list[str]) -> li
         again = rederive(ep, max_turns)
         found += again.problems
         derived.append(again.episode)
-    p.extend(_capped(found))
+    p.extend(capped_reasons(found))
     return derived
 
 

@@ -33,7 +33,8 @@ MODEL_CARD_FIELDS = ("model", "parameters", "url", "notes")
 """What a submitter may declare per agent (`clinicgym submit --card`); shown as declared."""
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
+    """The hex sha256 of `data`, as bundle.json records each file's."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -115,7 +116,7 @@ def _bundle_index(
             "submitter": submitter or card.get("submitter"),
             "models": card.get("models", {}),
         },
-        "files": {n: {"sha256": _sha256(b), "bytes": len(b)} for n, b in files.items()},
+        "files": {n: {"sha256": sha256_hex(b), "bytes": len(b)} for n, b in files.items()},
     }
 
 
