@@ -22,7 +22,13 @@ from faker import Faker
 from clinicgym import __version__
 from clinicgym.patients.cases.artefacts import build_artefacts
 from clinicgym.patients.cases.case import PHI, AgeDetail, Case, Diagnosis, Fact, Lineage, Persona
-from clinicgym.patients.importers.text import Clause, humanise, norm, slug
+from clinicgym.patients.importers.text import (
+    PREPOSITION_END,
+    Clause,
+    humanise,
+    norm,
+    slug,
+)
 from clinicgym.patients.knowledge.bands import age_band
 from clinicgym.patients.knowledge.kb import CHILD_AGE, EXAM_SYSTEMS, Condition, KnowledgeBase
 from clinicgym.patients.patient.chart import SYSTEM_ALIASES
@@ -37,7 +43,9 @@ TEST_THRESHOLD = 0.86
 """MiniLM cosine at or above which a test name is taken to be a KB test (after exact names)."""
 
 _NEGATION = re.compile(
-    r"^\s*(?:(?:the\s+)?patient\s+|he\s+|she\s+|they\s+)?"
+    r"^\s*(?:(?:the\s+)?patient\s+|he\s+|she\s+|they\s+|"
+    r"there\s+(?:is|was|are|were|has\s+been|have\s+been|had\s+been)\s+)?"
+    r"(?:(?:has|have|had)\s+(?=no\b))?"
     r"(?:(?:no|not|never|denies|denied|denying|without|nil)\b|negative for\b|absence of\b)\s*",
     re.IGNORECASE,
 )
@@ -99,10 +107,11 @@ def _items(body: str, negated: bool) -> list[str]:
     parts = [p for p in _COMMAS.split(body) if p]
     if len(parts) > 1 or negated:
         last = [p for p in _LAST_AND.split(parts[-1]) if p]
-        if len(last) > 1:
+        if len(last) > 1 and not PREPOSITION_END.search(last[0]):
             parts = parts[:-1] + last
     if len(parts) > 1 and all(len(p.split()) <= MAX_ITEM_WORDS for p in parts):
-        return [p.strip() for p in parts]
+        items = [p.strip() for p in parts]
+        return items
     return [body.strip()]
 
 

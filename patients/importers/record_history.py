@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clinicgym.patients.errors import ImporterError
-from clinicgym.patients.importers.text import slug
+from clinicgym.patients.importers.text import PREPOSITION_END, slug
 
 ABBREVIATIONS_FILE = Path(__file__).with_name("chart_abbreviations.yaml")
 
@@ -49,7 +49,8 @@ _NEG_LEAD = re.compile(
     r"has no|had no|have no|takes no|uses no|"
     r"drinks no|on no|no|not|never|"
     r"without|nil|negative for|absence of|does not (?:report|have|endorse|complain of)|"
-    r"did not (?:report|have)|is not|has not had|hasn't had|there (?:is|are|was|were) no)"
+    r"did not (?:report|have)|is not|has not had|hasn't had|"
+    r"there (?:is|are|was|were|has been|have been|had been) no)"
     r"\b\s*(?:any\s+|a\s+|an\s+|history of\s+|h/o\s+|known\s+|complaints? of\s+|"
     r"reports? of\s+|recent\s+(?=history))?",
     re.IGNORECASE,
@@ -161,6 +162,9 @@ def statements(sentence: str) -> list[Statement]:
         chunk = chunk.strip(" ,")
         if not chunk:
             continue
+        reported = _FRAME.match(chunk)
+        if reported and reported.end() and _NEG_LEAD.match(chunk[reported.end() :]):
+            chunk = chunk[reported.end() :]  # "the parents report that there was no injury"
         pieces = _INNER_NEG.split(chunk)
         if len(pieces) > 1:  # "fever without chills", "born at term, has no illness, and ..."
             for j, piece in enumerate(pieces):
@@ -230,21 +234,21 @@ def _clause(text: str, negated: bool) -> list[Statement]:
 
 
 def _list_of(body: str, negated: bool) -> list[Statement]:
-    body = re.sub(r"\s+(?:reported|noted|mentioned|documented)$", "", body, flags=re.I)
     """Items of a negated list ('fever, cough, or recent travel'); a long clause stays whole.
     'changes in bladder or bowel habits' is one item: 'or' after a preposition's object joins."""
+    body = re.sub(r"\s+(?:reported|noted|mentioned|documented)$", "", body, flags=re.I)
     items: list[str] = []
     for part in top_level(body):
         part = re.sub(r"^\s*(?:and|or|nor)\s+", "", part).strip()
         if not part:
             continue
         sub = re.split(r"\s+(?:and|or|nor)\s+", part)
-        if len(sub) > 1 and not re.search(r"\b(?:in|of|with|to|on|from)\s+\w+$", sub[0], re.I):
+        if len(sub) > 1 and not PREPOSITION_END.search(sub[0]):
             items.extend(sub)
         else:
             items.append(part)
     verb = next(
-        (k for k, p in enumerate(items) if k and (_FINITE.search(p) or _BARE_VERB.match(p))),
+        (k for k, p in enumerate(items) if k and _ends_negation(p)),
         None,
     )
     if verb is not None:  # "no illness, and her immunizations are up to date": the list ends
@@ -260,6 +264,24 @@ def _list_of(body: str, negated: bool) -> list[Statement]:
 
 
 _FINITE = re.compile(r"\b(?:is|are|was|were|has|have|had)\b", re.IGNORECASE)
+_RELATIVE = re.compile(r"\b(?:that|which|who|whom|whose)\b", re.IGNORECASE)
+
+
+_POSITIVE = re.compile(
+    r"^(?:normal|unremarkable|healthy|up[- ]to[- ]date|otherwise|well)\b", re.IGNORECASE
+)
+
+
+def _ends_negation(item: str) -> bool:
+    """A later item of a negated list that starts a statement of its own: a verb ("and her
+    immunizations are up to date") or a normal finding ("no allergies, normal birth")."""
+    return bool(_FINITE.search(_main(item)) or _BARE_VERB.match(item) or _POSITIVE.match(item))
+
+
+def _main(item: str) -> str:
+    """An item without its relative clause: the verb of "incident at the park that could have
+    led to the swelling" belongs to the item, so it does not end the negated list."""
+    return _RELATIVE.split(item, maxsplit=1)[0]
 
 
 # ---- the patient's voice -------------------------------------------------------------------

@@ -31,3 +31,12 @@ class Clause:
 
     text: str
     negated: bool = False
+
+
+PREPOSITION_END = re.compile(
+    r"\b(?:in|of|with|to|on|from)\s+(?:(?:his|her|their|its|the)\s+\w+(?:\s+\w+)?|\w+)$",
+    re.IGNORECASE,
+)
+"""A list item ending in a preposition and its object (one word, or a determiner and up to two):
+an 'or' after it joins ("changes in bladder or bowel habits", "changes in his bowel habits or
+urination" are one item each), where "exposure to sick contacts or recent travel" is two."""

@@ -73,6 +73,12 @@ def test_lists_split_into_atomic_negatives_but_qualified_sentences_stay_whole():
     assert [c.text for c in clauses("Pain in the right lower quadrant, worse on walking")] == [
         "Pain in the right lower quadrant, worse on walking"
     ]
+    got = clauses("There were no fevers or rigors. She has no history of asthma.")
+    assert [(c.text, c.negated) for c in got] == [
+        ("fevers", True),
+        ("rigors", True),
+        ("She has no history of asthma", True),
+    ]
 
 
 def test_chart_wording_becomes_what_the_patient_says():

@@ -49,6 +49,29 @@ def test_a_negated_list_is_one_denial_per_item_and_its_scope_ends_at_but() -> No
     ]
 
 
+def test_a_denial_inside_reported_speech_or_after_there_have_been_stays_a_denial() -> None:
+    """Written records put negation where a lead-in regex does not look: after a reporting
+    verb, after "there have been", before a relative clause; a normal finding after a denial
+    is not denied with it."""
+    said = _said(
+        "The parents report that there was no obvious injury or incident at the park that "
+        "could have led to the swelling."
+    )
+    assert len(said) == 1 and said[0][1] and said[0][0].startswith("No obvious injury")
+    assert _said("There have been no changes in his bowel habits or urination.") == [
+        ("No changes in his bowel habits or urination.", True)
+    ]
+    assert _said("No known exposure to sick contacts or recent travel.") == [
+        ("No exposure to sick contacts.", True),
+        ("No recent travel.", True),
+    ]
+    neg = {
+        t.text: t.negated
+        for t in statements("The parents report no known allergies, normal birth.")
+    }
+    assert neg == {"allergies": True, "normal birth": False}
+
+
 def test_meta_text_is_not_a_fact_so_never_a_denial() -> None:
     for text in (
         "No mention of smoking.",
