@@ -356,141 +356,34 @@ class CohortSchema:
             raise CohortError("decode: rows without a condition_id")
         kb = self.kb
         filled = filled if filled is not None else Counter()
-        n, fs, ts = len(df), self.finding_slots, self.test_slots
-        vitals, tests = list(kb.vitals.values()), list(kb.tests.values())
-        num_ids, num_lo, num_width, _ = self._normal_ranges
-        u = uniform_rows(seed, 0, start, n, fs + len(vitals) + 2 * ts + len(num_ids))
-        u_vital, u_ab, u_val = fs, fs + len(vitals), fs + len(vitals) + ts
-        u_normal = fs + len(vitals) + 2 * ts
-
-        def floats(cols: list[str]) -> np.ndarray:
-            if not cols:
-                return np.empty((n, 0))
-            return df[cols].to_numpy(dtype=float, na_value=np.nan)
-
-        slots = floats(self.finding_columns)
-        background = floats([f"bg_{b}" for b in self.background]) == 1
-        vit = floats([self.vital_column(v.id) for v in vitals])
-        ab_cells = floats([ab for ab, _ in self.test_columns])
-        val_cells = floats([val for _, val in self.test_columns])
-        ages = df["age"].to_numpy(dtype=np.int64)
-        sexes, ccs = df["sex"].tolist(), df["chief_complaint"].tolist()
-
-        # tests outside the row's condition are normal: numeric ones drawn as the sampler does
-        state = np.full((n, len(tests)), NORMAL, dtype=np.int8)
-        value = np.full((n, len(tests)), np.nan)
-        numeric = [j for j, t in enumerate(tests) if t.id in num_ids]
-        value[:, numeric] = num_lo + u[:, u_normal:] * num_width
-        # vitals the synthesizer left empty: the normal range for the age band, less 10% a side
-        bands = band_index(ages)
-        lo = np.empty((n, len(vitals)))
-        hi = np.empty((n, len(vitals)))
-        pad = np.full((n, len(vitals)), 0.1)
-        for j, v in enumerate(vitals):
-            normal = np.array([v.normal[b] for b in AGE_BANDS])  # type: ignore[index]
-            lo[:, j], hi[:, j] = normal[bands, 0], normal[bands, 1]
-
-        present = np.zeros((n, self._widest_layout), dtype=bool)
-        layout = np.zeros(n, dtype=np.int32)
-        layouts: list[Layout] = []
-        index: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
-        from_background: list[list[tuple[int, int]]] = []  # layout -> (position, bg column)
-        missing = {"finding": 0, "vital": 0, "test": 0}
+        d = _Decoding(self, df, seed, start)
         groups = df.groupby("condition_id", sort=True, observed=True).indices
         for cid, rows in groups.items():
             cond = kb.conditions.get(cid)
             if cond is None:
                 raise CohortError(f"decode: unknown condition id '{cid}'")
-            nf = len(cond.findings)
-            slot_of = {link.id: k for k, link in enumerate(cond.findings)}
-            is_cc = np.array([slot_of.get(ccs[i], -1) for i in rows])[:, None] == np.arange(nf)
-            cells = slots[rows, :nf]
-            empty = np.isnan(cells) & ~is_cc
-            missing["finding"] += int(empty.sum())
-            p = np.array([link.p for link in cond.findings])
-            own = np.where(empty, u[rows, :nf] < p, cells == 1) | is_cc
-            # pertinent negatives depend on age and sex: one layout per (age, sex) seen
-            shape_of: dict[tuple[int, str], int] = {}
-            row_shape = np.empty(len(rows), dtype=np.int32)
-            for r, i in enumerate(rows):
-                key = (int(ages[i]), sexes[i])
-                if key not in shape_of:
-                    negatives = self._sampler.pertinent_negatives(cond, *key)
-                    ids = tuple(dict.fromkeys([*slot_of, *negatives, *self.background]))
-                    lkey = (ids, tuple(negatives))
-                    if lkey not in index:
-                        index[lkey] = len(layouts)
-                        layouts.append(Layout.of(kb, cond, ids))
-                        denied = set(slot_of) | set(negatives)
-                        from_background.append(
-                            [
-                                (k, self._background_index[fid])
-                                for k, fid in enumerate(ids)
-                                if fid not in denied
-                            ]
-                        )
-                    shape_of[key] = index[lkey]
-                row_shape[r] = shape_of[key]
-            layout[rows] = row_shape
-            for li in np.unique(row_shape):
-                mask = row_shape == li
-                sub = rows[mask]
-                present[sub, :nf] = own[mask]
-                for k, b in from_background[li]:
-                    present[sub, k] = background[sub, b]
-            for vid, (vlo, vhi) in cond.vitals.items():
-                j = self._vital_index[vid]
-                lo[rows, j], hi[rows, j], pad[rows, j] = vlo, vhi, 0.0
-            for k, spec in enumerate(cond.tests):
-                j, t = self._test_index[spec.id], kb.tests[spec.id]
-                ab = ab_cells[rows, k]
-                empty_ab = np.isnan(ab)
-                abnormal = np.where(empty_ab, u[rows, u_ab + k] < spec.p, ab == 1)
-                state[rows, j] = np.where(abnormal, ABNORMAL, NORMAL)
-                missing["test"] += int(empty_ab.sum())
-                if t.normal is None:
-                    value[rows, j] = np.nan
-                    continue
-                v = val_cells[rows, k]
-                empty_v = np.isnan(v)
-                missing["test"] += int(empty_v.sum())
-                nlo, nhi = t.normal
-                npad = 0.1 * (nhi - nlo)
-                alo, ahi = spec.value if spec.value else (nlo + npad, nhi - npad)
-                flo = np.where(abnormal, alo, nlo + npad)
-                fhi = np.where(abnormal, ahi, nhi - npad)
-                value[rows, j] = np.where(empty_v, flo + u[rows, u_val + k] * (fhi - flo), v)
-        for j, t in enumerate(tests):
-            if t.normal is not None:
-                value[:, j] = np.round(value[:, j], t.decimals)
-        empty = np.isnan(vit)
-        missing["vital"] += int(empty.sum())
-        span = (hi - lo) * (1 - 2 * pad)
-        vit = np.where(empty, lo + (hi - lo) * pad + u[:, u_vital:u_ab] * span, vit)
-        for j, v in enumerate(vitals):
-            vit[:, j] = np.round(vit[:, j], v.decimals)
-        filled.update({k: c for k, c in missing.items() if c})
-
-        def flags(names: Sequence[str], cols: list[str]) -> list[tuple[str, ...]]:
-            on = floats(cols) == 1
-            return [tuple(names[j] for j in np.flatnonzero(row)) for row in on]
-
+            d.add_findings(cond, rows)
+            d.add_vital_ranges(cond, rows)
+            d.add_tests(cond, rows)
+        d.round_test_values()
+        vit = d.drawn_vitals()
+        filled.update({k: c for k, c in d.missing.items() if c})
         return Records(
             kb=kb,
             condition=df["condition_id"].tolist(),
-            age=ages.tolist(),
-            sex=sexes,
+            age=d.ages.tolist(),
+            sex=d.sexes,
             ethnicity=[str(x) for x in df["ethnicity"].tolist()],
             insurance=[str(x) for x in df["insurance"].tolist()],
-            chief_complaint=ccs,
-            layouts=layouts,
-            layout=layout,
-            present=present[:, : max((len(sh.ids) for sh in layouts), default=0)],
+            chief_complaint=d.ccs,
+            layouts=d.layouts,
+            layout=d.layout,
+            present=d.present[:, : max((len(sh.ids) for sh in d.layouts), default=0)],
             vitals=vit,
-            test_state=state,
-            test_value=value,
-            comorbidities=flags(self.comorbidities, [c for _, c in self._comorbid_columns]),
-            allergies=flags(self.allergies, [c for _, c in self._allergy_columns]),
+            test_state=d.state,
+            test_value=d.value,
+            comorbidities=_flags(df, self.comorbidities, [c for _, c in self._comorbid_columns]),
+            allergies=_flags(df, self.allergies, [c for _, c in self._allergy_columns]),
             test_text={},
         )
 
@@ -683,6 +576,179 @@ class CohortSchema:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _floats(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """The cells of `cols` as an (n, len(cols)) float array, NaN where empty."""
+    if not cols:
+        return np.empty((len(df), 0))
+    return df[cols].to_numpy(dtype=float, na_value=np.nan)
+
+
+def _flags(df: pd.DataFrame, names: Sequence[str], cols: list[str]) -> list[tuple[str, ...]]:
+    """Per row, the `names` whose boolean column (`cols`, same order) is true."""
+    on = _floats(df, cols) == 1
+    return [tuple(names[j] for j in np.flatnonzero(row)) for row in on]
+
+
+class _Decoding:
+    """One table being decoded by `CohortSchema.decode`: the rows' cells and uniforms in, and
+    the record arrays (findings present, layouts, vitals, test states and values) filled in
+    condition by condition, with the empty cells drawn counted in `missing`."""
+
+    def __init__(self, schema: CohortSchema, df: pd.DataFrame, seed: int, start: int) -> None:
+        kb = self.kb = schema.kb
+        self.schema = schema
+        n, fs, ts = len(df), schema.finding_slots, schema.test_slots
+        self.vitals, self.tests = list(kb.vitals.values()), list(kb.tests.values())
+        num_ids = schema._normal_ranges[0]
+        nv = len(self.vitals)
+        self.u = uniform_rows(seed, 0, start, n, fs + nv + 2 * ts + len(num_ids))
+        self.u_vital, self.u_ab, self.u_val = fs, fs + nv, fs + nv + ts
+        self.slots = _floats(df, schema.finding_columns)
+        self.background = _floats(df, [f"bg_{b}" for b in schema.background]) == 1
+        self.vit = _floats(df, [schema.vital_column(v.id) for v in self.vitals])
+        self.ab_cells = _floats(df, [ab for ab, _ in schema.test_columns])
+        self.val_cells = _floats(df, [val for _, val in schema.test_columns])
+        self.ages = df["age"].to_numpy(dtype=np.int64)
+        self.sexes, self.ccs = df["sex"].tolist(), df["chief_complaint"].tolist()
+        self.state, self.value = self._normal_tests(fs + nv + 2 * ts)
+        self.lo, self.hi, self.pad = self._normal_vitals()
+        self.present = np.zeros((n, schema._widest_layout), dtype=bool)
+        self.layout = np.zeros(n, dtype=np.int32)
+        self.layouts: list[Layout] = []
+        self.index: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
+        self.from_background: list[list[tuple[int, int]]] = []  # layout -> (position, bg column)
+        self.missing = {"finding": 0, "vital": 0, "test": 0}
+
+    def _normal_tests(self, u_normal: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every test normal, numeric ones valued as the sampler draws them: what tests outside
+        a row's condition stay."""
+        num_ids, num_lo, num_width, _ = self.schema._normal_ranges
+        n = len(self.ages)
+        state = np.full((n, len(self.tests)), NORMAL, dtype=np.int8)
+        value = np.full((n, len(self.tests)), np.nan)
+        numeric = [j for j, t in enumerate(self.tests) if t.id in num_ids]
+        value[:, numeric] = num_lo + self.u[:, u_normal:] * num_width
+        return state, value
+
+    def _normal_vitals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row and vital, the age band's normal range (lo, hi) and a 10% pad a side: where
+        a vital the synthesizer left empty is drawn unless the condition sets the range."""
+        n = len(self.ages)
+        bands = band_index(self.ages)
+        lo = np.empty((n, len(self.vitals)))
+        hi = np.empty((n, len(self.vitals)))
+        pad = np.full((n, len(self.vitals)), 0.1)
+        for j, v in enumerate(self.vitals):
+            normal = np.array([v.normal[b] for b in AGE_BANDS])  # type: ignore[index]
+            lo[:, j], hi[:, j] = normal[bands, 0], normal[bands, 1]
+        return lo, hi, pad
+
+    def add_findings(self, cond: Condition, rows: np.ndarray) -> None:
+        """The condition's rows: their own findings (cells, or drawn where empty; the chief
+        complaint always present), placed in each row's layout with its background findings."""
+        nf = len(cond.findings)
+        slot_of = {link.id: k for k, link in enumerate(cond.findings)}
+        is_cc = np.array([slot_of.get(self.ccs[i], -1) for i in rows])[:, None] == np.arange(nf)
+        cells = self.slots[rows, :nf]
+        empty = np.isnan(cells) & ~is_cc
+        self.missing["finding"] += int(empty.sum())
+        p = np.array([link.p for link in cond.findings])
+        own = np.where(empty, self.u[rows, :nf] < p, cells == 1) | is_cc
+        row_shape = self._row_layouts(cond, rows, slot_of)
+        self.layout[rows] = row_shape
+        for li in np.unique(row_shape):
+            mask = row_shape == li
+            sub = rows[mask]
+            self.present[sub, :nf] = own[mask]
+            for k, b in self.from_background[li]:
+                self.present[sub, k] = self.background[sub, b]
+
+    def _row_layouts(
+        self, cond: Condition, rows: np.ndarray, slot_of: dict[str, int]
+    ) -> np.ndarray:
+        """Each row's layout index: pertinent negatives depend on age and sex, so one layout per
+        (age, sex) seen, shared by every condition row with the same findings and negatives."""
+        shape_of: dict[tuple[int, str], int] = {}
+        row_shape = np.empty(len(rows), dtype=np.int32)
+        for r, i in enumerate(rows):
+            key = (int(self.ages[i]), self.sexes[i])
+            if key not in shape_of:
+                negatives = self.schema._sampler.pertinent_negatives(cond, *key)
+                ids = tuple(dict.fromkeys([*slot_of, *negatives, *self.schema.background]))
+                shape_of[key] = self._layout_index(cond, ids, negatives, slot_of)
+            row_shape[r] = shape_of[key]
+        return row_shape
+
+    def _layout_index(
+        self, cond: Condition, ids: tuple[str, ...], negatives: Any, slot_of: dict[str, int]
+    ) -> int:
+        """The index of the layout of `ids` with these negatives, added on first sight with the
+        positions its background findings take from the row's background columns."""
+        lkey = (ids, tuple(negatives))
+        if lkey not in self.index:
+            self.index[lkey] = len(self.layouts)
+            self.layouts.append(Layout.of(self.kb, cond, ids))
+            denied = set(slot_of) | set(negatives)
+            self.from_background.append(
+                [
+                    (k, self.schema._background_index[fid])
+                    for k, fid in enumerate(ids)
+                    if fid not in denied
+                ]
+            )
+        return self.index[lkey]
+
+    def add_vital_ranges(self, cond: Condition, rows: np.ndarray) -> None:
+        """The condition's vital ranges replace the normal ones for its rows (drawn unpadded)."""
+        for vid, (vlo, vhi) in cond.vitals.items():
+            j = self.schema._vital_index[vid]
+            self.lo[rows, j], self.hi[rows, j], self.pad[rows, j] = vlo, vhi, 0.0
+
+    def add_tests(self, cond: Condition, rows: np.ndarray) -> None:
+        """The condition's tests for its rows: abnormal or not and the value, from the cells or
+        drawn where empty (abnormal values from the KB's range, normal ones inside the normal
+        range padded 10%); report-only tests get no value."""
+        for k, spec in enumerate(cond.tests):
+            j, t = self.schema._test_index[spec.id], self.kb.tests[spec.id]
+            ab = self.ab_cells[rows, k]
+            empty_ab = np.isnan(ab)
+            abnormal = np.where(empty_ab, self.u[rows, self.u_ab + k] < spec.p, ab == 1)
+            self.state[rows, j] = np.where(abnormal, ABNORMAL, NORMAL)
+            self.missing["test"] += int(empty_ab.sum())
+            if t.normal is None:
+                self.value[rows, j] = np.nan
+                continue
+            v = self.val_cells[rows, k]
+            empty_v = np.isnan(v)
+            self.missing["test"] += int(empty_v.sum())
+            nlo, nhi = t.normal
+            npad = 0.1 * (nhi - nlo)
+            alo, ahi = spec.value if spec.value else (nlo + npad, nhi - npad)
+            flo = np.where(abnormal, alo, nlo + npad)
+            fhi = np.where(abnormal, ahi, nhi - npad)
+            u = self.u[rows, self.u_val + k]
+            self.value[rows, j] = np.where(empty_v, flo + u * (fhi - flo), v)
+
+    def round_test_values(self) -> None:
+        """Round every numeric test value to its test's decimals."""
+        for j, t in enumerate(self.tests):
+            if t.normal is not None:
+                self.value[:, j] = np.round(self.value[:, j], t.decimals)
+
+    def drawn_vitals(self) -> np.ndarray:
+        """The vitals, empty cells drawn inside each row's (padded) range, rounded per vital."""
+        empty = np.isnan(self.vit)
+        self.missing["vital"] += int(empty.sum())
+        lo, hi, pad = self.lo, self.hi, self.pad
+        span = (hi - lo) * (1 - 2 * pad)
+        vit = np.where(
+            empty, lo + (hi - lo) * pad + self.u[:, self.u_vital : self.u_ab] * span, self.vit
+        )
+        for j, v in enumerate(self.vitals):
+            vit[:, j] = np.round(vit[:, j], v.decimals)
+        return vit
 
 
 def _ids(prefix: str, n: int, start: int = 0) -> list[str]:

@@ -380,19 +380,40 @@ def _plots(
     fair: dict[str, Any],
     target: dict[str, Any] | None,
 ) -> dict[str, str]:
+    """The report's figures as PNG data URLs by name (`targeting` only for a targeted cohort)."""
     import matplotlib
 
     matplotlib.use("Agg")
+
+    out: dict[str, str] = {
+        "column_shapes": _column_shapes_plot(fid),
+        "pair_trends": _pair_trends_plot(fid),
+        "distributions": _distributions_plot(real, synth),
+        "conditions": _conditions_plot(real, synth),
+        "subgroups": _subgroups_plot(fair),
+        "dcr": _dcr_plot(priv),
+    }
+    if target:
+        out["targeting"] = _targeting_plot(target)
+    return out
+
+
+def _column_shapes_plot(fid: dict[str, Any]) -> str:
+    """Each column's shape score as a bar, worst first: where the cohort's distributions drift."""
     import matplotlib.pyplot as plt
 
-    out: dict[str, str] = {}
     shapes = pd.Series(fid["per_column"]).dropna().sort_values()
     fig, ax = plt.subplots(figsize=(8, max(3, len(shapes) * 0.16)))
     ax.barh(shapes.index, shapes.values, color="#4c72b0")
     ax.set_xlim(0, 1)
     ax.set_xlabel("column shape score (1 = same distribution)")
     ax.tick_params(axis="y", labelsize=6)
-    out["column_shapes"] = _png(fig)
+    return _png(fig)
+
+
+def _pair_trends_plot(fid: dict[str, Any]) -> str:
+    """The column-pair trend scores as a symmetric heat map: which correlations were kept."""
+    import matplotlib.pyplot as plt
 
     pairs = fid["_pairs"]
     cols = list(dict.fromkeys([*pairs["Column 1"], *pairs["Column 2"]]))
@@ -405,7 +426,12 @@ def _plots(
     ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=4)
     ax.set_yticks(range(len(cols)), cols, fontsize=4)
     fig.colorbar(im, ax=ax, label="pair trend score")
-    out["pair_trends"] = _png(fig)
+    return _png(fig)
+
+
+def _distributions_plot(real: pd.DataFrame, synth: pd.DataFrame) -> str:
+    """Seed and cohort histograms of age and two vitals, side by side."""
+    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3))
     axes[0].hist(
@@ -425,7 +451,12 @@ def _plots(
                 label=["seed", "cohort"],
             )
             ax.set_title(vid)
-    out["distributions"] = _png(fig)
+    return _png(fig)
+
+
+def _conditions_plot(real: pd.DataFrame, synth: pd.DataFrame) -> str:
+    """The seed's 25 commonest conditions: their share in the seed and in the cohort."""
+    import matplotlib.pyplot as plt
 
     top = real["condition_id"].value_counts(normalize=True).head(25).index
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -445,53 +476,70 @@ def _plots(
     ax.set_xticks(x, top, rotation=90, fontsize=6)
     ax.set_ylabel("share")
     ax.legend()
-    out["conditions"] = _png(fig)
+    return _png(fig)
+
+
+def _subgroups_plot(fair: dict[str, Any]) -> str:
+    """One panel per fairness attribute: seed and cohort shares per group, and the target."""
+    import matplotlib.pyplot as plt
 
     attrs = list(fair["attributes"])
     fig, axes = plt.subplots(1, len(attrs), figsize=(4 * len(attrs), 3))
     for ax, attr in zip(np.atleast_1d(axes), attrs, strict=True):
-        e = fair["attributes"][attr]
-        keys = sorted(set(e["seed"]) | set(e["cohort"]))
-        if attr == "age_band":
-            keys = [b for b in AGE_BANDS if b in keys]
-        x = np.arange(len(keys))
-        ax.bar(x - 0.2, [e["seed"].get(k, 0) for k in keys], 0.4, label="seed")
-        ax.bar(x + 0.2, [e["cohort"].get(k, 0) for k in keys], 0.4, label="cohort")
-        if "target" in e:
-            ax.scatter(
-                x + 0.2,
-                [e["target"].get(k, 0) for k in keys],
-                color="k",
-                marker="_",
-                s=200,
-                label="target",
-                zorder=3,
-            )
-        ax.set_xticks(x, keys, rotation=45, fontsize=7)
-        ax.set_title(attr)
+        _subgroup_panel(ax, attr, fair["attributes"][attr])
     np.atleast_1d(axes)[0].legend(fontsize=7)
-    out["subgroups"] = _png(fig)
+    return _png(fig)
+
+
+def _subgroup_panel(ax: Any, attr: str, e: dict[str, Any]) -> None:
+    """One attribute's bars (seed, cohort) and target marks; age bands in their KB order."""
+    keys = sorted(set(e["seed"]) | set(e["cohort"]))
+    if attr == "age_band":
+        keys = [b for b in AGE_BANDS if b in keys]
+    x = np.arange(len(keys))
+    ax.bar(x - 0.2, [e["seed"].get(k, 0) for k in keys], 0.4, label="seed")
+    ax.bar(x + 0.2, [e["cohort"].get(k, 0) for k in keys], 0.4, label="cohort")
+    if "target" in e:
+        ax.scatter(
+            x + 0.2,
+            [e["target"].get(k, 0) for k in keys],
+            color="k",
+            marker="_",
+            s=200,
+            label="target",
+            zorder=3,
+        )
+    ax.set_xticks(x, keys, rotation=45, fontsize=7)
+    ax.set_title(attr)
+
+
+def _dcr_plot(priv: dict[str, Any]) -> str:
+    """Distances to the closest training record, synthetic rows against the holdout's."""
+    import matplotlib.pyplot as plt
 
     dcr_s, dcr_h = priv["_dcr"]
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.hist([dcr_s, dcr_h], bins=30, density=True, label=["synthetic -> train", "holdout -> train"])
     ax.set_xlabel("distance to closest training record")
     ax.legend()
-    out["dcr"] = _png(fig)
+    return _png(fig)
 
-    if target:
-        rows = target["conditions"][:30]
-        fig, ax = plt.subplots(figsize=(9, 4))
-        x = np.arange(len(rows))
-        ax.bar(x - 0.2, [r["run_share"] for r in rows], 0.4, label="run mix")
-        ax.bar(x + 0.2, [r["cohort_share"] for r in rows], 0.4, label="new cohort")
-        ax2 = ax.twinx()
-        ax2.plot(x, [r["failure_rate"] for r in rows], "k.", label="failure rate")
-        ax2.set_ylim(0, 1)
-        ax.set_xticks(x, [r["condition_id"] for r in rows], rotation=90, fontsize=6)
-        ax.legend(loc="upper right", fontsize=7)
-        out["targeting"] = _png(fig)
-    return out
+
+def _targeting_plot(target: dict[str, Any]) -> str:
+    """For the 30 most-failed conditions: run mix, new cohort mix and the run's failure rate."""
+    import matplotlib.pyplot as plt
+
+    rows = target["conditions"][:30]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["run_share"] for r in rows], 0.4, label="run mix")
+    ax.bar(x + 0.2, [r["cohort_share"] for r in rows], 0.4, label="new cohort")
+    ax2 = ax.twinx()
+    ax2.plot(x, [r["failure_rate"] for r in rows], "k.", label="failure rate")
+    ax2.set_ylim(0, 1)
+    ax.set_xticks(x, [r["condition_id"] for r in rows], rotation=90, fontsize=6)
+    ax.legend(loc="upper right", fontsize=7)
+    return _png(fig)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from clinicgym.patients.cohorts.feedback import (
     QueuedItem,
     load_feedback,
 )
-from clinicgym.patients.cohorts.targeting import target_mix
+from clinicgym.patients.cohorts.targeting import TargetMix, target_mix
 from clinicgym.patients.errors import CohortError
 from clinicgym.patients.knowledge.kb import name_pattern
 
@@ -80,7 +81,21 @@ def plan_feedback(
     Returns (feedback, mix); mix is a `targeting.TargetMix`, or None when no reviewed episode
     was compared with the automatic verdicts."""
     parent_fb = load_feedback(parent.root)
-    fb = CohortFeedback(
+    fb = _next_round(parent, parent_fb)
+    rows = set(parent.table[ID_COLUMN].astype(str))
+    cohort_ids = _lineage_ids(parent)
+    groups = _group_fact_fixes(inputs.fact_fixes, fb.queued, parent.id, rows, cohort_ids)
+    changed = _apply_fact_groups(groups, fb)
+    changed += _apply_persona_fixes(inputs.persona_fixes, fb, parent.id, rows, cohort_ids)
+    _queue_for_review(inputs, fb.queued)
+    mix = _disagreement_mix(inputs, parent, fb, strength)
+    fb.annotations = list(dict.fromkeys([*(parent_fb.annotations if parent_fb else []), *changed]))
+    return fb, mix
+
+
+def _next_round(parent: Cohort, parent_fb: CohortFeedback | None) -> CohortFeedback:
+    """The new round's feedback, starting from a copy of the parent's overrides (if any)."""
+    return CohortFeedback(
         parent_cohort=parent.id,
         round=(parent_fb.round + 1) if parent_fb else 1,
         patients={
@@ -88,52 +103,61 @@ def plan_feedback(
         },
         findings=list(parent_fb.findings) if parent_fb else [],
     )
-    rows = set(parent.table[ID_COLUMN].astype(str))
-    cohort_ids = _lineage_ids(parent)
-    queue = fb.queued
 
-    def hold(kind: str, ids: Sequence[str], patient: str | None, detail: str) -> None:
-        queue.append(
-            QueuedItem(kind=kind, annotations=list(ids), patient=patient, detail=detail)  # type: ignore[arg-type]
+
+def _hold(
+    queue: list[QueuedItem], kind: str, ids: Sequence[str], patient: str | None, detail: str
+) -> None:
+    """Queue annotations for review instead of applying them."""
+    queue.append(
+        QueuedItem(kind=kind, annotations=list(ids), patient=patient, detail=detail)  # type: ignore[arg-type]
+    )
+
+
+def _fact_fix_held(
+    fix: FactFix, row: str | None, rows: set[str], parent_id: str
+) -> tuple[str, str] | None:
+    """Why a fact fix must be reviewed rather than applied (queue kind, detail), or None."""
+    if fix.scope == "patient" and (row is None or row not in rows):
+        return (
+            "not_in_cohort",
+            f"the patient is not a row of cohort {parent_id}; this fix cannot reach it",
         )
+    if not fix.present:
+        return (
+            "changes_truth",
+            f"'{fix.concept}' is a denied finding in the record; changing it changes what is "
+            "true of the patient, not how it is said",
+        )
+    if fix.action == "remove" and fix.category == "chief_complaint":
+        return (
+            "chief_complaint",
+            f"'{fix.concept}' is the reason for the visit; removing it makes another case",
+        )
+    leak = name_pattern(fix.diagnosis_names)
+    if fix.action == "reword" and leak is not None and leak.search(fix.text or ""):
+        return (
+            "names_diagnosis",
+            f"the correction {fix.text!r} names the diagnosis; the patient never may",
+        )
+    return None
 
-    # facts: check each fix, then group the fixes aimed at one target
+
+def _group_fact_fixes(
+    fixes: Sequence[FactFix],
+    queue: list[QueuedItem],
+    parent_id: str,
+    rows: set[str],
+    cohort_ids: set[str],
+) -> dict[tuple[str, ...], list[FactFix]]:
+    """Queue the fact fixes that cannot apply; group the rest by the fact they change (one
+    patient's concept, or a finding for a speaker and sex across the cohort)."""
     groups: dict[tuple[str, ...], list[FactFix]] = defaultdict(list)
-    for fix in inputs.fact_fixes:
+    for fix in fixes:
         row = _row_of(fix.patient, cohort_ids)
-        if fix.scope == "patient" and (row is None or row not in rows):
-            hold(
-                "not_in_cohort",
-                [fix.annotation_id],
-                fix.patient,
-                f"the patient is not a row of cohort {parent.id}; this fix cannot reach it",
-            )
-            continue
-        if not fix.present:
-            hold(
-                "changes_truth",
-                [fix.annotation_id],
-                fix.patient,
-                f"'{fix.concept}' is a denied finding in the record; changing it changes what is "
-                "true of the patient, not how it is said",
-            )
-            continue
-        if fix.action == "remove" and fix.category == "chief_complaint":
-            hold(
-                "chief_complaint",
-                [fix.annotation_id],
-                fix.patient,
-                f"'{fix.concept}' is the reason for the visit; removing it makes another case",
-            )
-            continue
-        leak = name_pattern(fix.diagnosis_names)
-        if fix.action == "reword" and leak is not None and leak.search(fix.text or ""):
-            hold(
-                "names_diagnosis",
-                [fix.annotation_id],
-                fix.patient,
-                f"the correction {fix.text!r} names the diagnosis; the patient never may",
-            )
+        held = _fact_fix_held(fix, row, rows, parent_id)
+        if held is not None:
+            _hold(queue, held[0], [fix.annotation_id], fix.patient, held[1])
             continue
         key = (
             ("patient", row or "", fix.concept)
@@ -141,6 +165,14 @@ def plan_feedback(
             else ("finding", fix.concept, fix.speaker, fix.sex)
         )
         groups[key].append(fix)
+    return groups
+
+
+def _apply_fact_groups(
+    groups: dict[tuple[str, ...], list[FactFix]], fb: CohortFeedback
+) -> list[str]:
+    """Turn each group of agreeing fixes into an override (conflicts and cohort-wide removals
+    are queued); return the annotations applied."""
     changed: list[str] = []
     for key, fixes in groups.items():
         versions = {(f.action, (f.text or "").strip()) for f in fixes}
@@ -148,7 +180,7 @@ def plan_feedback(
         if len(versions) > 1:
             shown = "; ".join(f"{a} {t!r}" if t else a for a, t in sorted(versions))
             concept = key[1] if key[0] == "finding" else key[2]
-            hold("conflicting_fixes", ids, fixes[0].patient, f"'{concept}': {shown}")
+            _hold(fb.queued, "conflicting_fixes", ids, fixes[0].patient, f"'{concept}': {shown}")
             continue
         action, text = versions.pop()
         if key[0] == "patient":
@@ -159,84 +191,108 @@ def plan_feedback(
                 text=text or None,
                 annotations=ids,  # type: ignore[arg-type]
             )
+        elif action == "remove":
+            detail = f"removing '{key[1]}' from every patient is a change to the knowledge base"
+            _hold(fb.queued, "no_fix_given", ids, None, detail)
+            continue
         else:
-            if action == "remove":
-                hold(
-                    "no_fix_given",
-                    ids,
-                    None,
-                    f"removing '{key[1]}' from every patient is a change to the knowledge base",
-                )
-                continue
-            same = (key[1], key[2], key[3])
-            fb.findings = [f for f in fb.findings if (f.concept, f.speaker, f.sex) != same]
-            fb.findings.append(
-                FindingOverride(
-                    concept=key[1],
-                    action="reword",
-                    text=text,
-                    speaker=key[2],  # type: ignore[arg-type]
-                    sex=key[3],
-                    annotations=ids,
-                )
-            )
+            _reword_finding(fb, key, text, ids)
         changed += ids
-    # persona
+    return changed
+
+
+def _reword_finding(fb: CohortFeedback, key: tuple[str, ...], text: str, ids: list[str]) -> None:
+    """Set the cohort-wide wording of a finding for one speaker and sex, replacing any earlier."""
+    same = (key[1], key[2], key[3])
+    fb.findings = [f for f in fb.findings if (f.concept, f.speaker, f.sex) != same]
+    fb.findings.append(
+        FindingOverride(
+            concept=key[1],
+            action="reword",
+            text=text,
+            speaker=key[2],  # type: ignore[arg-type]
+            sex=key[3],
+            annotations=ids,
+        )
+    )
+
+
+def _apply_persona_fixes(
+    fixes: Sequence[PersonaFix],
+    fb: CohortFeedback,
+    parent_id: str,
+    rows: set[str],
+    cohort_ids: set[str],
+) -> list[str]:
+    """Set each patient's corrected persona traits (queueing other cohorts' patients, unknown
+    traits and conflicts); return the annotations applied."""
     by_trait: dict[tuple[str, str], list[PersonaFix]] = defaultdict(list)
-    for pf in inputs.persona_fixes:
+    for pf in fixes:
         row = _row_of(pf.patient, cohort_ids)
         if row is None or row not in rows:
-            where = f"persona {pf.field}: not a row of {parent.id}"
-            hold("not_in_cohort", [pf.annotation_id], pf.patient, where)
+            where = f"persona {pf.field}: not a row of {parent_id}"
+            _hold(fb.queued, "not_in_cohort", [pf.annotation_id], pf.patient, where)
             continue
         if pf.field not in PERSONA_TRAITS:
             where = f"unknown persona trait {pf.field!r}"
-            hold("no_fix_given", [pf.annotation_id], pf.patient, where)
+            _hold(fb.queued, "no_fix_given", [pf.annotation_id], pf.patient, where)
             continue
         by_trait[(row, pf.field)].append(pf)
-    for (row, trait), fixes in by_trait.items():
-        values = {f.value for f in fixes}
-        ids = [f.annotation_id for f in fixes]
+    changed: list[str] = []
+    for (row, trait), group in by_trait.items():
+        values = {f.value for f in group}
+        ids = [f.annotation_id for f in group]
         if len(values) > 1:
-            hold("conflicting_fixes", ids, fixes[0].patient, f"persona {trait}: {sorted(values)}")
+            detail = f"persona {trait}: {sorted(values)}"
+            _hold(fb.queued, "conflicting_fixes", ids, group[0].patient, detail)
             continue
         po = fb.patients.setdefault(row, PatientOverrides())
         po.persona[trait] = values.pop()
         po.persona_annotations = list(dict.fromkeys([*po.persona_annotations, *ids]))
         changed += ids
+    return changed
+
+
+def _queue_for_review(inputs: FeedbackInputs, queue: list[QueuedItem]) -> None:
+    """Queue flags that came without a fix and clinicians' diagnoses that differ from the case."""
     for u in inputs.unfixed:
-        hold("no_fix_given", [u.annotation_id], u.patient, u.detail)
+        _hold(queue, "no_fix_given", [u.annotation_id], u.patient, u.detail)
     for d in inputs.diagnoses:
         if d.matches_case is False:
-            hold(
+            _hold(
+                queue,
                 "diagnosis_differs",
                 [d.annotation_id],
                 d.patient,
                 f"a clinician would diagnose {d.proposed!r}; the case says {d.case_diagnosis!r}",
             )
-    mix = None
-    if inputs.disagreements:
-        failures = pd.DataFrame(
-            [
-                {
-                    "condition_id": d.condition_id,
-                    "sex": d.sex,
-                    "age_band": d.age_band,
-                    "failed": d.disagreed,
-                }
-                for d in inputs.disagreements
-            ]
-        )
-        train, _ = parent.seed_tables()
-        mix = target_mix(failures, train, parent.schema, strength=strength)
-        fb.weighting = mix.model_dump(mode="json")
-        fb.weighting_annotations = list(
-            dict.fromkeys(
-                a for d in inputs.disagreements if d.disagreed > 0 for a in d.annotation_ids
-            )
-        )
-    fb.annotations = list(dict.fromkeys([*(parent_fb.annotations if parent_fb else []), *changed]))
-    return fb, mix
+
+
+def _disagreement_mix(
+    inputs: FeedbackInputs, parent: Cohort, fb: CohortFeedback, strength: float
+) -> TargetMix | None:
+    """The failure-weighted mix fed with the clinicians' disagreements, recorded in `fb`; None
+    when no reviewed episode was compared with the automatic verdicts."""
+    if not inputs.disagreements:
+        return None
+    failures = pd.DataFrame(
+        [
+            {
+                "condition_id": d.condition_id,
+                "sex": d.sex,
+                "age_band": d.age_band,
+                "failed": d.disagreed,
+            }
+            for d in inputs.disagreements
+        ]
+    )
+    train, _ = parent.seed_tables()
+    mix = target_mix(failures, train, parent.schema, strength=strength)
+    fb.weighting = mix.model_dump(mode="json")
+    fb.weighting_annotations = list(
+        dict.fromkeys(a for d in inputs.disagreements if d.disagreed > 0 for a in d.annotation_ids)
+    )
+    return mix
 
 
 # ---- writing the new cohort -------------------------------------------------------------------
@@ -255,38 +311,12 @@ def write_feedback_cohort(
     """Write the new cohort: the parent's rows (same order, same seed: its patients are
     realised as before, fixes applied) plus `add` rows drawn from the parent's synthesizer
     with the disagreement-weighted mix. Returns the opened cohort and what was done."""
-    from clinicgym import __version__
-
-    m = parent.manifest
     table = parent.table.copy()
     train, hold = parent.seed_tables()
     added = 0
-    counts = dict(m.counts)
+    counts = dict(parent.manifest.counts)
     if add > 0:
-        if mix is None:
-            raise CohortError(
-                "--add needs reviewed episodes to weight by (episode labels compared with the "
-                "automatic verdicts); none were given"
-            )
-        from clinicgym.patients.cohorts.synthesis import (
-            CohortSynthesizer,
-            SynthesizerConfig,
-            generate,
-            plan_sampling,
-        )
-
-        config = SynthesizerConfig(
-            **{k: v for k, v in m.synthesizer.items() if k in SynthesizerConfig.model_fields}
-        )
-        synth = CohortSynthesizer.load(parent.root, parent.schema, config)
-        plan = plan_sampling(add, train, parent.schema, target=mix.plan_cells(parent.schema))
-        new, stats = generate(
-            synth,
-            plan,
-            seed=seed if seed is not None else m.seed + 1000 * feedback.round,
-            train=train,
-            id_prefix=f"r{feedback.round}-",
-        )
+        new, stats = _draw_added_rows(parent, feedback, mix, add, seed, train)
         clash = set(new[ID_COLUMN]) & set(table[ID_COLUMN])
         if clash:
             raise CohortError(f"new row ids clash with the parent's: {sorted(clash)[:3]}")
@@ -302,15 +332,72 @@ def write_feedback_cohort(
             }
         )
     counts["kept"] = len(table)
+    root = write_cohort(
+        out,
+        manifest=_round_manifest(parent, feedback, out, counts, added),
+        table=table,
+        train=train,
+        holdout=hold,
+        save_synthesizer=partial(_copy_round_files, parent, feedback),
+        overwrite=overwrite,
+    )
+    return Cohort.open(root, parent.schema.kb), _round_summary(root, parent, feedback, added)
 
-    def extras(tmp: Path) -> None:
-        for name in ("synthesizer.pkl", "metadata.json"):
-            if (parent.root / name).exists():
-                shutil.copy2(parent.root / name, tmp / name)
-        (tmp / FEEDBACK_FILE).write_text(feedback.model_dump_json(indent=2) + "\n", "utf-8")
 
+def _draw_added_rows(
+    parent: Cohort,
+    feedback: CohortFeedback,
+    mix: TargetMix | None,
+    add: int,
+    seed: int | None,
+    train: pd.DataFrame,
+) -> tuple[pd.DataFrame, Any]:
+    """`add` new rows (ids `r<round>-...`) from the parent's synthesizer, sampled towards the
+    disagreement-weighted mix; with their sampling stats."""
+    m = parent.manifest
+    if mix is None:
+        raise CohortError(
+            "--add needs reviewed episodes to weight by (episode labels compared with the "
+            "automatic verdicts); none were given"
+        )
+    from clinicgym.patients.cohorts.synthesis import (
+        CohortSynthesizer,
+        SynthesizerConfig,
+        generate,
+        plan_sampling,
+    )
+
+    config = SynthesizerConfig(
+        **{k: v for k, v in m.synthesizer.items() if k in SynthesizerConfig.model_fields}
+    )
+    synth = CohortSynthesizer.load(parent.root, parent.schema, config)
+    plan = plan_sampling(add, train, parent.schema, target=mix.plan_cells(parent.schema))
+    return generate(
+        synth,
+        plan,
+        seed=seed if seed is not None else m.seed + 1000 * feedback.round,
+        train=train,
+        id_prefix=f"r{feedback.round}-",
+    )
+
+
+def _copy_round_files(parent: Cohort, feedback: CohortFeedback, tmp: Path) -> None:
+    """Into the cohort being written: the parent's synthesizer and metadata, and the feedback."""
+    for name in ("synthesizer.pkl", "metadata.json"):
+        if (parent.root / name).exists():
+            shutil.copy2(parent.root / name, tmp / name)
+    (tmp / FEEDBACK_FILE).write_text(feedback.model_dump_json(indent=2) + "\n", "utf-8")
+
+
+def _round_manifest(
+    parent: Cohort, feedback: CohortFeedback, out: Path, counts: dict[str, Any], added: int
+) -> Any:
+    """The parent's manifest renamed and re-dated, its lineage naming the round's feedback."""
+    from clinicgym import __version__
+
+    m = parent.manifest
     parent_fb = (m.lineage.get("feedback") or {}) if m.lineage else {}
-    manifest = m.model_copy(
+    return m.model_copy(
         update={
             "cohort_id": Path(out).name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -331,16 +418,13 @@ def write_feedback_cohort(
             "targeting": feedback.weighting,
         }
     )
-    root = write_cohort(
-        out,
-        manifest=manifest,
-        table=table,
-        train=train,
-        holdout=hold,
-        save_synthesizer=extras,
-        overwrite=overwrite,
-    )
-    summary = {
+
+
+def _round_summary(
+    root: Path, parent: Cohort, feedback: CohortFeedback, added: int
+) -> dict[str, Any]:
+    """What the round did, for the caller to show."""
+    return {
         "cohort": str(root),
         "round": feedback.round,
         "rows_kept": len(parent.table),
@@ -350,4 +434,3 @@ def write_feedback_cohort(
         "annotations_applied": len(feedback.annotations),
         "queued": len(feedback.queued),
     }
-    return Cohort.open(root, parent.schema.kb), summary

@@ -445,15 +445,7 @@ def plan_sampling(
     if n < 1:
         raise SynthesisError(f"--n must be at least 1, got {n}")
     filters = {k: list(v) for k, v in (filters or {}).items()}
-    for col, values in filters.items():
-        if col not in schema.columns:
-            raise SynthesisError(f"--where: unknown column '{col}'; see the cohort table columns")
-        allowed = schema.columns[col].get("range_values")
-        bad = [v for v in values if allowed is not None and v not in allowed]
-        if bad:
-            raise SynthesisError(
-                f"--where {col}: unknown value {bad[0]!r}; allowed: {', '.join(map(str, allowed))}"
-            )
+    _check_filters(filters, schema)
     pool = seed_table[_match(seed_table, filters)] if filters else seed_table
     if pool.empty:
         what = ", ".join(f"{k} in {v}" for k, v in filters.items())
@@ -464,55 +456,10 @@ def plan_sampling(
     shares_out: dict[str, dict[str, float]] = {}
     target_shares: dict[str, float] = {}
     if target:
-        specs = target["cells"]
-        counts = _allocate(n, [c["share"] for c in specs])
-        for spec, count in zip(specs, counts, strict=True):
-            where = {**spec["where"], **{k: v for k, v in filters.items()}}
-            if count and not _match(pool, spec["where"]).any():
-                raise SynthesisError(
-                    f"targeted cell {spec['where']} has no seed rows to learn from"
-                )
-            cells.append(PlanCell(where=where, count=count, reason="target"))
-            cid = spec["where"].get("condition_id")
-            if cid:
-                target_shares[cid] = target_shares.get(cid, 0.0) + spec["share"]
+        cells, target_shares = _target_cells(n, target, pool, filters)
     elif balance:
-        for attr, shares in balance.items():
-            seen = sorted(pool[attr].dropna().unique().tolist())
-            if shares is None:
-                shares_out[attr] = {v: 1 / len(seen) for v in seen}
-                continue
-            unseen = [v for v, s in shares.items() if s > 0 and v not in seen]
-            if unseen:
-                raise SynthesisError(
-                    f"--balance {attr}: value {unseen[0]!r} has no seed rows"
-                    + (f" with {filters}" if filters else "")
-                    + f"; seen: {', '.join(map(str, seen))}"
-                )
-            shares_out[attr] = dict(shares)
-        attrs = list(shares_out)
-        joint: list[tuple[dict[str, Any], float]] = [({}, 1.0)]
-        for attr in attrs:
-            joint = [
-                ({**w, attr: v}, p * s)
-                for w, p in joint
-                for v, s in shares_out[attr].items()
-                if s > 0
-            ]
-        for w, p in joint:
-            if p > 0 and not _match(pool, w).any():
-                raise SynthesisError(
-                    "--balance: the subgroup "
-                    + ", ".join(f"{k}={v!r}" for k, v in w.items())
-                    + " has no seed rows"
-                    + (f" among {filters}" if filters else "")
-                    + "; the KB or the seed cannot produce it (an impossible target)"
-                )
-        counts = _allocate(n, [p for _, p in joint])
-        cells = [
-            PlanCell(where={**w, **filters}, count=c, reason="balance")
-            for (w, _), c in zip(joint, counts, strict=True)
-        ]
+        shares_out = _balance_shares(balance, pool, filters)
+        cells = _balance_cells(n, shares_out, pool, filters)
     else:
         cells = [PlanCell(where=dict(filters), count=n, reason="all")]
     if rare_floor:
@@ -525,6 +472,92 @@ def plan_sampling(
         target_shares=target_shares,
         cells=cells,
     )
+
+
+def _check_filters(filters: Mapping[str, list[Any]], schema: CohortSchema) -> None:
+    """Raise SynthesisError for a --where column the table lacks or a value the KB never has."""
+    for col, values in filters.items():
+        if col not in schema.columns:
+            raise SynthesisError(f"--where: unknown column '{col}'; see the cohort table columns")
+        allowed = schema.columns[col].get("range_values")
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        if bad:
+            raise SynthesisError(
+                f"--where {col}: unknown value {bad[0]!r}; allowed: {', '.join(map(str, allowed))}"
+            )
+
+
+def _target_cells(
+    n: int, target: Mapping[str, Any], pool: pd.DataFrame, filters: dict[str, list[Any]]
+) -> tuple[list[PlanCell], dict[str, float]]:
+    """The targeted mix's cells (each within the filters) and its share per condition; a cell
+    given rows must have seed rows to learn from."""
+    cells: list[PlanCell] = []
+    target_shares: dict[str, float] = {}
+    specs = target["cells"]
+    counts = _allocate(n, [c["share"] for c in specs])
+    for spec, count in zip(specs, counts, strict=True):
+        where = {**spec["where"], **{k: v for k, v in filters.items()}}
+        if count and not _match(pool, spec["where"]).any():
+            raise SynthesisError(f"targeted cell {spec['where']} has no seed rows to learn from")
+        cells.append(PlanCell(where=where, count=count, reason="target"))
+        cid = spec["where"].get("condition_id")
+        if cid:
+            target_shares[cid] = target_shares.get(cid, 0.0) + spec["share"]
+    return cells, target_shares
+
+
+def _balance_shares(
+    balance: Mapping[str, Mapping[str, float] | None],
+    pool: pd.DataFrame,
+    filters: dict[str, list[Any]],
+) -> dict[str, dict[str, float]]:
+    """Each balanced attribute's value -> share: equal over the values the seed holds when no
+    shares are given; a value asked for must be in the seed."""
+    shares_out: dict[str, dict[str, float]] = {}
+    for attr, shares in balance.items():
+        seen = sorted(pool[attr].dropna().unique().tolist())
+        if shares is None:
+            shares_out[attr] = {v: 1 / len(seen) for v in seen}
+            continue
+        unseen = [v for v, s in shares.items() if s > 0 and v not in seen]
+        if unseen:
+            raise SynthesisError(
+                f"--balance {attr}: value {unseen[0]!r} has no seed rows"
+                + (f" with {filters}" if filters else "")
+                + f"; seen: {', '.join(map(str, seen))}"
+            )
+        shares_out[attr] = dict(shares)
+    return shares_out
+
+
+def _balance_cells(
+    n: int,
+    shares_out: dict[str, dict[str, float]],
+    pool: pd.DataFrame,
+    filters: dict[str, list[Any]],
+) -> list[PlanCell]:
+    """One cell per joint subgroup of the balanced attributes, sized by the product of their
+    shares; a subgroup given a share must have seed rows."""
+    joint: list[tuple[dict[str, Any], float]] = [({}, 1.0)]
+    for attr in list(shares_out):
+        joint = [
+            ({**w, attr: v}, p * s) for w, p in joint for v, s in shares_out[attr].items() if s > 0
+        ]
+    for w, p in joint:
+        if p > 0 and not _match(pool, w).any():
+            raise SynthesisError(
+                "--balance: the subgroup "
+                + ", ".join(f"{k}={v!r}" for k, v in w.items())
+                + " has no seed rows"
+                + (f" among {filters}" if filters else "")
+                + "; the KB or the seed cannot produce it (an impossible target)"
+            )
+    counts = _allocate(n, [p for _, p in joint])
+    return [
+        PlanCell(where={**w, **filters}, count=c, reason="balance")
+        for (w, _), c in zip(joint, counts, strict=True)
+    ]
 
 
 def _apply_floor(cells: list[PlanCell], pool: pd.DataFrame, floor: float, n: int) -> list[PlanCell]:
@@ -659,17 +692,7 @@ def generate(
     batch = 0
     while sum(quota) > 0:
         if stats.drawn >= budget:
-            short = [
-                f"{c.where or 'all rows'}: {c.count - q} of {c.count}"
-                for c, q in zip(plan.cells, quota, strict=True)
-                if q > 0
-            ]
-            raise SynthesisError(
-                f"drew {stats.drawn:,} rows (the budget) and could not fill "
-                + "; ".join(short[:5])
-                + ". The synthesizer rarely produces these subgroups; lower their targets, "
-                "use a larger seed, or raise --max-draws"
-            )
+            raise _budget_spent(plan, quota, stats.drawn)
         size = int(min(max(sum(quota) / max(accept, 0.02) * 1.15, 256), 50_000))
         size = min(size, budget - stats.drawn) or 1
         t0 = time.perf_counter()
@@ -678,40 +701,85 @@ def generate(
         batch += 1
         stats.drawn += len(raw)
         t0 = time.perf_counter()
-        raw = schema.normalise(raw)
-        reasons = schema.violations(raw)
-        stats.rejected.update(reasons.dropna().tolist())
-        valid = raw[reasons.isna()]
-        if train_hashes and len(valid):
-            copy = row_hashes(valid, columns).isin(train_hashes).to_numpy()
-            stats.exact_copies += int(copy.sum())
-            valid = valid[~copy]
-        free = pd.Series(True, index=valid.index)
-        useful = 0
-        for i, cell in enumerate(plan.cells):
-            if quota[i] <= 0:
-                continue
-            mask = free & _match(valid, cell.where)
-            rows = valid[mask].head(quota[i])
-            if len(rows):
-                taken[i].append(rows)
-                quota[i] -= len(rows)
-                free[rows.index] = False
-                useful += len(rows)
-        stats.surplus += int(free.sum())
+        valid = _valid_rows(raw, schema, stats, train_hashes)
+        useful = _fill_cells(valid, plan, quota, taken, stats)
         stats.check_seconds += time.perf_counter() - t0
         accept = max(useful / max(len(raw), 1), 0.005)
         if on_progress is not None:
             on_progress(plan.n - sum(quota), plan.n)
+    table = _shuffled_table(taken, schema, seed, id_prefix)
+    stats.batches = batch
+    stats.kept = len(table)
+    return table, stats
+
+
+def _budget_spent(plan: SamplingPlan, quota: list[int], drawn: int) -> SynthesisError:
+    """The error for a draw budget spent with cells still unfilled, naming the first five."""
+    short = [
+        f"{c.where or 'all rows'}: {c.count - q} of {c.count}"
+        for c, q in zip(plan.cells, quota, strict=True)
+        if q > 0
+    ]
+    return SynthesisError(
+        f"drew {drawn:,} rows (the budget) and could not fill "
+        + "; ".join(short[:5])
+        + ". The synthesizer rarely produces these subgroups; lower their targets, "
+        "use a larger seed, or raise --max-draws"
+    )
+
+
+def _valid_rows(
+    raw: pd.DataFrame, schema: CohortSchema, stats: GenerationStats, train_hashes: set[int]
+) -> pd.DataFrame:
+    """The drawn rows the KB accepts that copy no training row; rejections counted in `stats`."""
+    raw = schema.normalise(raw)
+    reasons = schema.violations(raw)
+    stats.rejected.update(reasons.dropna().tolist())
+    valid = raw[reasons.isna()]
+    if train_hashes and len(valid):
+        copy = row_hashes(valid, list(schema.columns)).isin(train_hashes).to_numpy()
+        stats.exact_copies += int(copy.sum())
+        valid = valid[~copy]
+    return valid
+
+
+def _fill_cells(
+    valid: pd.DataFrame,
+    plan: SamplingPlan,
+    quota: list[int],
+    taken: list[list[pd.DataFrame]],
+    stats: GenerationStats,
+) -> int:
+    """Hand valid rows to the unfilled cells in plan order, each row to one cell at most;
+    lower `quota`, count the rows no cell wanted as surplus, return how many were used."""
+    free = pd.Series(True, index=valid.index)
+    useful = 0
+    for i, cell in enumerate(plan.cells):
+        if quota[i] <= 0:
+            continue
+        mask = free & _match(valid, cell.where)
+        rows = valid[mask].head(quota[i])
+        if len(rows):
+            taken[i].append(rows)
+            quota[i] -= len(rows)
+            free[rows.index] = False
+            useful += len(rows)
+    stats.surplus += int(free.sum())
+    return useful
+
+
+def _shuffled_table(
+    taken: list[list[pd.DataFrame]], schema: CohortSchema, seed: int, id_prefix: str
+) -> pd.DataFrame:
+    """The kept rows in a seeded random order, typed, with ids `<id_prefix>000000`, ..."""
+    columns = list(schema.columns)
     parts = [df for cell_parts in taken for df in cell_parts]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     order = np.random.default_rng(seed).permutation(len(table))
     table = table.iloc[order].reset_index(drop=True)
     table = schema.typed(table[columns])
     table.insert(0, ID_COLUMN, row_ids(id_prefix, len(table)))
-    stats.batches = batch
-    stats.kept = len(table)
-    return table, stats
+    return table
 
 
 def subgroup_shares(df: pd.DataFrame, attrs: Sequence[str]) -> dict[str, float]:

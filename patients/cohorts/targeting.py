@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from clinicgym.patients.cohorts.cohort import CohortSchema
 from clinicgym.patients.errors import SynthesisError
+from clinicgym.patients.knowledge.kb import KnowledgeBase
 
 FAILURE_COLUMNS = ("condition_id", "sex", "age_band", "failed")
 """Columns a failures table must have; `present`, `absent` (lists of finding ids) are optional."""
@@ -126,6 +127,26 @@ def _smooth(fails: float, n: float, prior_rate: float, prior: float) -> float:
     return (fails + prior * prior_rate) / (n + prior)
 
 
+def _check_target_inputs(failures: pd.DataFrame, kb: KnowledgeBase, strength: float) -> None:
+    """Raise SynthesisError for a malformed or empty failures table, an unknown condition or a
+    strength outside 0..1, before any mix is computed."""
+    check_failures(failures)
+    if not 0 <= strength <= 1:
+        raise SynthesisError(f"--target-strength must lie in 0..1, got {strength:g}")
+    if failures.empty:
+        raise SynthesisError("the run has no scored episodes to target")
+    unknown = sorted(set(failures["condition_id"].dropna()) - set(kb.conditions))
+    if unknown:
+        raise SynthesisError(f"failures table: unknown condition id {unknown[0]!r}")
+
+
+def _condition_failures(by_cond: pd.DataFrame, condition_id: str) -> tuple[float, int]:
+    """A condition's (failures, episodes) in the run; (0.0, 0) if the run never played it."""
+    if condition_id in by_cond.index:
+        return float(by_cond.loc[condition_id, "sum"]), int(by_cond.loc[condition_id, "count"])
+    return 0.0, 0
+
+
 def target_mix(
     failures: pd.DataFrame,
     seed_table: pd.DataFrame,
@@ -142,36 +163,21 @@ def target_mix(
 
     `seed_table` bounds what can be asked for: only conditions and subgroups it holds are
     targeted (the synthesizer learned from it)."""
-    check_failures(failures)
-    if not 0 <= strength <= 1:
-        raise SynthesisError(f"--target-strength must lie in 0..1, got {strength:g}")
-    if failures.empty:
-        raise SynthesisError("the run has no scored episodes to target")
+    _check_target_inputs(failures, schema.kb, strength)
     attrs = list(attributes)
     kb = schema.kb
-    unknown = sorted(set(failures["condition_id"].dropna()) - set(kb.conditions))
-    if unknown:
-        raise SynthesisError(f"failures table: unknown condition id {unknown[0]!r}")
     conditions = sorted(seed_table["condition_id"].unique())
     n_total = len(failures)
     overall = float(failures["failed"].mean())
     by_cond = failures.groupby("condition_id")["failed"].agg(["sum", "count"])
     rates: dict[str, float] = {}
     for c in conditions:
-        f, n = (
-            (float(by_cond.loc[c, "sum"]), int(by_cond.loc[c, "count"]))
-            if c in by_cond.index
-            else (0.0, 0)
-        )
+        f, n = _condition_failures(by_cond, c)
         rates[c] = _smooth(f, n, overall, prior)
     total_rate = sum(rates.values())
     out: list[ConditionTarget] = []
     for c in conditions:
-        f, n = (
-            (float(by_cond.loc[c, "sum"]), int(by_cond.loc[c, "count"]))
-            if c in by_cond.index
-            else (0.0, 0)
-        )
+        f, n = _condition_failures(by_cond, c)
         lean = rates[c] / total_rate if total_rate > 0 else 1 / len(conditions)
         share = (1 - strength) / len(conditions) + strength * lean
         rows = failures[failures["condition_id"] == c]

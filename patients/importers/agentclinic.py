@@ -27,10 +27,11 @@ as AgentClinic's measurement agent does."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.case import AgeDetail, Case
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.demographics import (
     age_from_history,
@@ -132,27 +133,11 @@ def osce_case(
     osce = raw.get("OSCE_Examination", raw) if isinstance(raw, dict) else None
     if not isinstance(osce, dict):
         return None, [problem("", "expected a JSON object with 'OSCE_Examination'")]
-    problems: list[ImportProblem] = []
-    actor = osce.get("Patient_Actor")
-    if not isinstance(actor, dict):
-        got = f"{type(actor).__name__} ({str(actor)[:40]!r})"
-        problems.append(problem("Patient_Actor", f"expected an object, got {got}"))
-        actor = {}
-    dx_raw = osce.get("Correct_Diagnosis")
-    if isinstance(dx_raw, list):
-        dx_raw = dx_raw[0] if dx_raw else None
-    if not isinstance(dx_raw, str) or not dx_raw.strip():
-        problems.append(problem("Correct_Diagnosis", f"expected a diagnosis name, got {dx_raw!r}"))
+    actor, dx_raw, problems = _actor_and_diagnosis(osce, problem)
     demo = " ".join(
         str(v) for k, v in actor.items() if "demograph" in k.lower() or k.lower() in ("age", "sex")
     )
-    age, detail = parse_age(demo)
-    if age is None:  # 'The patient was born three days ago' in the history
-        age, detail = age_from_history(" ".join(strings(actor.get("History", ""))))
-    elif detail is not None and detail.value == 0:  # 'Newborn' + 'born three days ago'
-        _, told = age_from_history(" ".join(strings(actor.get("History", ""))))
-        if told is not None:
-            detail = told.model_copy(update={"gestational_weeks": detail.gestational_weeks})
+    age, detail = _age(demo, actor)
     sex = sex_in_words(demo) or sex_from_pronouns(strings(osce))
     if age is None:
         problems.append(
@@ -176,24 +161,61 @@ def osce_case(
     assert age is not None and isinstance(dx_raw, str)
     b = CaseBuilder(kb, linker, min(age, 120), sex or "unspecified", age_detail=detail)
     add_history(b, actor)
-    if not any(f["category"] == "chief_complaint" for f in b.facts):
-        first = next((f for f in b.facts if f["category"] == "hpi" and f["present"]), None)
-        if first is None:
-            problems.append(
-                problem(
-                    "Patient_Actor",
-                    "no symptom to open with (expected 'Symptoms.Primary_Symptom' or a 'History')",
-                )
+    if not b.open_with_first_symptom():
+        problems.append(
+            problem(
+                "Patient_Actor",
+                "no symptom to open with (expected 'Symptoms.Primary_Symptom' or a 'History')",
             )
-            return None, problems
-        first["category"], first["salience"] = "chief_complaint", "must_ask"
+        )
+        return None, problems
+    where = f"{file} line {line}" if line is not None else file
+    return _finish_case(b, osce, dx_raw, linker, where, index), problems
+
+
+def _actor_and_diagnosis(
+    osce: dict[str, Any], problem: Callable[[str, str], ImportProblem]
+) -> tuple[dict[str, Any], Any, list[ImportProblem]]:
+    """The record's patient actor ({} if it is no object) and diagnosis name (the first of a
+    list), with a problem for each that is missing or malformed."""
+    problems: list[ImportProblem] = []
+    actor = osce.get("Patient_Actor")
+    if not isinstance(actor, dict):
+        got = f"{type(actor).__name__} ({str(actor)[:40]!r})"
+        problems.append(problem("Patient_Actor", f"expected an object, got {got}"))
+        actor = {}
+    dx_raw = osce.get("Correct_Diagnosis")
+    if isinstance(dx_raw, list):
+        dx_raw = dx_raw[0] if dx_raw else None
+    if not isinstance(dx_raw, str) or not dx_raw.strip():
+        problems.append(problem("Correct_Diagnosis", f"expected a diagnosis name, got {dx_raw!r}"))
+    return actor, dx_raw, problems
+
+
+def _age(demo: str, actor: dict[str, Any]) -> tuple[int | None, AgeDetail | None]:
+    """The patient's age and its detail from the demographics, else from the history ('born
+    three days ago'); a newborn's age in days comes from the history when it says."""
+    age, detail = parse_age(demo)
+    if age is None:  # 'The patient was born three days ago' in the history
+        age, detail = age_from_history(" ".join(strings(actor.get("History", ""))))
+    elif detail is not None and detail.value == 0:  # 'Newborn' + 'born three days ago'
+        _, told = age_from_history(" ".join(strings(actor.get("History", ""))))
+        if told is not None:
+            detail = told.model_copy(update={"gestational_weeks": detail.gestational_weeks})
+    return age, detail
+
+
+def _finish_case(
+    b: CaseBuilder, osce: dict[str, Any], dx_raw: str, linker: KBLinker, where: str, index: int
+) -> Case:
+    """The case from its history: examination and tests added, the setting read from the
+    doctor's objective (an emergency department, else primary care)."""
     _exam(b, osce.get("Physical_Examination_Findings"))
     tests = add_tests(b, osce.get("Test_Results"), source=f"{FORMAT}:Test_Results")
     objective = str(osce.get("Objective_for_Doctor", "") or "")
     emergency = re.search(r"emergency|\bED\b|A&E", objective, re.IGNORECASE)
     setting = "emergency" if emergency else "primary_care"
-    where = f"{file} line {line}" if line is not None else file
-    case = b.build(
+    return b.build(
         case_id=f"{FORMAT}-{index:04d}",
         setting=setting,
         diagnosis=diagnosis_for(dx_raw, linker),
@@ -206,7 +228,6 @@ def osce_case(
             "format": FORMAT,
         },
     )
-    return case, problems
 
 
 def _exam(b: CaseBuilder, exam: Any) -> None:

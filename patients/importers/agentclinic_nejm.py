@@ -18,6 +18,7 @@ file plays, as for the MedQA-shaped cases (importers/agentclinic.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -186,15 +187,7 @@ def nejm_case(
 
     if not isinstance(raw, dict):
         return None, [problem("", f"expected a JSON object, got {type(raw).__name__}")]
-    problems: list[ImportProblem] = []
-    question = raw.get("question")
-    info = raw.get("patient_info")
-    if not isinstance(question, str) or not question.strip():
-        problems.append(problem("question", f"expected the case text, got {question!r:.40}"))
-        question = ""
-    if not isinstance(info, str) or not info.strip():
-        problems.append(problem("patient_info", f"expected the patient's brief, got {info!r:.40}"))
-        info = ""
+    question, info, problems = _case_texts(raw, problem)
     answer, others = _answers(raw.get("answers"), linker)
     if answer is None:
         problems.append(
@@ -216,56 +209,15 @@ def nejm_case(
         )
     b = CaseBuilder(kb, linker, min(age, 120), sex or "unspecified", age_detail=detail)
     history_from_text(b, info, source=f"{FORMAT}:patient_info")
-    if not any(f["category"] == "chief_complaint" for f in b.facts):
-        opening = next((f for f in b.facts if f["category"] == "hpi" and f["present"]), None)
-        if opening is None:
-            problems.append(problem("patient_info", "no symptom to open with"))
-            return None, problems
-        opening["category"], opening["salience"] = "chief_complaint", "must_ask"
+    if not b.open_with_first_symptom():
+        problems.append(problem("patient_info", "no symptom to open with"))
+        return None, problems
     parts = vignette_parts(question)
-    for system, text in parts.exam:
-        b.add_exam(text, system=system, source=f"{FORMAT}:question")
-    pe = raw.get("physical_exams")
-    tests = add_tests(b, pe_results(pe), source=f"{FORMAT}:physical_exams")
-    extra_tests = _uncovered(parts.tests, tests, [f["text"] for f in b.facts])
-    if extra_tests:
-        more = add_tests(b, extra_tests, source=f"{FORMAT}:question")
-        tests.panels.update(more.panels)
-        tests.names.update(more.names)
-        tests.tests.extend(more.tests)
-        tests.not_placed.extend(more.not_placed)
+    tests = _exam_and_tests(b, raw, parts)
     url = str(raw.get("image_url") or "")
     case_id = f"{FORMAT}-{index:04d}"
     local = find_image(images, url, case_id, line, index) if url or images else None
-    extra: dict[str, Any] = {
-        "format": FORMAT,
-        "objective": question.strip().splitlines()[-1] if question.strip() else "",
-        "options": [answer.name, *(d.name for d in others)],
-        "panels": tests.panels,
-        "test_names": tests.names,
-        "image_url": url or None,
-        "image_tests": parts.image_tests,
-    }
-    if local is not None:
-        b.add(
-            category="imaging",
-            concept=IMAGE_CONCEPT,
-            text="Image: the case's published picture is attached.",
-            value=local.name,
-            abnormal=True,
-            salience="should_ask",
-            how_revealed="order",
-            modality="image",
-            source=f"{FORMAT}:image_url",
-        )
-        extra["images"] = {IMAGE_CONCEPT: str(local.resolve())}
-        extra["test_names"] = {
-            **tests.names,
-            IMAGE_CONCEPT: [*IMAGE_NAMES, *parts.image_tests],
-        }
-        extra["image"] = "attached"
-    elif url:
-        extra["image"] = "not attached"
+    extra = _case_extra(b, question, [answer, *others], tests, parts, url, local)
     emergency = re.search(r"emergency department|\bED\b|emergency room", question, re.I)
     where = f"{file} line {line}" if line is not None else file
     case = b.build(
@@ -277,6 +229,91 @@ def nejm_case(
         extra=extra,
     )
     return case, problems
+
+
+def _case_texts(
+    raw: dict[str, Any], problem: Callable[[str, str], ImportProblem]
+) -> tuple[str, str, list[ImportProblem]]:
+    """The record's case text and patient brief ('' when missing or no text, with a problem
+    for each)."""
+    problems: list[ImportProblem] = []
+    question = raw.get("question")
+    info = raw.get("patient_info")
+    if not isinstance(question, str) or not question.strip():
+        problems.append(problem("question", f"expected the case text, got {question!r:.40}"))
+        question = ""
+    if not isinstance(info, str) or not info.strip():
+        problems.append(problem("patient_info", f"expected the patient's brief, got {info!r:.40}"))
+        info = ""
+    return question, info, problems
+
+
+def _exam_and_tests(b: CaseBuilder, raw: dict[str, Any], parts: VignetteParts) -> TestsOutcome:
+    """Add the vignette's exam findings, the `physical_exams` results and the vignette's tests
+    those results do not already cover; return the tests added."""
+    for system, text in parts.exam:
+        b.add_exam(text, system=system, source=f"{FORMAT}:question")
+    pe = raw.get("physical_exams")
+    tests = add_tests(b, pe_results(pe), source=f"{FORMAT}:physical_exams")
+    extra_tests = _uncovered(parts.tests, tests, [f["text"] for f in b.facts])
+    if extra_tests:
+        more = add_tests(b, extra_tests, source=f"{FORMAT}:question")
+        tests.panels.update(more.panels)
+        tests.names.update(more.names)
+        tests.tests.extend(more.tests)
+        tests.not_placed.extend(more.not_placed)
+    return tests
+
+
+def _case_extra(
+    b: CaseBuilder,
+    question: str,
+    options: list[Diagnosis],
+    tests: TestsOutcome,
+    parts: VignetteParts,
+    url: str,
+    local: Path | None,
+) -> dict[str, Any]:
+    """The case's format-specific extras: the doctor's objective (the vignette's last line),
+    the answer options, test panels and names, and whether its image is attached."""
+    extra: dict[str, Any] = {
+        "format": FORMAT,
+        "objective": question.strip().splitlines()[-1] if question.strip() else "",
+        "options": [d.name for d in options],
+        "panels": tests.panels,
+        "test_names": tests.names,
+        "image_url": url or None,
+        "image_tests": parts.image_tests,
+    }
+    if local is not None:
+        _attach_image(b, extra, local, tests, parts)
+    elif url:
+        extra["image"] = "not attached"
+    return extra
+
+
+def _attach_image(
+    b: CaseBuilder, extra: dict[str, Any], local: Path, tests: TestsOutcome, parts: VignetteParts
+) -> None:
+    """Make the case's local picture an imaging result the doctor can order, by the names an
+    image goes by and the vignette's image tests."""
+    b.add(
+        category="imaging",
+        concept=IMAGE_CONCEPT,
+        text="Image: the case's published picture is attached.",
+        value=local.name,
+        abnormal=True,
+        salience="should_ask",
+        how_revealed="order",
+        modality="image",
+        source=f"{FORMAT}:image_url",
+    )
+    extra["images"] = {IMAGE_CONCEPT: str(local.resolve())}
+    extra["test_names"] = {
+        **tests.names,
+        IMAGE_CONCEPT: [*IMAGE_NAMES, *parts.image_tests],
+    }
+    extra["image"] = "attached"
 
 
 def _answers(raw: Any, linker: KBLinker) -> tuple[Diagnosis | None, list[Diagnosis]]:

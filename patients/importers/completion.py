@@ -220,7 +220,27 @@ def _overlay(
         else:
             filled["vital"] += 1
     data["vitals"] = vitals
-    tests: dict[str, Any] = dict(data["tests"])
+    data["tests"] = _overlay_tests(data["tests"], row, cond, kb, filled)
+    if row.comorbidities is not None:
+        data["comorbidities"] = [
+            c.id for c in kb.background.comorbidities if c.id in row.comorbidities
+        ]
+    else:
+        filled["comorbidities"] += 1
+    if row.allergies is not None:
+        data["allergies"] = [a.group for a in kb.background.allergies if a.group in row.allergies]
+    else:
+        filled["allergies"] += 1
+    return PatientRecord.model_validate(data)
+
+
+def _overlay_tests(
+    drawn: dict[str, Any], row: ImportedRow, cond: Condition, kb: KnowledgeBase, filled: Counter
+) -> dict[str, Any]:
+    """The KB-drawn test outcomes with each the source gave in their place: a flag says
+    abnormal or not, a number is judged against the normal range and rounded; the report text
+    is the condition's when abnormal, else the normal one. Tests the source lacks are counted."""
+    tests: dict[str, Any] = dict(drawn)
     specs = {t.id: t for t in cond.tests}
     for tid in tests:
         if tid not in row.tests:
@@ -239,18 +259,7 @@ def _overlay(
             tests[tid] = TestOutcome(
                 abnormal=abnormal, value=round(float(value), test.decimals), text=text
             ).model_dump()
-    data["tests"] = tests
-    if row.comorbidities is not None:
-        data["comorbidities"] = [
-            c.id for c in kb.background.comorbidities if c.id in row.comorbidities
-        ]
-    else:
-        filled["comorbidities"] += 1
-    if row.allergies is not None:
-        data["allergies"] = [a.group for a in kb.background.allergies if a.group in row.allergies]
-    else:
-        filled["allergies"] += 1
-    return PatientRecord.model_validate(data)
+    return tests
 
 
 def normalise_sex(value: Any) -> str | None:

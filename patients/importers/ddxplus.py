@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from clinicgym.patients.cases.case import Case
+from clinicgym.patients.cases.case import Case, Diagnosis
 from clinicgym.patients.errors import ImporterError
 from clinicgym.patients.importers.completion import MAX_LISTED, normalise_sex
 from clinicgym.patients.importers.freetext import (
@@ -228,13 +228,7 @@ def case_from_row(
 ) -> Case:
     """One DDXPlus patient row -> Case; ImporterError names `where` and the field."""
     problems: list[str] = []
-    try:
-        age = int(float(row["AGE"]))
-        if not 0 <= age <= 120:
-            raise ValueError
-    except (TypeError, ValueError):
-        problems.append(f"field 'AGE': {row.get('AGE')!r} is not an age in years (0-120)")
-        age = -1
+    age = _age(row, problems)
     sex = normalise_sex(row.get("SEX", ""))
     if sex is None:
         problems.append(f"field 'SEX': {row.get('SEX')!r} is not M or F")
@@ -245,6 +239,76 @@ def case_from_row(
     if not isinstance(items, list):
         problems.append("field 'EVIDENCES': expected a list of evidence codes")
         items = []
+    chosen = _chosen_evidence(items, evidences, problems)
+    initial = str(row.get("INITIAL_EVIDENCE", "")).strip()
+    if initial not in chosen:
+        problems.append(f"field 'INITIAL_EVIDENCE': {initial!r} is not among the EVIDENCES")
+    ddx_raw = _literal(
+        row.get("DIFFERENTIAL_DIAGNOSIS", "[]") or "[]", "DIFFERENTIAL_DIAGNOSIS", where
+    )
+    ddx = _differential(ddx_raw, conditions, problems)
+    if problems:
+        raise ImporterError(f"{where}: " + "; ".join(problems))
+    assert sex is not None
+    b = CaseBuilder(kb, linker, age, sex)
+    _add_answers(b, chosen, evidences, initial)
+    own = conditions[pathology]
+    related = [own, *(conditions[name] for name, _ in ddx if name != pathology)]
+    _add_denied_symptoms(b, chosen, evidences, related, own)
+    diagnosis, differential = _diagnoses(pathology, ddx, conditions, linker)
+    return b.build(
+        case_id=f"{FORMAT}-{index:04d}",
+        setting="primary_care",
+        diagnosis=diagnosis,
+        differential=differential,
+        lineage=lineage(FORMAT, where, index),
+        extra={
+            "format": FORMAT,
+            "pathology": pathology,
+            "severity": own.get("severity"),
+            "initial_evidence": initial,
+            "differential": [[n, p] for n, p in ddx],
+        },
+    )
+
+
+def _diagnoses(
+    pathology: str, ddx: list[tuple[str, float]], conditions: dict[str, Any], linker: KBLinker
+) -> tuple[Diagnosis, list[Diagnosis]]:
+    """The pathology and the other pathologies of its differential as diagnoses, by their
+    English names and ICD-10 codes."""
+    own = conditions[pathology]
+    name = str(own.get("cond-name-eng") or pathology)
+    diagnosis = diagnosis_for(name, linker, str(own.get("icd10-id", "") or ""))
+    differential = [
+        diagnosis_for(
+            str(conditions[n].get("cond-name-eng") or n),
+            linker,
+            str(conditions[n].get("icd10-id", "") or ""),
+        )
+        for n, _ in ddx
+        if n != pathology
+    ]
+    return diagnosis, differential
+
+
+def _age(row: dict[str, str], problems: list[str]) -> int:
+    """The row's AGE in whole years 0-120; -1 with a problem listed when it is not one."""
+    try:
+        age = int(float(row["AGE"]))
+        if not 0 <= age <= 120:
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append(f"field 'AGE': {row.get('AGE')!r} is not an age in years (0-120)")
+        age = -1
+    return age
+
+
+def _chosen_evidence(
+    items: list[Any], evidences: dict[str, Any], problems: list[str]
+) -> dict[str, list[str]]:
+    """The row's evidence codes, in order, each with the values given for it ('CODE_@_VALUE');
+    an unknown code is a problem."""
     chosen: dict[str, list[str]] = {}
     for item in items:
         code, _, value = str(item).partition(_SEP)
@@ -255,22 +319,28 @@ def case_from_row(
         chosen.setdefault(code, [])
         if value:
             chosen[code].append(value)
-    initial = str(row.get("INITIAL_EVIDENCE", "")).strip()
-    if initial not in chosen:
-        problems.append(f"field 'INITIAL_EVIDENCE': {initial!r} is not among the EVIDENCES")
-    ddx_raw = _literal(
-        row.get("DIFFERENTIAL_DIAGNOSIS", "[]") or "[]", "DIFFERENTIAL_DIAGNOSIS", where
-    )
+    return chosen
+
+
+def _differential(
+    ddx_raw: Any, conditions: dict[str, Any], problems: list[str]
+) -> list[tuple[str, float]]:
+    """The row's (pathology, probability) pairs; a pair that is not one is a problem."""
     ddx: list[tuple[str, float]] = []
     for pair in ddx_raw if isinstance(ddx_raw, list) else []:
         if isinstance(pair, list | tuple) and len(pair) == 2 and pair[0] in conditions:
             ddx.append((str(pair[0]), float(pair[1])))
         else:
             problems.append(f"field 'DIFFERENTIAL_DIAGNOSIS': {pair!r} is not [pathology, p]")
-    if problems:
-        raise ImporterError(f"{where}: " + "; ".join(problems))
-    assert sex is not None
-    b = CaseBuilder(kb, linker, age, sex)
+    return ddx
+
+
+def _add_answers(
+    b: CaseBuilder, chosen: dict[str, list[str]], evidences: dict[str, Any], initial: str
+) -> None:
+    """One history fact per evidence the patient gave: the initial one is the chief complaint,
+    antecedents past history; an answer that is only the default value is incidental and
+    not present."""
     for code, values in chosen.items():
         ev = evidences[code]
         question = str(ev["question_en"]).strip()
@@ -289,8 +359,17 @@ def case_from_row(
             b.add(**_history(text, category, "incidental", src, False, None))
             continue
         b.add(**_history(answer(question, meanings, ev), category, salience, src, True, None))
-    own = conditions[pathology]
-    related = [own, *(conditions[name] for name, _ in ddx if name != pathology)]
+
+
+def _add_denied_symptoms(
+    b: CaseBuilder,
+    chosen: dict[str, list[str]],
+    evidences: dict[str, Any],
+    related: list[dict[str, Any]],
+    own: dict[str, Any],
+) -> None:
+    """Deny the yes/no symptoms and antecedents of the diagnosis and its differential that the
+    patient did not report (worth asking for the diagnosis's own, incidental otherwise)."""
     for cond in related:
         for key in ("symptoms", "antecedents"):
             for code in cond.get(key, {}) or {}:
@@ -311,31 +390,6 @@ def case_from_row(
                         question,
                     )
                 )
-    name = str(own.get("cond-name-eng") or pathology)
-    diagnosis = diagnosis_for(name, linker, str(own.get("icd10-id", "") or ""))
-    differential = [
-        diagnosis_for(
-            str(conditions[n].get("cond-name-eng") or n),
-            linker,
-            str(conditions[n].get("icd10-id", "") or ""),
-        )
-        for n, _ in ddx
-        if n != pathology
-    ]
-    return b.build(
-        case_id=f"{FORMAT}-{index:04d}",
-        setting="primary_care",
-        diagnosis=diagnosis,
-        differential=differential,
-        lineage=lineage(FORMAT, where, index),
-        extra={
-            "format": FORMAT,
-            "pathology": pathology,
-            "severity": own.get("severity"),
-            "initial_evidence": initial,
-            "differential": [[n, p] for n, p in ddx],
-        },
-    )
 
 
 def _history(

@@ -40,7 +40,7 @@ from clinicgym.patients.importers.codes import (
     default_codes,
 )
 from clinicgym.patients.importers.completion import ImportedRow, normalise_sex, resolve_condition
-from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.knowledge.kb import Condition, KnowledgeBase
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -75,118 +75,25 @@ def record_bundle(
     codes = codes or default_codes()
     loinc = codes.loinc_for_kb()
     cond = kb.conditions[record.condition_id]
-    born = _birth_date(encounter, record.age)
     pref = f"urn:uuid:{patient_id}"
     subject = {"reference": pref}
     when = encounter.isoformat()
-    entries: list[dict[str, Any]] = []
-
-    def add(resource: dict[str, Any]) -> None:
+    resources = [
+        _diagnosis(cond, subject, when),
+        *_comorbidity_conditions(record, subject),
+        _chief_complaint(record, subject, when),
+        *_finding_observations(record, subject, when),
+        *_vital_observations(record, kb, subject, when, loinc),
+        *_test_observations(record, kb, subject, when, loinc),
+        *_genomic_markers(cond, subject, when),
+        *_allergy_intolerances(record, subject),
+        *_medication_statements(record, kb, subject),
+    ]
+    entries = [{"fullUrl": pref, "resource": _patient(record, patient_id, encounter)}]
+    for resource in resources:
         rid = f"{patient_id}-{len(entries)}"
         resource["id"] = rid
         entries.append({"fullUrl": f"urn:uuid:{rid}", "resource": resource})
-
-    entries.append(
-        {
-            "fullUrl": pref,
-            "resource": {
-                "resourceType": "Patient",
-                "id": patient_id,
-                "gender": record.sex,
-                "birthDate": born.isoformat(),
-                "extension": [
-                    {"url": ETHNICITY_URL, "valueString": record.ethnicity},
-                    {"url": INSURANCE_URL, "valueString": record.insurance},
-                    {"url": COMPLETE_URL, "valueBoolean": True},
-                ],
-            },
-        }
-    )
-    add(
-        {
-            "resourceType": "Condition",
-            "category": [{"coding": [{"system": CATEGORY, "code": "encounter-diagnosis"}]}],
-            "code": {
-                "coding": [
-                    {"system": ICD10CM, "code": cond.icd10, "display": cond.name},
-                    {"system": KB_SYSTEM, "code": cond.id},
-                ],
-                "text": cond.name,
-            },
-            "subject": subject,
-            "onsetDateTime": when,
-        }
-    )
-    for cid in record.comorbidities:
-        add(
-            {
-                "resourceType": "Condition",
-                "category": [{"coding": [{"system": CATEGORY, "code": "problem-list-item"}]}],
-                "code": {"coding": [{"system": KB_SYSTEM, "code": cid}], "text": cid},
-                "subject": subject,
-            }
-        )
-    add(
-        _obs(
-            subject,
-            when,
-            [
-                {"system": LOINC, "code": "8661-1", "display": "Chief complaint - Reported"},
-                {"system": KB_SYSTEM, "code": CHIEF_COMPLAINT},
-            ],
-            valueCodeableConcept={
-                "coding": [{"system": KB_SYSTEM, "code": record.chief_complaint}]
-            },
-        )
-    )
-    for fid, present in record.findings.items():
-        add(_obs(subject, when, [{"system": KB_SYSTEM, "code": fid}], valueBoolean=bool(present)))
-    for vid, value in record.vitals.items():
-        add(_quantity(subject, when, vid, value, kb.vitals[vid].unit, loinc.get(vid)))
-    for tid, out in record.tests.items():
-        test = kb.tests[tid]
-        interp = {"coding": [{"system": INTERPRETATION, "code": "A" if out.abnormal else "N"}]}
-        if out.value is not None:
-            res = _quantity(subject, when, tid, out.value, test.unit or "1", loinc.get(tid))
-        else:
-            res = _obs(subject, when, [{"system": KB_SYSTEM, "code": tid}], valueString=out.text)
-        res["interpretation"] = [interp]
-        add(res)
-    for g in cond.genetics:
-        add(
-            _obs(
-                subject,
-                when,
-                [{"system": KB_SYSTEM, "code": GENOMIC_MARKER}],
-                valueString=f"{g.gene} {g.variant} ({g.zygosity})",
-            )
-        )
-    for group in record.allergies:
-        add(
-            {
-                "resourceType": "AllergyIntolerance",
-                "patient": subject,
-                "code": {"coding": [{"system": KB_SYSTEM, "code": group}], "text": group},
-            }
-        )
-    meds = [
-        m
-        for c in kb.background.comorbidities
-        if c.id in record.comorbidities
-        for m in c.medications
-    ]
-    for drug in dict.fromkeys(meds):
-        add(
-            {
-                "resourceType": "MedicationStatement",
-                "status": "active",
-                "subject": subject,
-                "medicationCodeableConcept": {
-                    "coding": [{"system": KB_SYSTEM, "code": drug}],
-                    "text": kb.drugs[drug].name if drug in kb.drugs else drug,
-                },
-            }
-        )
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     try:
         _bundle_model().model_validate(bundle)
@@ -195,6 +102,148 @@ def record_bundle(
             f"FHIR export of {patient_id}: invalid bundle ({e.errors()[0]})"
         ) from None
     return bundle
+
+
+def _patient(record: PatientRecord, patient_id: str, encounter: dt.date) -> dict[str, Any]:
+    """The Patient, marked complete (no comorbidity or allergy listed means none)."""
+    return {
+        "resourceType": "Patient",
+        "id": patient_id,
+        "gender": record.sex,
+        "birthDate": _birth_date(encounter, record.age).isoformat(),
+        "extension": [
+            {"url": ETHNICITY_URL, "valueString": record.ethnicity},
+            {"url": INSURANCE_URL, "valueString": record.insurance},
+            {"url": COMPLETE_URL, "valueBoolean": True},
+        ],
+    }
+
+
+def _diagnosis(cond: Condition, subject: dict, when: str) -> dict[str, Any]:
+    """The encounter diagnosis: the record's condition by ICD-10-CM code and KB id."""
+    return {
+        "resourceType": "Condition",
+        "category": [{"coding": [{"system": CATEGORY, "code": "encounter-diagnosis"}]}],
+        "code": {
+            "coding": [
+                {"system": ICD10CM, "code": cond.icd10, "display": cond.name},
+                {"system": KB_SYSTEM, "code": cond.id},
+            ],
+            "text": cond.name,
+        },
+        "subject": subject,
+        "onsetDateTime": when,
+    }
+
+
+def _comorbidity_conditions(record: PatientRecord, subject: dict) -> list[dict[str, Any]]:
+    """One problem-list Condition per comorbidity, by KB id."""
+    return [
+        {
+            "resourceType": "Condition",
+            "category": [{"coding": [{"system": CATEGORY, "code": "problem-list-item"}]}],
+            "code": {"coding": [{"system": KB_SYSTEM, "code": cid}], "text": cid},
+            "subject": subject,
+        }
+        for cid in record.comorbidities
+    ]
+
+
+def _chief_complaint(record: PatientRecord, subject: dict, when: str) -> dict[str, Any]:
+    """The chief complaint as a LOINC 'Chief complaint - Reported' Observation."""
+    return _obs(
+        subject,
+        when,
+        [
+            {"system": LOINC, "code": "8661-1", "display": "Chief complaint - Reported"},
+            {"system": KB_SYSTEM, "code": CHIEF_COMPLAINT},
+        ],
+        valueCodeableConcept={"coding": [{"system": KB_SYSTEM, "code": record.chief_complaint}]},
+    )
+
+
+def _finding_observations(record: PatientRecord, subject: dict, when: str) -> list[dict]:
+    """One boolean Observation per finding the record states (present or denied)."""
+    return [
+        _obs(subject, when, [{"system": KB_SYSTEM, "code": fid}], valueBoolean=bool(present))
+        for fid, present in record.findings.items()
+    ]
+
+
+def _vital_observations(
+    record: PatientRecord, kb: KnowledgeBase, subject: dict, when: str, loinc: Mapping[str, Any]
+) -> list[dict]:
+    """One numeric Observation per vital sign (LOINC-coded where the code maps know it)."""
+    return [
+        _quantity(subject, when, vid, value, kb.vitals[vid].unit, loinc.get(vid))
+        for vid, value in record.vitals.items()
+    ]
+
+
+def _test_observations(
+    record: PatientRecord, kb: KnowledgeBase, subject: dict, when: str, loinc: Mapping[str, Any]
+) -> list[dict]:
+    """One Observation per test result, numeric or a report, interpreted abnormal or normal."""
+    out = []
+    for tid, result in record.tests.items():
+        test = kb.tests[tid]
+        interp = {"coding": [{"system": INTERPRETATION, "code": "A" if result.abnormal else "N"}]}
+        if result.value is not None:
+            res = _quantity(subject, when, tid, result.value, test.unit or "1", loinc.get(tid))
+        else:
+            res = _obs(subject, when, [{"system": KB_SYSTEM, "code": tid}], valueString=result.text)
+        res["interpretation"] = [interp]
+        out.append(res)
+    return out
+
+
+def _genomic_markers(cond: Condition, subject: dict, when: str) -> list[dict]:
+    """One Observation per causal variant of the condition ('GENE variant (zygosity)')."""
+    return [
+        _obs(
+            subject,
+            when,
+            [{"system": KB_SYSTEM, "code": GENOMIC_MARKER}],
+            valueString=f"{g.gene} {g.variant} ({g.zygosity})",
+        )
+        for g in cond.genetics
+    ]
+
+
+def _allergy_intolerances(record: PatientRecord, subject: dict) -> list[dict[str, Any]]:
+    """One AllergyIntolerance per drug-allergy group."""
+    return [
+        {
+            "resourceType": "AllergyIntolerance",
+            "patient": subject,
+            "code": {"coding": [{"system": KB_SYSTEM, "code": group}], "text": group},
+        }
+        for group in record.allergies
+    ]
+
+
+def _medication_statements(
+    record: PatientRecord, kb: KnowledgeBase, subject: dict
+) -> list[dict[str, Any]]:
+    """One active MedicationStatement per drug the comorbidities bring (each drug once)."""
+    meds = [
+        m
+        for c in kb.background.comorbidities
+        if c.id in record.comorbidities
+        for m in c.medications
+    ]
+    return [
+        {
+            "resourceType": "MedicationStatement",
+            "status": "active",
+            "subject": subject,
+            "medicationCodeableConcept": {
+                "coding": [{"system": KB_SYSTEM, "code": drug}],
+                "text": kb.drugs[drug].name if drug in kb.drugs else drug,
+            },
+        }
+        for drug in dict.fromkeys(meds)
+    ]
 
 
 def _obs(subject: dict, when: str, coding: list[dict], **value: Any) -> dict[str, Any]:
@@ -341,100 +390,154 @@ def _rows(
     problems: list[str],
     stats: dict[str, Any],
 ) -> list[ImportedRow]:
+    """One row per diagnosis Condition of a bundle that maps to the KB, with its patient's facts
+    from the resources about the same subject; unmapped codes are counted in `stats`, broken
+    resources listed in `problems`."""
     resources = [(e.fullUrl or "", e.resource) for e in (bundle.entry or []) if e.resource]
-    patients = {}
-    for url, r in resources:
-        if r.__resource_type__ == "Patient":
-            for key in (url, f"Patient/{r.id}", f"urn:uuid:{r.id}"):
-                patients[key] = r
+    patients = _patients_by_reference(resources)
     by_subject: dict[str, list[Any]] = {}
     for _, r in resources:
         ref = _ref(getattr(r, "subject", None) or getattr(r, "patient", None))
         by_subject.setdefault(ref, []).append(r)
     loinc = codes.loinc_by_code()
-    comorbidity_ids = {c.id for c in kb.background.comorbidities}
     out: list[ImportedRow] = []
     for _, r in resources:
         if r.__resource_type__ != "Condition":
             continue
-        cats = {code for cat in (r.category or []) for _, code in _codings(cat)}
-        if "problem-list-item" in cats:
+        if "problem-list-item" in _categories(r):
             continue
-        cond = None
-        used = ""
-        for system, code in _codings(r.code):
-            if system in (ICD10CM, KB_SYSTEM) or system == SNOMED:
-                cond, _ = resolve_condition(code, kb, cmap)
-                used = code
-                if cond is not None:
-                    break
-        where = f"{fname}, Condition '{r.id}'"
+        cond, used = _diagnosis_of(r, kb, cmap)
         if cond is None:
             key = used or (r.code.text if r.code else "?")
             stats["unmapped_conditions"][key] = stats["unmapped_conditions"].get(key, 0) + 1
             continue
-        subject = _ref(r.subject)
-        patient = patients.get(subject)
-        if patient is None:
-            problems.append(f"{where}: subject {subject!r} is no Patient in the bundle")
-            continue
-        onset = r.onsetDateTime or r.recordedDate
-        if onset is None or patient.birthDate is None:
-            problems.append(f"{where}: needs onsetDateTime (or recordedDate) and Patient.birthDate")
-            continue
-        onset_day = onset.date() if isinstance(onset, dt.datetime) else onset
-        born = patient.birthDate
-        age = (
-            onset_day.year - born.year - ((onset_day.month, onset_day.day) < (born.month, born.day))
-        )
-        sex = normalise_sex(patient.gender or "")
-        if sex is None:
-            problems.append(f"{where}: Patient.gender {patient.gender!r} is not female or male")
-            continue
-        ext = {e.url: e.valueString for e in (patient.extension or [])}
-        complete_record = any(
-            e.url == COMPLETE_URL and e.valueBoolean for e in (patient.extension or [])
-        )
-        row: dict[str, Any] = {"findings": {}, "vitals": {}, "tests": {}}
-        chief = None
-        comorbidities: list[str] | None = [] if complete_record else None
-        allergies: list[str] | None = [] if complete_record else None
-        for other in by_subject.get(subject, []):
-            kind = other.__resource_type__
-            if kind == "Observation":
-                eff = other.effectiveDateTime
-                eff_day = eff.date() if isinstance(eff, dt.datetime) else eff
-                if eff_day is not None and abs((eff_day - onset_day).days) > 1:
-                    continue
-                chief = _observation(other, kb, loinc, row, problems, fname) or chief
-            elif kind == "Condition" and "problem-list-item" in {
-                c for cat in (other.category or []) for _, c in _codings(cat)
-            }:
-                comorbidities = comorbidities or []
-                for _, code in _codings(other.code):
-                    if code in comorbidity_ids and code not in comorbidities:
-                        comorbidities.append(code)
-            elif kind == "AllergyIntolerance":
-                allergies = allergies or []
-                groups = [a.group for a in kb.background.allergies]
-                text = " ".join([other.code.text or "", *(c for _, c in _codings(other.code))])
-                allergies += [g for g in groups if g.lower() in text.lower() and g not in allergies]
-        out.append(
-            ImportedRow(
-                where=where,
-                age=age,
-                sex=sex,
-                condition=used,
-                condition_column="Condition.code",
-                ethnicity=ext.get(ETHNICITY_URL),
-                insurance=ext.get(INSURANCE_URL),
-                chief_complaint=chief,
-                comorbidities=comorbidities,
-                allergies=allergies,
-                **row,
-            )
-        )
+        row = _condition_row(r, used, patients, by_subject, kb, loinc, problems, fname)
+        if row is not None:
+            out.append(row)
     return out
+
+
+def _patients_by_reference(resources: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Each Patient under every way a resource may refer to it (full URL, Patient/id, urn)."""
+    patients = {}
+    for url, r in resources:
+        if r.__resource_type__ == "Patient":
+            for key in (url, f"Patient/{r.id}", f"urn:uuid:{r.id}"):
+                patients[key] = r
+    return patients
+
+
+def _categories(resource: Any) -> set[str]:
+    """The category codes of a Condition (e.g. 'problem-list-item')."""
+    return {code for cat in (resource.category or []) for _, code in _codings(cat)}
+
+
+def _diagnosis_of(r: Any, kb: KnowledgeBase, cmap: Mapping[str, str]) -> tuple[Any, str]:
+    """The KB condition a Condition's ICD-10-CM, SNOMED CT or KB coding names (None if none
+    resolves), and the code last tried (to count it when unmapped)."""
+    cond = None
+    used = ""
+    for system, code in _codings(r.code):
+        if system in (ICD10CM, KB_SYSTEM) or system == SNOMED:
+            cond, _ = resolve_condition(code, kb, cmap)
+            used = code
+            if cond is not None:
+                break
+    return cond, used
+
+
+def _day(when: Any) -> Any:
+    """A FHIR date or dateTime as a date (None stays None)."""
+    return when.date() if isinstance(when, dt.datetime) else when
+
+
+def _condition_row(
+    r: Any,
+    used: str,
+    patients: Mapping[str, Any],
+    by_subject: Mapping[str, list[Any]],
+    kb: KnowledgeBase,
+    loinc: Mapping[str, Any],
+    problems: list[str],
+    fname: str,
+) -> ImportedRow | None:
+    """The row of one mapped diagnosis: its Patient's age at onset, sex and demographics, and
+    the facts around the onset; None (with a problem listed) when the Patient cannot say."""
+    where = f"{fname}, Condition '{r.id}'"
+    subject = _ref(r.subject)
+    patient = patients.get(subject)
+    if patient is None:
+        problems.append(f"{where}: subject {subject!r} is no Patient in the bundle")
+        return None
+    onset = r.onsetDateTime or r.recordedDate
+    if onset is None or patient.birthDate is None:
+        problems.append(f"{where}: needs onsetDateTime (or recordedDate) and Patient.birthDate")
+        return None
+    onset_day = _day(onset)
+    born = patient.birthDate
+    age = onset_day.year - born.year - ((onset_day.month, onset_day.day) < (born.month, born.day))
+    sex = normalise_sex(patient.gender or "")
+    if sex is None:
+        problems.append(f"{where}: Patient.gender {patient.gender!r} is not female or male")
+        return None
+    ext = {e.url: e.valueString for e in (patient.extension or [])}
+    complete_record = any(
+        e.url == COMPLETE_URL and e.valueBoolean for e in (patient.extension or [])
+    )
+    row: dict[str, Any] = {"findings": {}, "vitals": {}, "tests": {}}
+    chief, comorbidities, allergies = _subject_facts(
+        by_subject.get(subject, []), onset_day, complete_record, kb, loinc, row, problems, fname
+    )
+    return ImportedRow(
+        where=where,
+        age=age,
+        sex=sex,
+        condition=used,
+        condition_column="Condition.code",
+        ethnicity=ext.get(ETHNICITY_URL),
+        insurance=ext.get(INSURANCE_URL),
+        chief_complaint=chief,
+        comorbidities=comorbidities,
+        allergies=allergies,
+        **row,
+    )
+
+
+def _subject_facts(
+    others: list[Any],
+    onset_day: dt.date,
+    complete_record: bool,
+    kb: KnowledgeBase,
+    loinc: Mapping[str, Any],
+    row: dict[str, Any],
+    problems: list[str],
+    fname: str,
+) -> tuple[str | None, list[str] | None, list[str] | None]:
+    """Read the subject's Observations within a day of onset into `row`, its problem-list
+    Conditions and AllergyIntolerances; return (chief complaint, comorbidities, allergies),
+    the lists None when the record neither lists any nor is marked complete."""
+    chief = None
+    comorbidities: list[str] | None = [] if complete_record else None
+    allergies: list[str] | None = [] if complete_record else None
+    comorbidity_ids = {c.id for c in kb.background.comorbidities}
+    for other in others:
+        kind = other.__resource_type__
+        if kind == "Observation":
+            eff_day = _day(other.effectiveDateTime)
+            if eff_day is not None and abs((eff_day - onset_day).days) > 1:
+                continue
+            chief = _observation(other, kb, loinc, row, problems, fname) or chief
+        elif kind == "Condition" and "problem-list-item" in _categories(other):
+            comorbidities = comorbidities or []
+            for _, code in _codings(other.code):
+                if code in comorbidity_ids and code not in comorbidities:
+                    comorbidities.append(code)
+        elif kind == "AllergyIntolerance":
+            allergies = allergies or []
+            groups = [a.group for a in kb.background.allergies]
+            text = " ".join([other.code.text or "", *(c for _, c in _codings(other.code))])
+            allergies += [g for g in groups if g.lower() in text.lower() and g not in allergies]
+    return chief, comorbidities, allergies
 
 
 def _observation(

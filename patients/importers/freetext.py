@@ -624,6 +624,17 @@ class CaseBuilder:
                 _kind="exam",
             )
 
+    def open_with_first_symptom(self) -> bool:
+        """Whether the case has a chief complaint, making the first present symptom of the
+        history one when it has none; False when there is nothing to open with."""
+        if any(f["category"] == "chief_complaint" for f in self.facts):
+            return True
+        first = next((f for f in self.facts if f["category"] == "hpi" and f["present"]), None)
+        if first is None:
+            return False
+        first["category"], first["salience"] = "chief_complaint", "must_ask"
+        return True
+
     def _resolve_concepts(self) -> None:
         """Give every fact its concept: KB findings where linked (first use wins), else
         'text.<n>'."""

@@ -119,15 +119,9 @@ def _known_columns(kb: KnowledgeBase) -> set[str]:
 def _row(
     rec: dict[str, str], where: str, known: set[str], problems: list[str], condition_column: str
 ) -> ImportedRow | None:
+    """One CSV record as a row, or None when any of its cells is a problem (each listed)."""
     before = len(problems)
-    age_text = rec.get("age", "").strip()
-    try:
-        age = float(age_text)
-        if age != int(age) or not 0 <= age <= 120:
-            raise ValueError
-    except ValueError:
-        problems.append(f"{where}, column 'age': {age_text!r} is not a whole number of years 0-120")
-        age = 0
+    age = _age(rec, where, problems)
     sex = normalise_sex(rec.get("sex", ""))
     if sex is None:
         problems.append(
@@ -136,6 +130,43 @@ def _row(
     condition = rec.get("condition", "").strip()
     if not condition:
         problems.append(f"{where}, column 'condition': empty")
+    data, comorbidities, allergies = _facts(rec, where, known, problems)
+    if len(problems) > before:
+        return None
+    return ImportedRow(
+        where=where,
+        age=int(age),
+        sex=sex or "female",
+        condition=condition,
+        condition_column=condition_column,
+        ethnicity=rec.get("ethnicity", "").strip() or None,
+        insurance=rec.get("insurance", "").strip() or None,
+        chief_complaint=rec.get("chief_complaint", "").strip() or None,
+        comorbidities=comorbidities,
+        allergies=allergies,
+        **data,
+    )
+
+
+def _age(rec: dict[str, str], where: str, problems: list[str]) -> float:
+    """The row's age in whole years 0-120; 0 with a problem listed when it is not one."""
+    age_text = rec.get("age", "").strip()
+    try:
+        age = float(age_text)
+        if age != int(age) or not 0 <= age <= 120:
+            raise ValueError
+    except ValueError:
+        problems.append(f"{where}, column 'age': {age_text!r} is not a whole number of years 0-120")
+        age = 0
+    return age
+
+
+def _facts(
+    rec: dict[str, str], where: str, known: set[str], problems: list[str]
+) -> tuple[dict[str, Any], list[str] | None, list[str] | None]:
+    """The row's fact columns (`finding.X`, `vital.X`, `test.X`, `comorbidity.X`, `allergy.X`):
+    findings, vitals and tests by id, and the comorbidities and allergies marked true (None
+    when no such column has a value); a cell that does not parse is a problem."""
     data: dict[str, Any] = {
         "findings": {},
         "vitals": {},
@@ -171,18 +202,4 @@ def _row(
                 data[f"{kind}s"][key] = float(value)
             except ValueError:
                 problems.append(f"{where}, column '{col}': {value!r} is not a number")
-    if len(problems) > before:
-        return None
-    return ImportedRow(
-        where=where,
-        age=int(age),
-        sex=sex or "female",
-        condition=condition,
-        condition_column=condition_column,
-        ethnicity=rec.get("ethnicity", "").strip() or None,
-        insurance=rec.get("insurance", "").strip() or None,
-        chief_complaint=rec.get("chief_complaint", "").strip() or None,
-        comorbidities=comorbidities,
-        allergies=allergies,
-        **data,
-    )
+    return data, comorbidities, allergies

@@ -659,99 +659,125 @@ def add_passage(b: Any, value: Any, *, heading: str, source: str) -> int:
     """One section's sentences as facts; the first statement of a chief complaint section is
     the reason for the visit (said whole), later ones history of the present illness."""
     section, salience = section_of(heading)
-    caregiver = bool(b.caregiver)
     n = 0
     for sentence in sentences(value):
         n += 1
         sentence = expand_abbreviations(sentence)
         if section == "chief_complaint":
-            has_cc = any(f["category"] == "chief_complaint" for f in b.facts)
-            if not is_meta(sentence):
-                b.add(
-                    category="hpi" if has_cc else "chief_complaint",
-                    concept="",
-                    text=speak(sentence, caregiver=caregiver, sex=b.sex),
-                    present=True,
-                    salience="must_ask",
-                    how_revealed="ask",
-                    source=source,
-                    _link=sentence,
-                    _kind="history",
-                )
+            _add_complaint(b, sentence, source)
             continue
         here, sentence = inline_label(sentence, section)
         for st in statements(sentence):
             if not st.text:  # 'Unremarkable' under a heading: the section as a whole is denied
-                b.add(
-                    category=here,
-                    concept=f"{here}.none",
-                    text=_NOTHING_SAID.get(here, "Nothing else."),
-                    present=False,
-                    salience=salience,
-                    how_revealed="ask",
-                    source=source,
-                    _link=None,
-                    _kind="history",
-                )
+                _add_nothing_said(b, here, salience, source)
                 continue
-            drug = (
-                None
-                if st.negated
-                else b.linker.drug(st.text)
-                if here == "medication" or _ON_DRUG.search(st.text)
-                else None
-            )  # 'Atrial fibrillation on apixaban' under past history: a medicine too
-            category = category_of(st.text, here, drug=bool(drug))
-            said = speak(
-                st.text, negated=st.negated, verbal=st.verbal, caregiver=caregiver, sex=b.sex
-            )
-            if here == "medication" and not st.negated and not said.startswith(("I ", "He ")):
-                said = speak(f"takes {st.text}", caregiver=caregiver, sex=b.sex)
-            concept = ""
-            value = None
-            if (
-                st.negated
-                and category in ("allergy", "medication", "pmh")
-                and not any(f["concept"] == f"{category}.none" for f in b.facts)
-            ):
-                concept = f"{category}.none"  # "NKDA", "takes no medicines": the list is empty
-            elif category == "allergy":
-                value = b.linker.allergy_group(st.text)
-                concept = f"allergy.{value or slug(st.text)[:40]}"
-                if not said.lower().startswith(("i'm allergic", "he's allergic", "she's allergic")):
-                    who = "I'm" if not caregiver else ("She's" if b.sex == "female" else "He's")
-                    said = f"{who} allergic to {st.text[:1].lower() + st.text[1:]}."
-            elif category == "medication" and drug:
-                concept = drug
-            elif category == "pmh" and not st.negated:
-                cid = b.linker.comorbidity(st.text)
-                if cid is not None and all(f["concept"] != cid for f in b.facts):
-                    concept = cid
-            fact = {
-                "category": category,
-                "concept": concept,
-                "text": said,
-                "present": not st.negated,
-                "salience": salience if category == here else "should_ask",
-                "how_revealed": "ask",
-                "source": source,
-                "value": value,
-                "_link": None if st.verbal or concept else st.text,
-                "_kind": "history",
-            }
-            key = (" ".join(said.lower().split()), fact["present"])
-            if any((" ".join(f["text"].lower().split()), f["present"]) == key for f in b.facts):
-                continue  # said again under another heading: one fact, asked once
-            history = fact  # a medicine found under a history heading is kept there too
-            also_history = category == "medication" and here in ("pmh", "hpi", "ros")
-            treated = _TREATED.match(st.text) if also_history else None
-            if treated and b.linker.drug(treated["drugs"]):  # 'T2DM (metformin, gliclazide)'
-                taken = f"takes {treated['drugs']} for {treated['problem']}"
-                fact = {**fact, "text": speak(taken, caregiver=caregiver, sex=b.sex)}
-            b.add(**fact)
-            if also_history:
-                cid = b.linker.comorbidity(st.text) if here == "pmh" else None
-                if cid is not None and any(f["concept"] == cid for f in b.facts):
-                    cid = None
-                b.add(**{**history, "category": here, "concept": cid or "", "_link": None})
+            _add_statement(b, st, here, salience, source)
     return n
+
+
+def _add_complaint(b: Any, sentence: str, source: str) -> None:
+    """A chief complaint section's sentence said whole: the reason for the visit if the case has
+    none yet, else history of the present illness; meta-text gives no fact."""
+    has_cc = any(f["category"] == "chief_complaint" for f in b.facts)
+    if is_meta(sentence):
+        return
+    b.add(
+        category="hpi" if has_cc else "chief_complaint",
+        concept="",
+        text=speak(sentence, caregiver=bool(b.caregiver), sex=b.sex),
+        present=True,
+        salience="must_ask",
+        how_revealed="ask",
+        source=source,
+        _link=sentence,
+        _kind="history",
+    )
+
+
+def _add_nothing_said(b: Any, here: str, salience: str, source: str) -> None:
+    """The section as a whole denied ('No known allergies.')."""
+    b.add(
+        category=here,
+        concept=f"{here}.none",
+        text=_NOTHING_SAID.get(here, "Nothing else."),
+        present=False,
+        salience=salience,
+        how_revealed="ask",
+        source=source,
+        _link=None,
+        _kind="history",
+    )
+
+
+def _add_statement(b: Any, st: Statement, here: str, salience: str, source: str) -> None:
+    """One statement under section `here` as a fact in the patient's words, unless the same
+    thing was said already; a medicine under a history heading is kept there too."""
+    caregiver = bool(b.caregiver)
+    drug = (
+        None
+        if st.negated
+        else b.linker.drug(st.text)
+        if here == "medication" or _ON_DRUG.search(st.text)
+        else None
+    )  # 'Atrial fibrillation on apixaban' under past history: a medicine too
+    category = category_of(st.text, here, drug=bool(drug))
+    said = speak(st.text, negated=st.negated, verbal=st.verbal, caregiver=caregiver, sex=b.sex)
+    if here == "medication" and not st.negated and not said.startswith(("I ", "He ")):
+        said = speak(f"takes {st.text}", caregiver=caregiver, sex=b.sex)
+    concept, value, said = _concept(b, st, category, drug, said)
+    fact = {
+        "category": category,
+        "concept": concept,
+        "text": said,
+        "present": not st.negated,
+        "salience": salience if category == here else "should_ask",
+        "how_revealed": "ask",
+        "source": source,
+        "value": value,
+        "_link": None if st.verbal or concept else st.text,
+        "_kind": "history",
+    }
+    key = (" ".join(said.lower().split()), fact["present"])
+    if any((" ".join(f["text"].lower().split()), f["present"]) == key for f in b.facts):
+        return  # said again under another heading: one fact, asked once
+    history = fact  # a medicine found under a history heading is kept there too
+    also_history = category == "medication" and here in ("pmh", "hpi", "ros")
+    treated = _TREATED.match(st.text) if also_history else None
+    if treated and b.linker.drug(treated["drugs"]):  # 'T2DM (metformin, gliclazide)'
+        taken = f"takes {treated['drugs']} for {treated['problem']}"
+        fact = {**fact, "text": speak(taken, caregiver=caregiver, sex=b.sex)}
+    b.add(**fact)
+    if also_history:
+        cid = b.linker.comorbidity(st.text) if here == "pmh" else None
+        if cid is not None and any(f["concept"] == cid for f in b.facts):
+            cid = None
+        b.add(**{**history, "category": here, "concept": cid or "", "_link": None})
+
+
+def _concept(
+    b: Any, st: Statement, category: str, drug: str | None, said: str
+) -> tuple[str, str | None, str]:
+    """The statement's concept (an empty list, an allergy group, a drug, a comorbidity, or ''
+    to link later), its value (the allergy group) and its wording (an allergy said as one)."""
+    concept = ""
+    value = None
+    if (
+        st.negated
+        and category in ("allergy", "medication", "pmh")
+        and not any(f["concept"] == f"{category}.none" for f in b.facts)
+    ):
+        concept = f"{category}.none"  # "NKDA", "takes no medicines": the list is empty
+    elif category == "allergy":
+        value = b.linker.allergy_group(st.text)
+        concept = f"allergy.{value or slug(st.text)[:40]}"
+        if not said.lower().startswith(("i'm allergic", "he's allergic", "she's allergic")):
+            caregiver = bool(b.caregiver)
+            who = "I'm" if not caregiver else ("She's" if b.sex == "female" else "He's")
+            said = f"{who} allergic to {st.text[:1].lower() + st.text[1:]}."
+    elif category == "medication" and drug:
+        concept = drug
+    elif category == "pmh" and not st.negated:
+        cid = b.linker.comorbidity(st.text)
+        if cid is not None and all(f["concept"] != cid for f in b.facts):
+            concept = cid
+    return concept, value, said

@@ -94,32 +94,11 @@ def read_synthea(
         )
     codes = codes or default_codes()
     cmap = {**codes.snomed_by_code(), **dict(code_map or {})}
+    patients, conditions, optional = _read_export(directory)
     problems: list[str] = []
-    patients = _read(directory, "patients.csv", True, problems)
-    conditions = _read(directory, "conditions.csv", True, problems)
-    optional = {n: _read(directory, n, False, problems) for n in OPTIONAL_FILES}
-    if problems:
-        raise ImporterError(f"{directory}: {len(problems)} problems:\n  " + "\n  ".join(problems))
-    assert patients is not None and conditions is not None
-    people: dict[str, dict[str, Any]] = {}
-    for i, p in enumerate(patients.to_dict("records")):
-        where = f"patients.csv line {i + 2}"
-        born = _date(p["BIRTHDATE"], f"{where}, column 'BIRTHDATE'", problems)
-        sex = normalise_sex(p["GENDER"])
-        if sex is None:
-            problems.append(f"{where}, column 'GENDER': {p['GENDER']!r} is not M or F")
-        people[p["Id"]] = {
-            "born": born,
-            "sex": sex,
-            "ethnicity": ethnicity_label(p["RACE"], p["ETHNICITY"]),
-        }
+    people = _people(patients, problems)
     loinc = codes.loinc_by_code()
-    obs = optional["observations.csv"]
-    by_encounter: dict[str, list[dict[str, str]]] = {}
-    if obs is not None:
-        for o in obs.to_dict("records"):
-            if o["CODE"] in loinc:
-                by_encounter.setdefault(o["ENCOUNTER"], []).append(o)
+    by_encounter = _observations_by_encounter(optional["observations.csv"], loinc)
     stats: dict[str, Any] = {"unmapped_conditions": Counter(), "observations": Counter()}
     rows: list[ImportedRow] = []
     drug_to_comorbidity = _drug_comorbidities(kb)
@@ -136,26 +115,8 @@ def read_synthea(
         start = _date(c["START"], f"{where}, column 'START'", problems)
         if start is None or person["born"] is None or person["sex"] is None:
             continue
-        vitals: dict[str, float] = {}
-        tests: dict[str, float | bool] = {}
-        for o in by_encounter.get(c["ENCOUNTER"], []):
-            entry = loinc[o["CODE"]]
-            if o["UNITS"].strip() != entry.unit:
-                stats["observations"][f"unit_mismatch {o['CODE']} {o['UNITS']}"] += 1
-                continue
-            try:
-                value = entry.to_kb(float(o["VALUE"]))
-            except ValueError:
-                problems.append(
-                    f"observations.csv, code {o['CODE']}, column 'VALUE': {o['VALUE']!r} is not "
-                    "a number"
-                )
-                continue
-            if entry.kind == "vital" and entry.kb in kb.vitals:
-                vitals[entry.kb] = value
-            elif entry.kind == "test" and entry.kb in kb.tests:
-                tests[entry.kb] = value
-            stats["observations"]["used"] += 1
+        observations = by_encounter.get(c["ENCOUNTER"], [])
+        vitals, tests = _measurements(observations, loinc, kb, stats["observations"], problems)
         rows.append(
             ImportedRow(
                 where=where,
@@ -172,19 +133,104 @@ def read_synthea(
                 allergies=_allergies(optional["allergies.csv"], c["PATIENT"], start, kb),
             )
         )
+    _check_read(directory, problems, rows, stats["unmapped_conditions"])
+    stats["unmapped_conditions"] = dict(stats["unmapped_conditions"].most_common(20))
+    stats["observations"] = dict(stats["observations"])
+    return rows, stats
+
+
+def _read_export(
+    directory: Path,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame | None]]:
+    """The export's patients, conditions and optional files (None if absent); fails listing
+    every missing or unreadable file at once."""
+    problems: list[str] = []
+    patients = _read(directory, "patients.csv", True, problems)
+    conditions = _read(directory, "conditions.csv", True, problems)
+    optional = {n: _read(directory, n, False, problems) for n in OPTIONAL_FILES}
+    if problems:
+        raise ImporterError(f"{directory}: {len(problems)} problems:\n  " + "\n  ".join(problems))
+    assert patients is not None and conditions is not None
+    return patients, conditions, optional
+
+
+def _people(patients: pd.DataFrame, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """patients.csv by patient id: birth date, sex and ethnicity (None where unreadable, the
+    problem listed)."""
+    people: dict[str, dict[str, Any]] = {}
+    for i, p in enumerate(patients.to_dict("records")):
+        where = f"patients.csv line {i + 2}"
+        born = _date(p["BIRTHDATE"], f"{where}, column 'BIRTHDATE'", problems)
+        sex = normalise_sex(p["GENDER"])
+        if sex is None:
+            problems.append(f"{where}, column 'GENDER': {p['GENDER']!r} is not M or F")
+        people[p["Id"]] = {
+            "born": born,
+            "sex": sex,
+            "ethnicity": ethnicity_label(p["RACE"], p["ETHNICITY"]),
+        }
+    return people
+
+
+def _observations_by_encounter(
+    obs: pd.DataFrame | None, loinc: Mapping[str, Any]
+) -> dict[str, list[dict[str, str]]]:
+    """The observations with a known LOINC code, grouped by encounter (a condition's visit)."""
+    by_encounter: dict[str, list[dict[str, str]]] = {}
+    if obs is not None:
+        for o in obs.to_dict("records"):
+            if o["CODE"] in loinc:
+                by_encounter.setdefault(o["ENCOUNTER"], []).append(o)
+    return by_encounter
+
+
+def _measurements(
+    observations: list[dict[str, str]],
+    loinc: Mapping[str, Any],
+    kb: KnowledgeBase,
+    counts: Counter,
+    problems: list[str],
+) -> tuple[dict[str, float], dict[str, float | bool]]:
+    """An encounter's vitals and test values in KB units; observations in another unit are
+    counted and skipped, a value that is not a number is a problem."""
+    vitals: dict[str, float] = {}
+    tests: dict[str, float | bool] = {}
+    for o in observations:
+        entry = loinc[o["CODE"]]
+        if o["UNITS"].strip() != entry.unit:
+            counts[f"unit_mismatch {o['CODE']} {o['UNITS']}"] += 1
+            continue
+        try:
+            value = entry.to_kb(float(o["VALUE"]))
+        except ValueError:
+            problems.append(
+                f"observations.csv, code {o['CODE']}, column 'VALUE': {o['VALUE']!r} is not "
+                "a number"
+            )
+            continue
+        if entry.kind == "vital" and entry.kb in kb.vitals:
+            vitals[entry.kb] = value
+        elif entry.kind == "test" and entry.kb in kb.tests:
+            tests[entry.kb] = value
+        counts["used"] += 1
+    return vitals, tests
+
+
+def _check_read(
+    directory: Path, problems: list[str], rows: list[ImportedRow], unmapped: Counter
+) -> None:
+    """Fail the export with its problems (the first 20), or when no condition maps to the KB
+    (naming the commonest unmapped codes)."""
     if problems:
         raise ImporterError(
             f"{directory}: {len(problems)} problems:\n  " + "\n  ".join(problems[:20])
         )
     if not rows:
-        top = ", ".join(f"{k} (x{n})" for k, n in stats["unmapped_conditions"].most_common(5))
+        top = ", ".join(f"{k} (x{n})" for k, n in unmapped.most_common(5))
         raise ImporterError(
             f"{directory}: no condition maps to the KB; most frequent unmapped codes: {top}. "
             "Map codes to KB condition ids with --code-map FILE (CODE,condition_id lines)"
         )
-    stats["unmapped_conditions"] = dict(stats["unmapped_conditions"].most_common(20))
-    stats["observations"] = dict(stats["observations"])
-    return rows, stats
 
 
 def _drug_comorbidities(kb: KnowledgeBase) -> dict[str, str]:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -642,65 +642,114 @@ def name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
 def _cross_check(kb: dict[str, Any], files: dict[str, str]) -> list[str]:
     """Cross-references between files: every id used must exist; wording must not leak."""
     problems: list[str] = []
-    findings, tests, vitals = kb["findings"], kb["tests"], kb["vitals"]
-    conditions, drugs = kb["conditions"], kb["drugs"]
-    for c in conditions.values():
+    findings = kb["findings"]
+    for c in kb["conditions"].values():
         f = f"{files[c.id]}: condition '{c.id}'"
-        linked = {link.id for link in c.findings}
-        for link in c.findings:
-            if link.id not in findings:
-                problems.append(f"{f}, field 'findings': unknown finding '{link.id}'")
-        if len(linked) != len(c.findings):
-            problems.append(f"{f}, field 'findings': a finding is listed twice")
-        for cc in c.chief_complaint:
-            if cc not in linked:
-                problems.append(f"{f}, field 'chief_complaint': '{cc}' is not among its findings")
-            elif cc in findings and findings[cc].category == "exam":
-                problems.append(f"{f}, field 'chief_complaint': '{cc}' is an exam finding")
-        for rf in c.red_flags:
-            if rf not in linked:
-                problems.append(f"{f}, field 'red_flags': '{rf}' is not among its findings")
-        for v in c.vitals:
-            if v not in vitals:
-                problems.append(f"{f}, field 'vitals': unknown vital sign '{v}'")
-        for t in c.tests:
-            if t.id not in tests:
-                problems.append(f"{f}, field 'tests': unknown test '{t.id}'")
-            elif (t.value is None) != (tests[t.id].normal is None):
-                want = "'value'" if tests[t.id].normal is not None else "'text'"
-                problems.append(f"{f}, field 'tests': test '{t.id}' needs {want}")
-        for d in (*c.treatments, *c.contraindicated):
-            if d not in drugs:
-                problems.append(f"{f}: unknown drug '{d}' in treatments/contraindicated")
-        for d in c.differential:
-            if d not in conditions:
-                problems.append(f"{f}, field 'differential': unknown condition '{d}'")
-            elif d == c.id:
-                problems.append(f"{f}, field 'differential': lists itself")
-        for band, w in c.prevalence.age_bands.items():
-            lo, hi = AGE_BANDS[band]
-            if w > 0 and (hi < c.age[0] or lo > c.age[1]):
-                problems.append(
-                    f"{f}, field 'prevalence.age_bands': band '{band}' lies outside age "
-                    f"{list(c.age)}"
-                )
-        leak = name_pattern([c.name, *c.synonyms])
-        for link in c.findings:
-            fd = findings.get(link.id)
-            if fd is None:
-                continue
-            hit = leak.search(f"{fd.text} | {fd.text_child or ''}") if leak else None
-            if hit:
-                problems.append(
-                    f"{f}: finding '{fd.id}' text names the diagnosis ('{hit.group(0)}'); the "
-                    "patient must never reveal it"
-                )
-            if c.age[0] < CHILD_AGE and fd.category != "exam" and not fd.text_child:
-                problems.append(
-                    f"{f}: finding '{fd.id}' needs 'text_child' (the condition admits children "
-                    f"under {CHILD_AGE}, whose caregiver answers)"
-                )
-    for fd in findings.values():
+        problems += _check_condition_findings(c, findings, f)
+        problems += _check_condition_references(c, kb, f)
+        problems += _check_condition_ages(c, f)
+        problems += _check_condition_wording(c, findings, f)
+    problems += _check_child_texts(kb)
+    for v in kb["vitals"].values():
+        missing = set(AGE_BANDS) - set(v.normal)
+        if missing:
+            problems.append(
+                f"vitals.yaml: vital '{v.id}', field 'normal': missing bands {sorted(missing)}"
+            )
+    problems += _check_presentations(kb)
+    for t in kb["tests"].values():
+        for d in t.delay.values():
+            if d < 0:
+                problems.append(f"investigations: test '{t.id}', field 'delay': negative ({d})")
+    problems += _check_drugs(kb)
+    problems += _check_background(kb)
+    return problems
+
+
+def _check_condition_findings(c: Condition, findings: dict[str, Finding], f: str) -> list[str]:
+    """A condition's findings exist and are listed once; its chief complaints (history
+    findings) and red flags are among them."""
+    problems: list[str] = []
+    linked = {link.id for link in c.findings}
+    for link in c.findings:
+        if link.id not in findings:
+            problems.append(f"{f}, field 'findings': unknown finding '{link.id}'")
+    if len(linked) != len(c.findings):
+        problems.append(f"{f}, field 'findings': a finding is listed twice")
+    for cc in c.chief_complaint:
+        if cc not in linked:
+            problems.append(f"{f}, field 'chief_complaint': '{cc}' is not among its findings")
+        elif cc in findings and findings[cc].category == "exam":
+            problems.append(f"{f}, field 'chief_complaint': '{cc}' is an exam finding")
+    for rf in c.red_flags:
+        if rf not in linked:
+            problems.append(f"{f}, field 'red_flags': '{rf}' is not among its findings")
+    return problems
+
+
+def _check_condition_references(c: Condition, kb: dict[str, Any], f: str) -> list[str]:
+    """A condition's vitals, tests (valued as the test is), drugs and differential exist."""
+    problems: list[str] = []
+    tests, conditions = kb["tests"], kb["conditions"]
+    for v in c.vitals:
+        if v not in kb["vitals"]:
+            problems.append(f"{f}, field 'vitals': unknown vital sign '{v}'")
+    for t in c.tests:
+        if t.id not in tests:
+            problems.append(f"{f}, field 'tests': unknown test '{t.id}'")
+        elif (t.value is None) != (tests[t.id].normal is None):
+            want = "'value'" if tests[t.id].normal is not None else "'text'"
+            problems.append(f"{f}, field 'tests': test '{t.id}' needs {want}")
+    for d in (*c.treatments, *c.contraindicated):
+        if d not in kb["drugs"]:
+            problems.append(f"{f}: unknown drug '{d}' in treatments/contraindicated")
+    for d in c.differential:
+        if d not in conditions:
+            problems.append(f"{f}, field 'differential': unknown condition '{d}'")
+        elif d == c.id:
+            problems.append(f"{f}, field 'differential': lists itself")
+    return problems
+
+
+def _check_condition_ages(c: Condition, f: str) -> list[str]:
+    """No age band with prevalence lies outside the condition's age range."""
+    problems: list[str] = []
+    for band, w in c.prevalence.age_bands.items():
+        lo, hi = AGE_BANDS[band]
+        if w > 0 and (hi < c.age[0] or lo > c.age[1]):
+            problems.append(
+                f"{f}, field 'prevalence.age_bands': band '{band}' lies outside age {list(c.age)}"
+            )
+    return problems
+
+
+def _check_condition_wording(c: Condition, findings: dict[str, Finding], f: str) -> list[str]:
+    """No finding of the condition names its diagnosis; history findings of a condition that
+    admits children have a caregiver's wording."""
+    problems: list[str] = []
+    leak = name_pattern([c.name, *c.synonyms])
+    for link in c.findings:
+        fd = findings.get(link.id)
+        if fd is None:
+            continue
+        hit = leak.search(f"{fd.text} | {fd.text_child or ''}") if leak else None
+        if hit:
+            problems.append(
+                f"{f}: finding '{fd.id}' text names the diagnosis ('{hit.group(0)}'); the "
+                "patient must never reveal it"
+            )
+        if c.age[0] < CHILD_AGE and fd.category != "exam" and not fd.text_child:
+            problems.append(
+                f"{f}: finding '{fd.id}' needs 'text_child' (the condition admits children "
+                f"under {CHILD_AGE}, whose caregiver answers)"
+            )
+    return problems
+
+
+def _check_child_texts(kb: dict[str, Any]) -> list[str]:
+    """A finding's caregiver wording differs from the patient's and uses only known slots."""
+    problems: list[str] = []
+    for fd in kb["findings"].values():
         if fd.text_child and fd.text_child.strip() == fd.text.strip():
             problems.append(
                 f"{kb['finding_files'][fd.id]}: finding '{fd.id}', field 'text_child': is the "
@@ -715,17 +764,14 @@ def _cross_check(kb: dict[str, Any], files: dict[str, str]) -> list[str]:
                     f"{kb['finding_files'][fd.id]}: finding '{fd.id}', field 'text_child': bad "
                     f"slot {e}; allowed: {{She}}, {{she}}, {{her}}, {{Her}}, {{him}}"
                 )
-    for v in vitals.values():
-        missing = set(AGE_BANDS) - set(v.normal)
-        if missing:
-            problems.append(
-                f"vitals.yaml: vital '{v.id}', field 'normal': missing bands {sorted(missing)}"
-            )
-    problems += _check_presentations(kb)
-    for t in tests.values():
-        for d in t.delay.values():
-            if d < 0:
-                problems.append(f"investigations: test '{t.id}', field 'delay': negative ({d})")
+    return problems
+
+
+def _check_drugs(kb: dict[str, Any]) -> list[str]:
+    """Each drug's interactions, cross-reactive allergy groups and contraindications name
+    things the KB has."""
+    problems: list[str] = []
+    drugs, conditions, findings = kb["drugs"], kb["conditions"], kb["findings"]
     groups = {d.allergy_group for d in drugs.values() if d.allergy_group}
     classes = {d.drug_class for d in drugs.values()}
     for d in drugs.values():
@@ -745,18 +791,27 @@ def _cross_check(kb: dict[str, Any], files: dict[str, str]) -> list[str]:
                     f"{where}, field 'contraindications': '{ci}' is not a "
                     "condition, finding or comorbidity id"
                 )
+    return problems
+
+
+def _check_background(kb: dict[str, Any]) -> list[str]:
+    """The background's comorbidity medicines, allergy groups and findings exist."""
+    problems: list[str] = []
     bg: Background | None = kb["background"]
-    if bg is not None:
-        for cm in bg.comorbidities:
-            for m in cm.medications:
-                if m not in drugs:
-                    problems.append(f"background.yaml: comorbidity '{cm.id}': unknown drug '{m}'")
-        for a in bg.allergies:
-            if a.group not in groups:
-                problems.append(f"background.yaml: allergy '{a.group}' is no drug's allergy_group")
-        for b in bg.findings:
-            if b.id not in findings:
-                problems.append(f"background.yaml: unknown finding '{b.id}'")
+    if bg is None:
+        return problems
+    drugs = kb["drugs"]
+    groups = {d.allergy_group for d in drugs.values() if d.allergy_group}
+    for cm in bg.comorbidities:
+        for m in cm.medications:
+            if m not in drugs:
+                problems.append(f"background.yaml: comorbidity '{cm.id}': unknown drug '{m}'")
+    for a in bg.allergies:
+        if a.group not in groups:
+            problems.append(f"background.yaml: allergy '{a.group}' is no drug's allergy_group")
+    for b in bg.findings:
+        if b.id not in kb["findings"]:
+            problems.append(f"background.yaml: unknown finding '{b.id}'")
     return problems
 
 
@@ -834,24 +889,9 @@ def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
             root, "presentations", "presentation", Presentation, problems, invalid=invalid
         )
     generation = None
-    if (root / "generation.yaml").is_file():
-        gen_raw = _read_yaml(root / "generation.yaml", "generation.yaml", problems)
-        if gen_raw is not None:
-            try:
-                generation = Generation.model_validate(gen_raw)
-            except ValidationError as e:
-                problems.extend(
-                    _describe("generation.yaml", "item", [], dict(err)) for err in e.errors()
-                )
-    bg_raw = _read_yaml(root / "background.yaml", "background.yaml", problems)
-    background = None
-    if bg_raw is not None:
-        try:
-            background = Background.model_validate(bg_raw)
-        except ValidationError as e:
-            problems.extend(
-                _describe("background.yaml", "item", [], dict(err)) for err in e.errors()
-            )
+    if (root / "generation.yaml").is_file():  # optional: defaults apply without it
+        generation = _load_file(root, "generation.yaml", Generation, problems)
+    background = _load_file(root, "background.yaml", Background, problems)
     idx = {
         "findings": {f.id: f for f in findings},
         "tests": {t.id: t for t in tests},
@@ -864,19 +904,8 @@ def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
         "drug_files": drug_files,
         "presentations": {p.id: p for p in presentations},
     }
-    codes: dict[str, str] = {}
-    for c in conditions:
-        if c.icd10 in codes and codes[c.icd10] != c.id:
-            problems.append(
-                f"{files[c.id]}: condition '{c.id}', field 'icd10': '{c.icd10}' is also the code "
-                f"of '{codes[c.icd10]}'; codes must be unique so diagnoses can be matched"
-            )
-        codes[c.icd10] = c.id
-    problems.extend(
-        p
-        for p in _cross_check(idx, files)
-        if not any(f"'{bad}'" in p.split("unknown", 1)[-1] for bad in invalid if "unknown" in p)
-    )
+    problems += _check_unique_codes(conditions, files)
+    problems += _not_about_invalid(_cross_check(idx, files), invalid)
     if problems:
         raise KBError(root, problems)
     assert background is not None
@@ -891,6 +920,46 @@ def load_kb(directory: Path | str | None = None) -> KnowledgeBase:
         generation=generation,
         version=f"{SCHEMA_VERSION}-{_hash_dir(root)}",
     )
+
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def _load_file(root: Path, name: str, model: type[_ModelT], problems: list[str]) -> _ModelT | None:
+    """One YAML file validated as a single `model`; None (its problems listed) if it cannot be
+    read or is invalid."""
+    raw = _read_yaml(root / name, name, problems)
+    if raw is None:
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        problems.extend(_describe(name, "item", [], dict(err)) for err in e.errors())
+        return None
+
+
+def _check_unique_codes(conditions: list[Condition], files: dict[str, str]) -> list[str]:
+    """No two conditions share an ICD-10-CM code, so a coded diagnosis matches one condition."""
+    problems: list[str] = []
+    codes: dict[str, str] = {}
+    for c in conditions:
+        if c.icd10 in codes and codes[c.icd10] != c.id:
+            problems.append(
+                f"{files[c.id]}: condition '{c.id}', field 'icd10': '{c.icd10}' is also the code "
+                f"of '{codes[c.icd10]}'; codes must be unique so diagnoses can be matched"
+            )
+        codes[c.icd10] = c.id
+    return problems
+
+
+def _not_about_invalid(problems: list[str], invalid: set[str]) -> list[str]:
+    """The cross-reference problems, less 'unknown' references to items that already failed
+    validation (reported once, where they are defined)."""
+    return [
+        p
+        for p in problems
+        if not any(f"'{bad}'" in p.split("unknown", 1)[-1] for bad in invalid if "unknown" in p)
+    ]
 
 
 def _hash_dir(root: Path) -> str:
