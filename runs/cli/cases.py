@@ -8,13 +8,16 @@ and what could not be placed; then a total line. `--json` prints everything as J
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs.console import err_console, fail
+
+if TYPE_CHECKING:
+    from clinicgym.patients.importers.audit import CaseAudit
 
 
 def cases_audit(
@@ -55,28 +58,39 @@ def cases_audit(
     for p in report.problems:
         err_console.print(f"[yellow]{p}[/yellow]", highlight=False)
     for c in report.cases:
-        placed = sum(1 for s in c.sentences if s.status != "unplaced")
-        cats = ", ".join(f"{k} {v}" for k, v in sorted(c.facts_by_category.items()))
-        out.rule(f"{c.case_id} (line {c.line}): {c.diagnosis}")
-        out.print(f"sentences placed {placed}/{len(c.sentences)}; facts: {cats}", markup=False)
-        tests = ", ".join(
-            f"{t.name}{' [abnormal]' if t.abnormal else ''}{'' if t.orderable else ' [NAME LOST]'}"
-            for t in c.tests
-        )
-        out.print(f"tests ({len(c.tests)}): {tests or '-'}", markup=False)
-        links = ", ".join(
-            f"{k['concept']}{'' if k['present'] == 'True' else ' (absent)'}" for k in c.kb_links
-        )
-        out.print(f"KB links ({len(c.kb_links)}): {links or '-'}", markup=False)
-        for s in c.sentences if detail else c.unplaced:
-            mark = {"fact": "+", "not a fact": "~", "unplaced": "!"}[s.status]
-            why = f" ({s.why})" if s.why else ""
-            out.print(f"  {mark} [{s.field}] {s.text}{why}", markup=False)
-        for d in c.meta_denials:
-            out.print(f"  ! a denial made from text about the record: {d}", markup=False)
-        for d in c.meta_facts:
-            out.print(f"  ! a fact made from text about the record: {d}", markup=False)
-    t = report.totals()
+        _print_case(out, c, detail)
+    _print_totals(out, report.totals())
+
+
+def _print_case(out: Console, c: CaseAudit, detail: bool) -> None:
+    """One case's audit: sentences placed, facts by category, tests, KB links, then the
+    sentences not placed (every sentence with `detail`) and facts made from text about the
+    record."""
+    placed = sum(1 for s in c.sentences if s.status != "unplaced")
+    cats = ", ".join(f"{k} {v}" for k, v in sorted(c.facts_by_category.items()))
+    out.rule(f"{c.case_id} (line {c.line}): {c.diagnosis}")
+    out.print(f"sentences placed {placed}/{len(c.sentences)}; facts: {cats}", markup=False)
+    tests = ", ".join(
+        f"{t.name}{' [abnormal]' if t.abnormal else ''}{'' if t.orderable else ' [NAME LOST]'}"
+        for t in c.tests
+    )
+    out.print(f"tests ({len(c.tests)}): {tests or '-'}", markup=False)
+    links = ", ".join(
+        f"{k['concept']}{'' if k['present'] == 'True' else ' (absent)'}" for k in c.kb_links
+    )
+    out.print(f"KB links ({len(c.kb_links)}): {links or '-'}", markup=False)
+    for s in c.sentences if detail else c.unplaced:
+        mark = {"fact": "+", "not a fact": "~", "unplaced": "!"}[s.status]
+        why = f" ({s.why})" if s.why else ""
+        out.print(f"  {mark} [{s.field}] {s.text}{why}", markup=False)
+    for d in c.meta_denials:
+        out.print(f"  ! a denial made from text about the record: {d}", markup=False)
+    for d in c.meta_facts:
+        out.print(f"  ! a fact made from text about the record: {d}", markup=False)
+
+
+def _print_totals(out: Console, t: dict[str, Any]) -> None:
+    """The file's total line: cases imported, sentences placed and how, tests, KB links."""
     out.rule("total")
     out.print(
         f"{t['cases']} of {t['lines']} cases imported ({t['skipped_lines']} lines skipped); "

@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,10 @@ from clinicgym.runs.cli.policy import (
 from clinicgym.runs.cli.report import probe, report
 from clinicgym.runs.cli.review import feedback_app, review_app
 from clinicgym.runs.console import err_console, fail, summary_table
+
+if TYPE_CHECKING:
+    from clinicgym.runs.progress import RunProgress
+    from clinicgym.runs.store import RunStore
 
 app = typer.Typer(
     help="clinicgym: benchmark a model that plays the clinician against grounded patients.",
@@ -328,10 +332,35 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
     minilm_path()  # the patient's weights: a light install without them fails before any work
     ctx = prepare(spec, cases=cases)
     store = RunStore.open(spec, ctx.cases, ctx.kb.version)
-    out = spec.out
     done = store.finished_ids()
-    done_before = len(done)
     total = len(ctx.plan)
+    _print_store_state(store, spec.out, len(done), total)
+    _load_matcher(ctx.kb, quiet)
+    with RunProgress(
+        ctx.plan, done, console, quiet=quiet, log=err_console, names=spec.display_names()
+    ) as progress:
+        try:
+            ran = asyncio.run(execute(ctx, store, progress.on_episode))
+        finally:
+            store.close()
+    summary = finalise(ctx, store)
+    console.print(summary_table(summary, spec.display_names()))
+    print_run_compliance(summary)
+    written = (layout.MANIFEST, layout.CASES, layout.EPISODES, layout.SCORES, layout.SUMMARY)
+    console.print(
+        f"{ran} episodes run now, {summary['stored_episodes']} of {total} stored in {spec.out}/ "
+        f"({', '.join(written)})"
+    )
+    _print_error_causes(spec, progress)
+    stopped = _report_stopped(spec, progress)
+    error_heavy = _report_error_heavy(spec, summary, progress)
+    if stopped or error_heavy:
+        raise typer.Exit(1)
+
+
+def _print_store_state(store: RunStore, out: Path, done_before: int, total: int) -> None:
+    """What opening the run directory found: a torn last line cut, errored or unreadable
+    episodes set aside to be played again, episodes already stored (a resumed run)."""
     if store.recovered_bytes:
         err_console.print(
             f"[yellow]recovered:[/yellow] cut a torn last line ({store.recovered_bytes} bytes) "
@@ -351,34 +380,25 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
         )
     if done_before:
         console.print(f"Resuming {out}: {done_before} of {total} episodes already stored.")
-    _load_matcher(ctx.kb, quiet)
-    with RunProgress(
-        ctx.plan, done, console, quiet=quiet, log=err_console, names=spec.display_names()
-    ) as progress:
-        try:
-            ran = asyncio.run(execute(ctx, store, progress.on_episode))
-        finally:
-            store.close()
-    summary = finalise(ctx, store)
-    names = spec.display_names()
-    console.print(summary_table(summary, names))
-    print_run_compliance(summary)
-    written = (layout.MANIFEST, layout.CASES, layout.EPISODES, layout.SCORES, layout.SUMMARY)
-    console.print(
-        f"{ran} episodes run now, {summary['stored_episodes']} of {total} stored in {out}/ "
-        f"({', '.join(written)})"
+
+
+def _print_error_causes(spec: Any, progress: RunProgress) -> None:
+    """How many episodes ended in infrastructure errors, and their three commonest causes."""
+    if not progress.total_errors:
+        return
+    err_console.print(
+        f"[yellow]{progress.total_errors} episodes ended in infrastructure errors (after "
+        f"{spec.episode_retries} retries); they are excluded from the metrics.[/yellow] "
+        "Most common causes:"
     )
-    if progress.total_errors:
-        err_console.print(
-            f"[yellow]{progress.total_errors} episodes ended in infrastructure errors (after "
-            f"{spec.episode_retries} retries); they are excluded from the metrics.[/yellow] "
-            "Most common causes:"
-        )
-        for cause, n in progress.causes.most_common(3):
-            err_console.print(f"  {n} x {cause}", markup=False, highlight=False)
-    incomplete = False
+    for cause, n in progress.causes.most_common(3):
+        err_console.print(f"  {n} x {cause}", markup=False, highlight=False)
+
+
+def _report_stopped(spec: Any, progress: RunProgress) -> bool:
+    """Say which agents were stopped after --stop-after-errors errored episodes in a row, and
+    how to resume; True if any was."""
     for agent, left in progress.unplayed.items():
-        incomplete = True
         err_console.print(
             f"[red]stopped {agent}:[/red] its first {spec.stop_after_errors} episodes all "
             f"errored, so its other {left} were not played. Fix the cause above and run the "
@@ -386,6 +406,13 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
             "the errored ones too).",
             highlight=False,
         )
+    return bool(progress.unplayed)
+
+
+def _report_error_heavy(spec: Any, summary: dict[str, Any], progress: RunProgress) -> bool:
+    """Say which played agents' numbers are unusable: every episode errored, or more than
+    --max-error-rate did; True if any."""
+    incomplete = False
     for agent, s in summary["agents"].items():
         if agent in progress.unplayed or not s["errors"]:
             continue
@@ -404,8 +431,7 @@ def _run(spec: Any, quiet: bool, cases: list[Any] | None = None) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    if incomplete:
-        raise typer.Exit(1)
+    return incomplete
 
 
 def _report_bug(bug: Any, spec: Any) -> None:

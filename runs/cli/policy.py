@@ -13,7 +13,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,10 @@ from rich.table import Table
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs import layout
 from clinicgym.runs.console import ci_cell, err_console, fail
+
+if TYPE_CHECKING:
+    from clinicgym.policies.diff import PackDiff, VerdictChange
+    from clinicgym.policies.pack import PolicyPack
 
 policy_app = typer.Typer(
     help="Policy packs: list, show, validate and diff them; list scenarios and checks.",
@@ -190,20 +194,13 @@ def policy_diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What changed between two packs; with --run, which stored episodes change verdict."""
-    from clinicgym.policies.diff import diff_packs, verdict_changes
+    from clinicgym.policies.diff import diff_packs
     from clinicgym.policies.library import load
-    from clinicgym.runs.rescoring import rescore_run
-    from clinicgym.runs.store import load_run
 
     try:
         a, b = load(old), load(new)
         d = diff_packs(a, b)
-        changed: dict[str, Any] = {}
-        for run_dir in run or []:
-            stored = load_run(run_dir)
-            _, va = rescore_run(stored, [a.ref if a.path is None else str(a.path)])
-            _, vb = rescore_run(stored, [b.ref if b.path is None else str(b.path)])
-            changed[str(run_dir)] = (len(va), verdict_changes(va, vb))
+        changed = {str(run_dir): _verdict_changes(run_dir, a, b) for run_dir in run or []}
     except ClinicGymError as e:
         fail(e)
     if as_json:
@@ -217,6 +214,28 @@ def policy_diff(
     console.print(f"[bold]{d.old} -> {d.new}[/bold]")
     for m in d.meta:
         console.print(f"  {m}", highlight=False)
+    console.print(_rule_changes_table(d) if d.rules else "  no rule changes")
+    for run_dir, (n, changes) in changed.items():
+        console.print(_verdict_changes_table(run_dir, n, changes))
+
+
+def _verdict_changes(
+    run_dir: Path, a: PolicyPack, b: PolicyPack
+) -> tuple[int, list[VerdictChange]]:
+    """A run's stored episodes re-scored under both packs: how many there are, and those whose
+    verdict or violated rules differ."""
+    from clinicgym.policies.diff import verdict_changes
+    from clinicgym.runs.rescoring import rescore_run
+    from clinicgym.runs.store import load_run
+
+    stored = load_run(run_dir)
+    _, va = rescore_run(stored, [a.ref if a.path is None else str(a.path)])
+    _, vb = rescore_run(stored, [b.ref if b.path is None else str(b.path)])
+    return len(va), verdict_changes(va, vb)
+
+
+def _rule_changes_table(d: PackDiff) -> Table:
+    """One row per rule added, removed or changed, with what changed."""
     table = Table(title="rule changes")
     for col in ("change", "rule", "severity", "what"):
         table.add_column(col, no_wrap=col in ("change", "severity"))
@@ -228,25 +247,28 @@ def policy_diff(
             r.severity,
             "\n".join(r.changes),
         )
-    console.print(table if d.rules else "  no rule changes")
-    for run_dir, (n, changes) in changed.items():
-        moves = Counter(f"{c.old} -> {c.new}" for c in changes if c.old != c.new)
-        summary = ", ".join(f"{k}: {v}" for k, v in sorted(moves.items())) or "same verdicts"
-        t = Table(
-            title=f"{run_dir}: {len(changes)} of {n} stored episodes change verdict or rules "
-            f"({summary})"
+    return table
+
+
+def _verdict_changes_table(run_dir: str, n: int, changes: list[VerdictChange]) -> Table:
+    """A run's episodes that change verdict or rules, titled with the count of each move."""
+    moves = Counter(f"{c.old} -> {c.new}" for c in changes if c.old != c.new)
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(moves.items())) or "same verdicts"
+    t = Table(
+        title=f"{run_dir}: {len(changes)} of {n} stored episodes change verdict or rules "
+        f"({summary})"
+    )
+    for col in ("episode", "agent", "verdict", "now violates", "no longer violates"):
+        t.add_column(col, no_wrap=col in ("episode", "verdict"))
+    for c in changes:
+        t.add_row(
+            c.episode_id,
+            c.agent_id,
+            f"{c.old} -> {c.new}",
+            ", ".join(c.added),
+            ", ".join(c.removed),
         )
-        for col in ("episode", "agent", "verdict", "now violates", "no longer violates"):
-            t.add_column(col, no_wrap=col in ("episode", "verdict"))
-        for c in changes:
-            t.add_row(
-                c.episode_id,
-                c.agent_id,
-                f"{c.old} -> {c.new}",
-                ", ".join(c.added),
-                ", ".join(c.removed),
-            )
-        console.print(t)
+    return t
 
 
 @policy_app.command("scenarios")

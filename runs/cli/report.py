@@ -139,6 +139,13 @@ def probe(
             )
     except ClinicGymError as e:
         fail(e)
+    _print_probes(results, run_dir / layout.PROBES, t0)
+
+
+def _print_probes(results: ProbeResults, written: Path, t0: float) -> None:
+    """The probes' tables; the counterfactual attributes skipped as not applicable (so a
+    missing flip rate is not read as no flips); where the results went and how long the
+    probes took since `t0` (a `time.perf_counter()`)."""
     for table in probe_tables(results):
         console.print(table)
     for name, p in results.agents.items():
@@ -149,7 +156,7 @@ def probe(
                 "is irrelevant to the condition, see docs/scoring.md)"
             )
     took = time.perf_counter() - t0
-    console.print(f"probes written to {run_dir / layout.PROBES} in {took:.1f} s")
+    console.print(f"probes written to {written} in {took:.1f} s")
 
 
 def report_table(rep: Any) -> Table:

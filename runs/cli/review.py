@@ -17,6 +17,7 @@ from rich.table import Table
 
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs.console import err_console, fail
+from clinicgym.runs.review.feedback import FeedbackRound, load_annotations
 
 review_app = typer.Typer(
     help="Clinician review: a web app over run directories; annotations export and import.",
@@ -28,26 +29,6 @@ feedback_app = typer.Typer(
 )
 console = Console()
 DEFAULT_DB = "annotations.sqlite"
-
-
-def load_annotations(source: str) -> list[Any]:
-    """Annotations from a JSONL export (a .jsonl file) or a database (a path or a URL)."""
-    from clinicgym.runs.review.annotation import read_jsonl
-
-    path = Path(source)
-    if path.suffix == ".jsonl" or (path.is_file() and path.read_bytes()[:1] == b"{"):
-        return read_jsonl(path)
-    if "://" not in source and not path.exists():
-        from clinicgym.runs.review.errors import ReviewError
-
-        raise ReviewError(f"{source}: no such annotations file or database")
-    from clinicgym.runs.review.db import AnnotationDB
-
-    db = AnnotationDB(source)
-    try:
-        return list(db.all())
-    finally:
-        db.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,27 +186,32 @@ def apply_cmd(
     corrected way, with more rows where clinicians disagreed with the scores; diagnoses and
     truth-changing fixes are queued for review, not applied."""
     try:
-        from clinicgym.patients.cohorts.cohort import Cohort
         from clinicgym.patients.cohorts.feedback import queue_lines
-        from clinicgym.patients.cohorts.feedback_round import plan_feedback, write_feedback_cohort
-        from clinicgym.patients.knowledge.kb import load_kb
-        from clinicgym.runs.review.verdicts import feedback_inputs
+        from clinicgym.runs.review.feedback import apply_feedback
 
-        if out.exists() and not overwrite:
-            raise ClinicGymError(f"{out} already exists; choose another --out or pass --overwrite")
-        parent = Cohort.open(cohort, load_kb(kb) if kb else None)
-        inputs = feedback_inputs(load_annotations(annotations))
-        fb, mix = plan_feedback(inputs, parent, strength=strength)
-        has_synth = (parent.root / "synthesizer.pkl").exists()
-        if add is None:
-            differ = any(d.disagreed > 0 for d in inputs.disagreements)
-            add = max(1, len(parent) // 4) if (mix is not None and differ and has_synth) else 0
-        _, summary = write_feedback_cohort(
-            parent, fb, mix, out, add=add, seed=seed, overwrite=overwrite
+        done = apply_feedback(
+            annotations,
+            cohort,
+            out,
+            add=add,
+            strength=strength,
+            seed=seed,
+            kb=kb,
+            overwrite=overwrite,
         )
     except ClinicGymError as e:
         fail(e)
-    table = Table(title=f"feedback round {summary['round']}: {parent.id} -> {out.name}")
+    console.print(_feedback_table(done, out))
+    if done.mix is not None:
+        console.print(_lean_line(done.mix), highlight=False, soft_wrap=True)
+    for line in queue_lines(done.feedback):
+        console.print(f"  queued {escape(line)}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}/ (feedback.json holds every override and the queue)")
+
+
+def _feedback_table(done: FeedbackRound, out: Path) -> Table:
+    """The feedback round's counts: patients changed, rows kept and added, annotations used."""
+    table = Table(title=f"feedback round {done.summary['round']}: {done.parent.id} -> {out.name}")
     table.add_column("what")
     table.add_column("count", justify="right")
     for label, key in (
@@ -236,20 +222,18 @@ def apply_cmd(
         ("annotations that changed the cohort", "annotations_applied"),
         ("queued for review (not applied)", "queued"),
     ):
-        table.add_row(label, str(summary[key]))
-    console.print(table)
-    if mix is not None:
-        top = sorted(mix.conditions, key=lambda c: -c.target_share)[:5]
-        console.print(
-            "added rows lean to: "
-            + ", ".join(f"{c.condition_id} {c.target_share:.1%}" for c in top)
-            + f" (uniform: {1 / len(mix.conditions):.1%} each)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    for line in queue_lines(fb):
-        console.print(f"  queued {escape(line)}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {out}/ (feedback.json holds every override and the queue)")
+        table.add_row(label, str(done.summary[key]))
+    return table
+
+
+def _lean_line(mix: Any) -> str:
+    """The five conditions the added rows lean to most, beside the uniform share."""
+    top = sorted(mix.conditions, key=lambda c: -c.target_share)[:5]
+    return (
+        "added rows lean to: "
+        + ", ".join(f"{c.condition_id} {c.target_share:.1%}" for c in top)
+        + f" (uniform: {1 / len(mix.conditions):.1%} each)"
+    )
 
 
 @feedback_app.command("agreement")

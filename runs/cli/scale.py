@@ -4,7 +4,7 @@ and verifiable leaderboard submissions (docs/runs.md)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 from clinicgym.errors import ClinicGymError
 from clinicgym.runs.console import err_console, fail
 from clinicgym.scoring.stats import format_interval
+
+if TYPE_CHECKING:
+    from clinicgym.runs.catalog import MetricDiff
 
 runs_app = typer.Typer(help="Many run directories at once: list and compare.", no_args_is_help=True)
 suite_app = typer.Typer(help="Named, versioned case suites.", no_args_is_help=True)
@@ -99,6 +102,12 @@ def runs_compare(
         )
     except ClinicGymError as e:
         fail(e)
+    console.print(_compare_table(diffs))
+
+
+def _compare_table(diffs: list[MetricDiff]) -> Table:
+    """One row per agent and metric: A, B, B - A (* when its interval excludes 0), the
+    interval ("i" when paired runs fell back to the independent one) and the sample sizes."""
     paired = diffs[0].paired if diffs else False
     table = Table(
         title=f"B - A ({'paired by case' if paired else 'independent samples'}); "
@@ -126,7 +135,7 @@ def runs_compare(
             "i: every pair differed by the same amount, so the pairs show no spread; the "
             "interval treats the runs as independent samples (wider)"
         )
-    console.print(table)
+    return table
 
 
 # ---- suites --------------------------------------------------------------------------------

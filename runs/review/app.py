@@ -369,63 +369,67 @@ class ReviewApp:
         except ValueError:
             last = -1
         me = self.annotator(request)
-        base = self.base(request)
-        options = self._form_options(view)
-
-        async def events() -> AsyncIterator[str]:
-            nonlocal last
-            offset = 0
-            case: Case | None = None
-            labels = Labels()
-            quiet = 0.0
-            episode_id = ""
-            yield "retry: 1000\n\n"
-            while True:
-                lines, new_offset = await run_in_threadpool(view.live_lines, key, offset)
-                if new_offset < 0:
-                    stored = await run_in_threadpool(self._locked, view.episode, key)
-                    if stored is not None:
-                        await run_in_threadpool(self._seal, view, *stored)
-                        url = f"/runs/{view.run_id}/episodes/{key}"
-                        yield f"event: done\ndata: {json.dumps({'url': url})}\n\n"
-                    else:
-                        yield "event: gone\ndata: {}\n\n"
-                    return
-                offset = new_offset
-                for obj in lines:
-                    if obj.get("type") == "start":
-                        case = view.cases.get(str(obj.get("case_id")))
-                        episode_id = str(obj.get("episode_id"))
-                        labels = await run_in_threadpool(self._labels, view, episode_id, me)
-                        continue
-                    index = int(obj.get("index", -1))
-                    if index <= last or case is None:
-                        continue
-                    event = Event.model_validate(obj["event"])
-                    html = self.templates.get_template("_event.html.j2").render(
-                        **base,
-                        **options,
-                        view=view,
-                        key=key,
-                        page_url=f"/runs/{view.run_id}/live/{key}",
-                        case=case,
-                        ev=self._event(event, index, case, labels),
-                    )
-                    last = index
-                    quiet = 0.0
-                    data = json.dumps({"index": index, "html": html})
-                    yield f"id: {index}\nevent: turn\ndata: {data}\n\n"
-                await asyncio.sleep(STREAM_POLL_S)
-                quiet += STREAM_POLL_S
-                if quiet >= STREAM_PING_S:
-                    quiet = 0.0
-                    yield ": ping\n\n"
-
+        page = {
+            **self.base(request),
+            **self._form_options(view),
+            "view": view,
+            "key": key,
+            "page_url": f"/runs/{view.run_id}/live/{key}",
+        }
         return StreamingResponse(
-            events(),
+            self._live_events(view, key, last, me, page),
             media_type="text/event-stream",
             headers={"X-Accel-Buffering": "no"},
         )
+
+    async def _live_events(
+        self, view: RunView, key: str, last: int, me: str | None, page: dict[str, Any]
+    ) -> AsyncIterator[str]:
+        """The stream's messages: each turn after event `last` as the live file grows (with a
+        ping when nothing happened for a while), then how the episode ended."""
+        offset = 0
+        case: Case | None = None
+        labels = Labels()
+        quiet = 0.0
+        yield "retry: 1000\n\n"
+        while True:
+            lines, new_offset = await run_in_threadpool(view.live_lines, key, offset)
+            if new_offset < 0:
+                yield await self._stream_end(view, key)
+                return
+            offset = new_offset
+            for obj in lines:
+                if obj.get("type") == "start":
+                    case = view.cases.get(str(obj.get("case_id")))
+                    episode_id = str(obj.get("episode_id"))
+                    labels = await run_in_threadpool(self._labels, view, episode_id, me)
+                    continue
+                index = int(obj.get("index", -1))
+                if index <= last or case is None:
+                    continue
+                event = Event.model_validate(obj["event"])
+                html = self.templates.get_template("_event.html.j2").render(
+                    **page, case=case, ev=self._event(event, index, case, labels)
+                )
+                last = index
+                quiet = 0.0
+                data = json.dumps({"index": index, "html": html})
+                yield f"id: {index}\nevent: turn\ndata: {data}\n\n"
+            await asyncio.sleep(STREAM_POLL_S)
+            quiet += STREAM_POLL_S
+            if quiet >= STREAM_PING_S:
+                quiet = 0.0
+                yield ": ping\n\n"
+
+    async def _stream_end(self, view: RunView, key: str) -> str:
+        """The stream's last message once the live file is gone: `done` with the stored
+        episode's address (sealing the labels made while it was live), or `gone`."""
+        stored = await run_in_threadpool(self._locked, view.episode, key)
+        if stored is None:
+            return "event: gone\ndata: {}\n\n"
+        await run_in_threadpool(self._seal, view, *stored)
+        url = f"/runs/{view.run_id}/episodes/{key}"
+        return f"event: done\ndata: {json.dumps({'url': url})}\n\n"
 
     async def annotate(self, request: Request) -> Response:
         view = self.view(request)
@@ -541,53 +545,27 @@ class ReviewApp:
         }
 
     def _annotation(self, view: RunView, key: str, form: dict[str, str], me: str) -> Annotation:
+        """The annotation a submitted form describes, checked against the transcript it was
+        made on and pinned to the run's, episode's and case's hashes."""
         from clinicgym.runs.review.forms import parse_label
         from clinicgym.scoring.diagnosis import matches
 
-        if not KEY.match(key):
-            raise AnnotationError(f"episode key {key!r} is not valid")
-        with self._lock:
-            stored = view.episode(key)
-            live = view.read_live(key) if stored is None else None
-        episode: Episode | None = None
-        if stored is not None:
-            episode, row = stored
-            events, agent, episode_id = episode.events, episode.agent_id, episode.episode_id
-            episode_hash, case_id, case_hash = row.episode_hash, episode.case_id, episode.case_hash
-        elif live is not None:
-            events, agent, episode_id = live.events, live.agent_id, live.episode_id
-            episode_hash, case_id = "", live.case_id
-            case_hash = ""
-        else:
-            raise AnnotationError(f"run {view.run_id} has no episode {key}")
-        case = view.cases.get(case_id)
+        found = self._transcript(view, key)
+        case = view.cases.get(found.case_id)
         if case is None:
-            raise AnnotationError(f"run {view.run_id} has no case {case_id}")
-        case_hash = case_hash or case.content_hash()
+            raise AnnotationError(f"run {view.run_id} has no case {found.case_id}")
+        case_hash = found.case_hash or case.content_hash()
         kind = form.get("kind", "")
-        try:
-            index = int(form.get("event_index", "-1"))
-        except ValueError:
-            raise AnnotationError(
-                f"event_index {form.get('event_index')!r} is not a number"
-            ) from None
-        if kind == "episode":
-            index = -1
-        elif not 0 <= index < len(events):
-            raise AnnotationError(f"event_index {index}: the transcript has {len(events)} events")
-        event = events[index] if index >= 0 else None
-        digest = event_hash(event.turn, event.actor, event.text) if event else ""
-        if event is not None and form.get("event_hash") != digest:
-            raise AnnotationError(
-                f"turn {event.turn} is not what this form was made on: reload the page"
-            )
+        index = _event_index(kind, form, len(found.events))
+        event = found.events[index] if index >= 0 else None
+        digest = _checked_event_hash(form, event)
         label = parse_label(kind, form, event)
         context = view.context(
-            agent_id=agent,
+            agent_id=found.agent_id,
             case=case,
-            events=events,
+            events=found.events,
             event_index=index,
-            episode=episode,
+            episode=found.episode,
             fact_id=getattr(label, "fact_id", None),
             violation_index=getattr(label, "violation_index", None),
         )
@@ -597,15 +575,42 @@ class ReviewApp:
             annotator=me,
             run_id=view.run_id,
             run_hash=view.run_hash,
-            episode_id=episode_id,
-            episode_hash=episode_hash,
-            case_id=case_id,
+            episode_id=found.episode_id,
+            episode_hash=found.episode_hash,
+            case_id=found.case_id,
             case_hash=case_hash,
             event_index=index,
             event_hash=digest,
             label=label,
             context=context,
         )
+
+    def _transcript(self, view: RunView, key: str) -> _Transcript:
+        """The episode a form was made on: stored, or else still in flight."""
+        if not KEY.match(key):
+            raise AnnotationError(f"episode key {key!r} is not valid")
+        with self._lock:
+            stored = view.episode(key)
+            live = view.read_live(key) if stored is None else None
+        if stored is not None:
+            episode, row = stored
+            return _Transcript(
+                events=episode.events,
+                agent_id=episode.agent_id,
+                episode_id=episode.episode_id,
+                case_id=episode.case_id,
+                episode_hash=row.episode_hash,
+                case_hash=episode.case_hash,
+                episode=episode,
+            )
+        if live is not None:
+            return _Transcript(
+                events=live.events,
+                agent_id=live.agent_id,
+                episode_id=live.episode_id,
+                case_id=live.case_id,
+            )
+        raise AnnotationError(f"run {view.run_id} has no episode {key}")
 
 
 # ---- small helpers ----------------------------------------------------------------------------
@@ -618,6 +623,46 @@ class Labels:
     mine: dict[tuple[int, str, str], Annotation] = field(default_factory=dict)
     missed: dict[int, list[Annotation]] = field(default_factory=dict)
     others: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Transcript:
+    """The events an annotation is made on, and what identifies them; a live episode has no
+    stored episode or episode hash yet (nor a case hash: the case's own is used)."""
+
+    events: list[Event]
+    agent_id: str
+    episode_id: str
+    case_id: str
+    episode_hash: str = ""
+    case_hash: str = ""
+    episode: Episode | None = None
+
+
+def _event_index(kind: str, form: dict[str, str], n_events: int) -> int:
+    """The event a form labels (-1 for the whole episode), checked against the transcript."""
+    try:
+        index = int(form.get("event_index", "-1"))
+    except ValueError:
+        raise AnnotationError(f"event_index {form.get('event_index')!r} is not a number") from None
+    if kind == "episode":
+        return -1
+    if not 0 <= index < n_events:
+        raise AnnotationError(f"event_index {index}: the transcript has {n_events} events")
+    return index
+
+
+def _checked_event_hash(form: dict[str, str], event: Event | None) -> str:
+    """The labelled event's hash ("" for the episode); refuses a form made on another version
+    of the turn."""
+    if event is None:
+        return ""
+    digest = event_hash(event.turn, event.actor, event.text)
+    if form.get("event_hash") != digest:
+        raise AnnotationError(
+            f"turn {event.turn} is not what this form was made on: reload the page"
+        )
+    return digest
 
 
 class _NotFound(Exception):

@@ -207,6 +207,12 @@ def grpo_cmd(
     if as_json:
         print(json.dumps(summary, indent=2))
         return
+    _print_grpo_summary(summary)
+
+
+def _print_grpo_summary(summary: dict[str, Any]) -> None:
+    """The run in a line or two: reward on the other consultations before and after training
+    (when evaluated), the first and last step's reward, where the curve and plot are."""
     ev = summary.get("evaluation") or {}
     if ev.get("before") and ev.get("after"):
         console.print(

@@ -88,18 +88,7 @@ def train_ppo(
         clone_scripted(model, make(), warm_start)
 
     def point() -> None:
-        r = evaluate(
-            held_out, lambda o, i: int(model.predict(o, deterministic=True)[0]), eval_episodes
-        )
-        p = CurvePoint(
-            steps=int(model.num_timesteps),
-            cpu_seconds=round(time.process_time() - cpu0, 1),
-            wall_seconds=round(time.perf_counter() - wall0, 1),
-            score=float(r["score"]["mean"]),
-            ci95=list(r["score"]["ci95"]) if r["score"]["ci95"] is not None else None,
-            accuracy=float(r["accuracy"]["mean"]),
-            turns=float(r["turns"]),
-        )
+        p = _curve_point(model, held_out, eval_episodes, cpu0, wall0)
         curve.append(p)
         if on_point is not None:
             on_point(p)
@@ -110,6 +99,21 @@ def train_ppo(
         point()
     venv.close()
     return model, curve
+
+
+def _curve_point(model: Any, held_out: Any, episodes: int, cpu0: float, wall0: float) -> CurvePoint:
+    """The greedy policy scored on the held-out cases: one point of the learning curve, timed
+    from `cpu0` (process CPU) and `wall0` (perf counter)."""
+    r = evaluate(held_out, lambda o, i: int(model.predict(o, deterministic=True)[0]), episodes)
+    return CurvePoint(
+        steps=int(model.num_timesteps),
+        cpu_seconds=round(time.process_time() - cpu0, 1),
+        wall_seconds=round(time.perf_counter() - wall0, 1),
+        score=float(r["score"]["mean"]),
+        ci95=list(r["score"]["ci95"]) if r["score"]["ci95"] is not None else None,
+        accuracy=float(r["accuracy"]["mean"]),
+        turns=float(r["turns"]),
+    )
 
 
 def clone_scripted(model: Any, env: Any, episodes: int, epochs: int = 30) -> float:

@@ -174,6 +174,16 @@ def dataset_rows(run: GRPORun, settings: dict[str, Any]) -> list[dict[str, Any]]
     return tool_dataset(run.cases, seed=run.seed, **settings)
 
 
+def _eval_rows(run: GRPORun, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The other consultations scored before and after training (episode seeds from
+    `EVAL_SEEDS`, apart from training's); none without `eval_cases`."""
+    from clinicgym.runs.rl.trl_env import tool_dataset
+
+    if not run.eval_cases:
+        return []
+    return tool_dataset(run.eval_cases, EVAL_SEEDS + run.seed, **settings)
+
+
 def _finite(x: Any) -> float | None:
     try:
         v = float(x)
@@ -273,6 +283,16 @@ def _tokenizer(model: str) -> Any:
         ) from None
 
 
+def _checked_tokenizer(run: GRPORun) -> Any:
+    """A real model's tokenizer, its chat template checked before any case or weight is loaded
+    (None for the tiny model: its tokenizer is built with it)."""
+    if run.tiny:
+        return None
+    tok = _tokenizer(str(run.model))
+    check_tool_template(tok)
+    return tok
+
+
 def _load(
     run: GRPORun, settings: dict[str, Any], say: Callable[[str], None], tok: Any = None
 ) -> tuple[Any, Any]:
@@ -329,27 +349,17 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
     run.check()
     offline()
     import torch
-    from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
     from transformers.utils import logging as hf_logging
-    from trl import GRPOTrainer
-
-    from clinicgym.runs.rl.trl_env import METRICS, ClinicToolEnv, tool_dataset
 
     hf_logging.disable_progress_bar()  # loading bars would interleave with the progress lines
     torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
     run.out.mkdir(parents=True, exist_ok=True)
-    tok = None
-    if not run.tiny:  # its chat template is checked before any case or weight is loaded
-        tok = _tokenizer(str(run.model))
-        check_tool_template(tok)
+    tok = _checked_tokenizer(run)
     settings = session_settings(run)
     say(f"building {run.cases} consultations (episode seeds {run.seed}..)")
     rows = dataset_rows(run, settings)
-    eval_rows = (
-        tool_dataset(run.eval_cases, EVAL_SEEDS + run.seed, **settings) if run.eval_cases else []
-    )
+    eval_rows = _eval_rows(run, settings)
     model, tok = _load(run, settings, say, tok)
     check_tool_template(tok)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -363,6 +373,40 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
         config = _config(run, lr, temperature, cuda)
     curve: list[dict[str, Any]] = []
     started = time.perf_counter()
+    progress = _progress_callback(run, curve, started, say)
+    trainer = _trainer(model, tok, config, rows, eval_rows, settings, progress)
+    say(
+        f"training: {run.steps} GRPO steps, {run.groups} case(s) x {run.generations} "
+        f"consultations a step "
+        f"({'GPU' if cuda else 'CPU'}, lr {lr:g}, temperature {temperature:g})"
+    )
+    evaluation = _train(trainer, len(eval_rows), say)
+    moved = sum(float((p.detach() - before[k]).abs().sum()) for k, p in model.named_parameters())
+    _write_outputs(run, trainer, tok, curve, window=max(1, len(rows) // run.groups))
+    rewards = [r["reward"] for r in curve if r["reward"] is not None]
+    summary = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(run).items()},
+        "learning_rate": lr,
+        "temperature": temperature,
+        "steps": int(trainer.state.global_step),
+        "seconds": round(time.perf_counter() - started, 1),
+        "reward_first": rewards[0] if rewards else None,
+        "reward_last": rewards[-1] if rewards else None,
+        "weights_moved_l1": moved,
+        "evaluation": evaluation,
+        "curve": str(run.out / CURVE_JSON),
+        "plot": str(run.out / CURVE_PNG),
+    }
+    (run.out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _progress_callback(
+    run: GRPORun, curve: list[dict[str, Any]], started: float, say: Callable[[str], None]
+) -> Any:
+    """A trainer callback that appends each logged step to `curve` (with the seconds since
+    `started` and the consultations played) and says it in one line."""
+    from transformers import TrainerCallback
 
     class Progress(TrainerCallback):  # type: ignore[misc]
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
@@ -380,7 +424,26 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
                 f"violations {_fmt(row['violations'])}  {row['seconds']:.0f} s"
             )
 
-    progress = Progress()
+    return Progress()
+
+
+def _trainer(
+    model: Any,
+    tok: Any,
+    config: Any,
+    rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]],
+    settings: dict[str, Any],
+    progress: Any,
+) -> Any:
+    """TRL's GRPOTrainer over the consultations, the env's tools and metrics as rewards, with
+    `progress` printing each step in place of TRL's own log lines."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import GRPOTrainer
+
+    from clinicgym.runs.rl.trl_env import METRICS, ClinicToolEnv
+
     with warnings.catch_warnings():  # transformers' deprecation notes about TRL's own calls
         warnings.simplefilter("ignore", FutureWarning)
         trainer = GRPOTrainer(
@@ -395,46 +458,38 @@ def train_grpo(run: GRPORun, say: Callable[[str], None] = print) -> dict[str, An
         )
     trainer.remove_callback(PrinterCallback)  # Progress prints each step instead
     progress.trainer = trainer
-    say(
-        f"training: {run.steps} GRPO steps, {run.groups} case(s) x {run.generations} "
-        f"consultations a step "
-        f"({'GPU' if cuda else 'CPU'}, lr {lr:g}, temperature {temperature:g})"
-    )
+    return trainer
+
+
+def _train(trainer: Any, n_eval: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """Train, with `n_eval` other consultations scored before and after (none: no evaluation);
+    returns the evaluation rows, `before` and `after`."""
     evaluation: dict[str, Any] = {}
-    if eval_rows:
-        say(f"evaluating on {len(eval_rows)} other consultations before training")
+    if n_eval:
+        say(f"evaluating on {n_eval} other consultations before training")
         evaluation["before"] = _evaluate(trainer)
         say(f"before: {_eval_line(evaluation['before'])}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         trainer.train()
-    if eval_rows:
-        say(f"evaluating on the same {len(eval_rows)} consultations after training")
+    if n_eval:
+        say(f"evaluating on the same {n_eval} consultations after training")
         evaluation["after"] = _evaluate(trainer)
         say(f"after: {_eval_line(evaluation['after'])}")
-    moved = sum(float((p.detach() - before[k]).abs().sum()) for k, p in model.named_parameters())
+    return evaluation
+
+
+def _write_outputs(
+    run: GRPORun, trainer: Any, tok: Any, curve: list[dict[str, Any]], window: int
+) -> None:
+    """The reward curve as JSON and a plot (its rolling mean over `window` steps), and the
+    trained model with its tokenizer unless the run says not to save it."""
     title = f"clinicgym rl grpo: {run.model or 'tiny local model'}, seed {run.seed}"
     (run.out / CURVE_JSON).write_text(json.dumps(curve, indent=2))
-    plot_curve(curve, run.out / CURVE_PNG, title, window=max(1, len(rows) // run.groups))
+    plot_curve(curve, run.out / CURVE_PNG, title, window=window)
     if run.save_model:
         trainer.save_model(str(run.out / "model"))
         tok.save_pretrained(str(run.out / "model"))
-    rewards = [r["reward"] for r in curve if r["reward"] is not None]
-    summary = {
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(run).items()},
-        "learning_rate": lr,
-        "temperature": temperature,
-        "steps": int(trainer.state.global_step),
-        "seconds": round(time.perf_counter() - started, 1),
-        "reward_first": rewards[0] if rewards else None,
-        "reward_last": rewards[-1] if rewards else None,
-        "weights_moved_l1": moved,
-        "evaluation": evaluation,
-        "curve": str(run.out / CURVE_JSON),
-        "plot": str(run.out / CURVE_PNG),
-    }
-    (run.out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
-    return summary
 
 
 def _config(run: GRPORun, lr: float, temperature: float, cuda: bool) -> Any:
