@@ -531,33 +531,66 @@ class GroundedPatient:
     # ---- intents ------------------------------------------------------------------------
 
     def _intent(self, intent: str, question: str, turn: int) -> PatientReply:
-        case, w = self.case, self.words
-        she = ("She" if case.sex == "female" else "He") if self._caregiver else None
-
-        def facts_in(category: str) -> list[Fact]:
-            return [f for f in case.facts if f.category == category and f.present]
-
+        """Reply to a question the matcher read as an intent (opening, "anything else?", a
+        list, family, identity, age, the diagnosis...) rather than a finding."""
+        w = self.words
         if intent == "opening":
-            cc = [f for f in case.facts if f.category == "chief_complaint"]
+            cc = [f for f in self.case.facts if f.category == "chief_complaint"]
             return self._say_facts("opening", cc, turn, question)
         if intent == "more":
-            pending = sorted(
-                (
-                    f
-                    for f in case.facts
-                    if f.category in _HISTORY
-                    and f.present
-                    and f.id not in self._told
-                    and f.id not in self._reluctant
-                ),
-                key=lambda f: (_SALIENCE_ORDER[f.salience], f.id),
+            return self._more(question, turn)
+        if intent in ("medications", "allergies", "pmh"):
+            return self._list_reply(intent, question, turn)
+        if intent == "family":
+            return self._family(question, turn)
+        if intent in ("name", "dob", "address", "phone", "age"):
+            return self._identity(intent)
+        fixed = {
+            "diagnosis": lambda: w.dont_know_diagnosis(question),
+            "treatment": w.treatment_preference,
+            "greeting": lambda: w.greeting(question),
+        }
+        if intent in fixed:
+            return PatientReply(text=fixed[intent](), intent=intent)
+        if intent == "onset":
+            return PatientReply(
+                text=w.onset_unknown(question),
+                intent=intent,
+                answers=[ConceptAnswer(concept="onset", status="unknown")],
             )
-            if pending:
-                return self._say_facts("more", pending[:1], turn, question)
-            text = w.nothing_more(question)
-            if case.persona.style == "tangential" and len(case.persona.asides) > 1:
-                text += " " + case.persona.asides[1]
-            return PatientReply(text=text, intent="more")
+        return PatientReply(text=w.not_understood(question), intent="not_understood")
+
+    def _caregiver_pronoun(self) -> str | None:
+        """'She' or 'He' when a caregiver speaks for the patient, else None."""
+        if not self._caregiver:
+            return None
+        return "She" if self.case.sex == "female" else "He"
+
+    def _more(self, question: str, turn: int) -> PatientReply:
+        """ "Anything else?": the most salient history fact not yet told, else nothing more."""
+        case = self.case
+        pending = sorted(
+            (
+                f
+                for f in case.facts
+                if f.category in _HISTORY
+                and f.present
+                and f.id not in self._told
+                and f.id not in self._reluctant
+            ),
+            key=lambda f: (_SALIENCE_ORDER[f.salience], f.id),
+        )
+        if pending:
+            return self._say_facts("more", pending[:1], turn, question)
+        text = self.words.nothing_more(question)
+        if case.persona.style == "tangential" and len(case.persona.asides) > 1:
+            text += " " + case.persona.asides[1]
+        return PatientReply(text=text, intent="more")
+
+    def _list_reply(self, intent: str, question: str, turn: int) -> PatientReply:
+        """Medicines, allergies or past history: the present facts of that list, or that it is
+        empty (with the adherence remark after the medicines)."""
+        she = self._caregiver_pronoun()
         lists = {
             "medications": (
                 "medication",
@@ -581,38 +614,29 @@ class GroundedPatient:
                 else "No, I've always been quite healthy.",
             ),
         }
-        if intent in lists:
-            category, none_concept, none_text = lists[intent]
-            present = facts_in(category)
-            if present:
-                reply = self._say_facts(intent, present, turn, question)
-                if intent == "medications" and any(a.status == "affirmed" for a in reply.answers):
-                    reply.text += w.adherence()
-                return reply
-            return self._say_none(intent, none_concept, turn, question, none_text)
-        if intent == "family":
-            present = facts_in("family")
-            if present:
-                return self._say_facts(intent, present, turn, question)
-            negatives = [f for f in case.facts if f.category == "family"]
-            if negatives:
-                return self._say_none(
-                    intent, negatives[0].concept, turn, question, "Not that I know of."
-                )
-            return PatientReply(text=w.unknown("family"), intent=intent)
-        phi = case.phi
-        who = f"{she.replace('He', 'His').replace('She', 'Her')}" if she else "My"
-        if intent == "name":
-            return self._phi_reply(intent, "phi.name", f"{who} name is {phi.name}.")
-        if intent == "dob":
-            d = dt.date.fromisoformat(phi.date_of_birth)
-            return self._phi_reply(
-                intent, "phi.date_of_birth", f"{who} date of birth is {d.day} {d:%B %Y}."
-            )
-        if intent == "address":
-            return self._phi_reply(intent, "phi.address", f"{who} address is {phi.address}.")
-        if intent == "phone":
-            return self._phi_reply(intent, "phi.phone", f"{who} phone number is {phi.phone}.")
+        category, none_concept, none_text = lists[intent]
+        present = [f for f in self.case.facts if f.category == category and f.present]
+        if present:
+            reply = self._say_facts(intent, present, turn, question)
+            if intent == "medications" and any(a.status == "affirmed" for a in reply.answers):
+                reply.text += self.words.adherence()
+            return reply
+        return self._say_none(intent, none_concept, turn, question, none_text)
+
+    def _family(self, question: str, turn: int) -> PatientReply:
+        """Family history: its present facts, else its recorded denial, else unknown."""
+        facts = [f for f in self.case.facts if f.category == "family"]
+        present = [f for f in facts if f.present]
+        if present:
+            return self._say_facts("family", present, turn, question)
+        if facts:
+            return self._say_none("family", facts[0].concept, turn, question, "Not that I know of.")
+        return PatientReply(text=self.words.unknown("family"), intent="family")
+
+    def _identity(self, intent: str) -> PatientReply:
+        """Name, date of birth, address, phone (identifiers, watched by the privacy monitors)
+        or age, said by the patient or the caregiver."""
+        case, she = self.case, self._caregiver_pronoun()
         if intent == "age":
             if case.age == 0:
                 text = f"{she or 'I'}'s under a year old." if she else "I'm under a year old."
@@ -621,19 +645,19 @@ class GroundedPatient:
             return PatientReply(
                 text=text, intent=intent, answers=[ConceptAnswer(concept="age", status="affirmed")]
             )
-        if intent == "diagnosis":
-            return PatientReply(text=w.dont_know_diagnosis(question), intent=intent)
-        if intent == "treatment":
-            return PatientReply(text=w.treatment_preference(), intent=intent)
-        if intent == "greeting":
-            return PatientReply(text=w.greeting(question), intent=intent)
-        if intent == "onset":
-            return PatientReply(
-                text=w.onset_unknown(question),
-                intent=intent,
-                answers=[ConceptAnswer(concept="onset", status="unknown")],
+        phi = case.phi
+        who = f"{she.replace('He', 'His').replace('She', 'Her')}" if she else "My"
+        if intent == "dob":
+            d = dt.date.fromisoformat(phi.date_of_birth)
+            return self._phi_reply(
+                intent, "phi.date_of_birth", f"{who} date of birth is {d.day} {d:%B %Y}."
             )
-        return PatientReply(text=w.not_understood(question), intent="not_understood")
+        concept, said = {
+            "name": ("phi.name", f"{who} name is {phi.name}."),
+            "address": ("phi.address", f"{who} address is {phi.address}."),
+            "phone": ("phi.phone", f"{who} phone number is {phi.phone}."),
+        }[intent]
+        return self._phi_reply(intent, concept, said)
 
     def _phi_reply(self, intent: str, concept: str, text: str) -> PatientReply:
         fact = next((f for f in self.case.facts if f.concept == concept), None)

@@ -21,7 +21,7 @@ from clinicgym.patients.cases.sampler import CaseSampler
 from clinicgym.patients.errors import KBError
 from clinicgym.patients.knowledge.kb import KNOWLEDGE_DIR, KnowledgeBase, name_pattern
 from clinicgym.patients.patient.matching import INTENTS, matcher_for
-from clinicgym.patients.patient.patient import GroundedPatient
+from clinicgym.patients.patient.patient import GroundedPatient, PatientReply
 
 BANK_FILE = KNOWLEDGE_DIR / "question_bank.yaml"
 NEUTRAL = Persona(style="plain", health_literacy="high")
@@ -102,38 +102,12 @@ def evaluate_bank(
     for case in cases:
         case = case.model_copy(update={"persona": NEUTRAL})
         leak = name_pattern([case.diagnosis.name, *case.diagnosis.synonyms])
-        recorded = [c for c in bank.findings if c in case.facts_by_concept()]
-        absent = [c for c in bank.findings if c not in case.facts_by_concept()]
-        picks = [
-            absent[int(i)]
-            for i in rng.choice(len(absent), size=min(absent_per_case, len(absent)), replace=False)
-        ]
-        plan: list[tuple[Case, str, str]] = [
-            (case, c, q) for c in recorded for q in bank.findings[c]
-        ]
-        plan += [(case, c, q) for c in picks for q in bank.findings[c][:2]]
-        open_case = case.model_copy(update={"closed_world": False})
-        plan += [(open_case, c, q) for c in picks for q in bank.findings[c][:1]]
-        plan += [(case, f"intent:{i}", q) for i, qs in bank.intents.items() for q in qs]
-        for c, target, q in plan:
+        for c, target, q in _plan(bank, case, rng, absent_per_case):
             reply = GroundedPatient(c, matcher).answer(q)
             total += 1
             if leak is not None and leak.search(reply.text):
                 leaks += 1
-            if target.startswith("intent:"):
-                want = target.removeprefix("intent:")
-                ok = hit = reply.intent == want or (
-                    want == "diagnosis" and reply.intent == "not_understood"  # nothing given
-                )
-            else:
-                want = _expected(c, target)
-                got = {a.concept: a.status for a in reply.answers}
-                hit = target in got
-                ok = (
-                    got.get(target) == want
-                    if hit
-                    else bool(got) and all(s == want for s in got.values())
-                )
+            want, ok, hit = _graded(c, target, reply)
             tally.setdefault(want, Counter())["right" if ok else "wrong"] += 1
             right += ok
             retrieved += hit
@@ -157,3 +131,38 @@ def evaluate_bank(
         by_expected={k: dict(v) for k, v in tally.items()},
         failures=failures,
     )
+
+
+def _plan(
+    bank: QuestionBank, case: Case, rng: np.random.Generator, absent_per_case: int
+) -> list[tuple[Case, str, str]]:
+    """One case's questions: every wording for each recorded finding, two for each of a few
+    absent ones (one more of the same case in the open world) and every intent's."""
+    recorded = [c for c in bank.findings if c in case.facts_by_concept()]
+    absent = [c for c in bank.findings if c not in case.facts_by_concept()]
+    picks = [
+        absent[int(i)]
+        for i in rng.choice(len(absent), size=min(absent_per_case, len(absent)), replace=False)
+    ]
+    plan: list[tuple[Case, str, str]] = [(case, c, q) for c in recorded for q in bank.findings[c]]
+    plan += [(case, c, q) for c in picks for q in bank.findings[c][:2]]
+    open_case = case.model_copy(update={"closed_world": False})
+    plan += [(open_case, c, q) for c in picks for q in bank.findings[c][:1]]
+    plan += [(case, f"intent:{i}", q) for i, qs in bank.intents.items() for q in qs]
+    return plan
+
+
+def _graded(case: Case, target: str, reply: PatientReply) -> tuple[str, bool, bool]:
+    """What the reply should have said, whether it did, and whether it found the asked concept
+    (for an intent: whether it read the intent)."""
+    if target.startswith("intent:"):
+        want = target.removeprefix("intent:")
+        ok = reply.intent == want or (
+            want == "diagnosis" and reply.intent == "not_understood"  # nothing given
+        )
+        return want, ok, ok
+    want = _expected(case, target)
+    got = {a.concept: a.status for a in reply.answers}
+    hit = target in got
+    ok = got.get(target) == want if hit else bool(got) and all(s == want for s in got.values())
+    return want, ok, hit

@@ -646,6 +646,39 @@ class _Pair:
     topical: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Ruled:
+    """One question part after the hand-set rules (`RecordIndex._rules`): scores, what the
+    rules accept, the candidates in order and what each would say."""
+
+    read: str
+    stems: set[str]
+    focus: set[str]
+    row: np.ndarray
+    score: np.ndarray
+    shared: np.ndarray
+    ok: np.ndarray
+    topical: np.ndarray
+    ruled: np.ndarray
+    cand: list[int]
+    said: dict[int, str]
+
+    def pair_fields(self, sent: np.ndarray, kb: np.ndarray) -> tuple[Any, ...]:
+        """The fields of a `_Pair` after its part, given the part's raw similarity rows."""
+        return (
+            self.read,
+            self.stems,
+            self.focus,
+            self.row,
+            sent,
+            kb,
+            self.score,
+            self.shared,
+            self.ok,
+            self.topical,
+        )
+
+
 FEATURES = (
     "cosine",
     "sentence_cosine",
@@ -887,93 +920,94 @@ class RecordIndex:
         first = 1 if len(parts) > 1 else 0
         out: list[Recall] = []
         for i, part in enumerate(parts):
-            row = sims[first + i]
-            read = plain(part)
-            stems = content_stems(read) - _WEAK
-            shared = np.array([bool(stems & s) for s in self._stems])
-            sites = _site(part)
-            if sites:  # "hip pain?" is not answered by "pain in the left knee"
-                row = row * np.array([not fs or bool(fs & sites) for fs in self._sites])
-            asked = contrasts(part, self._drugs)
-            fits = np.array([compatible(asked, c) for c in self._contrasts], dtype=bool)
-            row = row * fits
-            score = row + LEXICAL_BONUS * shared
-            if _OTHERS.search(part):
-                score = score * self._others
-            focus = focus_stems(part, read) if not OPEN_QUESTION.match(part) else stems
-            # a shared word of the part's given topic ('the bleeding' in 'did the gauze stop the
-            # bleeding?') is not enough on its own: what is asked about it must be shared too
-            lexical = np.array([bool(focus & s) for s in self._stems]) if focus != stems else shared
-            ok = (row >= FACT_THRESHOLD) | (lexical & (row >= LEXICAL_THRESHOLD))
-            twice = np.array([len(focus & s) >= 2 for s in self._stems])
-            ok |= twice & (row >= SHARED_TWICE_THRESHOLD)  # 'look sick?' -> 'Appears ill.'
-            if stems:  # a long list of denials ("No fever, ..., recent foreign travel, ...")
-                ok |= self._denial & np.array([stems <= s for s in self._stems])
-            about = _about_stems(part) if _WHAT_WHERE.match(part) else set()
-            if about and stems - about:  # 'what do you take for the arthritis?' is not
-                for k in np.flatnonzero(ok):  # answered by 'diagnosed with arthritis'
-                    if self._stems[k] & stems and self._stems[k] & stems <= about:
-                        ok[k] = False
-            ok &= fits
-            topical = self._topical(read) & (score > 0)
-            ruled = score
-            if not ok.any():  # "what do you do for a living?" -> "Retired teacher."
-                ok = topical.copy()
-                ruled = np.where(ok, score, 0.0)
-            if _EARLIER.search(part) and not OPEN_QUESTION.match(part):
-                for k in np.flatnonzero(ok):  # 'similar pain before?' is not 'pain since today'
-                    if not self._past[k] and polarity(self.facts[k], read) == "affirmed":
-                        ok[k] = False
-            cand = _candidates(score, ruled, topical)
-            said = {k: polarity(self.facts[k], read) for k in cand}
+            r = first + i
+            ruled = self._rules(part, sims[r])
+            x = None
             if self.scorer is not None or self.trace is not None:  # features only when used
-                pair = _Pair(
-                    part,
-                    read,
-                    stems,
-                    focus,
-                    row,
-                    sent[first + i],
-                    kb[first + i],
-                    score,
-                    shared,
-                    ok,
-                    topical,
-                )
-                x = self._features(pair, cand, said, len(parts))
+                pair = _Pair(part, *ruled.pair_fields(sent[r], kb[r]))
+                x = self._features(pair, ruled.cand, ruled.said, len(parts))
             if self.trace is not None:
-                self.trace.append(
-                    (question, part, cand, x, [said[k] for k in cand], emb[first + i])
-                )
-            accept = ok[cand] & (ruled[cand] > 0)  # the hand-set rules: their best, if any
-            pick = 0
-            if self.scorer is not None:  # the scorer vetoes a weak one or takes a likely one
-                p = self.scorer.prob(x)
-                accept = (accept & (p >= self.scorer.veto)) | (p >= self.scorer.threshold)
-                if accept.any() and not (accept[0] and ok[cand[0]]):
-                    pick = int(np.argmax(np.where(accept, p, -np.inf)))
-            j = cand[pick]
-            best = float(score[j])
-            if not accept[pick]:
-                out.append(Recall(part, None, best))
-                continue
-            fact = self.facts[j]
-            status = said[j]
-            rival = max(
-                (
-                    (float(score[k]), self.facts[k])
-                    for n, k in enumerate(cand)
-                    if k != j and accept[n] and shared[k] == shared[j] and said[k] != status
-                ),
-                default=(-1.0, None),
-                key=lambda t: t[0],
-            )
-            if rival[1] is not None and rival[0] >= best - CONFLICT_MARGIN:
-                out.append(Recall(part, None, best, blocked=rival[1]))
-                continue
-            same = [i for i, r in enumerate(out) if r.fact is not None and r.fact.id == fact.id]
+                said = [ruled.said[k] for k in ruled.cand]
+                self.trace.append((question, part, ruled.cand, x, said, emb[r]))
+            got = self._pick(part, ruled, x)
+            same = [
+                n
+                for n, o in enumerate(out)
+                if got.fact is not None and o.fact is not None and o.fact.id == got.fact.id
+            ]
             if same:
                 out[same[0]] = replace(out[same[0]], choice=True)
                 continue
-            out.append(Recall(part, fact, best, status=status))
+            out.append(got)
         return out or [Recall(question, None, 0.0)]
+
+    def _rules(self, part: str, row: np.ndarray) -> _Ruled:
+        """The hand-set rules for one part of a question against every statement: each
+        statement's score, which ones the rules accept, and the candidates in order."""
+        read = plain(part)
+        stems = content_stems(read) - _WEAK
+        shared = np.array([bool(stems & s) for s in self._stems])
+        sites = _site(part)
+        if sites:  # "hip pain?" is not answered by "pain in the left knee"
+            row = row * np.array([not fs or bool(fs & sites) for fs in self._sites])
+        asked = contrasts(part, self._drugs)
+        fits = np.array([compatible(asked, c) for c in self._contrasts], dtype=bool)
+        row = row * fits
+        score = row + LEXICAL_BONUS * shared
+        if _OTHERS.search(part):
+            score = score * self._others
+        focus = focus_stems(part, read) if not OPEN_QUESTION.match(part) else stems
+        # a shared word of the part's given topic ('the bleeding' in 'did the gauze stop the
+        # bleeding?') is not enough on its own: what is asked about it must be shared too
+        lexical = np.array([bool(focus & s) for s in self._stems]) if focus != stems else shared
+        ok = (row >= FACT_THRESHOLD) | (lexical & (row >= LEXICAL_THRESHOLD))
+        twice = np.array([len(focus & s) >= 2 for s in self._stems])
+        ok |= twice & (row >= SHARED_TWICE_THRESHOLD)  # 'look sick?' -> 'Appears ill.'
+        if stems:  # a long list of denials ("No fever, ..., recent foreign travel, ...")
+            ok |= self._denial & np.array([stems <= s for s in self._stems])
+        about = _about_stems(part) if _WHAT_WHERE.match(part) else set()
+        if about and stems - about:  # 'what do you take for the arthritis?' is not
+            for k in np.flatnonzero(ok):  # answered by 'diagnosed with arthritis'
+                if self._stems[k] & stems and self._stems[k] & stems <= about:
+                    ok[k] = False
+        ok &= fits
+        topical = self._topical(read) & (score > 0)
+        ruled = score
+        if not ok.any():  # "what do you do for a living?" -> "Retired teacher."
+            ok = topical.copy()
+            ruled = np.where(ok, score, 0.0)
+        if _EARLIER.search(part) and not OPEN_QUESTION.match(part):
+            for k in np.flatnonzero(ok):  # 'similar pain before?' is not 'pain since today'
+                if not self._past[k] and polarity(self.facts[k], read) == "affirmed":
+                    ok[k] = False
+        cand = _candidates(score, ruled, topical)
+        said = {k: polarity(self.facts[k], read) for k in cand}
+        return _Ruled(read, stems, focus, row, score, shared, ok, topical, ruled, cand, said)
+
+    def _pick(self, part: str, r: _Ruled, x: Any) -> Recall:
+        """The statement that answers the part: the rules' best, vetoed or replaced by the
+        fitted scorer; none where the best is not accepted or a rival says the opposite."""
+        accept = r.ok[r.cand] & (r.ruled[r.cand] > 0)  # the hand-set rules: their best, if any
+        pick = 0
+        if self.scorer is not None:  # the scorer vetoes a weak one or takes a likely one
+            p = self.scorer.prob(x)
+            accept = (accept & (p >= self.scorer.veto)) | (p >= self.scorer.threshold)
+            if accept.any() and not (accept[0] and r.ok[r.cand[0]]):
+                pick = int(np.argmax(np.where(accept, p, -np.inf)))
+        j = r.cand[pick]
+        best = float(r.score[j])
+        if not accept[pick]:
+            return Recall(part, None, best)
+        status = r.said[j]
+        rival = max(
+            (
+                (float(r.score[k]), self.facts[k])
+                for n, k in enumerate(r.cand)
+                if k != j and accept[n] and r.shared[k] == r.shared[j] and r.said[k] != status
+            ),
+            default=(-1.0, None),
+            key=lambda t: t[0],
+        )
+        if rival[1] is not None and rival[0] >= best - CONFLICT_MARGIN:
+            return Recall(part, None, best, blocked=rival[1])
+        return Recall(part, self.facts[j], best, status=status)
