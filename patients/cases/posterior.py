@@ -56,6 +56,7 @@ class Choice:
     target: str
     """A finding id (ask), an exam system (examine) or a test id (order)."""
     gain: float
+    """In nats, to about 1e-14 (`Belief.best` computes it once per distinct column)."""
 
 
 class KBModel:
@@ -503,6 +504,9 @@ class Belief:
         orderable, self.delay = model.orderable(setting, age, sex)
         self.orderable = orderable.copy()
         """Tests this setting can do for this patient and not yet ordered."""
+        self._groups: tuple[bytes, np.ndarray] | None = None
+        self._cols: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None
+        self._cols = None
 
     @classmethod
     def start(
@@ -599,42 +603,134 @@ class Belief:
         """The most informative next question, examination or test, or None when nothing left
         is worth `MIN_GAIN`. Tests the setting cannot order, tests that do not apply to the
         patient, and tests whose result would come back after `turns_left` are not candidates
-        (a result must come back with a turn to spare for the diagnosis)."""
-        m = self.model
+        (a result must come back with a turn to spare for the diagnosis).
+
+        Gains are computed once per distinct likelihood column (`_distinct`); only when that
+        choice is not clear by `SURE_MARGIN` (a near tie, a gain at `MIN_GAIN`) is every column
+        computed as such, so the choice is the one the per-column computation makes."""
         rows = np.flatnonzero(self.post > 1e-12)
         p = self.post[rows] / self.post[rows].sum()
-        _, groups = np.unique(self.cond_of[rows], return_inverse=True)
-        onehot = np.zeros((groups.max() + 1, len(rows)))
-        onehot[groups, np.arange(len(rows))] = 1.0
-        """Sums hypotheses into conditions: the gain is information about the condition."""
+        onehot = self._onehot(rows)
         h_now = _entropy((onehot @ p)[:, None])[0]
-        best: Choice | None = None
-        sub = self.lik[rows]
         hist = np.flatnonzero(self.open)
-        if len(hist):
-            g = _gain(p, sub[:, hist], onehot, h_now)
-            j = int(g.argmax())
-            if g[j] > MIN_GAIN:
-                best = Choice("ask", m.history[hist[j]], float(g[j]))
-        by_system = np.bincount(
-            m.exam_system,
-            weights=_gain(p, sub[:, m.exam_cols], onehot, h_now),
-            minlength=len(m.system_names),
-        )
-        for k, system in enumerate(m.system_names):
-            g2 = float(by_system[k]) * EXAM_DISCOUNT
-            if system not in self.examined and g2 > MIN_GAIN and (best is None or g2 > best.gain):
-                best = Choice("examine", system, g2)
         ok = self.orderable
         if turns_left is not None:
             ok = ok & (self.delay < turns_left - 1)
         tests = np.flatnonzero(ok)
+        fast = self._gains(p, rows, onehot, h_now, hist, tests, distinct=True)
+        choice, sure = self._pick(hist, tests, *fast)
+        if sure:
+            return choice
+        exact = self._gains(p, rows, onehot, h_now, hist, tests, distinct=False)
+        return self._pick(hist, tests, *exact)[0]
+
+    def _onehot(self, rows: np.ndarray) -> np.ndarray:
+        """Conditions x the hypotheses in `rows`, 0/1: sums hypotheses into conditions (the
+        gain is information about the condition); kept while `rows` stays the same."""
+        key = rows.tobytes()
+        if self._groups is None or self._groups[0] != key:
+            _, groups = np.unique(self.cond_of[rows], return_inverse=True)
+            onehot = np.zeros((groups.max() + 1, len(rows)))
+            onehot[groups, np.arange(len(rows))] = 1.0
+            self._groups = (key, onehot)
+        return self._groups[1]
+
+    def _gains(
+        self,
+        p: np.ndarray,
+        rows: np.ndarray,
+        onehot: np.ndarray,
+        h_now: float,
+        hist: np.ndarray,
+        tests: np.ndarray,
+        *,
+        distinct: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The gain of asking each of `hist`, examining each system and ordering each of
+        `tests` (discounted); `distinct`: computed once per distinct column and spread."""
+        m = self.model
+        if distinct:
+            (f_rep, f_of), (t_rep, t_of) = self._distinct()
+            g = _gain(p, self.lik[np.ix_(rows, f_rep)], onehot, h_now)
+            g_hist, g_exam = g[f_of[hist]], g[f_of[m.exam_cols]]
+            g_t = _gain(p, self.test_lik[np.ix_(rows, t_rep)], onehot, h_now) * TEST_DISCOUNT
+            g_tests = g_t[t_of[tests]]
+        else:
+            sub = self.lik[rows]
+            g_hist = _gain(p, sub[:, hist], onehot, h_now) if len(hist) else np.zeros(0)
+            g_exam = _gain(p, sub[:, m.exam_cols], onehot, h_now)
+            g_tests = (
+                _gain(p, self.test_lik[np.ix_(rows, tests)], onehot, h_now) * TEST_DISCOUNT
+                if len(tests)
+                else np.zeros(0)
+            )
+        by_system = np.bincount(m.exam_system, weights=g_exam, minlength=len(m.system_names))
+        return g_hist, by_system, g_tests
+
+    def _pick(
+        self,
+        hist: np.ndarray,
+        tests: np.ndarray,
+        g_hist: np.ndarray,
+        by_system: np.ndarray,
+        g_tests: np.ndarray,
+    ) -> tuple[Choice | None, bool]:
+        """The greedy choice from the candidates' gains (the first best question, then a system
+        only if strictly better, then a test likewise), and whether it is clear: no other
+        candidate and not `MIN_GAIN` within `SURE_MARGIN` of the best gain."""
+        m = self.model
+        best: Choice | None = None
+        gains: list[float] = []
+        if len(hist):
+            j = int(g_hist.argmax())
+            if g_hist[j] > MIN_GAIN:
+                best = Choice("ask", m.history[hist[j]], float(g_hist[j]))
+            gains += np.partition(g_hist, -2)[-2:].tolist() if len(hist) > 1 else [g_hist[0]]
+        for k, system in enumerate(m.system_names):
+            g2 = float(by_system[k]) * EXAM_DISCOUNT
+            if system in self.examined:
+                continue
+            gains.append(g2)
+            if g2 > MIN_GAIN and (best is None or g2 > best.gain):
+                best = Choice("examine", system, g2)
         if len(tests):
-            g = _gain(p, self.test_lik[np.ix_(rows, tests)], onehot, h_now) * TEST_DISCOUNT
-            j = int(g.argmax())
-            if g[j] > MIN_GAIN and (best is None or g[j] > best.gain):
-                best = Choice("order", m.tests[tests[j]], float(g[j]))
-        return best
+            j = int(g_tests.argmax())
+            if g_tests[j] > MIN_GAIN and (best is None or g_tests[j] > best.gain):
+                best = Choice("order", m.tests[tests[j]], float(g_tests[j]))
+            gains += np.partition(g_tests, -2)[-2:].tolist() if len(tests) > 1 else [g_tests[0]]
+        top = sorted(gains)[-2:]
+        sure = abs(top[-1] - MIN_GAIN) > SURE_MARGIN if top else True
+        if len(top) == 2:
+            sure = sure and (top[1] - top[0] > SURE_MARGIN or top[1] < MIN_GAIN - SURE_MARGIN)
+        return best, sure
+
+    def _distinct(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """`_columns` of the feature and test likelihood tables, built on first use."""
+        if self._cols is None:
+            self._cols = (_columns(self.lik), _columns(self.test_lik))
+        return self._cols
+
+
+SURE_MARGIN = 1e-9
+"""How far apart two gains must be for the gains computed per distinct column to decide between
+them; rounding differs between the two computations by less than 1e-12."""
+
+
+def _columns(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A representative column of each set of columns of `table` that are equal in every row,
+    and each column's index among the representatives. Columns the same in every row are
+    grouped by value (most columns: findings no hypothesis here causes); the others stand
+    alone."""
+    n = table.shape[1]
+    const = (table == table[:1]).all(axis=0)
+    varied = np.flatnonzero(~const)
+    flat = np.flatnonzero(const)
+    values, first, which = np.unique(table[0, flat], return_index=True, return_inverse=True)
+    rep = np.concatenate([varied, flat[first]])
+    of = np.empty(n, dtype=np.intp)
+    of[varied] = np.arange(len(varied))
+    of[flat] = len(varied) + which
+    return rep, of
 
 
 def _gain(p: np.ndarray, lik: np.ndarray, groups: np.ndarray, h_now: float) -> np.ndarray:
