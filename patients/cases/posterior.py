@@ -504,7 +504,7 @@ class Belief:
         orderable, self.delay = model.orderable(setting, age, sex)
         self.orderable = orderable.copy()
         """Tests this setting can do for this patient and not yet ordered."""
-        self._groups: tuple[bytes, np.ndarray] | None = None
+        self._kept: tuple[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self._cols: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None
         self._cols = None
 
@@ -626,14 +626,21 @@ class Belief:
 
     def _onehot(self, rows: np.ndarray) -> np.ndarray:
         """Conditions x the hypotheses in `rows`, 0/1: sums hypotheses into conditions (the
-        gain is information about the condition); kept while `rows` stays the same."""
+        gain is information about the condition)."""
+        return self._rows(rows)[0]
+
+    def _rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_onehot`, and the distinct feature and test columns (`_distinct`) over `rows`;
+        kept while the hypotheses left stay the same (most steps of a walk)."""
         key = rows.tobytes()
-        if self._groups is None or self._groups[0] != key:
+        if self._kept is None or self._kept[0] != key:
             _, groups = np.unique(self.cond_of[rows], return_inverse=True)
             onehot = np.zeros((groups.max() + 1, len(rows)))
             onehot[groups, np.arange(len(rows))] = 1.0
-            self._groups = (key, onehot)
-        return self._groups[1]
+            (f_rep, _), (t_rep, _) = self._distinct()
+            tables = (onehot, self.lik[np.ix_(rows, f_rep)], self.test_lik[np.ix_(rows, t_rep)])
+            self._kept = (key, tables)
+        return self._kept[1]
 
     def _gains(
         self,
@@ -650,11 +657,11 @@ class Belief:
         `tests` (discounted); `distinct`: computed once per distinct column and spread."""
         m = self.model
         if distinct:
-            (f_rep, f_of), (t_rep, t_of) = self._distinct()
-            g = _gain(p, self.lik[np.ix_(rows, f_rep)], onehot, h_now)
+            (_, f_of), (_, t_of) = self._distinct()
+            _, lik, test_lik = self._rows(rows)
+            g = _gain(p, lik, onehot, h_now)
             g_hist, g_exam = g[f_of[hist]], g[f_of[m.exam_cols]]
-            g_t = _gain(p, self.test_lik[np.ix_(rows, t_rep)], onehot, h_now) * TEST_DISCOUNT
-            g_tests = g_t[t_of[tests]]
+            g_tests = (_gain(p, test_lik, onehot, h_now) * TEST_DISCOUNT)[t_of[tests]]
         else:
             sub = self.lik[rows]
             g_hist = _gain(p, sub[:, hist], onehot, h_now) if len(hist) else np.zeros(0)

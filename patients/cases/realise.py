@@ -99,6 +99,9 @@ class Records:
     """Where each patient is seen (presentation-first records); empty: the condition's first."""
     presentation: list[str | None] = field(default_factory=list)
     atypical: list[bool] = field(default_factory=list)
+    source: list[Any] = field(default_factory=list)
+    """The records the columns were built from (`from_records`), which realising reads as they
+    are instead of rebuilding each row's; empty for columns decoded otherwise."""
 
     def presented(self, i: int) -> tuple[str | None, str | None]:
         """Row `i`'s presentation and setting, or (None, None) for records drawn otherwise."""
@@ -168,6 +171,7 @@ class Records:
             setting=[getattr(r, "setting", None) for r in records],
             presentation=[getattr(r, "presentation", None) for r in records],
             atypical=[bool(getattr(r, "atypical", False)) for r in records],
+            source=list(records),
         )
 
     def record(self, i: int) -> Any:
@@ -294,7 +298,7 @@ class CaseTable(Sequence[Case]):
         if presentation is None:
             differential = [_diagnosis(kb.conditions[c]) for c in cond.differential]
         else:  # must-ask: what tells this case from its look-alikes
-            record = r.record(i)
+            record = r.source[i] if r.source else r.record(i)
             must = discriminating(kb, record)
             for f in facts:
                 if f["category"] in ("chief_complaint", "phi", "genomics"):
