@@ -305,6 +305,12 @@ class KBModel:
         ok.flags.writeable = delay.flags.writeable = False
         return ok, delay
 
+    @functools.cache  # noqa: B019
+    def background_rates(self, band: str) -> dict[int, float]:
+        """Feature column -> population rate of each background finding for an age band: in
+        a condition that does not cause it, it occurs at that rate (`Belief.start`)."""
+        return {self.feature_index[f.id]: f.p.get(band, 0.0) for f in self.kb.background.findings}
+
     def member_rows(self, presentation: str, setting: str) -> list[int]:
         """Row indices of the members seen with this presentation in this setting."""
         pres = self.kb.presentations[presentation]
@@ -504,7 +510,7 @@ class Belief:
         orderable, self.delay = model.orderable(setting, age, sex)
         self.orderable = orderable.copy()
         """Tests this setting can do for this patient and not yet ordered."""
-        self._kept: tuple[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._kept: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None
         self._cols: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None
         self._cols = None
 
@@ -529,14 +535,12 @@ class Belief:
             hyp = post[rows] * weights
             keep = hyp > 0
             post, lik, cond_of = hyp[keep] / hyp[keep].sum(), liks[keep], rows[keep]
-        band = age_band(age)
-        bg = model.kb.background.findings
+        bg = model.background_rates(age_band(age))
         if bg:  # background findings occur at their population rate whatever the condition
             lik = lik.copy()
             rows_linked = model.linked if cond_of is None else model.linked[cond_of]
-            for f in bg:
-                j = model.feature_index[f.id]
-                lik[:, j] = np.where(rows_linked[:, j], lik[:, j], f.p.get(band, 0.0))
+            for j, rate in bg.items():
+                lik[:, j] = np.where(rows_linked[:, j], lik[:, j], rate)
         b = cls(model, post, lik, age, sex, setting, cond_of)
         if complaint is not None:
             b.mark_asked(complaint)
@@ -629,17 +633,17 @@ class Belief:
         gain is information about the condition)."""
         return self._rows(rows)[0]
 
-    def _rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`_onehot`, and the distinct feature and test columns (`_distinct`) over `rows`;
-        kept while the hypotheses left stay the same (most steps of a walk)."""
+    def _rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_onehot`, and the distinct feature columns then test columns (`_distinct`) over
+        `rows`, side by side; kept while the hypotheses left stay the same (most steps)."""
         key = rows.tobytes()
         if self._kept is None or self._kept[0] != key:
             _, groups = np.unique(self.cond_of[rows], return_inverse=True)
             onehot = np.zeros((groups.max() + 1, len(rows)))
             onehot[groups, np.arange(len(rows))] = 1.0
             (f_rep, _), (t_rep, _) = self._distinct()
-            tables = (onehot, self.lik[np.ix_(rows, f_rep)], self.test_lik[np.ix_(rows, t_rep)])
-            self._kept = (key, tables)
+            both = np.hstack([self.lik[np.ix_(rows, f_rep)], self.test_lik[np.ix_(rows, t_rep)]])
+            self._kept = (key, (onehot, both))
         return self._kept[1]
 
     def _gains(
@@ -657,11 +661,10 @@ class Belief:
         `tests` (discounted); `distinct`: computed once per distinct column and spread."""
         m = self.model
         if distinct:
-            (_, f_of), (_, t_of) = self._distinct()
-            _, lik, test_lik = self._rows(rows)
-            g = _gain(p, lik, onehot, h_now)
+            (f_rep, f_of), (_, t_of) = self._distinct()
+            g = _gain(p, self._rows(rows)[1], onehot, h_now)
             g_hist, g_exam = g[f_of[hist]], g[f_of[m.exam_cols]]
-            g_tests = (_gain(p, test_lik, onehot, h_now) * TEST_DISCOUNT)[t_of[tests]]
+            g_tests = (g[len(f_rep) :] * TEST_DISCOUNT)[t_of[tests]]
         else:
             sub = self.lik[rows]
             g_hist = _gain(p, sub[:, hist], onehot, h_now) if len(hist) else np.zeros(0)
@@ -880,31 +883,60 @@ def _discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     """`discriminating`, computed."""
     m = model_for(kb)
     threshold = kb.generation.must_ask_lr if kb.generation else 3.0
-    belief = Belief.start(
-        m, record.age, record.sex, record.setting, record.chief_complaint, modes=False
-    )
+    age, sex, setting, cc = record.age, record.sex, record.setting, record.chief_complaint
+    post, lik = m.prior(age, sex, setting, cc)  # `Belief.start(..., modes=False)`'s
+    orderable, delay = m.orderable(setting, age, sex)
     true = m.cond_index[record.condition_id]
-    others = belief.post.copy()
+    others = post
     others[true] = 0.0
     if others.sum() <= 0:
         return set()
     others /= others.sum()
-    out: set[str] = set()
-    observed = [
-        (fid, present, belief.lik, m.feature_index.get(fid))
-        for fid, present in record.findings.items()
-    ] + [
-        (tid, res.abnormal, m.test_lik, m.test_index.get(tid)) for tid, res in record.tests.items()
+    findings = [
+        (fid, j, bool(seen))
+        for fid, seen in record.findings.items()
+        if (j := m.feature_index.get(fid)) is not None and fid != cc
     ]
-    for concept, seen, table, j in observed:
-        if j is None or concept == record.chief_complaint:
-            continue
-        if table is m.test_lik and not (belief.orderable[j] and belief.delay[j] == 0):
-            continue  # must-ask is what a consultation can elicit: bedside tests, no lab
-        col = table[:, j] if seen else 1 - table[:, j]
-        if col[true] >= threshold * float((others * col).sum()):
-            out.add(concept)
+    tests = [  # must-ask is what a consultation can elicit: bedside tests, no lab
+        (tid, j, bool(res.abnormal))
+        for tid, res in record.tests.items()
+        if (j := m.test_index.get(tid)) is not None and tid != cc and orderable[j] and delay[j] == 0
+    ]
+    out: set[str] = set()
+    if findings:
+        rows = _columns_of(m, lik, [j for _, j, _ in findings], age)
+        out.update(_favouring(rows, findings, others, true, threshold))
+    if tests:
+        rows = m.test_lik.T[[j for _, j, _ in tests]]
+        out.update(_favouring(rows, tests, others, true, threshold))
     return out
+
+
+def _columns_of(m: KBModel, lik: np.ndarray, cols: list[int], age: int) -> np.ndarray:
+    """Columns `cols` of the finding likelihoods a belief starts from (`lik`, with background
+    findings at their population rate where the condition does not cause them), as rows."""
+    rows = lik.T[cols]
+    bg = m.background_rates(age_band(age))
+    for k, j in enumerate(cols):
+        if j in bg:
+            rows[k] = np.where(m.linked[:, j], rows[k], bg[j])
+    return rows
+
+
+def _favouring(
+    rows: np.ndarray,
+    observed: list[tuple[str, int, bool]],
+    others: np.ndarray,
+    true: int,
+    threshold: float,
+) -> list[str]:
+    """The observed concepts (concept, column, seen) whose value is at least `threshold` times
+    likelier under the true condition than under the others (`others`' weights); `rows`: each
+    concept's likelihoods, each row summed along itself as the single column would be."""
+    concepts, _, seen = zip(*observed, strict=True)
+    rows = np.where(np.array(seen)[:, None], rows, 1 - rows)
+    hit = rows[:, true] >= threshold * (others * rows).sum(axis=1)
+    return [c for c, h in zip(concepts, hit.tolist(), strict=True) if h]
 
 
 def look_alikes(kb: KnowledgeBase, record: Any) -> list[str]:

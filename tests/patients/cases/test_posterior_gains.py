@@ -8,7 +8,8 @@ import numpy as np
 from clinicgym.patients.cases import posterior
 from clinicgym.patients.cases.posterior import MAX_STEPS, STOP_AT, Belief, model_for
 from clinicgym.patients.cases.presentation import PresentationSampler
-from clinicgym.patients.knowledge.kb import default_kb
+from clinicgym.patients.cases.record import PatientRecord
+from clinicgym.patients.knowledge.kb import KnowledgeBase, default_kb
 
 
 def _exact(b: Belief, turns_left: int | None) -> posterior.Choice | None:
@@ -61,3 +62,39 @@ def test_columns_group_equal_columns_only() -> None:
     rep, of = posterior._columns(table)
     assert np.array_equal(table[:, rep[of]], table)
     assert len(rep) == 5  # 0.1, 0.5, 0.2 constant; the (0.1, 0.3) column twice, kept apart
+
+
+def _must_ask_loop(kb: KnowledgeBase, record: PatientRecord) -> set[str]:
+    """Must-ask facts as computed concept by concept from a started belief (the reference)."""
+    m = model_for(kb)
+    b = Belief.start(m, record.age, record.sex, record.setting, record.chief_complaint, modes=False)
+    true = m.cond_index[record.condition_id]
+    others = b.post.copy()
+    others[true] = 0.0
+    others /= others.sum()
+    out = set()
+    observed = [(f, v, b.lik, m.feature_index.get(f)) for f, v in record.findings.items()]
+    observed += [(t, o.abnormal, m.test_lik, m.test_index.get(t)) for t, o in record.tests.items()]
+    for concept, seen, table, j in observed:
+        if j is None or concept == record.chief_complaint:
+            continue
+        if table is m.test_lik and not (b.orderable[j] and b.delay[j] == 0):
+            continue
+        col = table[:, j] if seen else 1 - table[:, j]
+        if col[true] >= kb.generation.must_ask_lr * float((others * col).sum()):
+            out.add(concept)
+    return out
+
+
+def test_must_ask_facts_are_the_per_concept_computation() -> None:
+    """`_discriminating` compares all of a record's concepts at once; it finds exactly what
+    comparing them one by one from the started belief finds (the same sums, bit for bit)."""
+    kb = default_kb()
+    sampler = PresentationSampler(kb)
+    found = 0
+    for i in range(60):
+        r = sampler.sample_record(np.random.default_rng([10, i]))
+        got = posterior._discriminating(kb, r)
+        assert got == _must_ask_loop(kb, r)
+        found += len(got)
+    assert found > 60
