@@ -530,13 +530,23 @@ def _test_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
 
 def _tail_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
     """History the patient is asked about (conditions, medicines, allergies), then genomics."""
-    kb = r.kb
     child, slots = r.age[i] < CHILD_AGE, _pronouns(r.sex[i])
-    comorbid = r.comorbidity_defs
+    out, meds = _condition_facts(r, i, child, slots)
+    out += _medication_facts(r.kb, meds, child, slots)
+    out += _allergy_facts(r, i, child, slots)
+    out += _genomics_facts(cond)
+    return out
+
+
+def _condition_facts(
+    r: Records, i: int, child: bool, slots: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Row `i`'s long-term conditions (or their denial), and the medicines they bring, once
+    each in order."""
     out: list[dict[str, Any]] = []
     meds: list[str] = []
     for cid in r.comorbidities[i]:
-        cm = comorbid[cid]
+        cm = r.comorbidity_defs[cid]
         out.append(
             {
                 "category": "pmh",
@@ -549,7 +559,15 @@ def _tail_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
         meds.extend(m for m in cm.medications if m not in meds)
     if not r.comorbidities[i]:
         out.append(_none("pmh", "pmh.none", "No long-term conditions.", "should_ask"))
+    return out, meds
+
+
+def _medication_facts(
+    kb: KnowledgeBase, meds: list[str], child: bool, slots: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The regular medicines, as the patient (or a child's caregiver) says them, or none."""
     who = "{She} takes".format(**slots) if child else "I take"
+    out: list[dict[str, Any]] = []
     for m in meds:
         d = kb.drugs[m]
         dose = f", {d.typical_dose}" if d.typical_dose else ""
@@ -564,12 +582,17 @@ def _tail_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
         )
     if not meds:
         out.append(_none("medication", "medication.none", "No regular medicines.", "should_ask"))
-    reactions = r.reactions
+    return out
+
+
+def _allergy_facts(r: Records, i: int, child: bool, slots: dict[str, str]) -> list[dict[str, Any]]:
+    """Row `i`'s drug allergies with the reaction an adult describes, or none known."""
+    out: list[dict[str, Any]] = []
     for group in r.allergies[i]:
         text = (
             "{She}'s allergic to {group}.".format(group=group, **slots)
             if child
-            else f"I'm allergic to {group}. {reactions.get(group, '')}".strip()
+            else f"I'm allergic to {group}. {r.reactions.get(group, '')}".strip()
         )
         out.append(
             {
@@ -583,20 +606,24 @@ def _tail_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
         )
     if not r.allergies[i]:
         out.append(_none("allergy", "allergy.none", "No known drug allergies.", "must_ask"))
-    for g in cond.genetics:
-        out.append(
-            {
-                "category": "genomics",
-                "concept": f"gene.{g.gene}",
-                "text": f"{g.gene} {g.variant}, {g.zygosity.replace('_', ' ')}",
-                "modality": "variants",
-                "abnormal": True,
-                "salience": "should_ask",
-                "how_revealed": "order",
-                "source": f"kb:conditions.{cond.id}.genetics",
-            }
-        )
     return out
+
+
+def _genomics_facts(cond: Condition) -> list[dict[str, Any]]:
+    """The condition's genetic basis, each a variant revealed by ordering genetic testing."""
+    return [
+        {
+            "category": "genomics",
+            "concept": f"gene.{g.gene}",
+            "text": f"{g.gene} {g.variant}, {g.zygosity.replace('_', ' ')}",
+            "modality": "variants",
+            "abnormal": True,
+            "salience": "should_ask",
+            "how_revealed": "order",
+            "source": f"kb:conditions.{cond.id}.genetics",
+        }
+        for g in cond.genetics
+    ]
 
 
 def _none(category: str, concept: str, text: str, salience: str) -> dict[str, Any]:
