@@ -469,17 +469,25 @@ def model_for(kb: KnowledgeBase) -> KBModel:
 
 def distractor_ids(kb: KnowledgeBase, pres: Presentation, setting: str) -> list[str]:
     """Findings a case of this presentation may show by chance: every finding a member or a
-    member's differential causes (the look-alikes' findings, which a clinician asks about)."""
-    out: dict[str, None] = {}
-    for m in pres.members_in(setting):
-        c = kb.conditions.get(m.condition)
-        if c is None:
-            continue
-        for cid in (c.id, *c.differential):
-            for link in kb.conditions[cid].findings:
-                if link.id != pres.complaint:
-                    out[link.id] = None
-    return list(out)
+    member's differential causes (the look-alikes' findings, which a clinician asks about).
+    Worked out once per KB version, presentation and setting (every generated case asks)."""
+    key = (kb.version, pres.id, setting)
+    ids = _DISTRACTORS.get(key)
+    if ids is None:
+        out: dict[str, None] = {}
+        for m in pres.members_in(setting):
+            c = kb.conditions.get(m.condition)
+            if c is None:
+                continue
+            for cid in (c.id, *c.differential):
+                for link in kb.conditions[cid].findings:
+                    if link.id != pres.complaint:
+                        out[link.id] = None
+        ids = _DISTRACTORS[key] = tuple(out)
+    return list(ids)
+
+
+_DISTRACTORS: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
 
 class Belief:
