@@ -772,14 +772,13 @@ RECORD_MEMO = 32768
 """Records whose difficulty and must-ask facts are kept, by content: a run realises each case
 at play and again at finalise, and the second realisation finds them here (a few hundred bytes
 a record)."""
-_MEMO: OrderedDict[bytes, Any] = OrderedDict()
+_MEMO: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
 
 
-def _record_key(kb: KnowledgeBase, record: Any, kind: str) -> bytes:
+def _record_key(kb: KnowledgeBase, record: Any) -> bytes:
     """A digest of everything `difficulty` and `discriminating` read from a record: the
     opening, the condition, atypia, every finding's value and every test's result."""
     content = (
-        kind,
         kb.version,
         record.age,
         record.sex,
@@ -793,17 +792,24 @@ def _record_key(kb: KnowledgeBase, record: Any, kind: str) -> bytes:
     return hashlib.blake2b(repr(content).encode(), digest_size=16).digest()
 
 
-def _remembered(kb: KnowledgeBase, record: Any, kind: str, compute: Callable[[], Any]) -> Any:
-    """`compute()` for this record, or what it gave the last time (of `RECORD_MEMO`)."""
-    key = _record_key(kb, record, kind)
-    known = _MEMO.get(key)
+def _remembered(key: bytes, kind: str, compute: Callable[[], Any]) -> Any:
+    """`compute()` for the record digested as `key`, or what it gave the last time (of
+    `RECORD_MEMO`)."""
+    known = _MEMO.get((kind, key))
     if known is None:
-        known = _MEMO[key] = compute()
+        known = _MEMO[(kind, key)] = compute()
         while len(_MEMO) > RECORD_MEMO:
             _MEMO.popitem(last=False)
     else:
-        _MEMO.move_to_end(key)
+        _MEMO.move_to_end((kind, key))
     return known
+
+
+def measured(kb: KnowledgeBase, record: Any) -> tuple[set[str], Difficulty]:
+    """A record's must-ask concepts (`discriminating`) and its `difficulty`, remembered under
+    one digest of the record (a generated case asks for both)."""
+    key = _record_key(kb, record)
+    return _must_ask(kb, record, key), _difficulty_of(kb, record, key)
 
 
 def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
@@ -812,7 +818,11 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
     greedy information-gain policy needs, seeing the record's true answers, to put 90% on the
     true condition. Tests count as observations whatever their delay. Remembered for the last
     `RECORD_MEMO` records, so realising a case again does not walk the policy again."""
-    known = _remembered(kb, record, "difficulty", lambda: _difficulty(kb, record))
+    return _difficulty_of(kb, record, _record_key(kb, record))
+
+
+def _difficulty_of(kb: KnowledgeBase, record: Any, key: bytes) -> Difficulty:
+    known = _remembered(key, "difficulty", lambda: _difficulty(kb, record))
     size, prior, steps, atypical, tier = known
     return Difficulty(
         cluster_size=size, prior=prior, steps_to_90=steps, atypical=atypical, tier=tier
@@ -884,7 +894,11 @@ def discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     """The concepts of a record (findings and tests) whose recorded value favours its true
     condition over the other members the patient could have by `must_ask_lr` or more: the
     case's must-ask facts (remembered like `difficulty`)."""
-    return set(_remembered(kb, record, "must", lambda: frozenset(_discriminating(kb, record))))
+    return _must_ask(kb, record, _record_key(kb, record))
+
+
+def _must_ask(kb: KnowledgeBase, record: Any, key: bytes) -> set[str]:
+    return set(_remembered(key, "must", lambda: frozenset(_discriminating(kb, record))))
 
 
 def _discriminating(kb: KnowledgeBase, record: Any) -> set[str]:

@@ -24,11 +24,11 @@ import numpy as np
 
 from clinicgym import __version__
 from clinicgym.patients.cases.artefacts import build_artefacts
-from clinicgym.patients.cases.case import PHI, Case, Lineage, Persona
+from clinicgym.patients.cases.case import PHI, Case, Difficulty, Lineage, Persona
 from clinicgym.patients.cases.persona import default_persona_book, persona_draws, sample_persona
 from clinicgym.patients.cases.pgx import PgxGene, PgxResult, default_panel, draw, pgx_fact_rows
 from clinicgym.patients.cases.phi import PHI_DRAWS, draw_phi
-from clinicgym.patients.cases.posterior import difficulty, discriminating, look_alikes, model_for
+from clinicgym.patients.cases.posterior import look_alikes, measured, model_for
 from clinicgym.patients.cases.record import PatientRecord, TestOutcome
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.knowledge.bands import AGE_BANDS, age_band
@@ -295,11 +295,12 @@ class CaseTable(Sequence[Case]):
             f["id"] = f"f{k:02d}"
         facts += pgx_fact_rows(d.pgx, {f["concept"] for f in facts}, start=len(facts))
         presentation, setting = r.presented(i)
+        hardness: Difficulty | None = None
         if presentation is None:
             differential = [_diagnosis(kb.conditions[c]) for c in cond.differential]
         else:  # must-ask: what tells this case from its look-alikes
             record = r.source[i] if r.source else r.record(i)
-            must = discriminating(kb, record)
+            must, hardness = measured(kb, record)
             for f in facts:
                 if f["category"] in ("chief_complaint", "phi", "genomics"):
                     continue
@@ -315,7 +316,7 @@ class CaseTable(Sequence[Case]):
                 "sex": r.sex[i],
                 "setting": setting or cond.settings[0],
                 "presentation": presentation,
-                "difficulty": difficulty(kb, record) if presentation else None,
+                "difficulty": hardness if presentation else None,
                 "facts": facts,
                 "diagnosis": _diagnosis(cond),
                 "differential": differential,
