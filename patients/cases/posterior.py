@@ -519,8 +519,7 @@ class Belief:
         self.orderable = orderable.copy()
         """Tests this setting can do for this patient and not yet ordered."""
         self._kept: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None
-        self._cols: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None
-        self._cols = None
+        self._cols: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def start(
@@ -630,11 +629,11 @@ class Belief:
             ok = ok & (self.delay < turns_left - 1)
         tests = np.flatnonzero(ok)
         fast = self._gains(p, rows, onehot, h_now, hist, tests, distinct=True)
-        choice, sure = self._pick(hist, tests, *fast)
-        if sure:
+        choice = self._clear(hist, tests, *fast)
+        if choice is not _UNCLEAR:
             return choice
         exact = self._gains(p, rows, onehot, h_now, hist, tests, distinct=False)
-        return self._pick(hist, tests, *exact)[0]
+        return self._pick(hist, tests, *exact)
 
     def _onehot(self, rows: np.ndarray) -> np.ndarray:
         """Conditions x the hypotheses in `rows`, 0/1: sums hypotheses into conditions (the
@@ -649,9 +648,7 @@ class Belief:
             _, groups = np.unique(self.cond_of[rows], return_inverse=True)
             onehot = np.zeros((groups.max() + 1, len(rows)))
             onehot[groups, np.arange(len(rows))] = 1.0
-            (f_rep, _), (t_rep, _) = self._distinct()
-            both = np.hstack([self.lik[np.ix_(rows, f_rep)], self.test_lik[np.ix_(rows, t_rep)]])
-            self._kept = (key, (onehot, both))
+            self._kept = (key, (onehot, self._distinct()[2][rows]))
         return self._kept[1]
 
     def _gains(
@@ -669,10 +666,10 @@ class Belief:
         `tests` (discounted); `distinct`: computed once per distinct column and spread."""
         m = self.model
         if distinct:
-            (f_rep, f_of), (_, t_of) = self._distinct()
+            f_of, t_of, _ = self._distinct()
             g = _gain(p, self._rows(rows)[1], onehot, h_now)
             g_hist, g_exam = g[f_of[hist]], g[f_of[m.exam_cols]]
-            g_tests = (g[len(f_rep) :] * TEST_DISCOUNT)[t_of[tests]]
+            g_tests = (g * TEST_DISCOUNT)[t_of[tests]]
         else:
             sub = self.lik[rows]
             g_hist = _gain(p, sub[:, hist], onehot, h_now) if len(hist) else np.zeros(0)
@@ -692,43 +689,68 @@ class Belief:
         g_hist: np.ndarray,
         by_system: np.ndarray,
         g_tests: np.ndarray,
-    ) -> tuple[Choice | None, bool]:
-        """The greedy choice from the candidates' gains (the first best question, then a system
-        only if strictly better, then a test likewise), and whether it is clear: no other
-        candidate and not `MIN_GAIN` within `SURE_MARGIN` of the best gain."""
+    ) -> Choice | None:
+        """The greedy choice from the candidates' gains: the first best question, then a system
+        only if strictly better, then a test likewise."""
         m = self.model
         best: Choice | None = None
-        gains: list[float] = []
         if len(hist):
             j = int(g_hist.argmax())
             if g_hist[j] > MIN_GAIN:
                 best = Choice("ask", m.history[hist[j]], float(g_hist[j]))
-            gains += np.partition(g_hist, -2)[-2:].tolist() if len(hist) > 1 else [g_hist[0]]
         for k, system in enumerate(m.system_names):
             g2 = float(by_system[k]) * EXAM_DISCOUNT
-            if system in self.examined:
-                continue
-            gains.append(g2)
-            if g2 > MIN_GAIN and (best is None or g2 > best.gain):
+            if system not in self.examined and g2 > MIN_GAIN and (best is None or g2 > best.gain):
                 best = Choice("examine", system, g2)
         if len(tests):
             j = int(g_tests.argmax())
             if g_tests[j] > MIN_GAIN and (best is None or g_tests[j] > best.gain):
                 best = Choice("order", m.tests[tests[j]], float(g_tests[j]))
-            gains += np.partition(g_tests, -2)[-2:].tolist() if len(tests) > 1 else [g_tests[0]]
-        top = sorted(gains)[-2:]
-        sure = abs(top[-1] - MIN_GAIN) > SURE_MARGIN if top else True
-        if len(top) == 2:
-            sure = sure and (top[1] - top[0] > SURE_MARGIN or top[1] < MIN_GAIN - SURE_MARGIN)
-        return best, sure
+        return best
 
-    def _distinct(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        """`_columns` of the feature and test likelihood tables, built on first use."""
+    def _clear(
+        self,
+        hist: np.ndarray,
+        tests: np.ndarray,
+        g_hist: np.ndarray,
+        by_system: np.ndarray,
+        g_tests: np.ndarray,
+    ) -> Choice | object | None:
+        """`_pick`'s choice (the first best of the questions, systems and tests in that order)
+        if it is clear: no other candidate and not `MIN_GAIN` within `SURE_MARGIN` of its
+        gain; else `_UNCLEAR`."""
+        m = self.model
+        systems = [k for k, s in enumerate(m.system_names) if s not in self.examined]
+        gains = np.concatenate([g_hist, by_system[systems] * EXAM_DISCOUNT, g_tests])
+        if not len(gains):
+            return None
+        i = int(gains.argmax())
+        top = float(gains[i])
+        second = float(np.partition(gains, -2)[-2]) if len(gains) > 1 else -np.inf
+        if not (abs(top - MIN_GAIN) > SURE_MARGIN and top - second > SURE_MARGIN):
+            return None if top < MIN_GAIN - SURE_MARGIN else _UNCLEAR
+        if top < MIN_GAIN:
+            return None
+        if i < len(hist):
+            return Choice("ask", m.history[hist[i]], top)
+        if i < len(hist) + len(systems):
+            return Choice("examine", m.system_names[systems[i - len(hist)]], top)
+        return Choice("order", m.tests[tests[i - len(hist) - len(systems)]], top)
+
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct columns (`_columns`) of the feature likelihoods, then of the test
+        likelihoods, side by side, and where each feature's and each test's column is among
+        them; built on first use."""
         if self._cols is None:
-            self._cols = (_columns(self.lik), _columns(self.test_lik))
+            f_rep, f_of = _columns(self.lik)
+            t_rep, t_of = _columns(self.test_lik)
+            both = np.hstack([self.lik[:, f_rep], self.test_lik[:, t_rep]])
+            self._cols = (f_of, t_of + len(f_rep), both)
         return self._cols
 
 
+_UNCLEAR = object()
+"""`Belief._clear`'s answer when gains computed per distinct column cannot decide."""
 SURE_MARGIN = 1e-9
 """How far apart two gains must be for the gains computed per distinct column to decide between
 them; rounding differs between the two computations by less than 1e-12."""

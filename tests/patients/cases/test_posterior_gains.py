@@ -22,7 +22,7 @@ def _exact(b: Belief, turns_left: int | None) -> posterior.Choice | None:
     ok = b.orderable if turns_left is None else b.orderable & (b.delay < turns_left - 1)
     tests = np.flatnonzero(ok)
     gains = b._gains(p, rows, onehot, h_now, hist, tests, distinct=False)
-    return b._pick(hist, tests, *gains)[0]
+    return b._pick(hist, tests, *gains)
 
 
 def test_distinct_column_gains_choose_as_every_column_does() -> None:
