@@ -765,7 +765,7 @@ def _columns(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     const = (table == table[:1]).all(axis=0)
     varied = np.flatnonzero(~const)
     flat = np.flatnonzero(const)
-    values, first, which = np.unique(table[0, flat], return_index=True, return_inverse=True)
+    _, first, which = np.unique(table[0, flat], return_index=True, return_inverse=True)
     rep = np.concatenate([varied, flat[first]])
     of = np.empty(n, dtype=np.intp)
     of[varied] = np.arange(len(varied))
