@@ -3,8 +3,9 @@
 A run realises each generated case twice: when its episode starts (`GeneratedCases[i]`, which
 also hashes it once) and again at finalise, from a fresh cache. This bench times both passes
 over `--realise N` cases of the KB sampler's stream (seed 7) in a child process per checkout,
-the installed code and, with `--code DIR`, another checkout (a `git worktree` of an earlier
-commit: the "before"), in the same sitting, and prints the ratio. `--check` also asserts that
+the code this process imports (PYTHONPATH may name a worktree) and, with `--code DIR`, another
+checkout (a `git worktree` of an earlier commit: the "before"), in the same sitting, and prints
+the ratio; each child's checkout is checked and printed. `--check` also asserts that
 both checkouts give the same content hash and difficulty for every case.
 
     .venv/bin/python bench/realise.py --realise 200 [--code DIR] [--repeat 3] [--check]
@@ -26,6 +27,7 @@ from typing import Any
 def measure(n: int, seed: int) -> dict[str, Any]:
     """Realise and hash `n` cases (play), then realise them again from a fresh sequence
     (finalise); CPU ms per case of each pass, and each case's hash and difficulty."""
+    import clinicgym
     from clinicgym.patients.knowledge.kb import default_kb
     from clinicgym.runs.casefile import GeneratedCases, sampler_recipe
 
@@ -42,6 +44,7 @@ def measure(n: int, seed: int) -> dict[str, Any]:
         diffs.append(d.model_dump() if d is not None else None)
     t2 = time.process_time()
     return {
+        "code": str(Path(clinicgym.__file__).resolve().parent),
         "play_ms": 1000 * (t1 - t0) / n,
         "finalise_ms": 1000 * (t2 - t1) / n,
         "hashes": hashes,
@@ -50,7 +53,8 @@ def measure(n: int, seed: int) -> dict[str, Any]:
 
 
 def child(n: int, seed: int, code: Path | None) -> dict[str, Any]:
-    """`measure` in a fresh process importing clinicgym from `code` (None: the installed one)."""
+    """`measure` in a fresh process importing clinicgym from `code` (None: whichever this
+    process imports, so PYTHONPATH selects the "after" checkout as it does here)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
         if code is not None:
@@ -58,7 +62,18 @@ def child(n: int, seed: int, code: Path | None) -> dict[str, Any]:
             env["PYTHONPATH"] = tmp
         cmd = [sys.executable, __file__, "--child", "--realise", str(n), "--seed", str(seed)]
         out = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    r = json.loads(out.stdout)
+    want = (code if code is not None else _here()).resolve()
+    if Path(r["code"]) != want:
+        raise SystemExit(f"the child meant to run {want} imported clinicgym from {r['code']}")
+    return r
+
+
+def _here() -> Path:
+    """The checkout this process imports clinicgym from (the "after")."""
+    import clinicgym
+
+    return Path(clinicgym.__file__).resolve().parent
 
 
 def main() -> None:
@@ -83,6 +98,8 @@ def main() -> None:
             r = child(a.realise, a.seed, code)
             if name not in best or r["play_ms"] < best[name]["play_ms"]:
                 best[name] = r
+    for name, r in best.items():
+        print(f"{name:6s} imports {r['code']}")
     for name, r in best.items():
         total = r["play_ms"] + r["finalise_ms"]
         print(

@@ -137,60 +137,11 @@ def sample_persona(
     register = u.choice(book.language_register)
     adherence = u.choice(book.adherence)
     biases = [b for b, p in book.biases.items() if u.random() < p]
-    belief = None
-    decoys = [
-        kb.conditions[d].name
-        for d in cond.differential
-        if kb.conditions[d].sex in ("any", sex)
-        and kb.conditions[d].age[0] <= age <= kb.conditions[d].age[1]
-    ]
-    believed = None
-    if "internet_self_diagnosis" in biases and decoys:
-        decoy = decoys[u.below(len(decoys))]
-        belief, believed = (
-            f"I looked it up online and I think it might be {decoy.lower()}.",
-            "internet_self_diagnosis",
-        )
-    elif "recency" in biases and decoys:
-        decoy = decoys[u.below(len(decoys))]
-        relation = book.relations[u.below(len(book.relations))]
-        belief = f"My {relation} had {decoy.lower()} recently, so I'm worried it's that."
-        believed = "recency"
-    elif "cultural_treatment_beliefs" in biases:
-        belief = book.treatment_beliefs[u.below(len(book.treatment_beliefs))]
-        believed = "cultural_treatment_beliefs"
+    belief, believed = _belief(kb, cond, age, sex, biases, u, book)
     # a belief-producing bias without its belief (no look-alike fits this patient) is dropped
-    belief_biases = ("recency", "internet_self_diagnosis", "cultural_treatment_beliefs")
-    biases = [b for b in biases if b not in belief_biases or b == believed]
-    history = [
-        f
-        for f in facts
-        if f.present
-        and f.category in ("hpi", "ros")
-        and f.how_revealed == "ask"
-        and (opening_safe is None or f.concept in opening_safe)
-    ]
-    volunteer: list[str] = []
-    if style in ("verbose", "anxious") and history:
-        order = sorted(history, key=lambda f: (f.salience != "must_ask", f.id))
-        volunteer = [f.id for f in order[: 1 + u.below(2)]]
-    reluctant: list[str] = []
-    present = [f for f in facts if f.present and f.how_revealed == "ask" and f.category != "phi"]
-    present = [f for f in present if f.category != "chief_complaint" and f.id not in volunteer]
-    if style == "reserved" or "distrust_of_clinicians" in biases:
-        reluctant += [f.id for f in present if is_sensitive(f, book)]
-    if style == "pleasing" or "minimising" in biases:
-        reluctant += [f.id for f in present if f.salience == "incidental"]
-    if "distrust_of_clinicians" in biases:
-        must = [f for f in present if f.salience == "must_ask" and f.id not in reluctant]
-        if must:
-            reluctant.append(must[u.below(len(must))].id)
-    asides: list[str] = []
-    if style == "tangential":
-        first = u.below(len(book.asides))
-        second = u.below(len(book.asides) - 1)
-        second += second >= first  # two different asides
-        asides = [book.asides[first], book.asides[second]]
+    biases = [b for b in biases if b not in BELIEF_BIASES or b == believed]
+    volunteer = _volunteered(facts, style, u, opening_safe)
+    reluctant = _reluctant(facts, style, biases, volunteer, u, book)
     return Persona(
         style=style,  # type: ignore[arg-type]
         personality=personality,
@@ -201,6 +152,97 @@ def sample_persona(
         adherence=adherence,  # type: ignore[arg-type]
         volunteer=volunteer,
         reluctant=sorted(set(reluctant)),
-        asides=asides,
+        asides=_asides(style, u, book),
         speaker="caregiver" if caregiver else "patient",
     )
+
+
+BELIEF_BIASES = ("recency", "internet_self_diagnosis", "cultural_treatment_beliefs")
+"""Biases that give the patient a belief to state (kept only when one could be drawn)."""
+
+
+def _belief(
+    kb: KnowledgeBase,
+    cond: Condition,
+    age: int,
+    sex: str,
+    biases: list[str],
+    u: Uniforms,
+    book: PersonaBook,
+) -> tuple[str | None, str | None]:
+    """What the patient believes and the bias it comes from: a look-alike that fits their age
+    and sex (self-diagnosis online, or a relative's recent illness), or a treatment belief."""
+    decoys = [
+        kb.conditions[d].name
+        for d in cond.differential
+        if kb.conditions[d].sex in ("any", sex)
+        and kb.conditions[d].age[0] <= age <= kb.conditions[d].age[1]
+    ]
+    if "internet_self_diagnosis" in biases and decoys:
+        decoy = decoys[u.below(len(decoys))]
+        return (
+            f"I looked it up online and I think it might be {decoy.lower()}.",
+            "internet_self_diagnosis",
+        )
+    if "recency" in biases and decoys:
+        decoy = decoys[u.below(len(decoys))]
+        relation = book.relations[u.below(len(book.relations))]
+        return f"My {relation} had {decoy.lower()} recently, so I'm worried it's that.", "recency"
+    if "cultural_treatment_beliefs" in biases:
+        belief = book.treatment_beliefs[u.below(len(book.treatment_beliefs))]
+        return belief, "cultural_treatment_beliefs"
+    return None, None
+
+
+def _volunteered(
+    facts: list[FactLike], style: str, u: Uniforms, opening_safe: frozenset[str] | None
+) -> list[str]:
+    """Fact ids a verbose or anxious patient offers unprompted: one or two present history
+    findings they may volunteer, must-ask ones first."""
+    history = [
+        f
+        for f in facts
+        if f.present
+        and f.category in ("hpi", "ros")
+        and f.how_revealed == "ask"
+        and (opening_safe is None or f.concept in opening_safe)
+    ]
+    if style not in ("verbose", "anxious") or not history:
+        return []
+    order = sorted(history, key=lambda f: (f.salience != "must_ask", f.id))
+    return [f.id for f in order[: 1 + u.below(2)]]
+
+
+def _reluctant(
+    facts: list[FactLike],
+    style: str,
+    biases: list[str],
+    volunteer: list[str],
+    u: Uniforms,
+    book: PersonaBook,
+) -> list[str]:
+    """Fact ids given only when asked twice: sensitive ones for a reserved or distrustful
+    patient, incidental ones for a pleasing or minimising one, and one must-ask fact more for
+    a distrustful one (unsorted, may repeat)."""
+    present = [f for f in facts if f.present and f.how_revealed == "ask" and f.category != "phi"]
+    present = [f for f in present if f.category != "chief_complaint" and f.id not in volunteer]
+    reluctant: list[str] = []
+    if style == "reserved" or "distrust_of_clinicians" in biases:
+        reluctant += [f.id for f in present if is_sensitive(f, book)]
+    if style == "pleasing" or "minimising" in biases:
+        reluctant += [f.id for f in present if f.salience == "incidental"]
+    if "distrust_of_clinicians" in biases:
+        must = [f for f in present if f.salience == "must_ask" and f.id not in reluctant]
+        if must:
+            reluctant.append(must[u.below(len(must))].id)
+    return reluctant
+
+
+def _asides(style: str, u: Uniforms, book: PersonaBook) -> list[str]:
+    """Two different asides for a tangential patient; none for the others."""
+    if style != "tangential":
+        return []
+    first = u.below(len(book.asides))
+    second = u.below(len(book.asides) - 1)
+    second += second >= first  # two different asides
+    return [book.asides[first], book.asides[second]]

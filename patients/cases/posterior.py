@@ -56,6 +56,7 @@ class Choice:
     target: str
     """A finding id (ask), an exam system (examine) or a test id (order)."""
     gain: float
+    """In nats, to about 1e-14 (`Belief.best` computes it once per distinct column)."""
 
 
 class KBModel:
@@ -304,6 +305,12 @@ class KBModel:
         ok.flags.writeable = delay.flags.writeable = False
         return ok, delay
 
+    @functools.cache  # noqa: B019
+    def background_rates(self, band: str) -> dict[int, float]:
+        """Feature column -> population rate of each background finding for an age band: in
+        a condition that does not cause it, it occurs at that rate (`Belief.start`)."""
+        return {self.feature_index[f.id]: f.p.get(band, 0.0) for f in self.kb.background.findings}
+
     def member_rows(self, presentation: str, setting: str) -> list[int]:
         """Row indices of the members seen with this presentation in this setting."""
         pres = self.kb.presentations[presentation]
@@ -462,17 +469,25 @@ def model_for(kb: KnowledgeBase) -> KBModel:
 
 def distractor_ids(kb: KnowledgeBase, pres: Presentation, setting: str) -> list[str]:
     """Findings a case of this presentation may show by chance: every finding a member or a
-    member's differential causes (the look-alikes' findings, which a clinician asks about)."""
-    out: dict[str, None] = {}
-    for m in pres.members_in(setting):
-        c = kb.conditions.get(m.condition)
-        if c is None:
-            continue
-        for cid in (c.id, *c.differential):
-            for link in kb.conditions[cid].findings:
-                if link.id != pres.complaint:
-                    out[link.id] = None
-    return list(out)
+    member's differential causes (the look-alikes' findings, which a clinician asks about).
+    Worked out once per KB version, presentation and setting (every generated case asks)."""
+    key = (kb.version, pres.id, setting)
+    ids = _DISTRACTORS.get(key)
+    if ids is None:
+        out: dict[str, None] = {}
+        for m in pres.members_in(setting):
+            c = kb.conditions.get(m.condition)
+            if c is None:
+                continue
+            for cid in (c.id, *c.differential):
+                for link in kb.conditions[cid].findings:
+                    if link.id != pres.complaint:
+                        out[link.id] = None
+        ids = _DISTRACTORS[key] = tuple(out)
+    return list(ids)
+
+
+_DISTRACTORS: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
 
 class Belief:
@@ -503,6 +518,8 @@ class Belief:
         orderable, self.delay = model.orderable(setting, age, sex)
         self.orderable = orderable.copy()
         """Tests this setting can do for this patient and not yet ordered."""
+        self._kept: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None
+        self._cols: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def start(
@@ -525,14 +542,12 @@ class Belief:
             hyp = post[rows] * weights
             keep = hyp > 0
             post, lik, cond_of = hyp[keep] / hyp[keep].sum(), liks[keep], rows[keep]
-        band = age_band(age)
-        bg = model.kb.background.findings
+        bg = model.background_rates(age_band(age))
         if bg:  # background findings occur at their population rate whatever the condition
             lik = lik.copy()
             rows_linked = model.linked if cond_of is None else model.linked[cond_of]
-            for f in bg:
-                j = model.feature_index[f.id]
-                lik[:, j] = np.where(rows_linked[:, j], lik[:, j], f.p.get(band, 0.0))
+            for j, rate in bg.items():
+                lik[:, j] = np.where(rows_linked[:, j], lik[:, j], rate)
         b = cls(model, post, lik, age, sex, setting, cond_of)
         if complaint is not None:
             b.mark_asked(complaint)
@@ -599,42 +614,163 @@ class Belief:
         """The most informative next question, examination or test, or None when nothing left
         is worth `MIN_GAIN`. Tests the setting cannot order, tests that do not apply to the
         patient, and tests whose result would come back after `turns_left` are not candidates
-        (a result must come back with a turn to spare for the diagnosis)."""
-        m = self.model
+        (a result must come back with a turn to spare for the diagnosis).
+
+        Gains are computed once per distinct likelihood column (`_distinct`); only when that
+        choice is not clear by `SURE_MARGIN` (a near tie, a gain at `MIN_GAIN`) is every column
+        computed as such, so the choice is the one the per-column computation makes."""
         rows = np.flatnonzero(self.post > 1e-12)
         p = self.post[rows] / self.post[rows].sum()
-        _, groups = np.unique(self.cond_of[rows], return_inverse=True)
-        onehot = np.zeros((groups.max() + 1, len(rows)))
-        onehot[groups, np.arange(len(rows))] = 1.0
-        """Sums hypotheses into conditions: the gain is information about the condition."""
+        onehot = self._onehot(rows)
         h_now = _entropy((onehot @ p)[:, None])[0]
-        best: Choice | None = None
-        sub = self.lik[rows]
         hist = np.flatnonzero(self.open)
-        if len(hist):
-            g = _gain(p, sub[:, hist], onehot, h_now)
-            j = int(g.argmax())
-            if g[j] > MIN_GAIN:
-                best = Choice("ask", m.history[hist[j]], float(g[j]))
-        by_system = np.bincount(
-            m.exam_system,
-            weights=_gain(p, sub[:, m.exam_cols], onehot, h_now),
-            minlength=len(m.system_names),
-        )
-        for k, system in enumerate(m.system_names):
-            g2 = float(by_system[k]) * EXAM_DISCOUNT
-            if system not in self.examined and g2 > MIN_GAIN and (best is None or g2 > best.gain):
-                best = Choice("examine", system, g2)
         ok = self.orderable
         if turns_left is not None:
             ok = ok & (self.delay < turns_left - 1)
         tests = np.flatnonzero(ok)
+        fast = self._gains(p, rows, onehot, h_now, hist, tests, distinct=True)
+        choice = self._clear(hist, tests, *fast)
+        if choice is not _UNCLEAR:
+            return choice
+        exact = self._gains(p, rows, onehot, h_now, hist, tests, distinct=False)
+        return self._pick(hist, tests, *exact)
+
+    def _onehot(self, rows: np.ndarray) -> np.ndarray:
+        """Conditions x the hypotheses in `rows`, 0/1: sums hypotheses into conditions (the
+        gain is information about the condition)."""
+        return self._rows(rows)[0]
+
+    def _rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_onehot`, and the distinct feature columns then test columns (`_distinct`) over
+        `rows`, side by side; kept while the hypotheses left stay the same (most steps)."""
+        key = rows.tobytes()
+        if self._kept is None or self._kept[0] != key:
+            _, groups = np.unique(self.cond_of[rows], return_inverse=True)
+            onehot = np.zeros((groups.max() + 1, len(rows)))
+            onehot[groups, np.arange(len(rows))] = 1.0
+            self._kept = (key, (onehot, self._distinct()[2][rows]))
+        return self._kept[1]
+
+    def _gains(
+        self,
+        p: np.ndarray,
+        rows: np.ndarray,
+        onehot: np.ndarray,
+        h_now: float,
+        hist: np.ndarray,
+        tests: np.ndarray,
+        *,
+        distinct: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The gain of asking each of `hist`, examining each system and ordering each of
+        `tests` (discounted); `distinct`: computed once per distinct column and spread."""
+        m = self.model
+        if distinct:
+            f_of, t_of, _ = self._distinct()
+            g = _gain(p, self._rows(rows)[1], onehot, h_now)
+            g_hist, g_exam = g[f_of[hist]], g[f_of[m.exam_cols]]
+            g_tests = (g * TEST_DISCOUNT)[t_of[tests]]
+        else:
+            sub = self.lik[rows]
+            g_hist = _gain(p, sub[:, hist], onehot, h_now) if len(hist) else np.zeros(0)
+            g_exam = _gain(p, sub[:, m.exam_cols], onehot, h_now)
+            g_tests = (
+                _gain(p, self.test_lik[np.ix_(rows, tests)], onehot, h_now) * TEST_DISCOUNT
+                if len(tests)
+                else np.zeros(0)
+            )
+        by_system = np.bincount(m.exam_system, weights=g_exam, minlength=len(m.system_names))
+        return g_hist, by_system, g_tests
+
+    def _pick(
+        self,
+        hist: np.ndarray,
+        tests: np.ndarray,
+        g_hist: np.ndarray,
+        by_system: np.ndarray,
+        g_tests: np.ndarray,
+    ) -> Choice | None:
+        """The greedy choice from the candidates' gains: the first best question, then a system
+        only if strictly better, then a test likewise."""
+        m = self.model
+        best: Choice | None = None
+        if len(hist):
+            j = int(g_hist.argmax())
+            if g_hist[j] > MIN_GAIN:
+                best = Choice("ask", m.history[hist[j]], float(g_hist[j]))
+        for k, system in enumerate(m.system_names):
+            g2 = float(by_system[k]) * EXAM_DISCOUNT
+            if system not in self.examined and g2 > MIN_GAIN and (best is None or g2 > best.gain):
+                best = Choice("examine", system, g2)
         if len(tests):
-            g = _gain(p, self.test_lik[np.ix_(rows, tests)], onehot, h_now) * TEST_DISCOUNT
-            j = int(g.argmax())
-            if g[j] > MIN_GAIN and (best is None or g[j] > best.gain):
-                best = Choice("order", m.tests[tests[j]], float(g[j]))
+            j = int(g_tests.argmax())
+            if g_tests[j] > MIN_GAIN and (best is None or g_tests[j] > best.gain):
+                best = Choice("order", m.tests[tests[j]], float(g_tests[j]))
         return best
+
+    def _clear(
+        self,
+        hist: np.ndarray,
+        tests: np.ndarray,
+        g_hist: np.ndarray,
+        by_system: np.ndarray,
+        g_tests: np.ndarray,
+    ) -> Choice | object | None:
+        """`_pick`'s choice (the first best of the questions, systems and tests in that order)
+        if it is clear: no other candidate and not `MIN_GAIN` within `SURE_MARGIN` of its
+        gain; else `_UNCLEAR`."""
+        m = self.model
+        systems = [k for k, s in enumerate(m.system_names) if s not in self.examined]
+        gains = np.concatenate([g_hist, by_system[systems] * EXAM_DISCOUNT, g_tests])
+        if not len(gains):
+            return None
+        i = int(gains.argmax())
+        top = float(gains[i])
+        second = float(np.partition(gains, -2)[-2]) if len(gains) > 1 else -np.inf
+        if not (abs(top - MIN_GAIN) > SURE_MARGIN and top - second > SURE_MARGIN):
+            return None if top < MIN_GAIN - SURE_MARGIN else _UNCLEAR
+        if top < MIN_GAIN:
+            return None
+        if i < len(hist):
+            return Choice("ask", m.history[hist[i]], top)
+        if i < len(hist) + len(systems):
+            return Choice("examine", m.system_names[systems[i - len(hist)]], top)
+        return Choice("order", m.tests[tests[i - len(hist) - len(systems)]], top)
+
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct columns (`_columns`) of the feature likelihoods, then of the test
+        likelihoods, side by side, and where each feature's and each test's column is among
+        them; built on first use."""
+        if self._cols is None:
+            f_rep, f_of = _columns(self.lik)
+            t_rep, t_of = _columns(self.test_lik)
+            both = np.hstack([self.lik[:, f_rep], self.test_lik[:, t_rep]])
+            self._cols = (f_of, t_of + len(f_rep), both)
+        return self._cols
+
+
+_UNCLEAR = object()
+"""`Belief._clear`'s answer when gains computed per distinct column cannot decide."""
+SURE_MARGIN = 1e-9
+"""How far apart two gains must be for the gains computed per distinct column to decide between
+them; rounding differs between the two computations by less than 1e-12."""
+
+
+def _columns(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A representative column of each set of columns of `table` that are equal in every row,
+    and each column's index among the representatives. Columns the same in every row are
+    grouped by value (most columns: findings no hypothesis here causes); the others stand
+    alone."""
+    n = table.shape[1]
+    const = (table == table[:1]).all(axis=0)
+    varied = np.flatnonzero(~const)
+    flat = np.flatnonzero(const)
+    _, first, which = np.unique(table[0, flat], return_index=True, return_inverse=True)
+    rep = np.concatenate([varied, flat[first]])
+    of = np.empty(n, dtype=np.intp)
+    of[varied] = np.arange(len(varied))
+    of[flat] = len(varied) + which
+    return rep, of
 
 
 def _gain(p: np.ndarray, lik: np.ndarray, groups: np.ndarray, h_now: float) -> np.ndarray:
@@ -658,14 +794,13 @@ RECORD_MEMO = 32768
 """Records whose difficulty and must-ask facts are kept, by content: a run realises each case
 at play and again at finalise, and the second realisation finds them here (a few hundred bytes
 a record)."""
-_MEMO: OrderedDict[bytes, Any] = OrderedDict()
+_MEMO: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
 
 
-def _record_key(kb: KnowledgeBase, record: Any, kind: str) -> bytes:
+def _record_key(kb: KnowledgeBase, record: Any) -> bytes:
     """A digest of everything `difficulty` and `discriminating` read from a record: the
     opening, the condition, atypia, every finding's value and every test's result."""
     content = (
-        kind,
         kb.version,
         record.age,
         record.sex,
@@ -679,17 +814,24 @@ def _record_key(kb: KnowledgeBase, record: Any, kind: str) -> bytes:
     return hashlib.blake2b(repr(content).encode(), digest_size=16).digest()
 
 
-def _remembered(kb: KnowledgeBase, record: Any, kind: str, compute: Callable[[], Any]) -> Any:
-    """`compute()` for this record, or what it gave the last time (of `RECORD_MEMO`)."""
-    key = _record_key(kb, record, kind)
-    known = _MEMO.get(key)
+def _remembered(key: bytes, kind: str, compute: Callable[[], Any]) -> Any:
+    """`compute()` for the record digested as `key`, or what it gave the last time (of
+    `RECORD_MEMO`)."""
+    known = _MEMO.get((kind, key))
     if known is None:
-        known = _MEMO[key] = compute()
+        known = _MEMO[(kind, key)] = compute()
         while len(_MEMO) > RECORD_MEMO:
             _MEMO.popitem(last=False)
     else:
-        _MEMO.move_to_end(key)
+        _MEMO.move_to_end((kind, key))
     return known
+
+
+def measured(kb: KnowledgeBase, record: Any) -> tuple[set[str], Difficulty]:
+    """A record's must-ask concepts (`discriminating`) and its `difficulty`, remembered under
+    one digest of the record (a generated case asks for both)."""
+    key = _record_key(kb, record)
+    return _must_ask(kb, record, key), _difficulty_of(kb, record, key)
 
 
 def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
@@ -698,7 +840,11 @@ def difficulty(kb: KnowledgeBase, record: Any) -> Difficulty:
     greedy information-gain policy needs, seeing the record's true answers, to put 90% on the
     true condition. Tests count as observations whatever their delay. Remembered for the last
     `RECORD_MEMO` records, so realising a case again does not walk the policy again."""
-    known = _remembered(kb, record, "difficulty", lambda: _difficulty(kb, record))
+    return _difficulty_of(kb, record, _record_key(kb, record))
+
+
+def _difficulty_of(kb: KnowledgeBase, record: Any, key: bytes) -> Difficulty:
+    known = _remembered(key, "difficulty", lambda: _difficulty(kb, record))
     size, prior, steps, atypical, tier = known
     return Difficulty(
         cluster_size=size, prior=prior, steps_to_90=steps, atypical=atypical, tier=tier
@@ -770,38 +916,71 @@ def discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     """The concepts of a record (findings and tests) whose recorded value favours its true
     condition over the other members the patient could have by `must_ask_lr` or more: the
     case's must-ask facts (remembered like `difficulty`)."""
-    return set(_remembered(kb, record, "must", lambda: frozenset(_discriminating(kb, record))))
+    return _must_ask(kb, record, _record_key(kb, record))
+
+
+def _must_ask(kb: KnowledgeBase, record: Any, key: bytes) -> set[str]:
+    return set(_remembered(key, "must", lambda: frozenset(_discriminating(kb, record))))
 
 
 def _discriminating(kb: KnowledgeBase, record: Any) -> set[str]:
     """`discriminating`, computed."""
     m = model_for(kb)
     threshold = kb.generation.must_ask_lr if kb.generation else 3.0
-    belief = Belief.start(
-        m, record.age, record.sex, record.setting, record.chief_complaint, modes=False
-    )
+    age, sex, setting, cc = record.age, record.sex, record.setting, record.chief_complaint
+    post, lik = m.prior(age, sex, setting, cc)  # `Belief.start(..., modes=False)`'s
+    orderable, delay = m.orderable(setting, age, sex)
     true = m.cond_index[record.condition_id]
-    others = belief.post.copy()
+    others = post
     others[true] = 0.0
     if others.sum() <= 0:
         return set()
     others /= others.sum()
-    out: set[str] = set()
-    observed = [
-        (fid, present, belief.lik, m.feature_index.get(fid))
-        for fid, present in record.findings.items()
-    ] + [
-        (tid, res.abnormal, m.test_lik, m.test_index.get(tid)) for tid, res in record.tests.items()
+    findings = [
+        (fid, j, bool(seen))
+        for fid, seen in record.findings.items()
+        if (j := m.feature_index.get(fid)) is not None and fid != cc
     ]
-    for concept, seen, table, j in observed:
-        if j is None or concept == record.chief_complaint:
-            continue
-        if table is m.test_lik and not (belief.orderable[j] and belief.delay[j] == 0):
-            continue  # must-ask is what a consultation can elicit: bedside tests, no lab
-        col = table[:, j] if seen else 1 - table[:, j]
-        if col[true] >= threshold * float((others * col).sum()):
-            out.add(concept)
+    tests = [  # must-ask is what a consultation can elicit: bedside tests, no lab
+        (tid, j, bool(res.abnormal))
+        for tid, res in record.tests.items()
+        if (j := m.test_index.get(tid)) is not None and tid != cc and orderable[j] and delay[j] == 0
+    ]
+    out: set[str] = set()
+    if findings:
+        rows = _columns_of(m, lik, [j for _, j, _ in findings], age)
+        out.update(_favouring(rows, findings, others, true, threshold))
+    if tests:
+        rows = m.test_lik.T[[j for _, j, _ in tests]]
+        out.update(_favouring(rows, tests, others, true, threshold))
     return out
+
+
+def _columns_of(m: KBModel, lik: np.ndarray, cols: list[int], age: int) -> np.ndarray:
+    """Columns `cols` of the finding likelihoods a belief starts from (`lik`, with background
+    findings at their population rate where the condition does not cause them), as rows."""
+    rows = lik.T[cols]
+    bg = m.background_rates(age_band(age))
+    for k, j in enumerate(cols):
+        if j in bg:
+            rows[k] = np.where(m.linked[:, j], rows[k], bg[j])
+    return rows
+
+
+def _favouring(
+    rows: np.ndarray,
+    observed: list[tuple[str, int, bool]],
+    others: np.ndarray,
+    true: int,
+    threshold: float,
+) -> list[str]:
+    """The observed concepts (concept, column, seen) whose value is at least `threshold` times
+    likelier under the true condition than under the others (`others`' weights); `rows`: each
+    concept's likelihoods, each row summed along itself as the single column would be."""
+    concepts, _, seen = zip(*observed, strict=True)
+    rows = np.where(np.array(seen)[:, None], rows, 1 - rows)
+    hit = rows[:, true] >= threshold * (others * rows).sum(axis=1)
+    return [c for c, h in zip(concepts, hit.tolist(), strict=True) if h]
 
 
 def look_alikes(kb: KnowledgeBase, record: Any) -> list[str]:

@@ -19,6 +19,7 @@ each case records its difficulty measured with it (`posterior.difficulty`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from clinicgym.patients.cases.posterior import (
     fitting_members,
     usable_settings,
 )
-from clinicgym.patients.cases.record import PatientRecord, TestOutcome
+from clinicgym.patients.cases.record import PatientRecord
 from clinicgym.patients.cases.sampler import CaseSampler, _uniform
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.knowledge.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
@@ -40,6 +41,7 @@ from clinicgym.patients.knowledge.kb import (
     KnowledgeBase,
     LabTest,
     Presentation,
+    TestResult,
 )
 
 
@@ -167,8 +169,11 @@ class PresentationSampler(CaseSampler):
         for bf in kb.background.findings:
             if bf.id not in findings and applies(bf.id) and bf.p.get(band, 0.0) > 0:
                 findings[bf.id] = bool(rng.random() < bf.p[band])
-        tests = {
-            t.id: _result(t, cond, age, sex, rng)
+        specs: dict[str, TestResult] = {}
+        for r in cond.tests:
+            specs.setdefault(r.id, r)
+        tests = {  # plain fields, which the record validates into `TestOutcome`s in one go
+            t.id: _result(t, specs.get(t.id), age, sex, rng)
             for t in kb.tests.values()
             if t.applies is None or t.applies.admits(age, sex)
         }
@@ -199,28 +204,28 @@ def speakable(fd: Finding, age: int, sex: str) -> bool:
 
 
 def _result(
-    t: LabTest, cond: Condition, age: int, sex: str, rng: np.random.Generator
-) -> TestOutcome:
-    """One test's result for this patient: abnormal with the member's sensitivity, or falsely
-    abnormal with 1 - specificity; numeric values are flagged against the patient's range."""
-    spec = next((r for r in cond.tests if r.id == t.id), None)
+    t: LabTest, spec: TestResult | None, age: int, sex: str, rng: np.random.Generator
+) -> dict[str, Any]:
+    """One test's result for this patient, as `TestOutcome`'s fields: abnormal with the
+    member's sensitivity (`spec`: the member's result for the test), or falsely abnormal with
+    1 - specificity; numeric values are flagged against the patient's range."""
     ref = t.reference(age, sex)
     if spec is not None:
         abnormal = bool(rng.random() < spec.p)
         if ref is None:
-            return TestOutcome(abnormal=abnormal, text=spec.text if abnormal else t.normal_text)
+            return dict(abnormal=abnormal, text=spec.text if abnormal else t.normal_text)
         if abnormal and spec.value is not None:
             value = _uniform(rng, _beyond(spec.value, ref, t.decimals), t.decimals)
         else:
             value = _uniform(rng, ref, t.decimals, shrink=0.1)
-        return TestOutcome(abnormal=_outside(value, ref), value=value)
+        return dict(abnormal=_outside(value, ref), value=value)
     false_positive = bool(rng.random() < 1 - t.specificity)
     if ref is None:
         if false_positive:
-            return TestOutcome(abnormal=True, text=t.false_positive_text)
-        return TestOutcome(abnormal=False, text=t.normal_text)
+            return dict(abnormal=True, text=t.false_positive_text)
+        return dict(abnormal=False, text=t.normal_text)
     if not false_positive:
-        return TestOutcome(abnormal=False, value=_uniform(rng, ref, t.decimals, shrink=0.1))
+        return dict(abnormal=False, value=_uniform(rng, ref, t.decimals, shrink=0.1))
     lo, hi = ref
     width = max(hi - lo, 10.0**-t.decimals)
     step = 10.0**-t.decimals
@@ -229,7 +234,7 @@ def _result(
     else:
         bounds = (hi + step, hi + 0.25 * width)
     value = _uniform(rng, (min(bounds), max(bounds)), t.decimals)
-    return TestOutcome(abnormal=_outside(value, ref), value=value)
+    return dict(abnormal=_outside(value, ref), value=value)
 
 
 def _beyond(

@@ -24,11 +24,11 @@ import numpy as np
 
 from clinicgym import __version__
 from clinicgym.patients.cases.artefacts import build_artefacts
-from clinicgym.patients.cases.case import PHI, Case, Lineage, Persona
+from clinicgym.patients.cases.case import PHI, Case, Difficulty, Lineage, Persona
 from clinicgym.patients.cases.persona import default_persona_book, persona_draws, sample_persona
 from clinicgym.patients.cases.pgx import PgxGene, PgxResult, default_panel, draw, pgx_fact_rows
 from clinicgym.patients.cases.phi import PHI_DRAWS, draw_phi
-from clinicgym.patients.cases.posterior import difficulty, discriminating, look_alikes, model_for
+from clinicgym.patients.cases.posterior import look_alikes, measured, model_for
 from clinicgym.patients.cases.record import PatientRecord, TestOutcome
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.knowledge.bands import AGE_BANDS, age_band
@@ -99,6 +99,9 @@ class Records:
     """Where each patient is seen (presentation-first records); empty: the condition's first."""
     presentation: list[str | None] = field(default_factory=list)
     atypical: list[bool] = field(default_factory=list)
+    source: list[Any] = field(default_factory=list)
+    """The records the columns were built from (`from_records`), which realising reads as they
+    are instead of rebuilding each row's; empty for columns decoded otherwise."""
 
     def presented(self, i: int) -> tuple[str | None, str | None]:
         """Row `i`'s presentation and setting, or (None, None) for records drawn otherwise."""
@@ -168,6 +171,7 @@ class Records:
             setting=[getattr(r, "setting", None) for r in records],
             presentation=[getattr(r, "presentation", None) for r in records],
             atypical=[bool(getattr(r, "atypical", False)) for r in records],
+            source=list(records),
         )
 
     def record(self, i: int) -> Any:
@@ -291,11 +295,12 @@ class CaseTable(Sequence[Case]):
             f["id"] = f"f{k:02d}"
         facts += pgx_fact_rows(d.pgx, {f["concept"] for f in facts}, start=len(facts))
         presentation, setting = r.presented(i)
+        hardness: Difficulty | None = None
         if presentation is None:
             differential = [_diagnosis(kb.conditions[c]) for c in cond.differential]
         else:  # must-ask: what tells this case from its look-alikes
-            record = r.record(i)
-            must = discriminating(kb, record)
+            record = r.source[i] if r.source else r.record(i)
+            must, hardness = measured(kb, record)
             for f in facts:
                 if f["category"] in ("chief_complaint", "phi", "genomics"):
                     continue
@@ -311,7 +316,7 @@ class CaseTable(Sequence[Case]):
                 "sex": r.sex[i],
                 "setting": setting or cond.settings[0],
                 "presentation": presentation,
-                "difficulty": difficulty(kb, record) if presentation else None,
+                "difficulty": hardness if presentation else None,
                 "facts": facts,
                 "diagnosis": _diagnosis(cond),
                 "differential": differential,
@@ -526,13 +531,23 @@ def _test_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
 
 def _tail_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
     """History the patient is asked about (conditions, medicines, allergies), then genomics."""
-    kb = r.kb
     child, slots = r.age[i] < CHILD_AGE, _pronouns(r.sex[i])
-    comorbid = r.comorbidity_defs
+    out, meds = _condition_facts(r, i, child, slots)
+    out += _medication_facts(r.kb, meds, child, slots)
+    out += _allergy_facts(r, i, child, slots)
+    out += _genomics_facts(cond)
+    return out
+
+
+def _condition_facts(
+    r: Records, i: int, child: bool, slots: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Row `i`'s long-term conditions (or their denial), and the medicines they bring, once
+    each in order."""
     out: list[dict[str, Any]] = []
     meds: list[str] = []
     for cid in r.comorbidities[i]:
-        cm = comorbid[cid]
+        cm = r.comorbidity_defs[cid]
         out.append(
             {
                 "category": "pmh",
@@ -545,7 +560,15 @@ def _tail_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
         meds.extend(m for m in cm.medications if m not in meds)
     if not r.comorbidities[i]:
         out.append(_none("pmh", "pmh.none", "No long-term conditions.", "should_ask"))
+    return out, meds
+
+
+def _medication_facts(
+    kb: KnowledgeBase, meds: list[str], child: bool, slots: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The regular medicines, as the patient (or a child's caregiver) says them, or none."""
     who = "{She} takes".format(**slots) if child else "I take"
+    out: list[dict[str, Any]] = []
     for m in meds:
         d = kb.drugs[m]
         dose = f", {d.typical_dose}" if d.typical_dose else ""
@@ -560,12 +583,17 @@ def _tail_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
         )
     if not meds:
         out.append(_none("medication", "medication.none", "No regular medicines.", "should_ask"))
-    reactions = r.reactions
+    return out
+
+
+def _allergy_facts(r: Records, i: int, child: bool, slots: dict[str, str]) -> list[dict[str, Any]]:
+    """Row `i`'s drug allergies with the reaction an adult describes, or none known."""
+    out: list[dict[str, Any]] = []
     for group in r.allergies[i]:
         text = (
             "{She}'s allergic to {group}.".format(group=group, **slots)
             if child
-            else f"I'm allergic to {group}. {reactions.get(group, '')}".strip()
+            else f"I'm allergic to {group}. {r.reactions.get(group, '')}".strip()
         )
         out.append(
             {
@@ -579,20 +607,24 @@ def _tail_facts(r: Records, i: int, cond: Condition) -> list[dict[str, Any]]:
         )
     if not r.allergies[i]:
         out.append(_none("allergy", "allergy.none", "No known drug allergies.", "must_ask"))
-    for g in cond.genetics:
-        out.append(
-            {
-                "category": "genomics",
-                "concept": f"gene.{g.gene}",
-                "text": f"{g.gene} {g.variant}, {g.zygosity.replace('_', ' ')}",
-                "modality": "variants",
-                "abnormal": True,
-                "salience": "should_ask",
-                "how_revealed": "order",
-                "source": f"kb:conditions.{cond.id}.genetics",
-            }
-        )
     return out
+
+
+def _genomics_facts(cond: Condition) -> list[dict[str, Any]]:
+    """The condition's genetic basis, each a variant revealed by ordering genetic testing."""
+    return [
+        {
+            "category": "genomics",
+            "concept": f"gene.{g.gene}",
+            "text": f"{g.gene} {g.variant}, {g.zygosity.replace('_', ' ')}",
+            "modality": "variants",
+            "abnormal": True,
+            "salience": "should_ask",
+            "how_revealed": "order",
+            "source": f"kb:conditions.{cond.id}.genetics",
+        }
+        for g in cond.genetics
+    ]
 
 
 def _none(category: str, concept: str, text: str, salience: str) -> dict[str, Any]:
