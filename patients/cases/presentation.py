@@ -138,11 +138,51 @@ class PresentationSampler(CaseSampler):
         sex: str,
         rng: np.random.Generator,
     ) -> PatientRecord:
-        """The record of a patient with `cond` who presents with `pres` in `setting`."""
-        kb, gen = self.kb, self.kb.generation
+        """The record of a patient with `cond` who presents with `pres` in `setting` (the
+        random draws in a fixed order: atypia, findings, tests, vitals, background)."""
+        gen = self.kb.generation
         assert gen is not None
         atypical = bool(rng.random() < gen.atypical_share)
         scale = gen.atypical_factor if atypical else 1.0
+        findings = self._drawn_findings(pres, setting, cond, age, sex, scale, rng)
+        specs: dict[str, TestResult] = {}
+        for r in cond.tests:
+            specs.setdefault(r.id, r)
+        tests = {  # plain fields, which the record validates into `TestOutcome`s in one go
+            t.id: _result(t, specs.get(t.id), age, sex, rng)
+            for t in self.kb.tests.values()
+            if t.applies is None or t.applies.admits(age, sex)
+        }
+        band = age_band(age)
+        return PatientRecord(
+            age=age,
+            sex=sex,  # type: ignore[arg-type]
+            condition_id=cond.id,
+            chief_complaint=pres.complaint,
+            findings=findings,
+            vitals=self._vitals(cond, band, rng),
+            tests=tests,
+            setting=setting,
+            presentation=pres.id,
+            atypical=atypical,
+            **self.background(cond, age, rng),
+        )
+
+    def _drawn_findings(
+        self,
+        pres: Presentation,
+        setting: str,
+        cond: Condition,
+        age: int,
+        sex: str,
+        scale: float,
+        rng: np.random.Generator,
+    ) -> dict[str, bool]:
+        """The complaint, the condition's findings (each at its probability times `scale`),
+        chance findings of the presentation (raised where the patient mimics a look-alike)
+        and the age band's background findings, drawn in that order."""
+        kb, gen = self.kb, self.kb.generation
+        assert gen is not None
 
         def applies(fid: str) -> bool:
             return speakable(kb.findings[fid], age, sex)
@@ -169,27 +209,7 @@ class PresentationSampler(CaseSampler):
         for bf in kb.background.findings:
             if bf.id not in findings and applies(bf.id) and bf.p.get(band, 0.0) > 0:
                 findings[bf.id] = bool(rng.random() < bf.p[band])
-        specs: dict[str, TestResult] = {}
-        for r in cond.tests:
-            specs.setdefault(r.id, r)
-        tests = {  # plain fields, which the record validates into `TestOutcome`s in one go
-            t.id: _result(t, specs.get(t.id), age, sex, rng)
-            for t in kb.tests.values()
-            if t.applies is None or t.applies.admits(age, sex)
-        }
-        return PatientRecord(
-            age=age,
-            sex=sex,  # type: ignore[arg-type]
-            condition_id=cond.id,
-            chief_complaint=pres.complaint,
-            findings=findings,
-            vitals=self._vitals(cond, band, rng),
-            tests=tests,
-            setting=setting,
-            presentation=pres.id,
-            atypical=atypical,
-            **self.background(cond, age, rng),
-        )
+        return findings
 
 
 def speakable(fd: Finding, age: int, sex: str) -> bool:
