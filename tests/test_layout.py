@@ -75,3 +75,21 @@ def test_every_module_over_500_lines_is_listed_with_its_reason() -> None:
     ]
     assert [m for m in big if not listed.get(m, "").strip()] == []
     assert [m for m in listed if m not in big] == [], "listed but no longer over 500 lines"
+
+
+def private_imports() -> list[str]:
+    """Every `from clinicgym.X import _name` in the package (function-level ones included)."""
+    out = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clinicgym"):
+                out += [
+                    f"{path.relative_to(ROOT)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    return out
+
+
+def test_no_module_imports_a_private_name_from_another() -> None:
+    assert private_imports() == []

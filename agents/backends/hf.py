@@ -570,7 +570,7 @@ class HFBackend:
         hit_eos = bool(stopped) or (bool(kept) and kept[-1] in self.eos)
         return ChatReply(
             text=text,
-            tool_calls=_tool_calls(text) if req.tools else [],
+            tool_calls=parse_tool_calls(text) if req.tools else [],
             prompt_tokens=len(p),
             completion_tokens=len(kept),
             cached_tokens=filled[1],
@@ -643,7 +643,7 @@ def _stop_at(row: list[int], pad_id: int, eos: list[int], n: int) -> int:
     return n
 
 
-def _tool_calls(text: str) -> list[ToolCall]:
+def parse_tool_calls(text: str) -> list[ToolCall]:
     """Tool calls written as <tool_call>{"name": ..., "arguments": {...}}</tool_call> (the
     Hermes/Qwen chat-template convention)."""
     calls = []

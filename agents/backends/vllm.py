@@ -17,7 +17,7 @@ from typing import Any
 
 from clinicgym.agents.backends._batch import BatchQueue
 from clinicgym.agents.backends.base import ChatReply, Message
-from clinicgym.agents.backends.hf import _tool_calls
+from clinicgym.agents.backends.hf import parse_tool_calls
 from clinicgym.agents.errors import BackendError, MissingExtraError
 
 INSTALL = (
@@ -111,7 +111,7 @@ class VLLMBackend:
                 gen = o.outputs[0]
                 results[i] = ChatReply(
                     text=gen.text,
-                    tool_calls=_tool_calls(gen.text) if tools else [],
+                    tool_calls=parse_tool_calls(gen.text) if tools else [],
                     prompt_tokens=len(o.prompt_token_ids or []),
                     completion_tokens=len(gen.token_ids),
                     cached_tokens=int(getattr(o, "num_cached_tokens", 0) or 0),

@@ -30,7 +30,7 @@ from clinicgym.patients.cases.posterior import (
     usable_settings,
 )
 from clinicgym.patients.cases.record import PatientRecord
-from clinicgym.patients.cases.sampler import CaseSampler, _uniform
+from clinicgym.patients.cases.sampler import CaseSampler, uniform_draw
 from clinicgym.patients.errors import CaseError
 from clinicgym.patients.knowledge.bands import AGE_BANDS, POPULATION_AGE_BANDS, age_band
 from clinicgym.patients.knowledge.kb import (
@@ -235,9 +235,9 @@ def _result(
         if ref is None:
             return dict(abnormal=abnormal, text=spec.text if abnormal else t.normal_text)
         if abnormal and spec.value is not None:
-            value = _uniform(rng, _beyond(spec.value, ref, t.decimals), t.decimals)
+            value = uniform_draw(rng, _beyond(spec.value, ref, t.decimals), t.decimals)
         else:
-            value = _uniform(rng, ref, t.decimals, shrink=0.1)
+            value = uniform_draw(rng, ref, t.decimals, shrink=0.1)
         return dict(abnormal=_outside(value, ref), value=value)
     false_positive = bool(rng.random() < 1 - t.specificity)
     if ref is None:
@@ -245,7 +245,7 @@ def _result(
             return dict(abnormal=True, text=t.false_positive_text)
         return dict(abnormal=False, text=t.normal_text)
     if not false_positive:
-        return dict(abnormal=False, value=_uniform(rng, ref, t.decimals, shrink=0.1))
+        return dict(abnormal=False, value=uniform_draw(rng, ref, t.decimals, shrink=0.1))
     lo, hi = ref
     width = max(hi - lo, 10.0**-t.decimals)
     step = 10.0**-t.decimals
@@ -253,7 +253,7 @@ def _result(
         bounds = (max(lo - 0.25 * width, 0.0), lo - step)
     else:
         bounds = (hi + step, hi + 0.25 * width)
-    value = _uniform(rng, (min(bounds), max(bounds)), t.decimals)
+    value = uniform_draw(rng, (min(bounds), max(bounds)), t.decimals)
     return dict(abnormal=_outside(value, ref), value=value)
 
 

@@ -92,11 +92,13 @@ class CaseSampler:
         for test in kb.tests.values():
             spec = abnormal.get(test.id)
             if spec is not None and rng.random() < spec.p:
-                value = _uniform(rng, spec.value, test.decimals) if spec.value else None
+                value = uniform_draw(rng, spec.value, test.decimals) if spec.value else None
                 tests[test.id] = TestOutcome(abnormal=True, value=value, text=spec.text)
             else:
                 value = (
-                    _uniform(rng, test.normal, test.decimals, shrink=0.1) if test.normal else None
+                    uniform_draw(rng, test.normal, test.decimals, shrink=0.1)
+                    if test.normal
+                    else None
                 )
                 tests[test.id] = TestOutcome(abnormal=False, value=value, text=test.normal_text)
         return PatientRecord(
@@ -182,9 +184,9 @@ class CaseSampler:
         for v in self.kb.vitals.values():
             rng_range = cond.vitals.get(v.id)
             if rng_range is not None:
-                out[v.id] = _uniform(rng, rng_range, v.decimals)
+                out[v.id] = uniform_draw(rng, rng_range, v.decimals)
             else:
-                out[v.id] = _uniform(rng, v.normal[band], v.decimals, shrink=0.1)  # type: ignore[index]
+                out[v.id] = uniform_draw(rng, v.normal[band], v.decimals, shrink=0.1)  # type: ignore[index]
         if "systolic_bp" in out and "diastolic_bp" in out:
             out["diastolic_bp"] = min(out["diastolic_bp"], out["systolic_bp"] - 20)
         return out
@@ -222,9 +224,11 @@ class CaseSampler:
         return [self.sample(seed, i, prefix=prefix) for i in range(n)]
 
 
-def _uniform(
+def uniform_draw(
     rng: np.random.Generator, bounds: tuple[float, float], decimals: int, shrink: float = 0.0
 ) -> float:
+    """A value drawn uniformly within `bounds` (narrowed by `shrink` of their width at each
+    end), rounded to `decimals`."""
     lo, hi = bounds
     pad = (hi - lo) * shrink
     return round(float(rng.uniform(lo + pad, hi - pad)), decimals)

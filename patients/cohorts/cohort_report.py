@@ -94,17 +94,17 @@ def _f(x: Any) -> float | None:
 def remix(real: pd.DataFrame, plan: dict[str, Any], n: int, seed: int = 0) -> pd.DataFrame:
     """The seed resampled to the plan's cell counts (scaled to n rows): the reference for a
     cohort that was sampled into a target mix on purpose."""
-    from clinicgym.patients.cohorts.synthesis import _allocate, _match
+    from clinicgym.patients.cohorts.synthesis import allocate, rows_matching
 
     cells = plan.get("cells", [])
-    counts = _allocate(n, [c["count"] for c in cells])
+    counts = allocate(n, [c["count"] for c in cells])
     rng = np.random.default_rng(seed)
     taken = pd.Series(False, index=real.index)
     parts = []
     for cell, k in zip(cells, counts, strict=True):
-        pool = real[_match(real, cell["where"]) & ~taken] if k else real.iloc[:0]
+        pool = real[rows_matching(real, cell["where"]) & ~taken] if k else real.iloc[:0]
         if not len(pool):
-            pool = real[_match(real, cell["where"])]
+            pool = real[rows_matching(real, cell["where"])]
         if not len(pool) or not k:
             continue
         idx = rng.choice(pool.index.to_numpy(), size=k, replace=len(pool) < k)

@@ -406,7 +406,7 @@ def parse_balance(text: str) -> dict[str, dict[str, float] | None]:
     return out
 
 
-def _allocate(n: int, shares: Sequence[float]) -> list[int]:
+def allocate(n: int, shares: Sequence[float]) -> list[int]:
     """Integer counts summing to n, proportional to shares (largest remainder)."""
     total = sum(shares)
     raw = [n * s / total if total > 0 else 0.0 for s in shares]
@@ -417,7 +417,8 @@ def _allocate(n: int, shares: Sequence[float]) -> list[int]:
     return counts
 
 
-def _match(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
+def rows_matching(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
+    """The rows of `df` whose columns equal (or lie in) the values `where` gives."""
     mask = pd.Series(True, index=df.index)
     for col, value in where.items():
         if isinstance(value, list | tuple | set):
@@ -446,7 +447,7 @@ def plan_sampling(
         raise SynthesisError(f"--n must be at least 1, got {n}")
     filters = {k: list(v) for k, v in (filters or {}).items()}
     _check_filters(filters, schema)
-    pool = seed_table[_match(seed_table, filters)] if filters else seed_table
+    pool = seed_table[rows_matching(seed_table, filters)] if filters else seed_table
     if pool.empty:
         what = ", ".join(f"{k} in {v}" for k, v in filters.items())
         raise SynthesisError(f"no seed row has {what}: nothing to learn that subgroup from")
@@ -495,10 +496,10 @@ def _target_cells(
     cells: list[PlanCell] = []
     target_shares: dict[str, float] = {}
     specs = target["cells"]
-    counts = _allocate(n, [c["share"] for c in specs])
+    counts = allocate(n, [c["share"] for c in specs])
     for spec, count in zip(specs, counts, strict=True):
         where = {**spec["where"], **{k: v for k, v in filters.items()}}
-        if count and not _match(pool, spec["where"]).any():
+        if count and not rows_matching(pool, spec["where"]).any():
             raise SynthesisError(f"targeted cell {spec['where']} has no seed rows to learn from")
         cells.append(PlanCell(where=where, count=count, reason="target"))
         cid = spec["where"].get("condition_id")
@@ -545,7 +546,7 @@ def _balance_cells(
             ({**w, attr: v}, p * s) for w, p in joint for v, s in shares_out[attr].items() if s > 0
         ]
     for w, p in joint:
-        if p > 0 and not _match(pool, w).any():
+        if p > 0 and not rows_matching(pool, w).any():
             raise SynthesisError(
                 "--balance: the subgroup "
                 + ", ".join(f"{k}={v!r}" for k, v in w.items())
@@ -553,7 +554,7 @@ def _balance_cells(
                 + (f" among {filters}" if filters else "")
                 + "; the KB or the seed cannot produce it (an impossible target)"
             )
-    counts = _allocate(n, [p for _, p in joint])
+    counts = allocate(n, [p for _, p in joint])
     return [
         PlanCell(where={**w, **filters}, count=c, reason="balance")
         for (w, _), c in zip(joint, counts, strict=True)
@@ -580,11 +581,12 @@ def _apply_floor(cells: list[PlanCell], pool: pd.DataFrame, floor: float, n: int
     for cond in rare:
         # spread this condition's floor over the cells it can occur in, by the seed's mix
         weights = [
-            float((_match(pool, c.where) & (pool["condition_id"] == cond)).sum()) for c in cells
+            float((rows_matching(pool, c.where) & (pool["condition_id"] == cond)).sum())
+            for c in cells
         ]
         if sum(weights) == 0:
             continue
-        for c, k in zip(cells, _allocate(need, weights), strict=True):
+        for c, k in zip(cells, allocate(need, weights), strict=True):
             k = min(k, remaining[id(c)])
             if k:
                 remaining[id(c)] -= k
@@ -650,7 +652,7 @@ def _check_reachable(plan: SamplingPlan, train: pd.DataFrame, budget: int) -> No
     for cell in plan.cells:
         if not cell.count or not cell.where:
             continue
-        p = float(_match(train, cell.where).mean())
+        p = float(rows_matching(train, cell.where).mean())
         where = ", ".join(f"{k}={v!r}" for k, v in cell.where.items())
         if p == 0:
             raise SynthesisError(f"no seed row has {where}: the synthesizer cannot produce it")
@@ -757,7 +759,7 @@ def _fill_cells(
     for i, cell in enumerate(plan.cells):
         if quota[i] <= 0:
             continue
-        mask = free & _match(valid, cell.where)
+        mask = free & rows_matching(valid, cell.where)
         rows = valid[mask].head(quota[i])
         if len(rows):
             taken[i].append(rows)

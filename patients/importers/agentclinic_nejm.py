@@ -333,7 +333,7 @@ def _answers(raw: Any, linker: KBLinker) -> tuple[Diagnosis | None, list[Diagnos
 
 # ---- the vignette ---------------------------------------------------------------------------
 
-_IMAGE_REF = re.compile(
+IMAGE_REF = re.compile(
     r"\s*\((?:(?:left|right|middle|top|bottom|center|centre|inset|box|arrows?|arrowheads?|"
     r"asterisks?|shown|panel [a-z]|upper|lower)[^()]*)\)",
     re.IGNORECASE,
@@ -400,7 +400,7 @@ def vignette_parts(question: str) -> VignetteParts:
     out = VignetteParts()
     in_exam = False
     for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", question.strip()):
-        s = _IMAGE_REF.sub("", sentence).strip()
+        s = IMAGE_REF.sub("", sentence).strip()
         if not s:
             continue
         if s.endswith("?"):
@@ -466,7 +466,7 @@ def _system(text: str) -> str:
 
 # ---- the measurement actor's brief -------------------------------------------------------------
 
-_PE_META = re.compile(
+PE_META = re.compile(
     r"does not (?:include|contain|mention|provide)|no (?:specific )?(?:instrument readings|"
     r"numerical)|cannot generate|there are no instrument readings",
     re.IGNORECASE,
@@ -494,10 +494,10 @@ _GENERIC_HEADING = re.compile(
 def pe_results(pe: Any) -> dict[str, Any] | None:
     """The measurement brief as {test: result} (with {heading: {...}} for grouped results),
     or None where it says it holds no readings."""
-    if not isinstance(pe, str) or not pe.strip() or _PE_META.search(pe):
+    if not isinstance(pe, str) or not pe.strip() or PE_META.search(pe):
         return None
     text = _PE_PREAMBLE.sub("", pe.strip())
-    text = _IMAGE_REF.sub("", text)
+    text = IMAGE_REF.sub("", text)
     items = re.split(r"\s+-\s+|(?:^|\s)\d+\.\s+(?=[A-Z])|(?<=\.)\s+(?=[A-Z][^.:]{2,80}:\s)", text)
     out: dict[str, Any] = {}
     heading = ""

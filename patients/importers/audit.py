@@ -433,7 +433,7 @@ def _place(
 
 
 def _nejm_sentences(case: Case, raw: dict[str, Any]) -> list[SentenceAudit]:
-    from clinicgym.patients.importers.agentclinic_nejm import _IMAGE_REF, _PE_META
+    from clinicgym.patients.importers.agentclinic_nejm import IMAGE_REF, PE_META
 
     facts = [f for f in case.facts if f.category != "phi"]
     history = [f for f in facts if (f.source or "").endswith("patient_info")]
@@ -441,15 +441,15 @@ def _nejm_sentences(case: Case, raw: dict[str, Any]) -> list[SentenceAudit]:
     out: list[SentenceAudit] = []
     info = str(raw.get("patient_info") or "")
     out += _place("patient_info", sentences_of(info), history, facts, source=info)
-    pe = _IMAGE_REF.sub("", str(raw.get("physical_exams") or ""))
-    if _PE_META.search(pe):
+    pe = IMAGE_REF.sub("", str(raw.get("physical_exams") or ""))
+    if PE_META.search(pe):
         out += [
             SentenceAudit("physical_exams", s, "not a fact", "says it holds no readings")
             for s in sentences_of(pe)
         ]
     else:
         out += _place("physical_exams", sentences_of(pe), pe_facts, facts, source=pe)
-    question = _IMAGE_REF.sub("", str(raw.get("question") or "").strip())
+    question = IMAGE_REF.sub("", str(raw.get("question") or "").strip())
     for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", question):
         if not s.strip():
             continue
