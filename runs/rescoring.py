@@ -11,6 +11,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from clinicgym.policies.diff import VerdictChange
+    from clinicgym.policies.pack import PolicyPack
     from clinicgym.runs.store import StoredRun
 
 
@@ -50,3 +54,17 @@ def rescore_run(
         notes=run.notes,
     )
     return report, verdicts
+
+
+def run_verdict_changes(
+    run_dir: Path, old: PolicyPack, new: PolicyPack
+) -> tuple[int, list[VerdictChange]]:
+    """A run's stored episodes re-scored under two pack versions (`clinicgym policy diff
+    --run`): how many there are, and those whose verdict or violated rules differ."""
+    from clinicgym.policies.diff import verdict_changes
+    from clinicgym.runs.store import load_run
+
+    stored = load_run(run_dir)
+    _, va = rescore_run(stored, [old.ref if old.path is None else str(old.path)])
+    _, vb = rescore_run(stored, [new.ref if new.path is None else str(new.path)])
+    return len(va), verdict_changes(va, vb)

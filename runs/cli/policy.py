@@ -26,7 +26,6 @@ from clinicgym.runs.console import ci_cell, err_console, fail
 
 if TYPE_CHECKING:
     from clinicgym.policies.diff import PackDiff, VerdictChange
-    from clinicgym.policies.pack import PolicyPack
 
 policy_app = typer.Typer(
     help="Policy packs: list, show, validate and diff them; list scenarios and checks.",
@@ -196,11 +195,12 @@ def policy_diff(
     """What changed between two packs; with --run, which stored episodes change verdict."""
     from clinicgym.policies.diff import diff_packs
     from clinicgym.policies.library import load
+    from clinicgym.runs.rescoring import run_verdict_changes
 
     try:
         a, b = load(old), load(new)
         d = diff_packs(a, b)
-        changed = {str(run_dir): _verdict_changes(run_dir, a, b) for run_dir in run or []}
+        changed = {str(run_dir): run_verdict_changes(run_dir, a, b) for run_dir in run or []}
     except ClinicGymError as e:
         fail(e)
     if as_json:
@@ -217,21 +217,6 @@ def policy_diff(
     console.print(_rule_changes_table(d) if d.rules else "  no rule changes")
     for run_dir, (n, changes) in changed.items():
         console.print(_verdict_changes_table(run_dir, n, changes))
-
-
-def _verdict_changes(
-    run_dir: Path, a: PolicyPack, b: PolicyPack
-) -> tuple[int, list[VerdictChange]]:
-    """A run's stored episodes re-scored under both packs: how many there are, and those whose
-    verdict or violated rules differ."""
-    from clinicgym.policies.diff import verdict_changes
-    from clinicgym.runs.rescoring import rescore_run
-    from clinicgym.runs.store import load_run
-
-    stored = load_run(run_dir)
-    _, va = rescore_run(stored, [a.ref if a.path is None else str(a.path)])
-    _, vb = rescore_run(stored, [b.ref if b.path is None else str(b.path)])
-    return len(va), verdict_changes(va, vb)
 
 
 def _rule_changes_table(d: PackDiff) -> Table:
