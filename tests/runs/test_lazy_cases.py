@@ -5,6 +5,7 @@ give the same episodes as cases prepared up front, and old run directories stay 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def test_a_killed_run_resumes_in_a_new_process_and_finalises_every_hash(tmp_path
     spec = _spec(tmp_path, "r", cases=5)
     ctx = prepare(spec)
     store = RunStore.open(spec, ctx.cases, ctx.kb.version)
-    part = type(ctx)(ctx.spec, ctx.kb, ctx.cases, ctx.factories, ctx.plan[:3])
+    part = dataclasses.replace(ctx, plan=ctx.plan[:3])
     asyncio.run(execute(part, store))
     store.close()
     assert store.manifest().case_hashes() == [None] * 5  # none written yet
