@@ -22,13 +22,7 @@ from faker import Faker
 from clinicgym import __version__
 from clinicgym.patients.cases.artefacts import build_artefacts
 from clinicgym.patients.cases.case import PHI, AgeDetail, Case, Diagnosis, Fact, Lineage, Persona
-from clinicgym.patients.importers.text import (
-    PREPOSITION_END,
-    Clause,
-    humanise,
-    norm,
-    slug,
-)
+from clinicgym.patients.importers.text import PREPOSITION_END, Clause, humanise, norm, slug
 from clinicgym.patients.knowledge.bands import age_band
 from clinicgym.patients.knowledge.kb import CHILD_AGE, EXAM_SYSTEMS, Condition, KnowledgeBase
 from clinicgym.patients.patient.chart import SYSTEM_ALIASES
@@ -110,8 +104,7 @@ def _items(body: str, negated: bool) -> list[str]:
         if len(last) > 1 and not PREPOSITION_END.search(last[0]):
             parts = parts[:-1] + last
     if len(parts) > 1 and all(len(p.split()) <= MAX_ITEM_WORDS for p in parts):
-        items = [p.strip() for p in parts]
-        return items
+        return [p.strip() for p in parts]
     return [body.strip()]
 
 
