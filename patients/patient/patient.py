@@ -28,6 +28,7 @@ from clinicgym.patients.knowledge.kb import name_pattern
 from clinicgym.patients.patient.matching import QuestionMatcher
 from clinicgym.patients.patient.recall import (
     OPEN_QUESTION,
+    Recall,
     RecordIndex,
     asks_problem,
     compatible,
@@ -255,6 +256,11 @@ class GroundedPatient:
                 pass
             elif not found or (identity and top.score >= best):
                 return self._intent(top.target, question, turn)
+        return self._say_recalls(recalls, question, turn)
+
+    def _say_recalls(self, recalls: list[Recall], question: str, turn: int) -> PatientReply:
+        """The record's statements that answer the question's parts, said part by part: a
+        statement, "I don't know" where none answers, and never a yes it does not hold."""
         parts: list[str] = []
         answers: list[ConceptAnswer] = []
         revealed: list[str] = []
@@ -270,6 +276,12 @@ class GroundedPatient:
                         {"kind": "contradiction", "sentence": r.part, "concept": r.blocked.id}
                     )
                 parts.append(text)
+                continue
+            if r.unstated:  # 'is the rash itchy?' of 'Rash on the back.': no yes
+                parts.append(self._unstated(r.fact, r.part, question, turn))
+                answers.append(ConceptAnswer(concept=r.fact.concept, status="unknown"))
+                revealed.append(r.fact.id)
+                guard.append({"kind": "contradiction", "sentence": r.part, "concept": r.fact.id})
                 continue
             text, ans, was_repeat = self._about_record_fact(
                 r.fact, question, turn, r.status, asked=r.part, choice=r.choice
@@ -289,6 +301,14 @@ class GroundedPatient:
             repeated=repeated,
             guard=guard,
         )
+
+    def _unstated(self, fact: Fact, part: str, question: str, turn: int) -> str:
+        """A statement that names what the part asks about but not what it asks of it: said as
+        it is, then "I'm not sure" about the rest (never a yes the record does not hold)."""
+        self._note(turn, question, fact.concept, "affirmed", fact.text, fact.id)
+        self._told.add(fact.id)
+        unsure = self._say_unknown(f"question:{part[:60]}", question, turn)
+        return f"{fact.text[:1].upper()}{fact.text[1:].rstrip('.')}. {unsure}"
 
     def _about_record_fact(
         self,

@@ -14,6 +14,7 @@ contradiction is counted.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from clinicgym.patients.cases.case import Fact
 from clinicgym.patients.errors import KBError
+from clinicgym.patients.patient.attributes import attributes
 from clinicgym.patients.patient.encoder import SentenceEncoder
 
 LAY_WORDS_FILE = Path(__file__).parent / "lexicon" / "lay_words.yaml"
@@ -315,11 +317,11 @@ _SITE_GROUPS = {
     "chest": r"chest|lungs?|heart",
     "breast": r"breasts?|nipples?",
     "back": r"back|spine|flank",
-    "arm": r"arms?|elbows?|shoulders?",
-    "hand": r"hands?|wrists?|fingers?",
-    "leg": r"legs?|thighs?|calf|calves|shin|knees?",
+    "arm": r"arms?|forearms?|upper limbs?|elbows?|shoulders?",
+    "hand": r"hands?|palms?|wrists?|fingers?|thumbs?|knuckles?",
+    "leg": r"legs?|lower limbs?|thighs?|calf|calves|shins?|knees?",
     "hip": r"hips?",
-    "foot": r"feet|foot|ankles?|heel|toes?",
+    "foot": r"feet|foot|soles?|ankles?|heels?|toes?",
     "abdomen": r"abdomen|abdominal|belly|tummy|stomach",
     "eye": r"eyes?",
     "ear": r"ears?",
@@ -613,6 +615,10 @@ class Recall:
     choice: bool = False
     """The statement also answers another part: 'sudden or gradual?' asks which, not whether,
     so it is said as it is, without a yes."""
+    unstated: frozenset[str] = frozenset()
+    """Attribute classes the yes-or-no part asks that the statement does not speak of ('is the
+    rash itchy?' of 'Rash on the back.'): the statement is said as it is, with no yes, and the
+    part is answered 'unknown' (`attributes.Attributes.unstated`)."""
 
 
 CANDIDATES = 6
@@ -1010,4 +1016,31 @@ class RecordIndex:
         )
         if rival[1] is not None and rival[0] >= best - CONFLICT_MARGIN:
             return Recall(part, None, best, blocked=rival[1])
-        return Recall(part, self.facts[j], best, status=status)
+        if status != "affirmed":
+            return Recall(part, self.facts[j], best, status=status)
+        asked = part.strip()
+        if OPEN_QUESTION.match(asked):  # 'how long...?' of 'Fatigue.'
+            j, unstated = self._saying(r, j, lambda text: attributes().ungiven(asked, text))
+        else:  # 'is the rash itchy?' of 'Rash on the back.'
+            j, unstated = self._saying(r, j, lambda text: attributes().unstated(r.read, text))
+        return Recall(part, self.facts[j], best, status=status, unstated=frozenset(unstated))
+
+    def _saying(
+        self, r: _Ruled, j: int, missing: Callable[[str], set[str]]
+    ) -> tuple[int, set[str]]:
+        """The statement `j` if it says all the part asks of it (`missing` of its text is
+        empty), else the best-scoring accepted statement of the same polarity that does; with
+        what is still not said."""
+        lacking = missing(self.facts[j].text)
+        if not lacking:
+            return j, lacking
+        others = [
+            int(k)
+            for k in np.flatnonzero(r.ok & (r.score > 0))
+            if k != j
+            and polarity(self.facts[k], r.read) == "affirmed"
+            and not missing(self.facts[k].text)
+        ]
+        if not others:
+            return j, lacking
+        return max(others, key=lambda k: r.score[k]), set()

@@ -291,3 +291,51 @@ def test_a_parenthesised_qualifier_is_no_leak_term(name: str) -> None:
     assert p is not None and p.search(name.split(" (")[0].lower())
     for text in ("does your left heel hurt?", "was the onset new?", "any pain on the right?"):
         assert not p.search(text), (name, text)
+
+
+def test_a_yes_is_said_only_to_what_the_statement_says_of_its_complaint(tmp_path: Path) -> None:
+    """'Is the rash itchy?' of 'Rash on both forearms.' names the rash, not an itch: the
+    statement is said without a yes and the part is unknown (the blocked yes is counted); a
+    detail the record gives elsewhere is found there; an open question for a kind of detail
+    ('how long', 'which side') is not answered by a statement without it."""
+    from clinicgym.patients.patient.matching import matcher_for
+    from clinicgym.patients.patient.patient import GroundedPatient
+
+    case = _written_case(
+        tmp_path,
+        "Works as a gardener. Takes ibuprofen.",
+        "Rash on both forearms. Cough. The cough is worse at night. Knee pain.",
+    )
+    patient = GroundedPatient(case, matcher_for(default_kb()))
+    itch = patient.answer("Is the rash itchy?")
+    assert itch.answers[0].status == "unknown"
+    assert not itch.text.startswith("Yes") and "forearms" in itch.text
+    assert any(g["kind"] == "contradiction" for g in itch.guard)
+    night = patient.answer("Is the cough worse at night?")
+    assert night.answers[0].status == "affirmed" and "night" in night.text
+    assert patient.answer("How long have you been taking the ibuprofen?").answers[0].status == (
+        "unknown"
+    )
+    assert patient.answer("Which knee hurts?").answers[0].status == "unknown"
+    assert patient.answer("Do you have a rash?").answers[0].status == "affirmed"
+
+
+def test_attribute_file_errors_name_the_field(tmp_path: Path) -> None:
+    from clinicgym.patients.patient.attributes import ATTRIBUTES_FILE, Attributes, load_attributes
+
+    bad = tmp_path / "attributes.yaml"
+    bad.write_text("schema_version: 1\nsources: []\nclasses: {itch: ['Itchy!']}\n")
+    with pytest.raises(KBError, match=r"field 'classes'.*'Itchy!'"):
+        load_attributes(bad)
+    bad.write_text(
+        "schema_version: 1\nsources: []\nclasses: {itch: [itch*]}\n"
+        "answer_types: {side: {question: '(which', statement: 'left'}}\n"
+    )
+    with pytest.raises(KBError, match=r"field 'answer_types\.side\.question'.*regular expression"):
+        load_attributes(bad)
+    words = Attributes(load_attributes(ATTRIBUTES_FILE))
+    assert words.unstated("Is the rash itchy?", "Rash on the back.") == {"itch"}
+    assert words.unstated("Is it itchy?", "Intensely pruritic rash.") == set()
+    assert words.unstated("Any high blood pressure?", "Hypertension.") == set()
+    assert words.ungiven("how long has it hurt?", "Pain for 3 weeks.") == set()
+    assert words.ungiven("which side is it?", "Flank pain.") == {"side"}
