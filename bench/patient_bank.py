@@ -12,7 +12,9 @@ The last row, "held-out unseen", asks bench/data/unseen's own synthetic clinicia
 (in the repository, so it runs without the shared folder); it is held out too. "near misses"
 asks the same cases questions written to tempt a patient into answering from a statement that
 only sounds related (half of them the record cannot answer): held out, and its contradictions
-are the figure to watch.
+are the figure to watch. "held-out unseen 2" (bench/data/unseen2) is a second such set, written
+on 2026-12-07 before the patient was measured on it, after the first sets had been read while
+changing the patient: 20 new cases, 300 questions, a third of them near misses.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 BANKS = Path(__file__).parent / "data" / "patient_bank"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentclinic"
 UNSEEN = Path(__file__).resolve().parent / "data" / "unseen"
+UNSEEN2 = Path(__file__).resolve().parent / "data" / "unseen2"
 # (label, bank, cases): a relative name is read from BANKS or SHARED, an absolute path as is.
 RUNS = (
     ("dev (tuned on)", "dev.jsonl", "agentclinic_medqa.jsonl"),
@@ -34,6 +37,7 @@ RUNS = (
     ("held-out NEJM", "nejm.jsonl", "agentclinic_nejm.jsonl"),
     ("held-out unseen", UNSEEN / "questions.jsonl", UNSEEN / "cases.jsonl"),
     ("near misses", UNSEEN / "near_misses.jsonl", UNSEEN / "cases.jsonl"),
+    ("held-out unseen 2", UNSEEN2 / "questions.jsonl", UNSEEN2 / "cases.jsonl"),
 )
 
 
