@@ -228,7 +228,8 @@ def summarise(
     }
     table = table.sort_values("episode_id", kind="stable")  # intervals must not depend on
     for agent in agents:  # the order in which concurrent episodes reached the store
-        rows = table[table["agent"] == agent]
+        mine = table["agent"] == agent
+        rows = table if mine.all() else table[mine]  # one agent's: no copy of the whole table
         ok = rows[rows["status"] == "completed"]
         metrics = {}
         for name in METRICS:
