@@ -117,7 +117,7 @@ def keep_scored(ctx: RunContext, planned: PlannedEpisode, scored: Scored | None)
     case was realised: a worker process's) for the manifest."""
     if scored is None:
         return
-    ctx.scored[planned.episode_id] = scored
+    ctx.scored.keep(planned.episode_id, scored.row, scored.verdict)
     if isinstance(ctx.cases, LazyCases):
         ctx.cases.set_hash(planned.case_index, scored.case_hash)
 

@@ -43,6 +43,7 @@ from clinicgym.runs.errors import EpisodeBug, RunError
 from clinicgym.runs.patient_setup import PatientMaker, make_patient_maker
 from clinicgym.runs.spec import RunSpec
 from clinicgym.runs.store import RunStore
+from clinicgym.runs.summary import ScoredRows
 from clinicgym.scoring.metrics import EpisodeScorer, episode_metrics, episode_reward
 
 
@@ -94,7 +95,7 @@ class RunContext:
     """The run's packs, scenarios and judge (for packs with judge checks), checked once."""
     patient: PatientMaker | None = None
     """Makes LLM-worded patients (`--patient MODEL`); None: the grounded template patient."""
-    scored: dict[str, Scored] = field(default_factory=dict)
+    scored: ScoredRows = field(default_factory=ScoredRows)
     """Episodes of this session scored where they were played, by episode id (`score_played`):
     finalise takes their rows instead of realising their case again."""
 
@@ -102,8 +103,8 @@ class RunContext:
 @dataclass(frozen=True)
 class Scored:
     """One episode scored against the case it was played with, while that case was realised:
-    the case's content hash, the episode's row of the score table (`ScoreTable.columns`, in
-    order) and, when packs watched it, its live compliance verdict."""
+    the case's content hash, the episode's row of the score table (in `SCORE_COLUMNS` order)
+    and, when packs watched it, its live compliance verdict."""
 
     case_hash: str
     row: tuple[Any, ...]
@@ -118,11 +119,8 @@ def score_played(ctx: RunContext, episode: Episode, case: Case, case_hash: str) 
     from clinicgym.runs.summary import ScoreTable
 
     try:  # a scorer per episode: its played-case cache must not grow with the run
-        table = ScoreTable(
-            EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.policy.packs))
-        )
-        table.add(episode, case)
-        row = tuple(table.data[c][0] for c in table.columns)
+        scorer = EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.policy.packs))
+        row = ScoreTable(scorer).row(episode, case)
         verdict = None
         if ctx.policy.packs:
             verdict = live_verdicts([episode], {case.id: case}, ctx.spec.scenarios, ctx.kb)[0]
@@ -418,27 +416,29 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
     from clinicgym.runs.summary import ScoreTable, summarise
 
     scorer = EpisodeScorer(ctx.kb, ctx.spec.scenarios, monitored=bool(ctx.policy.packs))
-    rows = ScoreTable(scorer)
+    rows = ScoreTable(scorer, ctx.scored.table)  # with the rows scored at play, typed already
+    order: list[int] = []  # the table's rows, in the order of the episodes walked here
     verdicts: list[EpisodeVerdict] = []
     for index, episodes in store.episodes_by_case(ctx.cases.ids):
-        known = [ctx.scored.pop(ep.episode_id, None) for ep in episodes]
-        if index is not None and episodes and all(k is not None for k in known):
+        known = [ctx.scored.pop(ep.episode_id) for ep in episodes]
+        if index is not None and episodes and None not in known:
             # scored where they were played (`score_played`): the case is not realised again
             for k in known:
                 assert k is not None
-                for column, value in zip(rows.columns, k.row, strict=True):
-                    rows.data[column].append(value)
+                order.append(k[0])
                 if ctx.policy.packs:
-                    verdicts.append(k.verdict)
+                    verdicts.append(k[1])
             continue
         case = ctx.cases[index] if index is not None else None
-        for ep in episodes:
-            rows.add(ep, case)
+        order += [rows.add(ep, case) for ep in episodes]
         if ctx.policy.packs:  # the violations recorded live, judged against the same case
             held = {case.id: case} if case is not None else {}
             verdicts += live_verdicts(episodes, held, ctx.spec.scenarios, ctx.kb)
-    table = rows.frame()
+    table = rows.frame(order)
+    del rows  # every stored episode's row is in the table now: free the columns for summarise
+    ctx.scored.clear()
     table.to_parquet(store.scores_path, index=False)
+    _release_arrow_memory()
     summary = summarise(table, ctx.spec.agents, store.root.name, ctx.spec.prices)
     summary["planned_episodes"] = len(ctx.plan)
     summary["stored_episodes"] = len(table)
@@ -448,6 +448,14 @@ def finalise(ctx: RunContext, store: RunStore) -> dict[str, Any]:
     store.record_case_hashes(ctx.cases)
     store.seal()  # the data files' sha256 into the manifest: a later edit shows
     return summary
+
+
+def _release_arrow_memory() -> None:
+    """Return to the OS what pyarrow's allocator kept from writing scores.parquet (~12 MB at
+    10,000 rows, held under summarise's peak otherwise: bench/run_scale.py --whole)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _write_compliance(ctx: RunContext, store: RunStore, verdicts: list[Any]) -> dict[str, Any]:

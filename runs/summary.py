@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clinicgym.envs.episode import Episode
@@ -28,35 +29,99 @@ def score_table(
     return table.frame()
 
 
+USAGE = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "retries", "model_s")
+"""Model usage per episode, summed over the clinician's turns from their Event meta."""
+
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "episode_id",
+    "agent",
+    "case_id",
+    "repeat",
+    "status",
+    "termination",
+    "condition",
+    "setting",
+    *SUBGROUP_COLUMNS,
+    *METRICS,
+    *USAGE,
+)
+"""The score table's columns, in order (scores.parquet)."""
+
+
+class ScoreColumns:
+    """Score-table rows held column by column as they arrive: floats (and None) in typed arrays,
+    other values in lists sharing each column's repeated strings. A row costs under 1 KB, not
+    ~60 Python objects (2.4 KB): a run of 10,000 episodes holds them all until finalise."""
+
+    def __init__(self) -> None:
+        self.floats: dict[str, array[float]] = {c: array("d") for c in SCORE_COLUMNS}
+        self.nones: dict[str, bytearray] = {c: bytearray() for c in SCORE_COLUMNS}
+        """1 where a float column's value was None (held as NaN in `floats`)."""
+        self.lists: dict[str, list[Any]] = {}
+        """Columns that got a value neither float nor None, as lists of the values."""
+        self.shared: dict[str, dict[str, str]] = {c: {} for c in SCORE_COLUMNS}
+        """Each column's strings, one object per distinct value (agent, status: a few)."""
+        self.rows = 0
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def append(self, row: Sequence[Any]) -> int:
+        """Add one row (values in `SCORE_COLUMNS` order); its index."""
+        for name, value in zip(SCORE_COLUMNS, row, strict=True):
+            if name in self.floats:
+                if value is None or isinstance(value, float):
+                    self.floats[name].append(math.nan if value is None else value)
+                    self.nones[name].append(value is None)
+                    continue
+                floats, nones = self.floats.pop(name), self.nones.pop(name)
+                self.lists[name] = [None if n else v for v, n in zip(floats, nones, strict=True)]
+            if isinstance(value, str):
+                value = self.shared[name].setdefault(value, value)
+            self.lists[name].append(value)
+        self.rows += 1
+        return self.rows - 1
+
+    def frame(self, order: Sequence[int] | None = None) -> pd.DataFrame:
+        """The rows (those at `order`, in that order, if given) as a DataFrame, each column
+        typed as pandas types a list of the same values: floats and None as float64 with NaN
+        for None, None alone as object."""
+        import numpy as np
+        import pandas as pd
+
+        rows = np.asarray(range(self.rows) if order is None else order, dtype=np.intp)
+        data: dict[str, Any] = {}
+        for name in SCORE_COLUMNS:
+            if name in self.lists:
+                data[name] = [self.lists[name][i] for i in rows.tolist()]
+            elif rows.size == 0 or np.frombuffer(self.nones[name], dtype=bool)[rows].all():
+                data[name] = [None] * rows.size
+            else:  # indexing copies: the array may grow on
+                data[name] = np.frombuffer(self.floats[name])[rows]
+        # copy=False: the frame takes these fresh arrays as they are, one block a column; a
+        # consolidating copy left ~10 MB of freed heap behind at 10,000 rows (bench/run_scale.py)
+        return pd.DataFrame(data, columns=list(SCORE_COLUMNS), copy=False)
+
+
 class ScoreTable:
     """`score_table`'s rows gathered one episode at a time, so a caller that walks the
-    episodes case by case (finalise) scores each with the case it already holds."""
+    episodes case by case (finalise) scores each with the case it already holds; into `rows`
+    if given (finalise: the rows scored during play, then those it scores itself)."""
 
-    def __init__(self, scorer: EpisodeScorer | None = None) -> None:
+    def __init__(
+        self, scorer: EpisodeScorer | None = None, rows: ScoreColumns | None = None
+    ) -> None:
         if scorer is None:
             from clinicgym.patients.knowledge.kb import default_kb
 
             scorer = EpisodeScorer(default_kb())
         self.scorer = scorer
-        self.columns = [
-            "episode_id",
-            "agent",
-            "case_id",
-            "repeat",
-            "status",
-            "termination",
-            "condition",
-            "setting",
-            *SUBGROUP_COLUMNS,
-            *METRICS,
-            *USAGE,
-        ]
-        # gathered column by column, not as a dict per row: a run of 10,000 episodes held
-        # 10,000 row dicts (~5 KB each) at once before the frame was built (bench/run_scale.py)
-        self.data: dict[str, list[Any]] = {c: [] for c in self.columns}
+        self.rows = ScoreColumns() if rows is None else rows
 
-    def add(self, ep: Episode, case: Case | None) -> None:
-        """Score one episode against its case (None: a case the run does not hold)."""
+    def row(self, ep: Episode, case: Case | None) -> tuple[Any, ...]:
+        """One episode scored against its case (None: a case the run does not hold), as a row
+        in `SCORE_COLUMNS` order."""
         row: dict[str, Any] = {
             "episode_id": ep.episode_id,
             "agent": ep.agent_id,
@@ -69,18 +134,44 @@ class ScoreTable:
         }
         row.update(self.scorer.score(ep, case))
         row.update(episode_usage(ep))
-        for c in self.columns:
-            self.data[c].append(row.get(c, math.nan))
+        return tuple(row.get(c, math.nan) for c in SCORE_COLUMNS)
 
-    def frame(self) -> pd.DataFrame:
-        """The rows gathered so far as a DataFrame."""
-        import pandas as pd
+    def add(self, ep: Episode, case: Case | None) -> int:
+        """Score one episode against its case and add its row; the row's index in `rows`."""
+        return self.rows.append(self.row(ep, case))
 
-        return pd.DataFrame(self.data, columns=self.columns)
+    def frame(self, order: Sequence[int] | None = None) -> pd.DataFrame:
+        """The rows gathered so far (those at `order`, in that order) as a DataFrame."""
+        return self.rows.frame(order)
 
 
-USAGE = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "retries", "model_s")
-"""Model usage per episode, summed over the clinician's turns from their Event meta."""
+class ScoredRows:
+    """Rows of the score table computed where their episodes were played, held for finalise by
+    episode id in typed columns (`ScoreColumns`), with the episodes' live verdicts."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        """Hold none."""
+        self.table = ScoreColumns()
+        self.index: dict[str, int] = {}
+        self.verdicts: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def keep(self, episode_id: str, row: Sequence[Any], verdict: Any = None) -> None:
+        """Hold an episode's row (in `SCORE_COLUMNS` order) and its live verdict, if any."""
+        self.index[episode_id] = self.table.append(row)
+        if verdict is not None:
+            self.verdicts[episode_id] = verdict
+
+    def pop(self, episode_id: str) -> tuple[int, Any] | None:
+        """The held episode's row index in `table` and its verdict, no longer held by id; None
+        if it is not held."""
+        index = self.index.pop(episode_id, None)
+        return None if index is None else (index, self.verdicts.pop(episode_id, None))
 
 
 def episode_usage(ep: Episode) -> dict[str, float]:
@@ -137,7 +228,8 @@ def summarise(
     }
     table = table.sort_values("episode_id", kind="stable")  # intervals must not depend on
     for agent in agents:  # the order in which concurrent episodes reached the store
-        rows = table[table["agent"] == agent]
+        mine = table["agent"] == agent
+        rows = table if mine.all() else table[mine]  # one agent's: no copy of the whole table
         ok = rows[rows["status"] == "completed"]
         metrics = {}
         for name in METRICS:

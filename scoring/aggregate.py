@@ -18,7 +18,8 @@ PASS_METRIC = "diagnostic_accuracy"
 def calibration(rows: pd.DataFrame) -> dict[str, Any]:
     """Expected calibration error of the stated confidence of the first-ranked diagnosis,
     over the completed episodes that stated one."""
-    ok = rows[(rows["status"] == "completed") & rows["confidence"].notna()]
+    columns = ["confidence", "diagnostic_accuracy"]  # only these copied: a run's rows can be many
+    ok = rows.loc[(rows["status"] == "completed") & rows["confidence"].notna(), columns]
     pairs = [
         (float(c), float(a))
         for c, a in zip(ok["confidence"], ok["diagnostic_accuracy"], strict=True)
@@ -31,7 +32,7 @@ def pass_k(rows: pd.DataFrame, metric: str = PASS_METRIC) -> dict[str, Any]:
     """pass^k for k = 1 .. the most repeats any case has (tau2-bench's definition; a success
     is `metric` == 1), over the completed episodes, each with an interval over cases
     (`pass_hat_k_ci`); {} without repeats."""
-    ok = rows[(rows["status"] == "completed") & rows[metric].notna()]
+    ok = rows.loc[(rows["status"] == "completed") & rows[metric].notna(), ["case_id", metric]]
     if ok.empty:
         return {}
     per_case = [(len(g), int((g[metric] == 1).sum())) for _, g in ok.groupby("case_id", sort=True)]

@@ -24,18 +24,23 @@ def _spec(root: Path, **kw) -> RunSpec:
     return RunSpec(out=root / "run", kb_dir=SMALL_KB, seed=7, concurrency=4, **kw)
 
 
-def _finalised(root: Path, rescore: bool, **kw) -> tuple[dict, RunStore, int, int]:
+def _finalised(
+    root: Path, rescore: bool, drop_every: int = 0, **kw
+) -> tuple[dict, RunStore, int, int]:
     """Play a run; finalise it from the rows scored at play (or, `rescore`, with them dropped,
-    as for episodes stored by an earlier session). (summary, store, rows held, realisations
-    made by finalise)."""
+    as for episodes stored by an earlier session; `drop_every` k: those of every k-th planned
+    episode dropped). (summary, store, rows held, realisations made by finalise)."""
     spec = _spec(root, **kw)
     ctx = prepare(spec)
     store = RunStore.open(spec, ctx.cases, ctx.kb.version)
     asyncio.run(execute(ctx, store))
     store.close()
     held = len(ctx.scored)
+    for planned in ctx.plan[::drop_every] if drop_every else []:
+        ctx.scored.pop(planned.episode_id)
     if rescore:
         ctx.scored.clear()
+    if rescore or drop_every:
         ctx.cases._cache.clear()  # as a resumed run holds none realised
     before = ctx.cases.realised
     summary = finalise(ctx, store)
@@ -75,6 +80,15 @@ def test_finalise_from_rows_scored_at_play_writes_what_rescoring_writes(tmp_path
     assert played[3] == 0  # so finalise realised no case
     assert rescored[3] == 6  # without those rows: each case once, as before
     _same_outputs(played, rescored)
+
+
+def test_finalise_from_some_rows_held_and_some_not_writes_what_rescoring_writes(tmp_path):
+    """A resumed run holds the rows of the episodes this session played only: finalise scores
+    the others (and every episode of a case with one of them) and keeps the store's order."""
+    mixed = _finalised(tmp_path / "mixed", rescore=False, drop_every=3)
+    rescored = _finalised(tmp_path / "rescored", rescore=True)
+    assert 0 < mixed[3] < 6  # some cases realised again, not all
+    _same_outputs(mixed, rescored)
 
 
 @pytest.mark.slow

@@ -72,3 +72,36 @@ def test_metric_intervals_in_the_summary():
     assert m["confidence"] == {"mean": None, "ci95": None, "n": 0, "method": None}
     text = _printed(s)
     assert "100% [57-100]" in text and "1.0 [undefined]" in text
+
+
+def test_score_columns_frame_is_typed_as_lists_of_the_same_values_are():
+    """Rows held in typed columns (runs/summary.py `ScoreColumns`, issue 22) make the frame a
+    DataFrame of lists makes: floats with None as float64, None alone as object, a column
+    that gets an int or a bool after floats as pandas types the mix; rows picked by `order`."""
+    import math
+
+    from clinicgym.runs.summary import SCORE_COLUMNS, ScoreColumns
+
+    def row(i: int) -> tuple:
+        values = {
+            "episode_id": f"e{i}",
+            "agent": "a",
+            "repeat": i,
+            "diagnostic_accuracy": [1.0, None, 0.0][i],  # floats and None
+            "top3_accuracy": None,  # None alone
+            "turns": [2.0, 3.0, 4][i],  # an int after floats
+            "confidence": [0.5, math.nan, True][i],  # a bool after floats
+            "brier": [None, 0.25, None][i],
+        }
+        return tuple(values.get(c, math.nan) for c in SCORE_COLUMNS)
+
+    rows = [row(i) for i in range(3)]
+    held = ScoreColumns()
+    assert [held.append(r) for r in rows] == [0, 1, 2]
+    for order in ([0, 1, 2], [2, 0], [1], []):
+        lists = {c: [rows[i][k] for i in order] for k, c in enumerate(SCORE_COLUMNS)}
+        expected = pd.DataFrame(lists, columns=list(SCORE_COLUMNS))
+        got = held.frame(order)
+        pd.testing.assert_frame_equal(got, expected)
+    whole = held.frame()
+    assert whole["top3_accuracy"].dtype == object and whole["brier"].dtype == float
