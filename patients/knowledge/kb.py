@@ -605,16 +605,73 @@ QUALIFIERS = frozenset(
         "stage",
         "type",
         "grade",
+        "congestive",
+        "decompensated",
+        "compensated",
+        "bacterial",
+        "viral",
+        "fungal",
+        "related",
+        "acquired",
+        "induced",
+        "associated",
+        "sided",
     ]
 )
 """Words that qualify a diagnosis rather than name one: a parenthesised part made only of them
 ('Plantar fasciitis (left)', 'Atrial fibrillation (new onset)') is no name of its own, or
 'left' would be a leak and the patient would deflect 'does your left heel hurt?'."""
+BODY_SITES = frozenset(
+    [
+        *("leg", "legs", "arm", "arms", "hip", "knee", "ankle", "foot", "hand", "wrist"),
+        *("elbow", "shoulder", "eye", "eyes", "ear", "ears", "lung", "kidney", "breast"),
+        *("testis", "testicle", "ovary", "tube", "tubal", "sigmoid", "colon", "chest", "back"),
+        *("neck", "head", "skin"),
+    ]
+)
+"""...and neither is one made of qualifiers and body sites: 'Deep vein thrombosis (left leg)'
+has no name 'left leg', or 'pain in my left leg' would be a leak."""
+
+
+GENERIC_NAMES = frozenset(
+    [
+        *("disease", "syndrome", "infection", "disorder", "injury", "failure", "fever", "pain"),
+        *("exacerbation", "attack", "reaction", "deficiency", "insufficiency", "lesion", "mass"),
+        *("headache", "cough", "rash", "diarrhoea", "diarrhea", "vomiting", "fatigue"),
+        *("flare", "episode", "presentation"),
+    ]
+)
+"""A name's core that is only one of these words names no diagnosis ('Acute failure') or is a
+complaint the patient must be able to say ('Acute cough')."""
+_CAUSES = frozenset(["related", "acquired", "induced", "associated"])
+"""The last part of a hyphenated cause qualifier ('alcohol-related', 'community-acquired')."""
+
+
+def core_name(name: str) -> str | None:
+    """A name without its qualifiers, as people say it: 'Acute pancreatitis' -> 'pancreatitis',
+    'Septic arthritis of the right hip' -> 'Septic arthritis', 'Congestive heart failure' ->
+    'heart failure'; None where nothing specific is left or nothing was cut."""
+    head = re.split(r"\s+(?:of|in|with|due to|secondary to)\s+|,", name, maxsplit=1)[0]
+    words = head.split()
+    while words and (
+        words[0].lower() in QUALIFIERS
+        or words[0].isdigit()
+        or len(words[0]) == 1
+        or words[0].lower().split("-")[-1] in _CAUSES
+    ):
+        words.pop(0)
+    while words and words[-1].lower() in QUALIFIERS:
+        words.pop()
+    core = " ".join(words)
+    if len(core) < 4 or core.lower() in GENERIC_NAMES or core == " ".join(name.split()):
+        return None
+    return core
 
 
 def name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     """A regex finding any of these diagnosis names as whole words in a text (a name with a
-    parenthesised part is also found by each part alone; names may end in punctuation).
+    parenthesised part is also found by each part alone, and by its core without qualifiers,
+    `core_name`; names may end in punctuation).
 
     Short all-capital abbreviations ('UTI', 'MI', 'CAP') match case-sensitively, so 'cap' or
     'mi' in ordinary words do not count; longer names match in any case.
@@ -626,8 +683,10 @@ def name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
         if m:
             expanded.append(f"{m.group(1)} {m.group(3)}".strip())
             inner = m.group(2).strip()
-            if len(inner) >= 4 and not set(re.findall(r"[a-z]+", inner.lower())) <= QUALIFIERS:
+            words = set(re.findall(r"[a-z]+", inner.lower()))
+            if len(inner) >= 4 and not words <= QUALIFIERS | BODY_SITES:
                 expanded.append(inner)
+    expanded += [c for c in map(core_name, expanded) if c]
     parts = []
     for n in dict.fromkeys(" ".join(e.split()) for e in expanded):
         if len(n) < 2:

@@ -65,6 +65,14 @@ _EXPOSURE = re.compile(
 )
 """A question naming the diagnosis about someone else ('contact with anyone with TB?') is a
 history question, not a request to name one's own diagnosis."""
+_OPINION = re.compile(
+    r"\b(?:reckons?|thinks?|thought|says|said|googled|looked it up|read online|"
+    r"is (?:she|he|they) right|am i right|innit|yes or no|"
+    r"(?:that'?s|thats) (?:what|wot) (?:you'?ve|u'?ve|u|you) got)\b",
+    re.IGNORECASE,
+)
+"""...unless it asks the patient to confirm someone's opinion of their own illness ('my wife
+reckons it's heart failure, is she right?')."""
 _ASKABLE = ("chief_complaint", "hpi", "ros", "pmh", "social", "family", "medication", "allergy")
 
 
@@ -234,7 +242,8 @@ class GroundedPatient:
         """A written record's answer: from its own statements, part by part; intents (lists,
         onset, identity, the diagnosis) where no statement answers more specifically."""
         named = self._leak is not None and self._leak.search(question)
-        if is_diagnosis_question(question) or (named and not _EXPOSURE.search(question)):
+        other = _EXPOSURE.search(question) and not _OPINION.search(question)
+        if is_diagnosis_question(question) or (named and not other):
             return PatientReply(
                 text=self.words.plain_dont_know_diagnosis(question), intent="diagnosis"
             )

@@ -205,6 +205,27 @@ def test_leak_pattern_finds_names_with_parentheses() -> None:
         assert p.search(text), text
 
 
+def test_leak_pattern_finds_a_name_without_its_qualifiers_but_not_a_site() -> None:
+    """People name a diagnosis without its qualifiers ('is it pancreatitis?' of 'Acute
+    pancreatitis (alcohol-related)'); a parenthesised site is no name ('left leg'), and a core
+    that is a complaint ('Acute cough') is not one either."""
+    from clinicgym.patients.knowledge.kb import core_name
+
+    cases = {
+        "Acute pancreatitis (alcohol-related)": "my mate reckons its pancreatitis",
+        "Congestive heart failure": "is it heart failure?",
+        "Septic arthritis of the right hip": "could it be septic arthritis",
+        "Community-acquired pneumonia": "pneumonia, right?",
+    }
+    for name, text in cases.items():
+        p = name_pattern([name])
+        assert p is not None and p.search(text), (name, text)
+    dvt = name_pattern(["Deep vein thrombosis (left leg)"])
+    assert dvt is not None and not dvt.search("pain in my left leg")
+    assert core_name("Acute cough") is None and core_name("flare of eczema") is None
+    assert core_name("Pneumonia") is None  # nothing to cut
+
+
 def test_question_bank_rows_are_checked(tmp_path: Path) -> None:
     f = tmp_path / "q.jsonl"
     f.write_text('{"case": 0, "question": "Any fever?"}\n{"case": 0}\n')
@@ -291,6 +312,23 @@ def test_a_parenthesised_qualifier_is_no_leak_term(name: str) -> None:
     assert p is not None and p.search(name.split(" (")[0].lower())
     for text in ("does your left heel hurt?", "was the onset new?", "any pain on the right?"):
         assert not p.search(text), (name, text)
+
+
+def test_someones_opinion_of_the_diagnosis_is_deflected_not_confirmed(tmp_path: Path) -> None:
+    """'my mother reckons it's osteoarthritis, is she right?' names a relative, but asks the
+    patient to confirm its own diagnosis: deflected, like 'is it osteoarthritis?'. A history
+    question about a relative naming it is still answered."""
+    from clinicgym.patients.patient.matching import matcher_for
+    from clinicgym.patients.patient.patient import GroundedPatient
+
+    case = _written_case(tmp_path, "Lives with his wife.", "A 3-month history of knee pain.")
+    patient = GroundedPatient(case, matcher_for(default_kb()))
+    for q in (
+        "my mother reckons its knee osteoarthritis, is she right?",
+        "my family googled it and it says knee osteoarthritis, thats what u got?",
+    ):
+        assert patient.answer(q).intent == "diagnosis", q
+    assert patient.answer("Does anyone in your family have osteoarthritis?").intent != "diagnosis"
 
 
 def test_a_yes_is_said_only_to_what_the_statement_says_of_its_complaint(tmp_path: Path) -> None:
