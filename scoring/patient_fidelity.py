@@ -172,7 +172,8 @@ def patient_faults(episode: Episode, case: Case) -> list[dict[str, Any]]:
             if c.get("kind") in ("contradiction", "leak"):
                 faults.append({"turn": e.turn, "kind": f"blocked_{c['kind']}", "question": q})
         statuses = [a.get("status") for a in e.result.get("answers", [])]
-        if q and facts and statuses and all(s == "unknown" for s in statuses):
+        told = bool(e.result.get("revealed"))  # 'Rash on the back. Not sure.' to 'itchy?'
+        if q and facts and statuses and all(s == "unknown" for s in statuses) and not told:
             unknown.append((e.turn, q))
     if unknown:
         enc = default_encoder()

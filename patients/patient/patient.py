@@ -290,7 +290,7 @@ class GroundedPatient:
                 parts.append(self._unstated(r.fact, r.part, question, turn))
                 answers.append(ConceptAnswer(concept=r.fact.concept, status="unknown"))
                 revealed.append(r.fact.id)
-                guard.append({"kind": "contradiction", "sentence": r.part, "concept": r.fact.id})
+                guard.append({"kind": "unstated", "sentence": r.part, "concept": r.fact.id})
                 continue
             text, ans, was_repeat = self._about_record_fact(
                 r.fact, question, turn, r.status, asked=r.part, choice=r.choice
