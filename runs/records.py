@@ -145,6 +145,8 @@ class ManifestVersions(FileRecord):
 
     clinicgym: str = ""
     kb: str | None = None
+    patient_lexicon: str | None = None
+    """`patients.patient.versions.lexicon_version`: None in runs from before it was recorded."""
     python: str = ""
     platform: str = ""
 

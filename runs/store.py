@@ -31,6 +31,7 @@ from clinicgym import __version__
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.cases.case import Case
 from clinicgym.patients.knowledge.kb import KnowledgeBase
+from clinicgym.patients.patient.versions import lexicon_version
 from clinicgym.runs import layout
 from clinicgym.runs.casefile import LazyCases, RunCases, as_run_cases, read_case_lines
 from clinicgym.runs.errors import RunError, StoreError
@@ -119,6 +120,7 @@ class RunStore:
             versions=ManifestVersions(
                 clinicgym=__version__,
                 kb=kb_version,
+                patient_lexicon=lexicon_version(),
                 python=sys.version.split()[0],
                 platform=platform.platform(),
             ),
@@ -139,6 +141,9 @@ class RunStore:
         diffs = [f"{k}: {was[k]!r} -> {new[k]!r}" for k in new if was[k] != new[k]]
         if manifest.versions.kb != kb_version:
             diffs.append(f"kb version: {manifest.versions.kb} -> {kb_version}")
+        lexicon = manifest.versions.patient_lexicon
+        if lexicon is not None and lexicon != lexicon_version():
+            diffs.append(f"patient lexicon: {lexicon} -> {lexicon_version()}")
         old_packs = [(p.ref, p.sha256) for p in manifest.policy_packs]
         new_packs = [(p["ref"], p["sha256"]) for p in _pack_records(spec)]
         if old_packs != new_packs:

@@ -79,6 +79,18 @@ def test_refuses_to_resume_a_different_run(store, sampler, tmp_path):
         RunStore.open(spec, sampler.sample_many(3, 0), "kbw")
 
 
+def test_refuses_to_resume_under_another_patient_lexicon(store, sampler, monkeypatch):
+    """The lexicon changes what a written record's patient says without changing the KB
+    version: a run is not resumed with another one, and its manifest names the one it used."""
+    from clinicgym.runs import store as store_module
+
+    s, spec = store
+    assert s.manifest().versions.patient_lexicon == store_module.lexicon_version()
+    monkeypatch.setattr(store_module, "lexicon_version", lambda: "000000000000")
+    with pytest.raises(RunError, match=r"patient lexicon: [0-9a-f]{12} -> 000000000000"):
+        RunStore.open(spec, sampler.sample_many(3, 0), "kbv")
+
+
 def test_concurrency_may_change_on_resume(store, sampler):
     _, spec = store
     RunStore.open(spec.model_copy(update={"concurrency": 64}), sampler.sample_many(3, 0), "kbv")
