@@ -62,7 +62,7 @@ def main() -> int:
     cases: dict[str | Path, list] = {}
     out = {}
     print(
-        f"{'bank':16} {'questions':>9} {'right':>7} {'facts+denials':>13} "
+        f"{'bank':17} {'questions':>9} {'right':>7} {'content':>7} {'facts+denials':>13} "
         f"{'unknown':>8} {'deflected':>9} {'contradictions':>14} {'leaks':>5} {'ms/answer':>9}"
     )
     for label, bank, source in runs:
@@ -78,7 +78,8 @@ def main() -> int:
         by = g["by_expect"]
         share = {k: f"{v[0] / v[1]:.0%}" for k, v in by.items()}
         print(
-            f"{label:16} {g['questions']:>9} {g['accuracy']:>7.1%} {g['fact_accuracy']:>13.1%} "
+            f"{label:17} {g['questions']:>9} {g['accuracy']:>7.1%} {g['content_accuracy']:>7.1%} "
+            f"{g['fact_accuracy']:>13.1%} "
             f"{share.get('unknown', '-'):>8} {share.get('deflected', '-'):>9} "
             f"{g['contradictions']:>14} {g['leaks']:>5} {ms:>9.1f}"
         )

@@ -12,6 +12,7 @@ or withheld (the persona held it back).
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -109,6 +110,23 @@ def _right(row: dict[str, Any]) -> bool:
     return got[: len(want)] == want
 
 
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2}
+
+
+def conveys(row: dict[str, Any]) -> bool:
+    """Right, and where a yes was expected with the record's words (`fact`), the statements
+    said share at least half of those words: 'Fatigue.' is the right status for 'how long have
+    you been fatigued?' but not the right content when the record says '2 months of fatigue'."""
+    if not _right(row):
+        return False
+    if row["expect"] != "affirmed" or not str(row.get("fact") or "").strip():
+        return True
+    want = _stems(str(row["fact"]).split(" | ")[0])
+    said = _stems(" ".join(row.get("facts") or []))
+    return bool(want) and len(want & said) >= len(want) / 2
+
+
 def contradiction(row: dict[str, Any]) -> bool:
     """The answer asserts the opposite of the record: a yes where the record says no or nothing,
     a no where it says yes, or a confirmed or denied diagnosis."""
@@ -132,6 +150,7 @@ def grade(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return out
     out["right"] = sum(map(_right, graded))
     out["accuracy"] = out["right"] / len(graded)
+    out["content_accuracy"] = sum(map(conveys, graded)) / len(graded)
     out["contradictions"] = sum(map(contradiction, graded))
     out["leaks"] = sum(1 for r in graded if r["expect"] == "deflected" and r["guarded"])
     for key in ("expect", "kind", "wording"):

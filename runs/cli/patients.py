@@ -132,7 +132,8 @@ def ask(
     if g["questions"]:
         console.print(
             f"agreement with the bank's 'expect': {g['right']}/{g['questions']} "
-            f"({g['accuracy']:.1%}); facts and denials {g['fact_accuracy']:.1%}; "
+            f"({g['accuracy']:.1%}; with the expected statement {g['content_accuracy']:.1%}); "
+            f"facts and denials {g['fact_accuracy']:.1%}; "
             f"contradictions {g['contradictions']}; diagnosis leaks {g['leaks']}"
         )
         for key in ("by_expect", "by_kind", "by_wording"):

@@ -304,6 +304,19 @@ def test_patients_ask_answers_a_bank_and_grades_it(medqa, tmp_path: Path) -> Non
     json.dumps(out)  # every answer row is JSON
 
 
+def test_content_grade_asks_for_the_expected_statement_not_only_the_status() -> None:
+    """A yes with the wrong statement is the right status but not the right answer."""
+    from clinicgym.patients.patient.ask import conveys
+
+    row = {"expect": "affirmed", "fact": "a 2-month history of generalized fatigue"}
+    wrong = {**row, "statuses": ["affirmed"], "facts": ["Fatigue and malaise."]}
+    right = {**row, "statuses": ["affirmed"], "facts": ["A 2-month history of fatigue."]}
+    assert not conveys(wrong) and conveys(right)
+    assert grade([wrong, right])["accuracy"] == 1.0
+    assert grade([wrong, right])["content_accuracy"] == 0.5
+    assert conveys({"expect": "unknown", "fact": "", "statuses": ["unknown"], "facts": []})
+
+
 @pytest.mark.parametrize(
     "name", ["Plantar fasciitis (left)", "Atrial fibrillation (new onset)", "Pneumothorax (right)"]
 )
