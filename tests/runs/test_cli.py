@@ -164,3 +164,21 @@ def test_a_dead_server_stops_its_agent_and_the_run_names_the_cause(tmp_path):
     assert "2 episodes ended in infrastructure errors" in text
     assert "2 x openai:m@" in text and "HTTP 500" in text  # one cause, counted twice
     assert "stopped openai:m@" in text and "its other 4 were not played" in text
+
+
+def test_patients_ask_writes_every_answer_and_prints_the_grades(tmp_path):
+    """`clinicgym patients ask` over the repository's unseen written cases (a bank's first rows):
+    one answer row per question with its statuses, and the agreement with the bank printed."""
+    unseen = Path(__file__).parents[2] / "bench" / "data" / "unseen"
+    rows = (unseen / "questions.jsonl").read_text(encoding="utf-8").splitlines()[:12]
+    bank = tmp_path / "q.jsonl"
+    bank.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "a.jsonl"
+    args = ["patients", "ask", "--cases-from", str(unseen / "cases.jsonl")]
+    result = runner.invoke(app, [*args, "--questions", str(bank), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [a["question"] for a in answers] == [json.loads(r)["question"] for r in rows]
+    assert all(a["statuses"] and a["answer"] for a in answers)
+    text = " ".join(result.output.split())
+    assert "agreement with the bank's 'expect'" in text and "with the expected statement" in text
