@@ -330,7 +330,7 @@ _SITE_GROUPS = {
     "groin": r"groin|penis|vagina\w*|testic\w*|scrot\w*|genital\w*|pelvi\w*",
     "anus": r"rectum|rectal|anus|anal|bowel",
     "skin": r"skin",
-    "kidney": r"kidneys?|bladder|urine|urinary|urination|wee|pee",
+    "kidney": r"kidneys?|bladder",
 }
 _SITES = [
     (name, re.compile(rf"\b(?:{words})\b", re.IGNORECASE)) for name, words in _SITE_GROUPS.items()
@@ -564,8 +564,7 @@ _NO_LIST = re.compile(
 _OTHERS = re.compile(
     r"\b(?:anyone|anybody|someone|somebody|family|familial|mother|father|mum|mom|dad|brother|"
     r"sister|siblings?|parents?|relatives?|friends?|partner|contacts?|classmates?|household|wife|"
-    r"husband|girlfriend|boyfriend|others?|ward|school|daycare|grandmother|grandfather|aunt|uncle|"
-    r"cousin|son|daughter)"
+    r"husband|others?|ward|school|daycare|grandmother|grandfather|aunt|uncle|cousin|son|daughter)"
     r"\b",
     re.IGNORECASE,
 )
