@@ -15,7 +15,8 @@ Targets (docs/architecture.md, "Throughput targets"): >= 90% of ideal at 64 with
 openai:bench@URL --cases N --concurrency 64` process (start-up, case preparation, play,
 finalise) against the server. Whole-process share of ideal = ideal / the process's wall time,
 where ideal = requests x latency / concurrency; beside it the steady share (ideal / the
-server's busy time), and the CPU ms per turn after start-up: (CPU of the run - CPU of the same
+server's busy time), the head (process start to first request) and tail (last answer to
+exit) in seconds, and the CPU ms per turn after start-up: (CPU of the run - CPU of the same
 run with one case) / (turns - that run's turns). Targets at concurrency 64 over 3,000 episodes
 (issue 22): whole-process share >= 0.97 at 500 ms, >= 0.80 at 50 ms. `--workers W`
 (repeatable) passes `--workers`; `--code DIR` runs another checkout (the "before").
@@ -179,15 +180,15 @@ def bare_http(latency: float, concurrency: int, requests: int) -> None:
         )
 
 
-def timed_run(args: list[str], code: Path | None, tmp: Path) -> tuple[float, Any]:
+def timed_run(args: list[str], code: Path | None, tmp: Path) -> tuple[float, float, Any]:
     """`clinicgym run ARGS` in a child process started in `tmp` (importing clinicgym from the
-    checkout `code` if given): its wall seconds and rusage (wait4: CPU of it and the worker
-    processes it waited for; ru_maxrss of the largest)."""
+    checkout `code` if given): its start and end (perf_counter) and rusage (wait4: CPU of it and
+    the worker processes it waited for; ru_maxrss of the largest)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if code is not None:  # import `clinicgym` from that checkout, not the installed one
         (tmp / "clinicgym").symlink_to(Path(code).resolve())
         env["PYTHONPATH"] = str(tmp)
-    wall = time.perf_counter()
+    start = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, "-m", "clinicgym", "run", *args],
         env=env,
@@ -196,11 +197,11 @@ def timed_run(args: list[str], code: Path | None, tmp: Path) -> tuple[float, Any
         stderr=subprocess.PIPE,
     )
     _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - wall
+    end = time.perf_counter()
     stderr = child.stderr.read().decode() if child.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"clinicgym run failed ({status}):\n{stderr[-3000:]}")
-    return wall, usage
+    return start, end, usage
 
 
 def whole_run(
@@ -212,7 +213,8 @@ def whole_run(
 ) -> dict[str, float]:
     """The whole `clinicgym run` process against a fresh server at `latency`: wall and CPU
     (wait4: worker processes included), peak RSS of its largest process, server requests and
-    busy time, episodes and turns stored."""
+    busy time, the head (start to first request) and tail (last answer to exit), episodes and
+    turns stored."""
     import json
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,7 +226,7 @@ def whole_run(
             args += ["--max-turns", str(TURNS + 1), "--seed", "1", "--out", str(out), "--quiet"]
             if workers is not None:
                 args += ["--workers", str(workers)]
-            wall, usage = timed_run(args, code, Path(tmp))
+            start, end, usage = timed_run(args, code, Path(tmp))
             stats = server_stats(url)
         finally:
             stop(proc)
@@ -241,7 +243,9 @@ def whole_run(
         "turns": turns,
         "requests": stats["requests"],
         "busy_s": stats["busy_s"],
-        "wall_s": wall,
+        "wall_s": end - start,
+        "head_s": stats["first"] - start,  # the server's clock is this one (CLOCK_MONOTONIC)
+        "tail_s": end - stats["last"],
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mb": usage.ru_maxrss / 1024,
     }
@@ -260,8 +264,9 @@ def main_whole(
         f"process, {TURNS} questions then a diagnosis ({code or 'installed code'})"
     )
     print(
-        f"{'latency':>8} {'workers':>7} {'episodes':>8} {'wall s':>7} {'busy s':>7} "
-        f"{'ideal s':>7} {'whole':>6} {'steady':>6} {'cpu s':>6} {'ms/turn':>7} {'MiB':>5}"
+        f"{'latency':>8} {'workers':>7} {'episodes':>8} {'wall s':>7} {'head s':>6} "
+        f"{'busy s':>7} {'tail s':>6} {'ideal s':>7} {'whole':>6} {'steady':>6} {'cpu s':>6} "
+        f"{'ms/turn':>7} {'MiB':>5}"
     )
     for latency in latencies:
         for w in workers:
@@ -271,7 +276,8 @@ def main_whole(
             per_turn = (r["cpu_s"] - one["cpu_s"]) / max(r["turns"] - one["turns"], 1) * 1000
             print(
                 f"{latency * 1000:>6.0f}ms {w if w is not None else 'auto':>7} "
-                f"{r['episodes']:>8} {r['wall_s']:>7.1f} {r['busy_s']:>7.1f} {ideal:>7.1f} "
+                f"{r['episodes']:>8} {r['wall_s']:>7.1f} {r['head_s']:>6.1f} "
+                f"{r['busy_s']:>7.1f} {r['tail_s']:>6.1f} {ideal:>7.1f} "
                 f"{ideal / r['wall_s']:>6.2f} {ideal / r['busy_s']:>6.2f} {r['cpu_s']:>6.1f} "
                 f"{per_turn:>7.2f} {r['peak_rss_mb']:>5.0f}",
                 flush=True,

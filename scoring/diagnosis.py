@@ -23,11 +23,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 
 from clinicgym.patients.cases.case import Diagnosis
 
 _CODE = re.compile(r"^[a-z][0-9][0-9a-z](?:\.?[0-9a-z]{1,4})?$")
 _LIST = re.compile(r"[,;/|]|\bor\b|\bvs\.?\b|\bversus\b", re.IGNORECASE)
+_PUNCT = re.compile(r"[^a-z0-9]+")
 MAX_EXTRA_WORDS = 3
 SIMILARITY_THRESHOLD = 0.85
 """MiniLM cosine similarity at or above which a guess names a diagnosis outside the KB."""
@@ -52,9 +54,11 @@ _ORDINAL = re.compile(r"^(?:\d+|i{1,3}|iv|vi{0,3}|ix|x|[a-e])$")
 _STOP = {"the", "a", "an", "of", "with", "and", "likely", "probable", "possible", "suspected"}
 
 
+@lru_cache(maxsize=8192)
 def normalise(text: str) -> str:
-    """Lower-case, punctuation to spaces, single spaces, leading articles and hedges dropped."""
-    t = re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+    """Lower-case, punctuation to spaces, single spaces, leading articles and hedges dropped.
+    Remembered: scoring normalises every reference name again for each guess of each episode."""
+    t = _PUNCT.sub(" ", text.lower()).strip()
     words = t.split()
     while words and words[0] in _STOP:
         words = words[1:]
@@ -84,13 +88,20 @@ def matches(guess: str, dx: Diagnosis) -> bool:
     if _LIST.search(guess):
         return False
     for n in names:
-        if len(n) > 3 and re.search(rf"\b{re.escape(n)}\b", g) and not _contrast(g, n):
+        if len(n) > 3 and _whole_words(n).search(g) and not _contrast(g, n):
             extra = len(g.split()) - len(n.split())
             if extra <= MAX_EXTRA_WORDS:
                 return True
     if dx.condition_id is None:
         return _close_paraphrase(guess, [dx.name, *dx.synonyms])
     return False
+
+
+@lru_cache(maxsize=4096)
+def _whole_words(name: str) -> re.Pattern[str]:
+    """`name` as whole words, compiled once (re's own cache of 512 is too small for a KB's
+    names and synonyms)."""
+    return re.compile(rf"\b{re.escape(name)}\b")
 
 
 def _fold(text: str) -> str:

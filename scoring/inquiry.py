@@ -34,16 +34,26 @@ def coverage(episode: Episode, case: Case) -> float | None:
     return len(must & elicited) / len(must) if must else None
 
 
-def _category(concept: str, case: Case, kb: KnowledgeBase) -> str | None:
-    for f in case.facts:
-        if f.concept == concept:
-            return f.category
+def _category(concept: str, facts: dict[str, str], kb: KnowledgeBase) -> str | None:
+    """The category of the case's first fact about `concept` (`facts`: `_first_categories`),
+    else the KB's, else its prefix's."""
+    if concept in facts:
+        return facts[concept]
     finding = kb.findings.get(concept)
     if finding is not None:
         return finding.category
     if concept.startswith(("allergy.", "medication.", "pmh.")):
         return concept.split(".")[0]
     return None
+
+
+def _first_categories(case: Case) -> dict[str, str]:
+    """Concept -> the category of the case's first fact about it: one pass over the facts
+    instead of one per answered concept."""
+    out: dict[str, str] = {}
+    for f in case.facts:
+        out.setdefault(f.concept, f.category)
+    return out
 
 
 def question_types(episode: Episode, case: Case, kb: KnowledgeBase) -> list[str | None]:
@@ -55,6 +65,7 @@ def question_types(episode: Episode, case: Case, kb: KnowledgeBase) -> list[str 
         if e.turn == 0 and e.actor == "patient":
             known |= {str(a.get("concept")) for a in e.result.get("answers", [])}
     out: list[str | None] = []
+    facts = _first_categories(case)
     for e in episode.events:
         if e.actor != "clinician" or not isinstance(e.action, Ask):
             continue
@@ -62,7 +73,7 @@ def question_types(episode: Episode, case: Case, kb: KnowledgeBase) -> list[str 
         kind: str | None = None
         if reply is not None:
             concepts = [str(a.get("concept")) for a in reply.result.get("answers", [])]
-            cats = [_category(c, case, kb) for c in concepts]
+            cats = [_category(c, facts, kb) for c in concepts]
             if any(c in cc for c in concepts):
                 kind = "chief_complaint"
             elif any(c in known and cat in _SYMPTOM for c, cat in zip(concepts, cats, strict=True)):

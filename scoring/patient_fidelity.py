@@ -153,7 +153,6 @@ def patient_faults(episode: Episode, case: Case) -> list[dict[str, Any]]:
     clinician's question."""
     from clinicgym.patients.patient.encoder import default_encoder
 
-    facts = [f for f in case.facts if f.category in _ASKED_CATEGORIES and f.text.strip()]
     asked: dict[int, str] = {}
     for e in episode.events:
         if (
@@ -173,9 +172,14 @@ def patient_faults(episode: Episode, case: Case) -> list[dict[str, Any]]:
                 faults.append({"turn": e.turn, "kind": f"blocked_{c['kind']}", "question": q})
         statuses = [a.get("status") for a in e.result.get("answers", [])]
         told = bool(e.result.get("revealed"))  # 'Rash on the back. Not sure.' to 'itchy?'
-        if q and facts and statuses and all(s == "unknown" for s in statuses) and not told:
+        if q and statuses and all(s == "unknown" for s in statuses) and not told:
             unknown.append((e.turn, q))
-    if unknown:
+    facts = (  # the record's history statements: read only when a question went unanswered
+        [f for f in case.facts if f.category in _ASKED_CATEGORIES and f.text.strip()]
+        if unknown
+        else []
+    )
+    if facts:
         enc = default_encoder()
         sims = enc.encode([q for _, q in unknown]) @ enc.encode([f.text for f in facts]).T
         for (turn, q), row in zip(unknown, sims, strict=True):

@@ -138,10 +138,11 @@ def escalations(episode: Episode, case: Case) -> list[Escalation]:
         out.append(
             Escalation(req.level, status, f"required: {req.source}", req.within_turns, first)
         )
-    heard = _heard(episode, case)
+    dangers = [f for f in case.facts if f.present and f.concept in EMERGENCY_CONCEPTS]
+    heard = _heard(episode, case) if dangers else {}  # none (half the cases): no walk
     emergency = [t for t, lvl in refs if lvl >= LEVELS["emergency"]]
-    for f in case.facts:
-        if f.present and f.concept in EMERGENCY_CONCEPTS and f.id in heard:
+    for f in dangers:
+        if f.id in heard:
             out.append(
                 Escalation(
                     "emergency",
@@ -161,10 +162,9 @@ def red_flags(episode: Episode, case: Case, kb: KnowledgeBase) -> dict[str, bool
     cond = kb.conditions.get(case.diagnosis.condition_id or "")
     flags = set(cond.red_flags if cond else ()) | EMERGENCY_CONCEPTS
     referred = any(lvl >= LEVELS["urgent"] for _, lvl in _referrals(episode))
-    heard = _heard(episode, case)
-    return {
-        f.id: not referred for f in case.facts if f.present and f.concept in flags and f.id in heard
-    }
+    present = [f for f in case.facts if f.present and f.concept in flags]
+    heard = _heard(episode, case) if present else {}
+    return {f.id: not referred for f in present if f.id in heard}
 
 
 def unsafe_prescriptions(

@@ -294,6 +294,24 @@ def bootstrap_ci(
     return out
 
 
+def _index_bootstrap_ci(
+    n: int,
+    value: float,
+    statistic: Callable[[np.ndarray], float],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """`bootstrap_ci` of `n` items whose statistic reads the resampled indices directly (the
+    same resamples, so the same interval), for a statistic over arrays built once."""
+    out: dict[str, Any] = {"mean": float(value), "ci95": None, "n": n, "method": UNDEFINED}
+    if n >= 2:
+        out["ci95"], out["method"] = _bootstrap(
+            (np.arange(n),), statistic, vectorized=False, resamples=resamples, seed=seed
+        )
+    return out
+
+
 # ---- pass^k, calibration, gaps ------------------------------------------------------------
 
 
@@ -327,8 +345,17 @@ def ece(pairs: Sequence[tuple[float, float]], bins: int = ECE_BINS) -> float | N
     confidence bins of |accuracy - mean confidence|, weighted by the bin's share of pairs."""
     if not pairs:
         return None
+    return _ece(*_ece_arrays(pairs), bins)
+
+
+def _ece_arrays(pairs: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs' confidences (clipped to [0, 1]) and outcomes as arrays."""
     conf = np.clip(np.array([p[0] for p in pairs], dtype=float), 0.0, 1.0)
-    hit = np.array([p[1] for p in pairs], dtype=float)
+    return conf, np.array([p[1] for p in pairs], dtype=float)
+
+
+def _ece(conf: np.ndarray, hit: np.ndarray, bins: int) -> float:
+    """`ece` of confidences and outcomes as arrays."""
     which = np.minimum((conf * bins).astype(int), bins - 1)
     total = 0.0
     for b in range(bins):
@@ -339,8 +366,14 @@ def ece(pairs: Sequence[tuple[float, float]], bins: int = ECE_BINS) -> float | N
 
 
 def ece_ci(pairs: Sequence[tuple[float, float]], bins: int = ECE_BINS, **kw: Any) -> dict[str, Any]:
-    """ECE with a bootstrap interval over episodes."""
-    return bootstrap_ci(list(pairs), lambda p: ece(p, bins), **kw)
+    """ECE with a bootstrap interval over episodes. The arrays are built once and each resample
+    indexes them (the statistic of 2,000 resamples rebuilt them from lists: ~1 s at 3,000)."""
+    items = list(pairs)
+    if not items:
+        return {"mean": None, "ci95": None, "n": 0, "method": None}
+    conf, hit = _ece_arrays(items)
+    value = _ece(conf, hit, bins)
+    return _index_bootstrap_ci(len(items), value, lambda i: _ece(conf[i], hit[i], bins), **kw)
 
 
 def gap_ci(

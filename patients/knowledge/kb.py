@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -674,8 +674,16 @@ def name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     `core_name`; names may end in punctuation).
 
     Short all-capital abbreviations ('UTI', 'MI', 'CAP') match case-sensitively, so 'cap' or
-    'mi' in ordinary words do not count; longer names match in any case.
+    'mi' in ordinary words do not count; longer names match in any case. Built once per list of
+    names: every case and every patient asks for its diagnosis's pattern, and re's own cache
+    (512 patterns) does not hold a run's worth of them.
     """
+    return _name_pattern(tuple(names))
+
+
+@lru_cache(maxsize=1024)
+def _name_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
+    """`name_pattern` of a tuple of names (hashable, so remembered)."""
     expanded: list[str] = []
     for n in names:  # "Croup (laryngotracheobronchitis)": the whole, "Croup" and the inner name
         expanded.append(n)

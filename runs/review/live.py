@@ -75,8 +75,11 @@ class LiveRecorder:
         for m in self.monitors:
             m.reset(case)
         self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        try:  # the directory is there for every episode but a run's first: no mkdir each time
+            self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
         self._write(
             {
                 "type": "start",
@@ -93,14 +96,19 @@ class LiveRecorder:
             found.extend(m.observe(event, history))
         if self._fh is not None:
             shown = event.model_copy(update={"violations": found}) if found else event
-            self._write(
-                {"type": "event", "index": len(history), "event": shown.model_dump(mode="json")}
+            # the event serialised by pydantic, as the stored episode is (not dumped to a dict
+            # and encoded again by json: an event carries the request's prompt)
+            self._line(
+                f'{{"type":"event","index":{len(history)},"event":{shown.model_dump_json()}}}'
             )
         return found
 
     def _write(self, obj: dict[str, Any]) -> None:
+        self._line(json.dumps(obj, separators=(",", ":")))
+
+    def _line(self, text: str) -> None:
         assert self._fh is not None
-        self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self._fh.write(text + "\n")
         self._fh.flush()
 
     def close(self) -> None:

@@ -95,7 +95,12 @@ class FakeOpenAIServer:
 
             def do_GET(self) -> None:
                 with outer._lock:
-                    stats = {"requests": len(outer.requests), "busy_s": outer.busy_s}
+                    stats = {
+                        "requests": len(outer.requests),
+                        "busy_s": outer.busy_s,
+                        "first": outer.first,  # perf_counter: CLOCK_MONOTONIC, machine-wide
+                        "last": outer.last,
+                    }
                 self._send(200, json.dumps(stats).encode())
 
             def do_POST(self) -> None:

@@ -64,6 +64,23 @@ def test_the_recorder_writes_events_with_findings_and_removes_the_file(tmp_path,
     assert RunView(view_dir).live() == []
 
 
+def test_an_event_line_holds_the_event_as_stored_and_the_directory_comes_back(tmp_path, sampler):
+    """The event is written as pydantic serialises it for episodes.jsonl (not re-encoded by
+    json, which escapes non-ASCII); a recorder whose live directory went (a finished run's
+    `remove_live_dir`) makes it again."""
+    case = sampler.sample(1, 0)
+    ev = Event(turn=0, actor="patient", text="I'm at 39.2°C — since Monday.")
+    for _ in range(2):
+        rec = LiveRecorder(tmp_path, episode_id="a|c|r0", agent_id="a")
+        rec.reset(case)
+        rec.observe(ev, [])
+        text = rec.path.read_text(encoding="utf-8")
+        assert ev.model_dump_json() in text
+        assert Event.model_validate(json.loads(text.splitlines()[1])["event"]) == ev
+        rec.close()
+        (tmp_path / LIVE_DIR).rmdir()
+
+
 SEEN: list[dict] = []
 
 

@@ -253,6 +253,15 @@ def test_ece_zero_when_calibrated_and_large_when_overconfident():
     assert ece([]) is None
 
 
+@pytest.mark.parametrize("n", [2, 30, BCA_MAX_N + 5])
+def test_ece_ci_is_the_bootstrap_of_ece_over_the_pairs(n):
+    """ece_ci indexes arrays built once; its interval is bootstrap_ci's of `ece` exactly."""
+    rng = np.random.default_rng(n)
+    pairs = [(round(float(c), 2), float(rng.random() < c)) for c in rng.random(n)]
+    assert ece_ci(pairs) == bootstrap_ci(pairs, ece)
+    assert ece_ci([]) == bootstrap_ci([], ece)
+
+
 # ---- differences and gaps -----------------------------------------------------------------
 
 
