@@ -146,7 +146,7 @@ class ManifestVersions(FileRecord):
     clinicgym: str = ""
     kb: str | None = None
     patient_lexicon: str | None = None
-    """`patients.patient.versions.lexicon_version`: None in runs from before it was recorded."""
+    """`patients.patient.lexicon_files.lexicon_version` (None: a run from before it)."""
     python: str = ""
     platform: str = ""
 

@@ -31,7 +31,7 @@ from clinicgym import __version__
 from clinicgym.envs.episode import Episode
 from clinicgym.patients.cases.case import Case
 from clinicgym.patients.knowledge.kb import KnowledgeBase
-from clinicgym.patients.patient.versions import lexicon_version
+from clinicgym.patients.patient.lexicon_files import lexicon_version
 from clinicgym.runs import layout
 from clinicgym.runs.casefile import LazyCases, RunCases, as_run_cases, read_case_lines
 from clinicgym.runs.errors import RunError, StoreError

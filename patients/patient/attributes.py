@@ -14,30 +14,15 @@ import re
 from functools import cache
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from clinicgym.patients.errors import KBError
+from clinicgym.patients.patient.lexicon_files import RegexPair, read_model
 
 ATTRIBUTES_FILE = Path(__file__).parent / "lexicon" / "attributes.yaml"
 
 
-class AnswerType(BaseModel):
-    """A kind of detail an open question asks for, and how a statement that gives it reads
-    (regular expressions)."""
-
-    model_config = ConfigDict(extra="forbid")
-    question: str
-    statement: str
-
-    @field_validator("question", "statement")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"not a regular expression ({e})") from None
-        return v
+AnswerType = RegexPair
+"""A kind of detail an open question asks for, and how a statement that gives it reads."""
 
 
 class AttributeLexicon(BaseModel):
@@ -77,15 +62,7 @@ class AttributeLexicon(BaseModel):
 
 def load_attributes(path: Path) -> AttributeLexicon:
     """An attribute file, validated; a KBError names the file and field of a problem."""
-    try:
-        return AttributeLexicon.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError) as e:
-        raise KBError(path, [f"cannot read ({e})"]) from None
-    except ValidationError as e:
-        raise KBError(
-            path,
-            [f"field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()],
-        ) from None
+    return read_model(path, AttributeLexicon)
 
 
 def _pattern(words: list[str]) -> re.Pattern[str]:

@@ -8,7 +8,8 @@ record's polarity (a "No palpitations" statement denies). A question the record 
 gets "I don't know", never a guess. Before anything is said the answer is checked against the
 record: when a statement of the opposite polarity matches almost as well (`CONFLICT_MARGIN`),
 saying either could contradict the record, so the patient says it does not know and the blocked
-contradiction is counted.
+contradiction is counted. A "yes" also needs the statement to say what the part asks of its
+complaint ("is the rash itchy?" is not answered yes by "Rash on the back.": `attributes.py`).
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from clinicgym.patients.cases.case import Fact
-from clinicgym.patients.errors import KBError
 from clinicgym.patients.patient.attributes import attributes
 from clinicgym.patients.patient.encoder import SentenceEncoder
+from clinicgym.patients.patient.lexicon_files import RegexPair, read_model
 
 LAY_WORDS_FILE = Path(__file__).parent / "lexicon" / "lay_words.yaml"
 """Not part of the KB (its version, and so frozen suites, do not depend on how the patient
@@ -164,22 +164,9 @@ _STOP = set(
 )
 
 
-class Topic(BaseModel):
-    """A kind of thing a question can ask about without naming it, and how statements of that
-    kind read (both regular expressions)."""
-
-    model_config = ConfigDict(extra="forbid")
-    question: str
-    statement: str
-
-    @field_validator("question", "statement")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"not a regular expression ({e})") from None
-        return v
+Topic = RegexPair
+"""A kind of thing a question can ask about without naming it, and how statements of that kind
+read."""
 
 
 class LayWords(BaseModel):
@@ -192,26 +179,9 @@ class LayWords(BaseModel):
     topics: dict[str, Topic] = {}
 
 
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _load_yaml(path: Path, model: type[_M]) -> _M:
-    """A YAML file read as `model`; a KBError names the file and field of a problem."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return model.model_validate(raw)
-    except (OSError, yaml.YAMLError) as e:
-        raise KBError(path, [f"cannot read ({e})"]) from None
-    except ValidationError as e:
-        raise KBError(
-            path,
-            [f"field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()],
-        ) from None
-
-
 def load_lexicon(path: Path) -> LayWords:
     """A lay-word file, validated; a KBError names the file and field of a problem."""
-    return _load_yaml(path, LayWords)
+    return read_model(path, LayWords)
 
 
 @cache
@@ -778,7 +748,7 @@ class AcceptanceScorer(BaseModel):
 
 def load_acceptance(path: Path) -> AcceptanceScorer:
     """An acceptance-weights file, validated; a KBError names the file and field of a problem."""
-    return _load_yaml(path, AcceptanceScorer)
+    return read_model(path, AcceptanceScorer)
 
 
 @cache
