@@ -314,10 +314,12 @@ class GroundedPatient:
     def _unstated(self, fact: Fact, part: str, question: str, turn: int) -> str:
         """A statement that names what the part asks about but not what it asks of it: said as
         it is, then "I'm not sure" about the rest (never a yes the record does not hold)."""
+        earlier = any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
+        said = self.words.repeat(fact.text, fact.concept) if earlier else fact.text
         self._note(turn, question, fact.concept, "affirmed", fact.text, fact.id)
         self._told.add(fact.id)
         unsure = self._say_unknown(f"question:{part[:60]}", question, turn)
-        return f"{fact.text[:1].upper()}{fact.text[1:].rstrip('.')}. {unsure}"
+        return f"{said[:1].upper()}{said[1:].rstrip('.')}. {unsure}"
 
     def _about_record_fact(
         self,

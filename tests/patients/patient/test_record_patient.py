@@ -362,6 +362,9 @@ def test_a_yes_is_said_only_to_what_the_statement_says_of_its_complaint(tmp_path
     assert itch.answers[0].status == "unknown"
     assert not itch.text.startswith("Yes") and "forearms" in itch.text
     assert [g["kind"] for g in itch.guard] == ["unstated"] and itch.revealed
+    again = patient.answer("Is the rash itchy?")  # said before: marked as a repeat
+    assert again.answers[0].status == "unknown" and itch.text.startswith("Rash on both")
+    assert "rash on both forearms" in again.text and not again.text.startswith(("Yes", "Rash"))
     night = patient.answer("Is the cough worse at night?")
     assert night.answers[0].status == "affirmed" and "night" in night.text
     assert patient.answer("How long have you been taking the ibuprofen?").answers[0].status == (
