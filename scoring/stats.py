@@ -276,22 +276,12 @@ def bootstrap_ci(
     value = statistic(items) if items else None
     if value is None:
         return {"mean": None, "ci95": None, "n": len(items), "method": None}
-    out: dict[str, Any] = {
-        "mean": float(value),
-        "ci95": None,
-        "n": len(items),
-        "method": UNDEFINED,
-    }
-    if len(items) >= 2:
 
-        def stat(idx: np.ndarray) -> float:
-            v = statistic([items[i] for i in idx])
-            return math.nan if v is None else float(v)
+    def stat(idx: np.ndarray) -> float:
+        v = statistic([items[i] for i in idx])
+        return math.nan if v is None else float(v)
 
-        out["ci95"], out["method"] = _bootstrap(
-            (np.arange(len(items)),), stat, vectorized=False, resamples=resamples, seed=seed
-        )
-    return out
+    return _index_bootstrap_ci(len(items), value, stat, resamples=resamples, seed=seed)
 
 
 def _index_bootstrap_ci(
@@ -302,8 +292,9 @@ def _index_bootstrap_ci(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, Any]:
-    """`bootstrap_ci` of `n` items whose statistic reads the resampled indices directly (the
-    same resamples, so the same interval), for a statistic over arrays built once."""
+    """The interval of `bootstrap_ci` for `n` items given their statistic's `value`, where
+    `statistic` reads the resampled indices (so a statistic over arrays built once can index
+    them instead of rebuilding them from items)."""
     out: dict[str, Any] = {"mean": float(value), "ci95": None, "n": n, "method": UNDEFINED}
     if n >= 2:
         out["ci95"], out["method"] = _bootstrap(
