@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from clinicgym.patients.patient.lexicon_files import RegexPair, read_model
+from clinicgym.patients.patient.lexicon_files import LEXICON_DIR, RegexPair, read_model
 
-ATTRIBUTES_FILE = Path(__file__).parent / "lexicon" / "attributes.yaml"
+ATTRIBUTES_FILE = LEXICON_DIR / "attributes.yaml"
 
 
 AnswerType = RegexPair

@@ -311,10 +311,14 @@ class GroundedPatient:
             guard=guard,
         )
 
+    def _said_before(self, fact: Fact) -> bool:
+        """The ledger holds the statement as said (not held back) at an earlier turn."""
+        return any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
+
     def _unstated(self, fact: Fact, part: str, question: str, turn: int) -> str:
         """A statement that names what the part asks about but not what it asks of it: said as
         it is, then "I'm not sure" about the rest (never a yes the record does not hold)."""
-        earlier = any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
+        earlier = self._said_before(fact)
         said = self.words.repeat(fact.text, fact.concept) if earlier else fact.text
         self._note(turn, question, fact.concept, "affirmed", fact.text, fact.id)
         self._told.add(fact.id)
@@ -344,7 +348,7 @@ class GroundedPatient:
         said: AnswerStatus = (
             "affirmed" if status == "affirmed" or (status is None and fact.present) else "denied"
         )
-        earlier = any(e.fact_id == fact.id and e.status != "withheld" for e in self.ledger)
+        earlier = self._said_before(fact)
         if earlier:
             text = self.words.repeat(fact.text, fact.concept)
         elif (

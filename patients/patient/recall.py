@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from clinicgym.patients.cases.case import Fact
 from clinicgym.patients.patient.attributes import attributes
 from clinicgym.patients.patient.encoder import SentenceEncoder
-from clinicgym.patients.patient.lexicon_files import RegexPair, read_model
+from clinicgym.patients.patient.lexicon_files import LEXICON_DIR, RegexPair, read_model
 
-LAY_WORDS_FILE = Path(__file__).parent / "lexicon" / "lay_words.yaml"
+LAY_WORDS_FILE = LEXICON_DIR / "lay_words.yaml"
 """Not part of the KB (its version, and so frozen suites, do not depend on how the patient
 reads questions)."""
 
@@ -696,7 +696,7 @@ FEATURES = (
 """Per (question part, statement) pair, in the order the acceptance weights expect them."""
 
 
-ACCEPTANCE_FILE = Path(__file__).parent / "lexicon" / "recall_acceptance.yaml"
+ACCEPTANCE_FILE = LEXICON_DIR / "recall_acceptance.yaml"
 """Weights of the acceptance scorer, fitted offline by bench/fit_recall.py (no KB content, so
 refitting leaves the KB version and frozen suites alone)."""
 
