@@ -15,6 +15,8 @@ only sounds related (half of them the record cannot answer): held out, and its c
 are the figure to watch. "held-out unseen 2" (bench/data/unseen2) is a second such set, written
 on 2026-12-07 before the patient was measured on it, after the first sets had been read while
 changing the patient: 20 new cases, 300 questions, a third of them near misses.
+"held-out unseen 3" (bench/data/unseen3) is a third, written on 2026-12-07 after unseen 2 had
+been read, and measured first on the code before the changes it was written to judge.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ BANKS = Path(__file__).parent / "data" / "patient_bank"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "agentclinic"
 UNSEEN = Path(__file__).resolve().parent / "data" / "unseen"
 UNSEEN2 = Path(__file__).resolve().parent / "data" / "unseen2"
+UNSEEN3 = Path(__file__).resolve().parent / "data" / "unseen3"
 # (label, bank, cases): a relative name is read from BANKS or SHARED, an absolute path as is.
 RUNS = (
     ("dev (tuned on)", "dev.jsonl", "agentclinic_medqa.jsonl"),
@@ -38,6 +41,7 @@ RUNS = (
     ("held-out unseen", UNSEEN / "questions.jsonl", UNSEEN / "cases.jsonl"),
     ("near misses", UNSEEN / "near_misses.jsonl", UNSEEN / "cases.jsonl"),
     ("held-out unseen 2", UNSEEN2 / "questions.jsonl", UNSEEN2 / "cases.jsonl"),
+    ("held-out unseen 3", UNSEEN3 / "questions.jsonl", UNSEEN3 / "cases.jsonl"),
 )
 
 
