@@ -150,7 +150,7 @@ def load_model(name: str, dtype: str = "auto") -> tuple[Any, Any, str]:
         model, tokenizer = _from_pretrained(name, where, kwargs)
         if "gguf_file" in kwargs and converted is not None:
             _save_converted(model, tokenizer, converted)
-    want = _pick_dtype(dtype, torch)
+    want = pick_dtype(dtype, torch)
     if model.dtype != want:
         model = model.to(want)
     tokenizer.padding_side = "left"
@@ -242,7 +242,8 @@ def _save_converted(model: Any, tokenizer: Any, dest: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _pick_dtype(dtype: str, torch: Any) -> Any:
+def pick_dtype(dtype: str, torch: Any) -> Any:
+    """The torch dtype a `dtype` setting names (shared with the vision backend, `hf_vision.py`)."""
     if dtype == "auto":  # bfloat16 where the CPU has native support (2x faster here), else fp32
         ok = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
         return torch.bfloat16 if ok else torch.float32

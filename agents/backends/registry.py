@@ -442,15 +442,23 @@ examination until the run's 20-turn budget ran out (3 of 12 cases, two thirds of
 @register_backend(
     "hf",
     example="hf/smollm2",
-    options={"batch": int, "dtype": str, "cache_mb": int, "threads": int},
+    options={"batch": int, "dtype": str, "cache_mb": int, "threads": int, "vision": _bool},
     defaults=lambda target: dict(EMBEDDED_DEFAULTS.get(target, {})),
 )
 def _hf(spec: ModelSpec) -> ChatBackend:
     """`hf/smollm2`, `hf/gemma3-270m`, `hf:/path/to/model_dir`, a .gguf file or a cached hub
-    name (offline)."""
+    name (offline); with `vision=1` (or a LLaVA-like directory) a vision-language model."""
     from clinicgym.agents.backends.hf import HFBackend
+    from clinicgym.agents.backends.hf_vision import HFVisionBackend, is_vision_only
 
     o = spec.options
+    if o.get("vision") or is_vision_only(spec.target):
+        return HFVisionBackend.load(
+            spec.target,
+            dtype=o.get("dtype", "auto"),
+            max_batch=o.get("batch", 16),
+            threads=o.get("threads"),
+        )
     return HFBackend.load(
         spec.target,
         dtype=o.get("dtype", "auto"),

@@ -129,7 +129,7 @@ def test_text_modality_sends_no_picture_even_to_a_vision_model(small_kb, sampler
         assert shown == [] and all(srv.images(i) == [] for i in range(len(srv.requests)))
 
 
-def test_vision_is_an_http_setting_only(small_kb):
+def test_vision_is_a_setting_of_the_http_and_hf_backends_only(small_kb):
     from clinicgym.agents.errors import AgentSpecError
 
     f = make_agent_factory("openai:m@http://127.0.0.1:1/v1#vision=yes", small_kb)
