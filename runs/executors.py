@@ -37,6 +37,7 @@ from clinicgym.runs.runner import (
     Scored,
     is_bug,
     play_planned,
+    preload_finalise,
     raise_if_bug,
     score_played,
 )
@@ -148,7 +149,8 @@ async def schedule(
     on_episode: OnEpisode | None,
 ) -> int:
     """Call `run_one` (which plays and stores an episode) for every planned episode not in the
-    store, within the global and per-agent concurrency limits; returns how many ran."""
+    store, within the global and per-agent concurrency limits; returns how many ran. Once the
+    first is stored, what finalise imports is loaded meanwhile (`preload_finalise`)."""
     done = store.finished_ids()
     by_agent: dict[str, Iterator[PlannedEpisode]] = {
         a: iter([p for p in ctx.plan if p.agent == a and p.episode_id not in done])
@@ -172,6 +174,8 @@ async def schedule(
                     return
                 episode = await run_one(planned)
             count += 1
+            if count == 1:  # start-up is over (and every worker process forked)
+                preload_finalise()
             seen = outcomes[agent]
             seen[episode.status != "error"] += 1
             if limit and seen[1] == 0 and seen[0] >= limit:

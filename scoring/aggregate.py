@@ -35,7 +35,8 @@ def pass_k(rows: pd.DataFrame, metric: str = PASS_METRIC) -> dict[str, Any]:
     ok = rows.loc[(rows["status"] == "completed") & rows[metric].notna(), ["case_id", metric]]
     if ok.empty:
         return {}
-    per_case = [(len(g), int((g[metric] == 1).sum())) for _, g in ok.groupby("case_id", sort=True)]
+    by_case = (ok[metric] == 1).groupby(ok["case_id"], sort=True)  # one pass, not one per case
+    per_case = list(zip(by_case.size().tolist(), by_case.sum().astype(int).tolist(), strict=True))
     most = max(n for n, _ in per_case)
     if most < 2:
         return {}
