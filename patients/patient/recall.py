@@ -475,18 +475,41 @@ _CONTEXT = re.compile(
     re.IGNORECASE,
 )
 """A leading clause that sets the scene for a question rather than asking one."""
-_CLAUSE_SPLIT = re.compile(r"[,;()]|\bbut\b", re.IGNORECASE)
+_CLAUSE_SPLIT = re.compile(r"[,;()]|\b(?:but|until)\b", re.IGNORECASE)
 
 
 _STATE_NEGATING = re.compile(
     r"\b(?:uneventful|uncomplicated|unremarkable|normal(?:ly)?|unintentional(?:ly)?|unprotected|inconsistent(?:ly)?|resolv\w*|healed|"
-    r"former(?:ly)?|quit|stopped|ceased|non-?\w+|spar(?:ed|ing)|free of|negative)\b",
+    r"former(?:ly)?|quit|stopped|ceased|abstain\w*|abstinent|teetotal|gave up|given up|"
+    r"non-?\w+|spar(?:ed|ing)|free of|negative)\b",
     re.IGNORECASE,
 )
 """Words by which a statement answers "no" to a question about the thing it names: "an
 uneventful pregnancy" to "any complications?", "a resolved rash" to "is it still there?",
 "unprotected sex" to "do you use condoms?". A question using the same word asks about that
 state itself ("did the pain resolve?"), and gets a yes."""
+_FORMER = {"forme", "quit", "stopp", "cease", "absta", "gave ", "given"}
+"""Stems of `_STATE_NEGATING` that put a habit in the past: "no" to "do you smoke?", but...
+"""
+_EVER_Q = re.compile(r"\b(?:ever|used to|in the past|previously|before)\b", re.IGNORECASE)
+"""...a yes to a question about the past ('have you ever smoked?' to 'former smoker')."""
+_UNRELATED = re.compile(
+    r"\b(?:not|never|un)[ -]?(?:related|associated|linked|connected|brought on|triggered|"
+    r"provoked|made worse|worsened|affected)\b|\b(?:not|never|n't)\s+(?:come|comes|came)\s+on\b",
+    re.IGNORECASE,
+)
+"""A statement that its complaint does not go with something ('chest pain not related to
+exertion', 'does not come on with exertion')..."""
+_RELATION_Q = re.compile(
+    r"\b(?:when|with|during|after|comes? on|brings? (?:it )?on|brought on|trigger\w*|set off|"
+    r"worse|related|associated)\b",
+    re.IGNORECASE,
+)
+"""...answers "no" to a question whether it does ('does the pain come on when you exercise?')."""
+_ABLE_Q = re.compile(r"^\W*(?:can|could|are you able|is (?:he|she) able|r u able)\b", re.I)
+"""'Can you straighten your fingers fully?' is answered "no" by a statement of trouble with it."""
+_PAINLESS = re.compile(r"\bpain-?less\b", re.IGNORECASE)
+_PAIN_Q = re.compile(r"\b(?:pain\w*|hurt\w*|sore|tender)\b", re.IGNORECASE)
 _QUALITY = re.compile(r"\b(?:healthy|well)\b", re.IGNORECASE)
 """Words by which a statement says someone is well: "previously healthy" answers "no" to a
 question about a problem ('any medical problems?'), but "one healthy sibling" still answers
@@ -555,14 +578,25 @@ def polarity(fact: Fact, question: str) -> str:
     scope = " ".join(clauses) if clauses else fact.text
     said = {w.lower()[:5] for w in _STATE_NEGATING.findall(scope)}
     asked = {w.lower()[:5] for w in _STATE_NEGATING.findall(question)}
-    if said - asked:
+    if said - asked and not (said <= _FORMER and _EVER_Q.search(question)):
         return "denied"
-    if said & asked:  # 'has his development been normal?' to 'normal development'
+    if said:  # 'has his development been normal?' to 'normal development'; 'ever smoked?'
         return "affirmed"
     if _QUALITY.search(scope) and _PROBLEM.search(question) and not _QUALITY.search(question):
         return "denied"
-    if _WELL_Q.search(question.strip(" ?.!")) and _troubled(scope, stems):
+    if (_WELL_Q.search(question.strip(" ?.!")) or _ABLE_Q.search(question)) and _troubled(
+        scope, stems
+    ):
         return "denied"
+    if _PAINLESS.search(scope) and _PAIN_Q.search(question):
+        return "denied"  # 'are the lesions painful?' to 'painless lesions'
+    if _UNRELATED.search(scope) and _RELATION_Q.search(question):
+        return "denied"
+    if _PROBLEM.search(question) and any(
+        _PROBLEM.search(m.group(1)) for m in _NO_LIST.finditer(scope)
+    ):
+        return "denied"  # 'born at term with no complications' to 'any problems at birth?'
+
     asked4 = {w[:4] for w in stems}
     if any(m.group(1).lower()[:4] in asked4 for m in _NEGATOR.finditer(scope)):
         return "denied"  # 'rash not involving the perioral skin' to 'does it involve...?'

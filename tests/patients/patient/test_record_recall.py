@@ -364,3 +364,39 @@ def test_one_vaccine_is_not_another(tmp_path: Path) -> None:
     assert _status(patient, "did you have the flu jab?") == ["affirmed"]
     assert _status(patient, "have you had the pneumonia vaccine?") == ["unknown"]
     assert _status(patient, "are you up to date with your covid boosters?") == ["unknown"]
+
+
+def test_a_past_habit_is_no_to_now_and_yes_to_ever() -> None:
+    former = _fact("I'm a former cigar smoker.")
+    assert polarity(former, "Do you smoke?") == "denied"
+    assert polarity(former, "Have you ever smoked?") == "affirmed"
+    abstained = _fact("I have abstained from alcohol for three years.")
+    assert polarity(abstained, "Do you drink alcohol these days?") == "denied"
+
+
+def test_painless_unrelated_and_unable_answer_no() -> None:
+    assert polarity(_fact("Lesions are painless."), "Are the lesions painful?") == "denied"
+    hands = _fact("Painless lesions on both hands.")
+    assert polarity(hands, "Any spots on your hands?") == "affirmed"  # painless is not 'no spots'
+    chest = _fact("Chest pain not related to exertion.")
+    assert polarity(chest, "Does the pain come on when you exercise?") == "denied"
+    assert polarity(chest, "Do you have chest pain?") == "affirmed"
+    fingers = _fact("I have difficulty fully straightening my fingers.")
+    assert polarity(fingers, "Can you straighten your fingers fully?") == "denied"
+    birth = _fact("My child was born at term with no complications.")
+    assert polarity(birth, "Any problems at the birth?") == "denied"
+    assert polarity(birth, "Was he born at term?") == "affirmed"
+    labour = _fact("An uneventful pregnancy until premature onset of labor.")
+    assert polarity(labour, "Did labor start early?") == "affirmed"
+
+
+def test_a_list_question_is_answered_by_a_statement_filed_under_another_heading(
+    tmp_path: Path,
+) -> None:
+    patient = _patient(
+        tmp_path,
+        History="She has had a cough for two weeks. No medications.",
+        Past_Medical_History="None.",
+    )
+    reply = patient.answer("Are you taking any medications?")
+    assert [a.status for a in reply.answers] == ["denied"], reply.text
