@@ -258,8 +258,9 @@ class GroundedPatient:
         if top is not None and top.kind == "intent":
             if top.target == "onset" and top.score >= best:
                 return self._onset(question, turn)
-            if top.target in _LISTS and (not found or top.score >= best + 0.1):
-                return self._record_list(top.target, question, turn)
+            listed = any(f.category == _LISTS.get(top.target) for f in self.case.facts)
+            if top.target in _LISTS and (not found or (listed and top.score >= best + 0.1)):
+                return self._record_list(top.target, question, turn)  # else its statement
             identity = top.target in _IDENTITY
             if identity and asks_problem(question):  # 'any probs when he was born?'
                 pass
