@@ -31,13 +31,13 @@ from clinicgym.envs.episode import Episode, TerminationReason
 from clinicgym.patients.patient.matching import matcher_for
 from clinicgym.runs.casefile import LazyCases
 from clinicgym.runs.errors import RunError
+from clinicgym.runs.preload import preload_finalise
 from clinicgym.runs.runner import (
     PlannedEpisode,
     RunContext,
     Scored,
     is_bug,
     play_planned,
-    preload_finalise,
     raise_if_bug,
     score_played,
 )
