@@ -625,6 +625,20 @@ class Recall:
     part is answered 'unknown' (`attributes.Attributes.unstated`)."""
 
 
+DETAIL_FLOOR = 0.25
+"""The least score of a statement that answers 'how long...?' or 'when did it start?' by
+naming the complaint and giving the time, though the thresholds did not accept it."""
+_DETAIL_WORDS = content_stems(
+    "how long when what time start started starting begin began begun first notice noticed "
+    "happen happened come came since ago have had has been get got feel felt past last year "
+    "years month months week weeks day days"
+)
+"""Words of such a question that ask for the detail, not name the complaint."""
+_TIMES = {"duration", "onset"}
+"""The answer types (`lexicon/attributes.yaml`) a statement of the complaint may give beyond the
+thresholds: a time is rarely given of the wrong complaint, a number or a side often is."""
+
+
 CANDIDATES = 6
 """Statements per question part that the acceptance scorer weighs (by score, best first)."""
 
@@ -1006,7 +1020,13 @@ class RecordIndex:
                 pick = int(np.argmax(np.where(accept, p, -np.inf)))
         j = r.cand[pick]
         best = float(r.score[j])
-        if not accept[pick]:
+        asked = part.strip()
+        open_q = bool(OPEN_QUESTION.match(asked))
+        detail = lambda text: attributes().ungiven(asked, text)  # noqa: E731
+        if not accept[pick]:  # 'when did the pain start?' of '... pain ... 16 hours ago'
+            k = self._detail(r, detail) if open_q and detail("") & _TIMES else None
+            if k is not None:
+                return Recall(part, self.facts[k], float(r.score[k]), status="affirmed")
             return Recall(part, None, best)
         status = r.said[j]
         rival = max(
@@ -1022,12 +1042,27 @@ class RecordIndex:
             return Recall(part, None, best, blocked=rival[1])
         if status != "affirmed":
             return Recall(part, self.facts[j], best, status=status)
-        asked = part.strip()
-        if OPEN_QUESTION.match(asked):  # 'how long...?' of 'Fatigue.'
-            j, unstated = self._saying(r, j, lambda text: attributes().ungiven(asked, text))
+        if open_q:  # 'how long...?' of 'Fatigue.'
+            j, unstated = self._saying(r, j, detail)
+            k = self._detail(r, detail) if unstated & _TIMES else None
+            if k is not None:
+                j, unstated = k, set()
         else:  # 'is the rash itchy?' of 'Rash on the back.'
             j, unstated = self._saying(r, j, lambda text: attributes().unstated(r.read, text))
         return Recall(part, self.facts[j], best, status=status, unstated=frozenset(unstated))
+
+    def _detail(self, r: _Ruled, missing: Callable[[str], set[str]]) -> int | None:
+        """The best statement of the complaint an open question names (a word shared, the
+        thresholds aside) that gives the detail it asks for: 'when did the pain start?' of
+        'sudden onset of abdominal pain 16 hours ago', 'how long has your calf been swollen?'
+        of 'L calf swelling x4/7'."""
+        topic = content_stems(r.read) - _DETAIL_WORDS
+        hits = [
+            k
+            for k in np.flatnonzero(r.score >= DETAIL_FLOOR)
+            if self.facts[k].present and self._stems[k] & topic and not missing(self.facts[k].text)
+        ]
+        return int(max(hits, key=lambda k: r.score[k])) if hits else None
 
     def _saying(
         self, r: _Ruled, j: int, missing: Callable[[str], set[str]]

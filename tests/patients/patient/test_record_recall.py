@@ -400,3 +400,20 @@ def test_a_list_question_is_answered_by_a_statement_filed_under_another_heading(
     )
     reply = patient.answer("Are you taking any medications?")
     assert [a.status for a in reply.answers] == ["denied"], reply.text
+
+
+def test_when_and_how_long_are_answered_by_a_statement_of_the_complaint_that_gives_the_time(
+    tmp_path: Path,
+) -> None:
+    patient = _patient(
+        tmp_path,
+        History="Left calf swelling and pain. L calf swelling x4/7. Sudden onset of "
+        "abdominal pain around the umbilicus 16 hours ago.",
+        Review_of_Systems="Low-grade fever.",
+    )
+    assert "x4/7" in patient.answer("How long has your calf been swollen?").text
+    reply = patient.answer("When did the tummy pain start?")
+    assert "16 hours ago" in reply.text
+    assert [a.status for a in reply.answers] == ["affirmed"]
+    fever = patient.answer("When did the fever start?")  # the record does not say
+    assert [a.status for a in fever.answers] == ["unknown"], fever.text
