@@ -480,7 +480,7 @@ _CLAUSE_SPLIT = re.compile(r"[,;()]|\b(?:but|until)\b", re.IGNORECASE)
 
 _STATE_NEGATING = re.compile(
     r"\b(?:uneventful|uncomplicated|unremarkable|normal(?:ly)?|unintentional(?:ly)?|unprotected|inconsistent(?:ly)?|resolv\w*|healed|"
-    r"former(?:ly)?|quit|stopped|ceased|abstain\w*|abstinent|teetotal|gave up|given up|"
+    r"former(?:ly)?|ex-\w+|quit|stopped|ceased|abstain\w*|abstinent|teetotal|gave up|given up|"
     r"non-?\w+|spar(?:ed|ing)|free of|negative)\b",
     re.IGNORECASE,
 )
@@ -488,7 +488,7 @@ _STATE_NEGATING = re.compile(
 uneventful pregnancy" to "any complications?", "a resolved rash" to "is it still there?",
 "unprotected sex" to "do you use condoms?". A question using the same word asks about that
 state itself ("did the pain resolve?"), and gets a yes."""
-_FORMER = {"forme", "quit", "stopp", "cease", "absta", "gave ", "given"}
+_FORMER = {"forme", "quit", "stopp", "cease", "absta", "gave ", "given", "ex-sm", "ex-dr"}
 """Stems of `_STATE_NEGATING` that put a habit in the past: "no" to "do you smoke?", but...
 """
 _EVER_Q = re.compile(r"\b(?:ever|used to|in the past|previously|before)\b", re.IGNORECASE)
@@ -510,13 +510,14 @@ _ABLE_Q = re.compile(r"^\W*(?:can|could|are you able|is (?:he|she) able|r u able
 """'Can you straighten your fingers fully?' is answered "no" by a statement of trouble with it."""
 _PAINLESS = re.compile(r"\bpain-?less\b", re.IGNORECASE)
 _PAIN_Q = re.compile(r"\b(?:pain\w*|hurt\w*|sore|tender)\b", re.IGNORECASE)
-_QUALITY = re.compile(r"\b(?:healthy|well)\b", re.IGNORECASE)
+_QUALITY = re.compile(r"\b(?:healthy|well|fine|unaffected)\b", re.IGNORECASE)
 """Words by which a statement says someone is well: "previously healthy" answers "no" to a
 question about a problem ('any medical problems?'), but "one healthy sibling" still answers
 "have you any brothers or sisters?" with a yes."""
 _PROBLEM = re.compile(
     r"\b(?:problems?|probs?|complicat\w*|issues?|wrong|ill|illness\w*|sick\w*|diseases?|"
-    r"troubles?|concerns?|abnormal\w*|difficult\w*|worr\w*|symptoms?|conditions?|disorders?)\b",
+    r"troubles?|concerns?|abnormal\w*|difficult\w*|worr\w*|symptoms?|conditions?|disorders?|"
+    r"affected)\b",
     re.IGNORECASE,
 )
 """Words by which a question asks about a problem rather than about the thing itself."""
@@ -602,6 +603,10 @@ def polarity(fact: Fact, question: str) -> str:
         return "denied"  # 'rash not involving the perioral skin' to 'does it involve...?'
     if stems and any(stems <= content_stems(m.group(1)) for m in _NO_LIST.finditer(fact.text)):
         return "denied"  # 'a student with no history of drug use' to 'do you use drugs?'
+    shared = stems & content_stems(fact.text)
+    denied = {s for m in _NO_LIST.finditer(fact.text) for s in content_stems(m.group(1))}
+    if shared and shared <= denied:  # 'have u had the squits?' to "I've had no diarrhoea"
+        return "denied"
     return "affirmed"
 
 

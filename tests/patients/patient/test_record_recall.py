@@ -417,3 +417,13 @@ def test_when_and_how_long_are_answered_by_a_statement_of_the_complaint_that_giv
     assert [a.status for a in reply.answers] == ["affirmed"]
     fever = patient.answer("When did the fever start?")  # the record does not say
     assert [a.status for a in fever.answers] == ["unknown"], fever.text
+
+
+def test_an_ex_smoker_a_fine_hand_and_a_denied_word_answer_no() -> None:
+    ex = _fact("Ex-smoker, stopped 2018.")
+    assert polarity(ex, "Do you still smoke?") == "denied"
+    assert polarity(ex, "Have you ever smoked?") == "affirmed"
+    assert polarity(_fact("Left hand fine."), "Is your left hand affected at all?") == "denied"
+    calm = _fact("He appears comfortable, with no signs of distress.")
+    assert polarity(calm, "Does he seem distressed?") == "denied"
+    assert polarity(calm, "Does he seem comfortable?") == "affirmed"
