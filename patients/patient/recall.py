@@ -1038,8 +1038,12 @@ class RecordIndex:
             (
                 (float(r.score[k]), self.facts[k])
                 for n, k in enumerate(r.cand)
-                if k != j and accept[n] and r.shared[k] == r.shared[j] and r.said[k] != status
-            ),
+                if k != j
+                and accept[n]
+                and r.shared[k] == r.shared[j]
+                and r.said[k] != status
+                and not (r.focus & self._stems[k] < r.focus & self._stems[j])
+            ),  # a rival that says only part of what the pick says of the question is none
             default=(-1.0, None),
             key=lambda t: t[0],
         )

@@ -427,3 +427,13 @@ def test_an_ex_smoker_a_fine_hand_and_a_denied_word_answer_no() -> None:
     calm = _fact("He appears comfortable, with no signs of distress.")
     assert polarity(calm, "Does he seem distressed?") == "denied"
     assert polarity(calm, "Does he seem comfortable?") == "affirmed"
+
+
+def test_a_rival_that_says_only_part_of_what_the_answer_says_does_not_block_it(
+    tmp_path: Path,
+) -> None:
+    patient = _patient(
+        tmp_path,
+        History="Severe abdominal pain. Denies any recent trauma to the abdomen.",
+    )
+    assert _status(patient, "Any recent trauma to the abdomen?") == ["denied"]
