@@ -434,6 +434,8 @@ def test_a_rival_that_says_only_part_of_what_the_answer_says_does_not_block_it(
 ) -> None:
     patient = _patient(
         tmp_path,
-        History="Severe abdominal pain. Denies any recent trauma to the abdomen.",
+        History="Severe abdominal pain. Vaginal bleeding for the past hour accompanied by "
+        "severe abdominal pain.",
+        Review_of_Systems="Denies any recent trauma to the abdomen or any urinary symptoms.",
     )
     assert _status(patient, "Any recent trauma to the abdomen?") == ["denied"]
