@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -489,8 +489,7 @@ uneventful pregnancy" to "any complications?", "a resolved rash" to "is it still
 "unprotected sex" to "do you use condoms?". A question using the same word asks about that
 state itself ("did the pain resolve?"), and gets a yes."""
 _FORMER = {"forme", "quit", "stopp", "cease", "absta", "gave ", "given", "ex-sm", "ex-dr"}
-"""Stems of `_STATE_NEGATING` that put a habit in the past: "no" to "do you smoke?", but...
-"""
+"""Stems of `_STATE_NEGATING` that put a habit in the past: "no" to "do you smoke?", but..."""
 _EVER_Q = re.compile(r"\b(?:ever|used to|in the past|previously|before)\b", re.IGNORECASE)
 """...a yes to a question about the past ('have you ever smoked?' to 'former smoker')."""
 _UNRELATED = re.compile(
@@ -510,6 +509,8 @@ _ABLE_Q = re.compile(r"^\W*(?:can|could|are you able|is (?:he|she) able|r u able
 """'Can you straighten your fingers fully?' is answered "no" by a statement of trouble with it."""
 _PAINLESS = re.compile(r"\bpain-?less\b", re.IGNORECASE)
 _PAIN_Q = re.compile(r"\b(?:pain\w*|hurt\w*|sore|tender)\b", re.IGNORECASE)
+"""'Painless' says no to a question about pain, and only to one: 'painless lesions on the
+hands' still answers 'any spots on your hands?'."""
 _QUALITY = re.compile(r"\b(?:healthy|well|fine|unaffected)\b", re.IGNORECASE)
 """Words by which a statement says someone is well: "previously healthy" answers "no" to a
 question about a problem ('any medical problems?'), but "one healthy sibling" still answers
@@ -597,7 +598,6 @@ def polarity(fact: Fact, question: str) -> str:
         _PROBLEM.search(m.group(1)) for m in _NO_LIST.finditer(scope)
     ):
         return "denied"  # 'born at term with no complications' to 'any problems at birth?'
-
     asked4 = {w[:4] for w in stems}
     if any(m.group(1).lower()[:4] in asked4 for m in _NEGATOR.finditer(scope)):
         return "denied"  # 'rash not involving the perioral skin' to 'does it involve...?'
@@ -1027,7 +1027,7 @@ class RecordIndex:
         best = float(r.score[j])
         asked = part.strip()
         open_q = bool(OPEN_QUESTION.match(asked))
-        detail = lambda text: attributes().ungiven(asked, text)  # noqa: E731
+        detail = partial(attributes().ungiven, asked)  # what of the asked detail a text lacks
         if not accept[pick]:  # 'when did the pain start?' of '... pain ... 16 hours ago'
             k = self._detail(r, detail) if open_q and detail("") & _TIMES else None
             if k is not None:
