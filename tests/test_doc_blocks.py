@@ -21,12 +21,13 @@ text. HTML comments on the lines just above a fence say how its block is treated
 Without a marker a block runs in the default test: python blocks as a script, shell blocks
 command by command (the `$ ` lines, or every line when there are none) with bash; each must
 exit 0. Each page's blocks run in document order in one temporary folder per page (linking the
-repository's `tests`, `examples` and `bench`, so relative paths in the docs resolve and nothing
-is written into the checkout), so a block reads what an earlier block of its page wrote: a run
-directory, a saved file. A slow block run alone (`-m slow`) first runs the page's earlier
-default blocks; a default block never waits for a slow one (one that needs a slow block's
-output is itself slow). When an earlier block failed, the later blocks of its page are skipped
-(or failed, when the earlier one ran as their prerequisite) with a message naming it.
+repository's `tests`, `examples`, `bench` and `patients/knowledge`, the bundled KB, so relative
+paths in the docs resolve and nothing is written into the checkout), so a block reads what an
+earlier block of its page wrote: a run directory, a saved file. A slow block run alone
+(`-m slow`) first runs the page's earlier default blocks; a default block never waits for a
+slow one (one that needs a slow block's output is itself slow). When an earlier block failed,
+the later blocks of its page are skipped (or failed, when the earlier one ran as their
+prerequisite) with a message naming it.
 
 Whatever the marker, the fast test checks every `clinicgym ...` line of every code block names
 a real subcommand and only options it has, and every `python FILE.py` names a file that exists.
@@ -53,7 +54,8 @@ SHELL_LANGS = {"bash", "sh", "shell", "console"}
 COMMAND = re.compile(
     r"^(\$ |(clinicgym|python|pip|inspect|curl|\.venv/bin/\S+)(\s|$)|[A-Z_]+=\S*\s+(clinicgym|inspect)\b)"
 )
-LINKED = ("tests", "examples", "bench")
+LINKED = ("tests", "examples", "bench", "patients/knowledge")
+"""Repository folders each page's folder links (read only by the docs' blocks)."""
 BLOCK_TIMEOUT_S = int(os.environ.get("DOC_BLOCK_TIMEOUT_S", "600"))
 
 
@@ -267,6 +269,7 @@ def test_the_flag_check_can_fail():
 
 def _workdir(tmp_path: Path) -> Path:
     for name in LINKED:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).symlink_to(ROOT / name)
     return tmp_path
 
