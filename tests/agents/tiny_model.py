@@ -7,6 +7,7 @@ Real transformers classes and a real chat template, so the hf backend runs its t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -22,46 +23,59 @@ CORPUS = [
 ]
 
 
-def build_tiny_chat_model(where: Path) -> Path:
-    """Write (once) a ~200K-parameter Llama and its tokenizer into `where`; return it."""
-    if (where / "config.json").exists():
-        return where
-    import torch
+def _tiny_tokenizer(specials: list[str]) -> Any:
+    """A byte-level BPE of 400 tokens trained on `CORPUS`, as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    specials = ["<unk>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(
         vocab_size=400,
         special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(CORPUS * 20, trainer)
-    fast = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",
         pad_token="<|im_end|>",
     )
-    fast.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(
+
+
+def _tiny_llama_config(fast: Any, max_positions: int, **extra: Any) -> Any:
+    """The 2-layer, 64-wide Llama both tiny models use, for `fast`'s vocabulary."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=len(fast),
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=max_positions,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
-        tie_word_embeddings=True,
+        **extra,
     )
+
+
+def build_tiny_chat_model(where: Path) -> Path:
+    """Write (once) a ~200K-parameter Llama and its tokenizer into `where`; return it."""
+    if (where / "config.json").exists():
+        return where
+    import torch
+    from transformers import LlamaForCausalLM
+
+    fast = _tiny_tokenizer(["<unk>", "<|im_start|>", "<|im_end|>"])
+    fast.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = _tiny_llama_config(fast, 4096, tie_word_embeddings=True)
     model = LlamaForCausalLM(config)
     where.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(where)
@@ -84,46 +98,17 @@ def build_tiny_vision_model(where: Path) -> Path:
     if (where / "config.json").exists():
         return where
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
-        PreTrainedTokenizerFast,
     )
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<unk>", "<|im_start|>", "<|im_end|>", "<image>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS * 20, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-    )
+    fast = _tiny_tokenizer(["<unk>", "<|im_start|>", "<|im_end|>", "<image>"])
     torch.manual_seed(0)
-    text = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=16384,
-        bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-    )
+    text = _tiny_llama_config(fast, 16384)
     vision = CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=64,
