@@ -18,6 +18,7 @@ SMALL_KB = DATA / "kb_small"
 
 NEEDS_EXTRA = {
     "test_hf.py": ("local", "torch"),
+    "test_hf_vision.py": ("local", "torch"),
     "test_cohort_report.py": ("cohorts", "sdv"),
     "test_cohort_synthesis.py": ("cohorts", "sdv"),
     "test_cohort_targeting.py": ("cohorts", "sdv"),
